@@ -1,0 +1,75 @@
+//! A JSON body guard whose every failure is a precise problem response:
+//! 415 for another media type, 413 over the size limit, 400 for malformed
+//! JSON, 422 naming the field whose value has the wrong type.
+
+use rocket::data::{self, Data, FromData, ToByteUnit};
+use rocket::http::Status;
+use rocket::request::Request;
+use serde::de::DeserializeOwned;
+
+use super::problem::ApiError;
+use crate::domain::FieldError;
+
+/// The default limit when `Rocket.toml` sets none for `json`.
+const DEFAULT_LIMIT_KIB: u64 = 16;
+
+pub struct JsonBody<T>(pub T);
+
+#[rocket::async_trait]
+impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {
+    type Error = ApiError;
+
+    async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
+        match parse(request, data).await {
+            Ok(value) => data::Outcome::Success(JsonBody(value)),
+            Err(error) => data::Outcome::Error((Status::BadRequest, error)),
+        }
+    }
+}
+
+async fn parse<T: DeserializeOwned>(request: &Request<'_>, data: Data<'_>) -> Result<T, ApiError> {
+    if !request.content_type().is_some_and(|media| media.is_json()) {
+        return Err(ApiError::UnsupportedMediaType(
+            "the body must be JSON, sent with Content-Type: application/json".into(),
+        ));
+    }
+    let limit = request
+        .limits()
+        .get("json")
+        .unwrap_or(DEFAULT_LIMIT_KIB.kibibytes());
+    let body = data
+        .open(limit)
+        .into_bytes()
+        .await
+        .map_err(|error| ApiError::BadRequest(format!("the body could not be read: {error}")))?;
+    if !body.is_complete() {
+        return Err(ApiError::PayloadTooLarge(format!("the body exceeds {limit}")));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(&body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(into_api_error)?;
+    deserializer
+        .end()
+        .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
+    Ok(value)
+}
+
+fn into_api_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    if inner.is_data() {
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::invalid_fields(vec![FieldError::new(field, strip_position(&inner))])
+    } else {
+        ApiError::BadRequest(format!("malformed JSON: {inner}"))
+    }
+}
+
+/// serde_json appends " at line L column C", which means nothing once the
+/// field is named.
+fn strip_position(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_owned(),
+        None => message,
+    }
+}

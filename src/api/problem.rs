@@ -1,0 +1,164 @@
+//! RFC 9457 problem details: the one place where errors become HTTP responses.
+
+use std::io::Cursor;
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
+use serde::Serialize;
+
+use crate::accounts::AccountError;
+use crate::domain::FieldError;
+use crate::hashing::HashingError;
+use crate::store::StoreError;
+
+/// How long clients should wait before retrying after a 503.
+const RETRY_AFTER_SECS: u32 = 1;
+
+/// Everything a request can fail with, as the client will see it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{detail}")]
+    Validation {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("user not authenticated")]
+    Unauthenticated,
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn invalid_fields(errors: Vec<FieldError>) -> Self {
+        Self::Validation {
+            detail: "the request has invalid fields".into(),
+            errors,
+        }
+    }
+
+    fn status(&self) -> Status {
+        match self {
+            Self::Validation { .. } => Status::UnprocessableEntity,
+            Self::BadRequest(_) => Status::BadRequest,
+            Self::NotFound(_) => Status::NotFound,
+            Self::Conflict(_) => Status::Conflict,
+            Self::Unauthenticated => Status::Unauthorized,
+            Self::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
+            Self::PayloadTooLarge(_) => Status::PayloadTooLarge,
+            Self::Unavailable(_) => Status::ServiceUnavailable,
+            Self::Internal(_) => Status::InternalServerError,
+        }
+    }
+
+    fn problem_type(&self) -> &'static str {
+        match self {
+            Self::Validation { .. } => "/problems/validation",
+            Self::Conflict(_) => "/problems/email-in-use",
+            Self::Unauthenticated => "/problems/unauthenticated",
+            Self::Unavailable(_) => "/problems/unavailable",
+            _ => "about:blank",
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::EmailInUse => Self::Conflict("email already in use".into()),
+            error if error.is_unavailable() => {
+                rocket::warn!("Redis unavailable: {error}");
+                Self::Unavailable("the user store is unavailable; retry later".into())
+            }
+            error => Self::Internal(error.into()),
+        }
+    }
+}
+
+impl From<HashingError> for ApiError {
+    fn from(error: HashingError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::NotFound(id) => Self::NotFound(format!("id {id} not found")),
+            AccountError::Unauthenticated => Self::Unauthenticated,
+            AccountError::PasswordKeptChanging => {
+                Self::Unavailable("the account changed during the request; retry".into())
+            }
+            AccountError::Store(error) => error.into(),
+            AccountError::Hashing(error) => error.into(),
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub problem_type: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    pub fn new(status: Status, detail: impl Into<String>) -> Self {
+        Self {
+            problem_type: "about:blank",
+            title: status.reason_lossy(),
+            status: status.code,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl<'r> Responder<'r, 'static> for Problem {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let status = Status::from_code(self.status).unwrap_or(Status::InternalServerError);
+        let body = serde_json::to_vec(&self).map_err(|_| Status::InternalServerError)?;
+        let mut response = Response::build();
+        response
+            .status(status)
+            .header(ContentType::new("application", "problem+json"))
+            .sized_body(body.len(), Cursor::new(body));
+        if status == Status::ServiceUnavailable {
+            response.header(Header::new("Retry-After", RETRY_AFTER_SECS.to_string()));
+        }
+        Ok(response.finalize())
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ApiError {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let status = self.status();
+        if let Self::Internal(cause) = &self {
+            // The cause goes to the log, never to the client.
+            rocket::error!("{} {}: {cause:#}", request.method(), request.uri());
+        }
+        let mut problem = Problem::new(status, self.to_string());
+        problem.problem_type = self.problem_type();
+        if let Self::Validation { errors, .. } = self {
+            problem.errors = errors;
+        }
+        problem.respond_to(request)
+    }
+}

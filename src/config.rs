@@ -1,0 +1,294 @@
+//! Settings, read once at start from the environment (and `.env`).
+//!
+//! HTTP settings (address, port, limits, shutdown) stay with Rocket's own
+//! configuration: `Rocket.toml` and `ROCKET_*` variables.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
+
+/// Everything the service needs besides Rocket's HTTP settings.
+pub struct Settings {
+    pub redis: RedisSettings,
+    pub password_hashing: HashingSettings,
+    /// The directory served under `/files`.
+    pub static_dir: PathBuf,
+}
+
+pub struct RedisSettings {
+    /// Where and how to connect; holds the password, so it is never printed.
+    pub connection: ConnectionInfo,
+    pub pool_size: u32,
+    /// The longest a request waits for a pooled connection or a Redis reply.
+    pub timeout: Duration,
+    /// Prepended to every key, so several services and tests share one Redis.
+    pub key_prefix: String,
+}
+
+/// argon2id cost parameters and how many hashes may run at once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HashingSettings {
+    pub params: argon2::Params,
+    pub max_concurrent: usize,
+}
+
+impl HashingSettings {
+    pub fn new(
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+        max_concurrent: usize,
+    ) -> Result<Self, argon2::Error> {
+        Ok(Self {
+            params: argon2::Params::new(memory_kib, iterations, parallelism, None)?,
+            max_concurrent,
+        })
+    }
+}
+
+/// OWASP's recommendation for argon2id: 19 MiB, 2 iterations, 1 lane.
+const OWASP_MEMORY_KIB: u32 = 19 * 1024;
+const OWASP_ITERATIONS: u32 = 2;
+const OWASP_PARALLELISM: u32 = 1;
+
+fn default_hashing_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+/// A setting that cannot be used, named so the operator knows what to fix.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid setting {}: {}", self.setting, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Settings {
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, which maps a variable name to its
+    /// value; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env(&|name| lookup(name).filter(|value| !value.trim().is_empty()));
+        Ok(Self {
+            redis: RedisSettings {
+                connection: redis_connection(&env)?,
+                pool_size: env.parse_in("REDIS_POOL_SIZE", 15, 1..=1024)?,
+                timeout: Duration::from_millis(env.parse_in("REDIS_TIMEOUT_MS", 2000, 1..=60_000)?),
+                key_prefix: key_prefix(&env)?,
+            },
+            password_hashing: hashing(&env)?,
+            static_dir: static_dir(&env)?,
+        })
+    }
+}
+
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+    }
+
+    fn parse_in<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display,
+    {
+        let Some(raw) = self.get(name) else {
+            return Ok(default);
+        };
+        let invalid = || ConfigError {
+            setting: name,
+            reason: format!(
+                "expected a whole number from {} to {}, got {raw:?}",
+                range.start(),
+                range.end()
+            ),
+        };
+        let value: T = raw.trim().parse().map_err(|_| invalid())?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(invalid())
+        }
+    }
+}
+
+fn redis_connection(env: &Env) -> Result<ConnectionInfo, ConfigError> {
+    if let Some(url) = env.get("REDIS_URL") {
+        return url.trim().into_connection_info().map_err(|error| ConfigError {
+            setting: "REDIS_URL",
+            // The URL may hold a password: name the problem, never echo the value.
+            reason: format!(
+                "not a usable redis://, rediss:// or redis+unix:// URL ({})",
+                error.category()
+            ),
+        });
+    }
+    let host = env.get("REDIS_ADDRESS").unwrap_or_else(|| "127.0.0.1".into());
+    let port = env.parse_in("REDIS_PORT", 6379u16, 1..=u16::MAX)?;
+    let db = env.parse_in("REDIS_DB", 0i64, 0..=i64::from(u16::MAX))?;
+    let mut redis = RedisConnectionInfo::default().set_db(db);
+    if let Some(username) = env.get("REDIS_USERNAME") {
+        redis = redis.set_username(username);
+    }
+    if let Some(password) = env.get("REDIS_PASSWORD") {
+        redis = redis.set_password(password);
+    }
+    let info = ConnectionAddr::Tcp(host.trim().to_owned(), port)
+        .into_connection_info()
+        .map_err(|error| ConfigError {
+            setting: "REDIS_ADDRESS",
+            reason: error.to_string(),
+        })?;
+    Ok(info.set_redis_settings(redis))
+}
+
+fn key_prefix(env: &Env) -> Result<String, ConfigError> {
+    let prefix = env.get("REDIS_KEY_PREFIX").unwrap_or_else(|| "ua:".into());
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError {
+            setting: "REDIS_KEY_PREFIX",
+            reason: "must not contain whitespace or control characters".into(),
+        });
+    }
+    Ok(prefix)
+}
+
+fn static_dir(env: &Env) -> Result<PathBuf, ConfigError> {
+    let dir = PathBuf::from(env.get("STATIC_DIR").unwrap_or_else(|| "static".into()));
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(ConfigError {
+            setting: "STATIC_DIR",
+            reason: format!("{} is not a directory", dir.display()),
+        })
+    }
+}
+
+fn hashing(env: &Env) -> Result<HashingSettings, ConfigError> {
+    let memory_kib = env.parse_in("ARGON2_MEMORY_KIB", OWASP_MEMORY_KIB, 8..=4 * 1024 * 1024)?;
+    let iterations = env.parse_in("ARGON2_ITERATIONS", OWASP_ITERATIONS, 1..=64)?;
+    let parallelism = env.parse_in("ARGON2_PARALLELISM", OWASP_PARALLELISM, 1..=64)?;
+    let max_concurrent = env.parse_in("HASHING_CONCURRENCY", default_hashing_concurrency(), 1..=1024)?;
+    HashingSettings::new(memory_kib, iterations, parallelism, max_concurrent).map_err(|error| {
+        ConfigError {
+            setting: "ARGON2_MEMORY_KIB",
+            reason: format!("argon2 rejects these parameters: {error} (it needs 8 KiB per lane)"),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings_from(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let vars: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let settings = settings_from(&[]).expect("defaults are valid");
+        assert_eq!(settings.redis.pool_size, 15);
+        assert_eq!(settings.redis.timeout, Duration::from_secs(2));
+        assert_eq!(settings.redis.key_prefix, "ua:");
+        assert_eq!(settings.redis.connection.addr().to_string(), "127.0.0.1:6379");
+        let params = &settings.password_hashing.params;
+        assert_eq!((params.m_cost(), params.t_cost(), params.p_cost()), (19 * 1024, 2, 1));
+    }
+
+    #[test]
+    fn redis_url_carries_acl_user_password_and_database() {
+        let settings = settings_from(&[("REDIS_URL", "redis://app:s3cret@10.0.0.5:6390/3")])
+            .expect("a valid URL");
+        let info = &settings.redis.connection;
+        assert_eq!(info.addr().to_string(), "10.0.0.5:6390");
+        assert_eq!(info.redis_settings().username(), Some("app"));
+        assert_eq!(info.redis_settings().password(), Some("s3cret"));
+        assert_eq!(info.redis_settings().db(), 3);
+    }
+
+    #[test]
+    fn rediss_url_selects_tls() {
+        let settings = settings_from(&[("REDIS_URL", "rediss://cache.example:6380")]).expect("valid");
+        assert!(matches!(settings.redis.connection.addr(), ConnectionAddr::TcpTls { .. }));
+    }
+
+    #[test]
+    fn unix_socket_url_is_accepted() {
+        let settings =
+            settings_from(&[("REDIS_URL", "redis+unix:///run/redis.sock")]).expect("valid");
+        assert!(matches!(settings.redis.connection.addr(), ConnectionAddr::Unix(_)));
+    }
+
+    #[test]
+    fn separate_address_settings_build_the_connection() {
+        let settings = settings_from(&[
+            ("REDIS_ADDRESS", "redis.internal"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_DB", "2"),
+            ("REDIS_USERNAME", "svc"),
+            ("REDIS_PASSWORD", "pw"),
+        ])
+        .expect("valid");
+        let info = &settings.redis.connection;
+        assert_eq!(info.addr().to_string(), "redis.internal:6380");
+        assert_eq!(info.redis_settings().db(), 2);
+        assert_eq!(info.redis_settings().username(), Some("svc"));
+        assert_eq!(info.redis_settings().password(), Some("pw"));
+    }
+
+    #[test]
+    fn a_bad_number_names_its_setting() {
+        let error = settings_from(&[("REDIS_POOL_SIZE", "many")]).err().expect("rejected");
+        assert_eq!(error.setting, "REDIS_POOL_SIZE");
+        assert!(error.to_string().starts_with("invalid setting REDIS_POOL_SIZE:"));
+    }
+
+    #[test]
+    fn an_out_of_range_number_is_rejected() {
+        let error = settings_from(&[("REDIS_POOL_SIZE", "0")]).err().expect("rejected");
+        assert_eq!(error.setting, "REDIS_POOL_SIZE");
+    }
+
+    #[test]
+    fn a_bad_url_is_rejected_without_echoing_it() {
+        let error = settings_from(&[("REDIS_URL", "http://user:hunter2@host")])
+            .err()
+            .expect("rejected");
+        assert_eq!(error.setting, "REDIS_URL");
+        assert!(!error.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn argon2_memory_must_cover_its_lanes() {
+        let error = settings_from(&[("ARGON2_MEMORY_KIB", "8"), ("ARGON2_PARALLELISM", "4")])
+            .err()
+            .expect("rejected");
+        assert_eq!(error.setting, "ARGON2_MEMORY_KIB");
+    }
+}

@@ -1,0 +1,43 @@
+//! user-accounts: a REST service for user accounts, backed by Redis.
+//!
+//! The layers, from the outside in:
+//! - [`api`]: HTTP only. Parses requests into domain types, calls the store,
+//!   and maps every error to an RFC 9457 problem response in one place.
+//! - [`domain`]: validated types (`UserEmail`, `UserName`, `Password`, ...).
+//! - [`hashing`]: argon2id hashing, bounded so sign-ups cannot starve reads.
+//! - [`store`]: the Redis pool, the connection guard, every key and command.
+#![forbid(unsafe_code)]
+
+pub mod accounts;
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod hashing;
+pub mod store;
+
+use rocket::{Build, Rocket};
+
+use crate::config::Settings;
+use crate::hashing::PasswordHasher;
+use crate::store::Store;
+
+/// Builds the application from its settings; `main` and the tests share it.
+///
+/// Building never talks to Redis: the service starts even when Redis is down
+/// and answers 503 until it comes back.
+pub fn build(settings: Settings) -> anyhow::Result<Rocket<Build>> {
+    build_with_figment(settings, rocket::Config::figment())
+}
+
+/// Like [`build`], with the HTTP settings taken from `figment` instead of
+/// `Rocket.toml` and `ROCKET_*`.
+pub fn build_with_figment(
+    settings: Settings,
+    figment: rocket::figment::Figment,
+) -> anyhow::Result<Rocket<Build>> {
+    let store = Store::new(&settings.redis)?;
+    let hasher = PasswordHasher::new(&settings.password_hashing);
+    Ok(api::mount(rocket::custom(figment), &settings.static_dir)
+        .manage(store)
+        .manage(hasher))
+}

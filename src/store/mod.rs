@@ -1,0 +1,156 @@
+//! Redis: the pool, the request guard that hands out connections, and (in
+//! [`users`] and [`keys`]) every command and key name the service uses.
+
+mod keys;
+mod pool;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::{Connection, ErrorKind, RedisError};
+use rocket::http::Status;
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::tokio::task;
+
+pub use keys::{index_member, parse_index_member, Keys};
+pub use users::{ListQuery, UserPage, UserRecord, Written};
+
+use crate::config::RedisSettings;
+use pool::RedisManager;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no Redis connection within the timeout: {0}")]
+    Unavailable(#[from] r2d2::Error),
+    #[error("Redis command failed: {0}")]
+    Redis(#[from] RedisError),
+    #[error("the email index stayed busy through {0} attempts")]
+    Contention(u32),
+    #[error("stored record {key} is malformed: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("email already in use")]
+    EmailInUse,
+    #[error("a Redis task did not finish: {0}")]
+    Task(#[from] task::JoinError),
+}
+
+impl StoreError {
+    /// Whether the failure is Redis being out of reach or overloaded, which
+    /// clients should retry later, rather than a fault of the service.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) | Self::Contention(_) => true,
+            Self::Redis(error) => {
+                error.is_io_error()
+                    || error.is_timeout()
+                    || error.is_connection_dropped()
+                    || error.is_connection_refusal()
+                    || matches!(
+                        error.kind(),
+                        ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
+                            | ErrorKind::Server(redis::ServerErrorKind::TryAgain)
+                            | ErrorKind::Server(redis::ServerErrorKind::MasterDown)
+                            | ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+                    )
+            }
+            Self::Corrupt { .. } | Self::EmailInUse | Self::Task(_) => false,
+        }
+    }
+}
+
+/// The pool, shared by every request through Rocket's managed state.
+pub struct Store {
+    pool: r2d2::Pool<RedisManager>,
+    keys: Arc<Keys>,
+}
+
+impl Store {
+    /// Sets up the pool without connecting: the service starts even while
+    /// Redis is down, and connects once it answers.
+    pub fn new(settings: &RedisSettings) -> Result<Self, RedisError> {
+        let client = redis::Client::open(settings.connection.clone())?;
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(settings.timeout)
+            .test_on_check_out(true)
+            .build_unchecked(RedisManager::new(client, settings.timeout));
+        Ok(Self {
+            pool,
+            keys: Arc::new(Keys::new(&settings.key_prefix)),
+        })
+    }
+
+    /// Checks a connection out of the pool, waiting at most the configured
+    /// timeout, on the blocking pool so no async worker waits.
+    pub async fn connection(&self) -> Result<RedisConn, StoreError> {
+        let pool = self.pool.clone();
+        let connection = task::spawn_blocking(move || pool.get()).await??;
+        Ok(RedisConn {
+            connection: Some(connection),
+            keys: Arc::clone(&self.keys),
+        })
+    }
+
+    pub fn pool_state(&self) -> r2d2::State {
+        self.pool.state()
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.pool.connection_timeout()
+    }
+}
+
+/// A pooled connection, handed to a route by Rocket as a request guard.
+/// Without one within the timeout, the request fails with 503.
+pub struct RedisConn {
+    connection: Option<r2d2::PooledConnection<RedisManager>>,
+    keys: Arc<Keys>,
+}
+
+impl RedisConn {
+    /// Runs blocking Redis work on the blocking pool, never on an async worker.
+    async fn run<T, F>(&mut self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Keys) -> Result<T, StoreError> + Send + 'static,
+    {
+        let mut connection = self.connection.take().ok_or_else(|| {
+            StoreError::Redis(RedisError::from((
+                ErrorKind::Client,
+                "connection lost by an earlier failed task",
+            )))
+        })?;
+        let keys = Arc::clone(&self.keys);
+        let (connection, result) = task::spawn_blocking(move || {
+            let result = work(&mut connection, &keys);
+            connection.touch();
+            (connection, result)
+        })
+        .await?;
+        self.connection = Some(connection);
+        result
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for RedisConn {
+    type Error = StoreError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, StoreError> {
+        let Some(store) = request.rocket().state::<Store>() else {
+            return Outcome::Error((
+                Status::InternalServerError,
+                StoreError::Redis(RedisError::from((ErrorKind::Client, "no store is managed"))),
+            ));
+        };
+        match store.connection().await {
+            Ok(connection) => Outcome::Success(connection),
+            Err(error) => {
+                rocket::warn!("no Redis connection: {error}");
+                Outcome::Error((Status::ServiceUnavailable, error))
+            }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The r2d2 connection manager: timeouts on every socket, and no PING on the
+//! hot path.
+
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use redis::{Client, Connection, ConnectionLike, RedisError};
+
+/// A connection idle for longer than this is PINGed before it is handed out,
+/// so one that Redis dropped (a restart, an idle timeout) is replaced rather
+/// than failing a request. Busy connections skip the round trip.
+const IDLE_BEFORE_CHECK: Duration = Duration::from_secs(1);
+
+pub struct RedisManager {
+    client: Client,
+    timeout: Duration,
+}
+
+impl RedisManager {
+    pub fn new(client: Client, timeout: Duration) -> Self {
+        Self { client, timeout }
+    }
+}
+
+pub struct ManagedConnection {
+    connection: Connection,
+    last_used: Instant,
+}
+
+impl ManagedConnection {
+    pub fn touch(&mut self) {
+        self.last_used = Instant::now();
+    }
+}
+
+impl Deref for ManagedConnection {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        &self.connection
+    }
+}
+
+impl DerefMut for ManagedConnection {
+    fn deref_mut(&mut self) -> &mut Connection {
+        &mut self.connection
+    }
+}
+
+impl r2d2::ManageConnection for RedisManager {
+    type Connection = ManagedConnection;
+    type Error = RedisError;
+
+    fn connect(&self) -> Result<ManagedConnection, RedisError> {
+        let connection = self.client.get_connection_with_timeout(self.timeout)?;
+        connection.set_read_timeout(Some(self.timeout))?;
+        connection.set_write_timeout(Some(self.timeout))?;
+        Ok(ManagedConnection {
+            connection,
+            last_used: Instant::now(),
+        })
+    }
+
+    fn is_valid(&self, managed: &mut ManagedConnection) -> Result<(), RedisError> {
+        if managed.last_used.elapsed() >= IDLE_BEFORE_CHECK {
+            redis::cmd("PING").exec(&mut managed.connection)?;
+            managed.touch();
+        }
+        Ok(())
+    }
+
+    fn has_broken(&self, managed: &mut ManagedConnection) -> bool {
+        !managed.connection.is_open()
+    }
+}

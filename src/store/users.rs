@@ -1,0 +1,445 @@
+//! The user commands. Every function runs on a blocking thread with one
+//! connection; writes that belong together go in one MULTI/EXEC.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use redis::{Connection, Pipeline, Value};
+
+use super::keys::{email_prefix_range, exact_email_range, index_member, parse_index_member, Keys};
+use super::{RedisConn, StoreError};
+use crate::domain::{PasswordHash, User, UserEmail, UserId, UserName};
+
+/// A user as stored: the public fields and the password hash.
+#[derive(Clone, Debug)]
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: PasswordHash,
+}
+
+/// The outcome of a write that is conditional on the user's current state.
+#[derive(Debug)]
+pub enum Written<T> {
+    Done(T),
+    /// The user does not exist (any more).
+    Missing,
+    /// The password hash is no longer the one the caller verified against:
+    /// the password changed in between.
+    PasswordChanged,
+}
+
+/// One page of the email index.
+pub struct ListQuery {
+    /// A normalized email prefix; empty for all users.
+    pub prefix: String,
+    /// The index member the previous page ended with.
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+pub struct UserPage {
+    pub users: Vec<User>,
+    /// How many users match the prefix.
+    pub total: usize,
+    /// The index member to continue after, when more users follow.
+    pub next: Option<String>,
+}
+
+/// A WATCH/MULTI/EXEC that another client's write aborted is retried this
+/// many times before the request gives up with 503.
+const MAX_TRANSACTION_ATTEMPTS: u32 = 32;
+
+const NAME: &str = "name";
+const EMAIL: &str = "email";
+const PASSWORD_HASH: &str = "password_hash";
+const CREATED: &str = "created";
+const UPDATED: &str = "updated";
+
+impl RedisConn {
+    pub async fn user_by_id(&mut self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.run(move |conn, keys| read_user(conn, keys, id)).await
+    }
+
+    pub async fn user_by_email(&mut self, email: UserEmail) -> Result<Option<UserRecord>, StoreError> {
+        self.run(move |conn, keys| match find_id_by_email(conn, keys, &email)? {
+            Some(id) => read_user(conn, keys, id),
+            None => Ok(None),
+        })
+        .await
+    }
+
+    /// Stores a new user, unless another user holds the email already
+    /// ([`StoreError::EmailInUse`]).
+    pub async fn create_user(&mut self, record: UserRecord) -> Result<(), StoreError> {
+        self.run(move |conn, keys| create_user(conn, keys, &record)).await
+    }
+
+    /// Replaces name and email, provided the password hash is still `verified`.
+    pub async fn update_profile(
+        &mut self,
+        id: UserId,
+        verified: PasswordHash,
+        name: UserName,
+        email: UserEmail,
+    ) -> Result<Written<User>, StoreError> {
+        self.run(move |conn, keys| update_profile(conn, keys, id, &verified, name, email))
+            .await
+    }
+
+    /// Replaces the password hash, provided it is still `verified`.
+    pub async fn replace_password_hash(
+        &mut self,
+        id: UserId,
+        verified: PasswordHash,
+        new_hash: PasswordHash,
+    ) -> Result<Written<()>, StoreError> {
+        self.run(move |conn, keys| replace_password_hash(conn, keys, id, &verified, &new_hash))
+            .await
+    }
+
+    /// Removes the user and its index entry, provided the hash is still `verified`.
+    pub async fn delete_user(
+        &mut self,
+        id: UserId,
+        verified: PasswordHash,
+    ) -> Result<Written<User>, StoreError> {
+        self.run(move |conn, keys| delete_user(conn, keys, id, &verified))
+            .await
+    }
+
+    pub async fn list_users(&mut self, query: ListQuery) -> Result<UserPage, StoreError> {
+        self.run(move |conn, keys| list_users(conn, keys, &query)).await
+    }
+}
+
+fn read_user(conn: &mut Connection, keys: &Keys, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+    let key = keys.user(id);
+    let fields: HashMap<String, String> = redis::cmd("HGETALL").arg(&key).query(conn)?;
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    decode_user(id, &key, fields).map(Some)
+}
+
+fn decode_user(
+    id: UserId,
+    key: &str,
+    mut fields: HashMap<String, String>,
+) -> Result<UserRecord, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason,
+    };
+    let mut take = |field: &str| {
+        fields
+            .remove(field)
+            .ok_or_else(|| corrupt(format!("field {field} is missing")))
+    };
+    let name = UserName::parse(&take(NAME)?).map_err(|reason| corrupt(format!("name {reason}")))?;
+    let email = UserEmail::parse(&take(EMAIL)?).map_err(|reason| corrupt(format!("email {reason}")))?;
+    let password_hash = PasswordHash::from_phc(take(PASSWORD_HASH)?);
+    let created = decode_time(&take(CREATED)?).ok_or_else(|| corrupt("created is not a time".into()))?;
+    let updated = decode_time(&take(UPDATED)?).ok_or_else(|| corrupt("updated is not a time".into()))?;
+    Ok(UserRecord {
+        user: User {
+            id,
+            name,
+            email,
+            created,
+            updated,
+        },
+        password_hash,
+    })
+}
+
+/// Times are stored as Unix milliseconds: compact, and exact to the ms.
+fn encode_time(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+fn decode_time(raw: &str) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(raw.parse().ok()?)
+}
+
+fn find_id_by_email(
+    conn: &mut Connection,
+    keys: &Keys,
+    email: &UserEmail,
+) -> Result<Option<UserId>, StoreError> {
+    let (min, max) = exact_email_range(email);
+    let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
+        .arg(keys.email_index())
+        .arg(min)
+        .arg(max)
+        .arg("LIMIT")
+        .arg(0)
+        .arg(1)
+        .query(conn)?;
+    Ok(members
+        .first()
+        .and_then(|member| parse_index_member(member))
+        .map(|(_, id)| id))
+}
+
+/// What a transaction attempt decided after reading under WATCH.
+enum Plan<T> {
+    /// Run these commands in MULTI/EXEC; on success, answer `T`.
+    Write(Pipeline, T),
+    /// Nothing to write: answer `T` at once.
+    Answer(T),
+}
+
+/// Runs optimistic transactions: WATCH `watched`, let `plan` read and decide,
+/// then EXEC its writes. An EXEC aborted by a concurrent write to a watched
+/// key starts over, at most [`MAX_TRANSACTION_ATTEMPTS`] times.
+fn transact<T>(
+    conn: &mut Connection,
+    watched: &str,
+    mut plan: impl FnMut(&mut Connection) -> Result<Plan<T>, StoreError>,
+) -> Result<T, StoreError> {
+    for attempt in 0..MAX_TRANSACTION_ATTEMPTS {
+        redis::cmd("WATCH").arg(watched).exec(conn)?;
+        match plan(conn) {
+            Ok(Plan::Write(mut writes, answer)) => {
+                let committed: Option<Value> = writes.atomic().query(conn)?;
+                if committed.is_some() {
+                    return Ok(answer);
+                }
+            }
+            Ok(Plan::Answer(answer)) => {
+                redis::cmd("UNWATCH").exec(conn)?;
+                return Ok(answer);
+            }
+            Err(error) => {
+                // The request fails anyway; a failed UNWATCH adds nothing to it.
+                let _ = redis::cmd("UNWATCH").exec(conn);
+                return Err(error);
+            }
+        }
+        // Contention: let the winner finish before reading again.
+        std::thread::sleep(Duration::from_micros(50 << attempt.min(6)));
+    }
+    Err(StoreError::Contention(MAX_TRANSACTION_ATTEMPTS))
+}
+
+fn watch(conn: &mut Connection, key: &str) -> Result<(), StoreError> {
+    Ok(redis::cmd("WATCH").arg(key).exec(conn)?)
+}
+
+fn create_user(conn: &mut Connection, keys: &Keys, record: &UserRecord) -> Result<(), StoreError> {
+    let user = &record.user;
+    let index = keys.email_index();
+    transact(conn, &index, |conn| {
+        if find_id_by_email(conn, keys, &user.email)?.is_some() {
+            return Err(StoreError::EmailInUse);
+        }
+        let mut writes = redis::pipe();
+        writes
+            .cmd("HSET")
+            .arg(keys.user(user.id))
+            .arg(NAME)
+            .arg(user.name.as_str())
+            .arg(EMAIL)
+            .arg(user.email.as_str())
+            .arg(PASSWORD_HASH)
+            .arg(record.password_hash.as_phc())
+            .arg(CREATED)
+            .arg(encode_time(user.created))
+            .arg(UPDATED)
+            .arg(encode_time(user.updated))
+            .ignore()
+            .cmd("ZADD")
+            .arg(&index)
+            .arg(0)
+            .arg(index_member(&user.email, user.id))
+            .ignore();
+        Ok(Plan::Write(writes, ()))
+    })
+}
+
+/// Why a write conditional on the verified password hash did not happen.
+enum Refusal {
+    Missing,
+    PasswordChanged,
+}
+
+impl<T> From<Refusal> for Written<T> {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Missing => Written::Missing,
+            Refusal::PasswordChanged => Written::PasswordChanged,
+        }
+    }
+}
+
+/// Reads the user under WATCH and checks it is still the one whose password
+/// the caller verified.
+fn read_verified(
+    conn: &mut Connection,
+    keys: &Keys,
+    id: UserId,
+    verified: &PasswordHash,
+) -> Result<Result<User, Refusal>, StoreError> {
+    Ok(match read_user(conn, keys, id)? {
+        None => Err(Refusal::Missing),
+        Some(record) if &record.password_hash != verified => Err(Refusal::PasswordChanged),
+        Some(record) => Ok(record.user),
+    })
+}
+
+fn update_profile(
+    conn: &mut Connection,
+    keys: &Keys,
+    id: UserId,
+    verified: &PasswordHash,
+    name: UserName,
+    email: UserEmail,
+) -> Result<Written<User>, StoreError> {
+    let key = keys.user(id);
+    let index = keys.email_index();
+    transact(conn, &key, |conn| {
+        let current = match read_verified(conn, keys, id, verified)? {
+            Ok(user) => user,
+            Err(refusal) => return Ok(Plan::Answer(refusal.into())),
+        };
+        let email_changes = current.email != email;
+        if email_changes {
+            watch(conn, &index)?;
+            if find_id_by_email(conn, keys, &email)?.is_some_and(|owner| owner != id) {
+                return Err(StoreError::EmailInUse);
+            }
+        }
+        let updated = User {
+            name: name.clone(),
+            email: email.clone(),
+            updated: Utc::now().max(current.updated),
+            ..current.clone()
+        };
+        let mut writes = redis::pipe();
+        writes
+            .cmd("HSET")
+            .arg(&key)
+            .arg(NAME)
+            .arg(updated.name.as_str())
+            .arg(EMAIL)
+            .arg(updated.email.as_str())
+            .arg(UPDATED)
+            .arg(encode_time(updated.updated))
+            .ignore();
+        if email_changes {
+            writes
+                .cmd("ZREM")
+                .arg(&index)
+                .arg(index_member(&current.email, id))
+                .ignore()
+                .cmd("ZADD")
+                .arg(&index)
+                .arg(0)
+                .arg(index_member(&updated.email, id))
+                .ignore();
+        }
+        Ok(Plan::Write(writes, Written::Done(updated)))
+    })
+}
+
+fn replace_password_hash(
+    conn: &mut Connection,
+    keys: &Keys,
+    id: UserId,
+    verified: &PasswordHash,
+    new_hash: &PasswordHash,
+) -> Result<Written<()>, StoreError> {
+    let key = keys.user(id);
+    transact(conn, &key, |conn| {
+        let current = match read_verified(conn, keys, id, verified)? {
+            Ok(user) => user,
+            Err(refusal) => return Ok(Plan::Answer(refusal.into())),
+        };
+        let mut writes = redis::pipe();
+        writes
+            .cmd("HSET")
+            .arg(&key)
+            .arg(PASSWORD_HASH)
+            .arg(new_hash.as_phc())
+            .arg(UPDATED)
+            .arg(encode_time(Utc::now().max(current.updated)))
+            .ignore();
+        Ok(Plan::Write(writes, Written::Done(())))
+    })
+}
+
+fn delete_user(
+    conn: &mut Connection,
+    keys: &Keys,
+    id: UserId,
+    verified: &PasswordHash,
+) -> Result<Written<User>, StoreError> {
+    let key = keys.user(id);
+    transact(conn, &key, |conn| {
+        let current = match read_verified(conn, keys, id, verified)? {
+            Ok(user) => user,
+            Err(refusal) => return Ok(Plan::Answer(refusal.into())),
+        };
+        let mut writes = redis::pipe();
+        writes
+            .cmd("DEL")
+            .arg(&key)
+            .ignore()
+            .cmd("ZREM")
+            .arg(keys.email_index())
+            .arg(index_member(&current.email, id))
+            .ignore();
+        Ok(Plan::Write(writes, Written::Done(current)))
+    })
+}
+
+fn list_users(conn: &mut Connection, keys: &Keys, query: &ListQuery) -> Result<UserPage, StoreError> {
+    let index = keys.email_index();
+    let (min, max) = email_prefix_range(&query.prefix, query.after.as_deref());
+    let mut lookup = redis::pipe();
+    // One extra member tells whether another page follows.
+    lookup
+        .cmd("ZRANGEBYLEX")
+        .arg(&index)
+        .arg(min)
+        .arg(max)
+        .arg("LIMIT")
+        .arg(0)
+        .arg(query.limit + 1);
+    if query.prefix.is_empty() {
+        lookup.cmd("ZCARD").arg(&index);
+    } else {
+        let (min, max) = email_prefix_range(&query.prefix, None);
+        lookup.cmd("ZLEXCOUNT").arg(&index).arg(min).arg(max);
+    }
+    let (mut members, total): (Vec<String>, usize) = lookup.query(conn)?;
+    let next = if members.len() > query.limit {
+        members.truncate(query.limit);
+        members.last().cloned()
+    } else {
+        None
+    };
+
+    let ids: Vec<UserId> = members
+        .iter()
+        .filter_map(|member| parse_index_member(member).map(|(_, id)| id))
+        .collect();
+    let mut fetch = redis::pipe();
+    for id in &ids {
+        fetch.cmd("HGETALL").arg(keys.user(*id));
+    }
+    let records: Vec<HashMap<String, String>> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        fetch.query(conn)?
+    };
+    let users = ids
+        .into_iter()
+        .zip(records)
+        // A user deleted between the two round trips is left out.
+        .filter(|(_, fields)| !fields.is_empty())
+        .map(|(id, fields)| decode_user(id, &keys.user(id), fields).map(|record| record.user))
+        .collect::<Result<_, _>>()?;
+    Ok(UserPage { users, total, next })
+}
