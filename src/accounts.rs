@@ -2,7 +2,6 @@
 //! password, then write. Each step takes its own pooled connection, so no
 //! connection sits idle while argon2 runs.
 
-use chrono::Utc;
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 
@@ -48,7 +47,7 @@ impl<'r> Accounts<'r> {
     /// user if the email is free.
     pub async fn sign_up(&self, new: NewUser) -> Result<User, AccountError> {
         let password_hash = self.hasher.hash(new.password).await?;
-        let now = Utc::now();
+        let now = crate::domain::now();
         let user = User {
             id: UserId::generate(),
             name: new.name,

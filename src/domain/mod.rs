@@ -8,7 +8,7 @@ mod user;
 pub use email::UserEmail;
 pub use name::UserName;
 pub use password::{Password, PasswordHash};
-pub use user::{User, UserId};
+pub use user::{now, User, UserId};
 
 use serde::Serialize;
 

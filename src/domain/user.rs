@@ -1,6 +1,6 @@
 use std::fmt;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Serialize, Serializer};
 use uuid::Uuid;
 
@@ -46,4 +46,10 @@ pub struct User {
     pub email: UserEmail,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+}
+
+/// The current time at the precision the store keeps (milliseconds), so a
+/// user reads back exactly as it was written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
 }

@@ -9,7 +9,7 @@ use redis::{Connection, Pipeline, Value};
 
 use super::keys::{email_prefix_range, exact_email_range, index_member, parse_index_member, Keys};
 use super::{RedisConn, StoreError};
-use crate::domain::{PasswordHash, User, UserEmail, UserId, UserName};
+use crate::domain::{now, PasswordHash, User, UserEmail, UserId, UserName};
 
 /// A user as stored: the public fields and the password hash.
 #[derive(Clone, Debug)]
@@ -313,7 +313,7 @@ fn update_profile(
         let updated = User {
             name: name.clone(),
             email: email.clone(),
-            updated: Utc::now().max(current.updated),
+            updated: now().max(current.updated),
             ..current.clone()
         };
         let mut writes = redis::pipe();
@@ -363,7 +363,7 @@ fn replace_password_hash(
             .arg(PASSWORD_HASH)
             .arg(new_hash.as_phc())
             .arg(UPDATED)
-            .arg(encode_time(Utc::now().max(current.updated)))
+            .arg(encode_time(now().max(current.updated)))
             .ignore();
         Ok(Plan::Write(writes, Written::Done(())))
     })

@@ -1,0 +1,365 @@
+//! The test harness: a throwaway `redis-server` per test binary, a key
+//! prefix per test, and one helper per endpoint.
+#![allow(dead_code)] // Each test binary uses its own subset of the helpers.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::asynchronous::{Client, LocalResponse};
+use serde_json::{json, Value};
+use user_accounts::config::Settings;
+
+/// A `redis-server` on a free loopback port, stopped when its handle drops
+/// or, for the shared one, when the test process exits.
+pub struct RedisServer {
+    port: u16,
+    watchdog: Option<(Child, ChildStdin)>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            watchdog: None,
+        };
+        server.restart();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts the server (again, on the same port) and waits until it answers.
+    pub fn restart(&mut self) {
+        assert!(self.watchdog.is_none(), "the server is running already");
+        // The shell kills redis-server when our end of its stdin closes, which
+        // happens when this process exits however it exits: no server outlives
+        // the tests.
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(r#"redis-server "$@" & server=$!; read _; kill $server; wait $server"#)
+            .arg("sh")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(std::env::temp_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sh is available");
+        let stdin = child.stdin.take().expect("stdin is piped");
+        self.watchdog = Some((child, stdin));
+        self.wait_until(true);
+    }
+
+    /// Stops the server and waits until its port refuses connections.
+    pub fn stop(&mut self) {
+        if let Some((mut child, stdin)) = self.watchdog.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+        self.wait_until(false);
+    }
+
+    fn wait_until(&self, answering: bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if ping(&self.url()) == answering {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server on port {} did not {} within 10 s",
+            self.port,
+            if answering { "start" } else { "stop" }
+        );
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some((mut child, stdin)) = self.watchdog.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+    }
+}
+
+fn ping(url: &str) -> bool {
+    redis::Client::open(url)
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(200)))
+        .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn))
+        .is_ok()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free loopback port")
+}
+
+/// `TEST_REDIS_URL`, or a server this test binary starts on first use.
+pub fn shared_redis_url() -> String {
+    static SHARED: OnceLock<String> = OnceLock::new();
+    SHARED
+        .get_or_init(|| match std::env::var("TEST_REDIS_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                require_redis_server();
+                let server = Box::leak(Box::new(RedisServer::start()));
+                server.url()
+            }
+        })
+        .clone()
+}
+
+pub fn require_redis_server() {
+    let found = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        found,
+        "redis-server is not on PATH. Install it (Debian/Ubuntu: `sudo apt-get install -y \
+         redis-server`), or point TEST_REDIS_URL at a Redis the tests may write to."
+    );
+}
+
+/// The application under test, with its own key prefix.
+pub struct TestApp {
+    pub client: Client,
+    pub prefix: String,
+    pub redis_url: String,
+}
+
+/// Settings for tests: cheap argon2 parameters keep the suite fast.
+pub fn test_settings(redis_url: &str, prefix: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut vars: HashMap<String, String> = [
+        ("REDIS_URL", redis_url),
+        ("REDIS_KEY_PREFIX", prefix),
+        ("REDIS_TIMEOUT_MS", "1000"),
+        ("ARGON2_MEMORY_KIB", "1024"),
+        ("ARGON2_ITERATIONS", "1"),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    for (name, value) in extra {
+        vars.insert((*name).to_owned(), (*value).to_owned());
+    }
+    Settings::from_lookup(|name| vars.get(name).cloned()).expect("valid test settings")
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_on(&shared_redis_url(), &[]).await
+    }
+
+    /// An app on `redis_url` with a fresh prefix and extra settings.
+    pub async fn spawn_on(redis_url: &str, extra: &[(&str, &str)]) -> Self {
+        let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        Self::spawn_with_prefix(redis_url, &prefix, extra).await
+    }
+
+    /// A second instance over the same data, as after a restart.
+    pub async fn spawn_with_prefix(redis_url: &str, prefix: &str, extra: &[(&str, &str)]) -> Self {
+        let settings = test_settings(redis_url, prefix, extra);
+        let figment = rocket::Config::figment().merge(("log_level", "critical"));
+        let rocket = user_accounts::build_with_figment(settings, figment).expect("app builds");
+        let client = Client::tracked(rocket).await.expect("valid rocket");
+        Self {
+            client,
+            prefix: prefix.to_owned(),
+            redis_url: redis_url.to_owned(),
+        }
+    }
+
+    pub async fn post_user(&self, body: &Value) -> Reply {
+        self.send_json(self.client.post("/api/users"), body).await
+    }
+
+    /// Creates a user and returns its JSON, failing the test otherwise.
+    pub async fn create_user(&self, name: &str, email: &str, password: &str) -> Value {
+        let reply = self
+            .post_user(&json!({"name": name, "email": email, "password": password}))
+            .await;
+        assert_eq!(reply.status, Status::Created, "creating {email}: {}", reply.body);
+        reply.json()
+    }
+
+    pub async fn get(&self, uri: &str) -> Reply {
+        Reply::read(self.client.get(uri.to_owned()).dispatch().await).await
+    }
+
+    pub async fn get_user(&self, id_or_email: &str) -> Reply {
+        self.get(&format!("/api/users/{id_or_email}")).await
+    }
+
+    pub async fn put_user(&self, id: &str, body: &Value) -> Reply {
+        self.send_json(self.client.put(format!("/api/users/{id}")), body).await
+    }
+
+    pub async fn patch_user(&self, id: &str, body: &Value) -> Reply {
+        self.send_json(self.client.patch(format!("/api/users/{id}")), body).await
+    }
+
+    pub async fn delete_user(&self, id: &str, body: &Value) -> Reply {
+        self.send_json(self.client.delete(format!("/api/users/{id}")), body).await
+    }
+
+    async fn send_json(&self, request: rocket::local::asynchronous::LocalRequest<'_>, body: &Value) -> Reply {
+        Reply::read(
+            request
+                .header(ContentType::JSON)
+                .body(body.to_string())
+                .dispatch()
+                .await,
+        )
+        .await
+    }
+
+    /// A raw request, for bodies and headers the helpers would not send.
+    pub async fn send_raw(
+        &self,
+        method: rocket::http::Method,
+        uri: &str,
+        content_type: Option<ContentType>,
+        body: impl AsRef<[u8]>,
+    ) -> Reply {
+        let mut request = self.client.req(method, uri.to_owned()).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header(content_type);
+        }
+        Reply::read(request.dispatch().await).await
+    }
+
+    pub fn redis(&self) -> redis::Connection {
+        redis::Client::open(self.redis_url.as_str())
+            .and_then(|client| client.get_connection())
+            .expect("test Redis reachable")
+    }
+
+    pub fn index_key(&self) -> String {
+        format!("{}users:by_email", self.prefix)
+    }
+
+    pub fn user_key(&self, id: &str) -> String {
+        format!("{}user:{id}", self.prefix)
+    }
+
+    /// Every member of the email index, in order.
+    pub fn index_members(&self) -> Vec<String> {
+        redis::cmd("ZRANGE")
+            .arg(self.index_key())
+            .arg(0)
+            .arg(-1)
+            .query(&mut self.redis())
+            .expect("ZRANGE")
+    }
+
+    /// Every key under this app's prefix.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = self.keys_with(&mut self.redis());
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for TestApp {
+    /// Leaves nothing behind, which matters on a shared `TEST_REDIS_URL`.
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(self.redis_url.as_str())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(500)))
+        else {
+            return;
+        };
+        let keys = self.keys_with(&mut conn);
+        if !keys.is_empty() {
+            let _ = redis::cmd("DEL").arg(keys).exec(&mut conn);
+        }
+    }
+}
+
+impl TestApp {
+    /// SCAN, never KEYS: the tests may share a Redis with others.
+    fn keys_with(&self, conn: &mut redis::Connection) -> Vec<String> {
+        redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(format!("{}*", self.prefix))
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+            .iter::<String>(conn)
+            .map(|iter| iter.filter_map(Result::ok).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// A response, read fully so tests can inspect it after the request ends.
+pub struct Reply {
+    pub status: Status,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    async fn read(response: LocalResponse<'_>) -> Self {
+        let status = response.status();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|header: Header<'_>| (header.name().to_string(), header.value().to_string()))
+            .collect();
+        let body = response.into_string().await.unwrap_or_default();
+        Self { status, headers, body }
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Asserts an RFC 9457 problem response with `status` and `detail`.
+    pub fn assert_problem(&self, status: Status, detail: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(
+            self.header("Content-Type"),
+            Some("application/problem+json"),
+            "problem responses are application/problem+json"
+        );
+        let body = self.json();
+        assert_eq!(body["status"], status.code, "status field: {body}");
+        assert_eq!(body["detail"], detail, "detail field: {body}");
+        assert!(body["type"].is_string(), "type field: {body}");
+        assert!(body["title"].is_string(), "title field: {body}");
+    }
+
+    /// The messages of the `errors` entries for `field`.
+    pub fn field_errors(&self, field: &str) -> Vec<String> {
+        self.json()["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .filter(|error| error["field"] == field)
+                    .filter_map(|error| error["message"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}

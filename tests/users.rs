@@ -1,0 +1,476 @@
+//! The `/api/users` API, one behaviour per test.
+
+mod common;
+
+use common::TestApp;
+use rocket::http::Status;
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery";
+
+// ---- create ----
+
+#[rocket::async_test]
+async fn create_returns_201_with_location_and_the_user() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .post_user(&json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD}))
+        .await;
+    assert_eq!(reply.status, Status::Created, "{}", reply.body);
+    let user = reply.json();
+    let id = user["id"].as_str().expect("id is a string");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "id is a UUID: {id}");
+    assert_eq!(reply.header("Location"), Some(format!("/api/users/{id}").as_str()));
+    assert_eq!(user["name"], "Ada");
+    assert_eq!(user["email"], "ada@example.com");
+    for field in ["created", "updated"] {
+        let time = user[field].as_str().expect("a time string");
+        assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{field} is RFC 3339: {time}");
+    }
+}
+
+#[rocket::async_test]
+async fn create_never_returns_the_password_or_its_hash() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .post_user(&json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD}))
+        .await;
+    assert!(!reply.body.contains(PASSWORD));
+    assert!(!reply.body.contains("argon2"));
+    assert!(!reply.body.contains("password"));
+}
+
+#[rocket::async_test]
+async fn create_stores_an_argon2id_hash_and_one_index_entry() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Ada", "Ada@Example.com", PASSWORD).await;
+    let id = user["id"].as_str().expect("id");
+    let hash: String = redis::cmd("HGET")
+        .arg(app.user_key(id))
+        .arg("password_hash")
+        .query(&mut app.redis())
+        .expect("HGET");
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert_eq!(app.index_members(), vec![format!("ada@example.com\0{id}")]);
+}
+
+#[rocket::async_test]
+async fn create_normalizes_the_email() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Ada", "  ADA@Example.COM ", PASSWORD).await;
+    assert_eq!(user["email"], "ada@example.com");
+}
+
+#[rocket::async_test]
+async fn create_with_a_taken_email_returns_409() {
+    let app = TestApp::spawn().await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let reply = app
+        .post_user(&json!({"name": "Other", "email": "ADA@example.com", "password": PASSWORD}))
+        .await;
+    reply.assert_problem(Status::Conflict, "email already in use");
+    assert_eq!(app.index_members().len(), 1);
+}
+
+#[rocket::async_test]
+async fn create_with_invalid_fields_returns_422_naming_each_field() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .post_user(&json!({"name": "", "email": "not-an-email", "password": "short"}))
+        .await;
+    reply.assert_problem(Status::UnprocessableEntity, "the request has invalid fields");
+    assert_eq!(reply.field_errors("name"), vec!["must not be empty"]);
+    assert_eq!(reply.field_errors("email").len(), 1);
+    assert_eq!(reply.field_errors("password"), vec!["must be at least 8 characters"]);
+    assert!(app.keys().is_empty(), "nothing was written");
+}
+
+#[rocket::async_test]
+async fn create_rejects_a_name_over_100_characters() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .post_user(&json!({"name": "n".repeat(101), "email": "a@b.co", "password": PASSWORD}))
+        .await;
+    assert_eq!(reply.status, Status::UnprocessableEntity);
+    assert_eq!(reply.field_errors("name"), vec!["must be at most 100 characters"]);
+}
+
+#[rocket::async_test]
+async fn create_rejects_a_password_over_128_characters() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .post_user(&json!({"name": "Ada", "email": "a@b.co", "password": "p".repeat(129)}))
+        .await;
+    assert_eq!(reply.status, Status::UnprocessableEntity);
+    assert_eq!(reply.field_errors("password"), vec!["must be at most 128 characters"]);
+}
+
+#[rocket::async_test]
+async fn create_with_missing_fields_names_them() {
+    let app = TestApp::spawn().await;
+    let reply = app.post_user(&json!({"name": "Ada"})).await;
+    assert_eq!(reply.status, Status::UnprocessableEntity);
+    assert_eq!(reply.field_errors("email"), vec!["is required"]);
+    assert_eq!(reply.field_errors("password"), vec!["is required"]);
+}
+
+#[rocket::async_test]
+async fn create_with_a_wrongly_typed_field_returns_422_naming_it() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .post_user(&json!({"name": 42, "email": "a@b.co", "password": PASSWORD}))
+        .await;
+    assert_eq!(reply.status, Status::UnprocessableEntity, "{}", reply.body);
+    assert_eq!(reply.field_errors("name").len(), 1, "{}", reply.body);
+}
+
+#[rocket::async_test]
+async fn create_accepts_unicode_names() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("José Ñúñez 李小龍", "jose@example.com", PASSWORD).await;
+    assert_eq!(user["name"], "José Ñúñez 李小龍");
+}
+
+// ---- read ----
+
+#[rocket::async_test]
+async fn get_by_id_returns_the_user() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let reply = app.get_user(created["id"].as_str().expect("id")).await;
+    assert_eq!(reply.status, Status::Ok);
+    assert_eq!(reply.json(), created);
+}
+
+#[rocket::async_test]
+async fn get_by_unknown_id_returns_404() {
+    let app = TestApp::spawn().await;
+    let id = uuid::Uuid::new_v4();
+    app.get_user(&id.to_string())
+        .await
+        .assert_problem(Status::NotFound, &format!("id {id} not found"));
+}
+
+#[rocket::async_test]
+async fn get_by_email_returns_the_user_case_insensitively() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let reply = app.get_user("ADA@Example.com").await;
+    assert_eq!(reply.status, Status::Ok);
+    assert_eq!(reply.json(), created);
+}
+
+#[rocket::async_test]
+async fn get_by_email_is_an_exact_match_never_a_prefix() {
+    let app = TestApp::spawn().await;
+    let short = app.create_user("Short", "jo@m.co", PASSWORD).await;
+    let long = app.create_user("Long", "jo@m.com", PASSWORD).await;
+    assert_eq!(app.get_user("jo@m.co").await.json()["id"], short["id"]);
+    assert_eq!(app.get_user("jo@m.com").await.json()["id"], long["id"]);
+    app.get_user("jo@m.c")
+        .await
+        .assert_problem(Status::NotFound, "user jo@m.c not found");
+}
+
+#[rocket::async_test]
+async fn get_by_unknown_email_returns_404() {
+    let app = TestApp::spawn().await;
+    app.get_user("nobody@example.com")
+        .await
+        .assert_problem(Status::NotFound, "user nobody@example.com not found");
+}
+
+#[rocket::async_test]
+async fn get_by_a_segment_that_is_no_email_returns_404() {
+    let app = TestApp::spawn().await;
+    app.get_user("12345")
+        .await
+        .assert_problem(Status::NotFound, "user 12345 not found");
+}
+
+// ---- update ----
+
+#[rocket::async_test]
+async fn put_updates_name_and_email() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = created["id"].as_str().expect("id");
+    let reply = app
+        .put_user(id, &json!({"name": "Ada L.", "email": "lovelace@example.com", "password": PASSWORD}))
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let updated = reply.json();
+    assert_eq!(updated["name"], "Ada L.");
+    assert_eq!(updated["email"], "lovelace@example.com");
+    assert_eq!(updated["created"], created["created"]);
+    assert_eq!(app.get_user("lovelace@example.com").await.json()["id"], id);
+    app.get_user("ada@example.com").await.assert_problem(Status::NotFound, "user ada@example.com not found");
+    assert_eq!(app.index_members(), vec![format!("lovelace@example.com\0{id}")]);
+}
+
+#[rocket::async_test]
+async fn put_with_a_wrong_password_returns_401_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = created["id"].as_str().expect("id");
+    app.put_user(id, &json!({"name": "Eve", "email": "eve@example.com", "password": "wrong password"}))
+        .await
+        .assert_problem(Status::Unauthorized, "user not authenticated");
+    assert_eq!(app.get_user(id).await.json(), created);
+}
+
+#[rocket::async_test]
+async fn put_on_an_unknown_id_returns_404() {
+    let app = TestApp::spawn().await;
+    let id = uuid::Uuid::new_v4();
+    app.put_user(&id.to_string(), &json!({"name": "Ada", "email": "a@b.co", "password": PASSWORD}))
+        .await
+        .assert_problem(Status::NotFound, &format!("id {id} not found"));
+}
+
+#[rocket::async_test]
+async fn put_to_an_email_of_another_user_returns_409() {
+    let app = TestApp::spawn().await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let bob = app.create_user("Bob", "bob@example.com", PASSWORD).await;
+    let id = bob["id"].as_str().expect("id");
+    app.put_user(id, &json!({"name": "Bob", "email": "Ada@example.com", "password": PASSWORD}))
+        .await
+        .assert_problem(Status::Conflict, "email already in use");
+    assert_eq!(app.get_user(id).await.json(), bob);
+    assert_eq!(app.index_members().len(), 2);
+}
+
+#[rocket::async_test]
+async fn put_keeping_ones_own_email_in_another_case_is_fine() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = created["id"].as_str().expect("id");
+    let reply = app
+        .put_user(id, &json!({"name": "Ada Lovelace", "email": "ADA@example.com", "password": PASSWORD}))
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(reply.json()["email"], "ada@example.com");
+    assert_eq!(app.index_members(), vec![format!("ada@example.com\0{id}")]);
+}
+
+#[rocket::async_test]
+async fn put_with_invalid_fields_returns_422() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let reply = app
+        .put_user(created["id"].as_str().expect("id"), &json!({"name": "Ada", "email": "nope", "password": PASSWORD}))
+        .await;
+    assert_eq!(reply.status, Status::UnprocessableEntity);
+    assert_eq!(reply.field_errors("email").len(), 1);
+}
+
+// ---- change password ----
+
+#[rocket::async_test]
+async fn patch_changes_the_password() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = created["id"].as_str().expect("id");
+    let reply = app
+        .patch_user(id, &json!({"password": PASSWORD, "new_password": "a new passphrase"}))
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(reply.json(), json!({"message": "Password updated"}));
+    app.put_user(id, &json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD}))
+        .await
+        .assert_problem(Status::Unauthorized, "user not authenticated");
+    let reply = app
+        .put_user(id, &json!({"name": "Ada", "email": "ada@example.com", "password": "a new passphrase"}))
+        .await;
+    assert_eq!(reply.status, Status::Ok, "the new password works");
+}
+
+#[rocket::async_test]
+async fn patch_without_new_password_returns_422_password_not_provided() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    app.patch_user(created["id"].as_str().expect("id"), &json!({"password": PASSWORD}))
+        .await
+        .assert_problem(Status::UnprocessableEntity, "Password not provided");
+}
+
+#[rocket::async_test]
+async fn patch_with_a_wrong_password_returns_401() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    app.patch_user(created["id"].as_str().expect("id"), &json!({"password": "wrong password", "new_password": "a new passphrase"}))
+        .await
+        .assert_problem(Status::Unauthorized, "user not authenticated");
+}
+
+#[rocket::async_test]
+async fn patch_on_an_unknown_id_returns_404() {
+    let app = TestApp::spawn().await;
+    let id = uuid::Uuid::new_v4();
+    app.patch_user(&id.to_string(), &json!({"password": PASSWORD, "new_password": "a new passphrase"}))
+        .await
+        .assert_problem(Status::NotFound, &format!("id {id} not found"));
+}
+
+#[rocket::async_test]
+async fn patch_enforces_the_policy_on_the_new_password() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let reply = app
+        .patch_user(created["id"].as_str().expect("id"), &json!({"password": PASSWORD, "new_password": "short"}))
+        .await;
+    assert_eq!(reply.status, Status::UnprocessableEntity);
+    assert_eq!(reply.field_errors("new_password"), vec!["must be at least 8 characters"]);
+}
+
+// ---- delete ----
+
+#[rocket::async_test]
+async fn delete_removes_the_user_and_its_index_entry() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = created["id"].as_str().expect("id");
+    let reply = app.delete_user(id, &json!({"password": PASSWORD})).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(reply.json(), created);
+    app.get_user(id).await.assert_problem(Status::NotFound, &format!("id {id} not found"));
+    assert!(app.keys().is_empty(), "no key left: {:?}", app.keys());
+}
+
+#[rocket::async_test]
+async fn delete_with_a_wrong_password_returns_401_and_keeps_the_user() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = created["id"].as_str().expect("id");
+    app.delete_user(id, &json!({"password": "wrong password"}))
+        .await
+        .assert_problem(Status::Unauthorized, "user not authenticated");
+    assert_eq!(app.get_user(id).await.status, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn delete_on_an_unknown_id_returns_404() {
+    let app = TestApp::spawn().await;
+    let id = uuid::Uuid::new_v4();
+    app.delete_user(&id.to_string(), &json!({"password": PASSWORD}))
+        .await
+        .assert_problem(Status::NotFound, &format!("id {id} not found"));
+}
+
+#[rocket::async_test]
+async fn a_deleted_users_email_can_be_taken_again() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    app.delete_user(created["id"].as_str().expect("id"), &json!({"password": PASSWORD})).await;
+    app.create_user("New Ada", "ada@example.com", PASSWORD).await;
+}
+
+#[rocket::async_test]
+async fn routes_with_an_id_that_is_no_uuid_return_404() {
+    let app = TestApp::spawn().await;
+    app.put_user("not-a-uuid", &json!({"name": "A", "email": "a@b.co", "password": PASSWORD}))
+        .await
+        .assert_problem(Status::NotFound, "id not-a-uuid not found");
+    app.delete_user("not-a-uuid", &json!({"password": PASSWORD}))
+        .await
+        .assert_problem(Status::NotFound, "id not-a-uuid not found");
+}
+
+// ---- list ----
+
+#[rocket::async_test]
+async fn list_orders_by_email_and_counts_from_the_index() {
+    let app = TestApp::spawn().await;
+    for email in ["carol@example.com", "alice@example.com", "bob@example.com"] {
+        app.create_user("User", email, PASSWORD).await;
+    }
+    let reply = app.get("/api/users").await;
+    assert_eq!(reply.status, Status::Ok);
+    let page = reply.json();
+    let emails: Vec<&str> = page["users"]
+        .as_array()
+        .expect("users array")
+        .iter()
+        .filter_map(|user| user["email"].as_str())
+        .collect();
+    assert_eq!(emails, ["alice@example.com", "bob@example.com", "carol@example.com"]);
+    assert_eq!(page["total"], 3);
+    assert!(page["next"].is_null());
+}
+
+#[rocket::async_test]
+async fn list_pages_with_limit_and_the_next_cursor() {
+    let app = TestApp::spawn().await;
+    for n in 0..5 {
+        app.create_user("User", &format!("user{n}@example.com"), PASSWORD).await;
+    }
+    let mut seen = Vec::new();
+    let mut uri = "/api/users?limit=2".to_owned();
+    loop {
+        let page = app.get(&uri).await.json();
+        assert_eq!(page["total"], 5);
+        for user in page["users"].as_array().expect("users") {
+            seen.push(user["email"].as_str().expect("email").to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => uri = format!("/api/users?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..5).map(|n| format!("user{n}@example.com")).collect();
+    assert_eq!(seen, expected);
+}
+
+#[rocket::async_test]
+async fn list_filters_by_email_prefix() {
+    let app = TestApp::spawn().await;
+    for email in ["jo@m.co", "jo@m.com", "joe@x.org", "ann@x.org"] {
+        app.create_user("User", email, PASSWORD).await;
+    }
+    let page = app.get("/api/users?prefix=JO@").await.json();
+    let emails: Vec<&str> = page["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|user| user["email"].as_str())
+        .collect();
+    assert_eq!(emails, ["jo@m.co", "jo@m.com"]);
+    assert_eq!(page["total"], 2);
+}
+
+#[rocket::async_test]
+async fn list_rejects_a_limit_outside_1_to_1000() {
+    let app = TestApp::spawn().await;
+    for limit in ["0", "1001", "ten"] {
+        let reply = app.get(&format!("/api/users?limit={limit}")).await;
+        assert_eq!(reply.status, Status::UnprocessableEntity, "limit={limit}");
+        assert_eq!(reply.field_errors("limit").len(), 1);
+    }
+}
+
+#[rocket::async_test]
+async fn list_rejects_a_forged_cursor() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/api/users?after=garbage!").await;
+    assert_eq!(reply.status, Status::UnprocessableEntity);
+    assert_eq!(reply.field_errors("after").len(), 1);
+}
+
+#[rocket::async_test]
+async fn list_of_an_empty_store_is_empty() {
+    let app = TestApp::spawn().await;
+    let page = app.get("/api/users").await.json();
+    assert_eq!(page, json!({"users": [], "total": 0, "next": null}));
+}
+
+// ---- persistence ----
+
+#[rocket::async_test]
+async fn a_new_instance_sees_the_data() {
+    let app = TestApp::spawn().await;
+    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let restarted = TestApp::spawn_with_prefix(&app.redis_url, &app.prefix, &[]).await;
+    let reply = restarted.get_user(created["id"].as_str().expect("id")).await;
+    assert_eq!(reply.json(), created);
+}
