@@ -45,6 +45,13 @@ async fn parse<T: DeserializeOwned>(request: &Request<'_>, data: Data<'_>) -> Re
     if !body.is_complete() {
         return Err(ApiError::PayloadTooLarge(format!("the body exceeds {limit}")));
     }
+    // serde would also read a struct from a JSON array; only objects are bodies.
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::invalid_fields(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(&body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(into_api_error)?;
     deserializer
@@ -57,8 +64,7 @@ fn into_api_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiEr
     let path = error.path().to_string();
     let inner = error.into_inner();
     if inner.is_data() {
-        let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::invalid_fields(vec![FieldError::new(field, strip_position(&inner))])
+        ApiError::invalid_fields(vec![FieldError::new(path, strip_position(&inner))])
     } else {
         ApiError::BadRequest(format!("malformed JSON: {inner}"))
     }

@@ -1,0 +1,152 @@
+//! Races on the email index, and Redis going away and coming back.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::{free_port, RedisServer, TestApp};
+use rocket::futures::future::join_all;
+use rocket::http::Status;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// How long a request may take beyond the configured Redis timeout.
+const SLACK: Duration = Duration::from_millis(1500);
+
+#[rocket::async_test]
+async fn concurrent_creates_with_one_email_admit_exactly_one() {
+    let app = TestApp::spawn().await;
+    let attempts = (0..32).map(|n| {
+        let body = json!({"name": format!("User {n}"), "email": "same@example.com", "password": PASSWORD});
+        let app = &app;
+        async move { app.post_user(&body).await }
+    });
+    let replies = join_all(attempts).await;
+    let created = replies.iter().filter(|r| r.status == Status::Created).count();
+    let conflicts = replies.iter().filter(|r| r.status == Status::Conflict).count();
+    assert_eq!((created, conflicts), (1, 31), "statuses: {:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert_eq!(app.index_members().len(), 1);
+    assert_eq!(app.keys().len(), 2, "one user hash and the index: {:?}", app.keys());
+}
+
+#[rocket::async_test]
+async fn concurrent_creates_with_distinct_emails_all_succeed() {
+    let app = TestApp::spawn().await;
+    let attempts = (0..32).map(|n| {
+        let body = json!({"name": "User", "email": format!("user{n}@example.com"), "password": PASSWORD});
+        let app = &app;
+        async move { app.post_user(&body).await }
+    });
+    let replies = join_all(attempts).await;
+    assert!(replies.iter().all(|r| r.status == Status::Created));
+    assert_eq!(app.index_members().len(), 32);
+}
+
+/// Reads every user hash and the index, and checks they describe the same
+/// set of (email, id) pairs with no email held twice.
+fn assert_index_matches_users(app: &TestApp, ids: &[String]) {
+    let mut conn = app.redis();
+    let mut from_users = HashSet::new();
+    let mut owners: HashMap<String, String> = HashMap::new();
+    for id in ids {
+        let email: Option<String> = redis::cmd("HGET")
+            .arg(app.user_key(id))
+            .arg("email")
+            .query(&mut conn)
+            .expect("HGET");
+        let email = email.expect("every user still exists");
+        if let Some(other) = owners.insert(email.clone(), id.clone()) {
+            panic!("{email} is held by both {other} and {id}");
+        }
+        from_users.insert(format!("{email}\0{id}"));
+    }
+    let from_index: HashSet<String> = app.index_members().into_iter().collect();
+    assert_eq!(from_index, from_users, "the index matches the users exactly");
+}
+
+#[rocket::async_test]
+async fn concurrent_email_changes_never_leave_two_users_with_one_email() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let user = app.create_user("User", &format!("start{n}@example.com"), PASSWORD).await;
+        ids.push(user["id"].as_str().expect("id").to_owned());
+    }
+    // Every user tries to take each of three contested emails at once.
+    let changes = ids.iter().flat_map(|id| {
+        (0..3).map(move |target| (id.clone(), format!("contested{target}@example.com")))
+    });
+    let app_ref = &app;
+    let replies = join_all(changes.map(|(id, email)| async move {
+        app_ref
+            .put_user(&id, &json!({"name": "User", "email": email, "password": PASSWORD}))
+            .await
+    }))
+    .await;
+    for reply in &replies {
+        assert!(
+            matches!(reply.status, Status::Ok | Status::Conflict),
+            "unexpected {}: {}",
+            reply.status,
+            reply.body
+        );
+    }
+    assert!(replies.iter().any(|r| r.status == Status::Ok));
+    assert_index_matches_users(&app, &ids);
+}
+
+async fn create_status(app: &TestApp, email: &str) -> (Status, Value, Option<String>) {
+    let reply = app
+        .post_user(&json!({"name": "Ada", "email": email, "password": PASSWORD}))
+        .await;
+    let retry_after = reply.header("Retry-After").map(str::to_owned);
+    (reply.status, reply.json(), retry_after)
+}
+
+#[rocket::async_test]
+async fn the_service_starts_without_redis_and_answers_503_within_the_timeout() {
+    let unreachable = format!("redis://127.0.0.1:{}/", free_port());
+    let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;
+    let started = Instant::now();
+    let reply = app.get_user(&uuid::Uuid::new_v4().to_string()).await;
+    assert!(started.elapsed() < Duration::from_millis(300) + SLACK, "took {:?}", started.elapsed());
+    reply.assert_problem(Status::ServiceUnavailable, "the user store is unavailable; retry later");
+    assert_eq!(reply.header("Retry-After"), Some("1"));
+}
+
+#[rocket::async_test]
+async fn writes_answer_503_when_redis_is_unreachable() {
+    let unreachable = format!("redis://127.0.0.1:{}/", free_port());
+    let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;
+    let started = Instant::now();
+    let (status, body, retry_after) = create_status(&app, "ada@example.com").await;
+    assert!(started.elapsed() < Duration::from_millis(300) + SLACK, "took {:?}", started.elapsed());
+    assert_eq!(status, Status::ServiceUnavailable, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+}
+
+#[rocket::async_test]
+async fn a_redis_outage_gives_503_and_the_service_recovers_by_itself() {
+    let mut server = RedisServer::start();
+    let app = TestApp::spawn_on(&server.url(), &[("REDIS_TIMEOUT_MS", "500")]).await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = user["id"].as_str().expect("id");
+
+    server.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let reply = app.get_user(id).await;
+        assert!(started.elapsed() < Duration::from_millis(500) + SLACK, "took {:?}", started.elapsed());
+        reply.assert_problem(Status::ServiceUnavailable, "the user store is unavailable; retry later");
+    }
+    let (status, _, _) = create_status(&app, "bob@example.com").await;
+    assert_eq!(status, Status::ServiceUnavailable);
+
+    // The throwaway server keeps nothing on disk: it comes back empty.
+    server.restart();
+    let (status, body, _) = create_status(&app, "bob@example.com").await;
+    assert_eq!(status, Status::Created, "the first request after the restart succeeds: {body}");
+    assert_eq!(app.get_user("bob@example.com").await.status, Status::Ok);
+}
