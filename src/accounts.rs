@@ -110,7 +110,12 @@ impl<'r> Accounts<'r> {
     pub async fn delete(&self, id: UserId, password: Password) -> Result<User, AccountError> {
         for _ in 0..MAX_ATTEMPTS {
             let verified = self.authenticate(id, password.clone()).await?;
-            let written = self.store.connection().await?.delete_user(id, verified).await?;
+            let written = self
+                .store
+                .connection()
+                .await?
+                .delete_user(id, verified)
+                .await?;
             if let Some(user) = settle(id, written)? {
                 return Ok(user);
             }
@@ -120,7 +125,11 @@ impl<'r> Accounts<'r> {
 
     /// Checks `password` against the stored hash and returns that hash, which
     /// the following write requires to be unchanged.
-    async fn authenticate(&self, id: UserId, password: Password) -> Result<PasswordHash, AccountError> {
+    async fn authenticate(
+        &self,
+        id: UserId,
+        password: Password,
+    ) -> Result<PasswordHash, AccountError> {
         let record = self
             .store
             .connection()

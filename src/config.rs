@@ -86,7 +86,11 @@ impl Settings {
             redis: RedisSettings {
                 connection: redis_connection(&env)?,
                 pool_size: env.parse_in("REDIS_POOL_SIZE", 15, 1..=1024)?,
-                timeout: Duration::from_millis(env.parse_in("REDIS_TIMEOUT_MS", 2000, 1..=60_000)?),
+                timeout: Duration::from_millis(env.parse_in(
+                    "REDIS_TIMEOUT_MS",
+                    2000,
+                    1..=60_000,
+                )?),
                 key_prefix: key_prefix(&env)?,
             },
             password_hashing: hashing(&env)?,
@@ -133,16 +137,21 @@ impl Env<'_> {
 
 fn redis_connection(env: &Env) -> Result<ConnectionInfo, ConfigError> {
     if let Some(url) = env.get("REDIS_URL") {
-        return url.trim().into_connection_info().map_err(|error| ConfigError {
-            setting: "REDIS_URL",
-            // The URL may hold a password: name the problem, never echo the value.
-            reason: format!(
-                "not a usable redis://, rediss:// or redis+unix:// URL ({})",
-                error.category()
-            ),
-        });
+        return url
+            .trim()
+            .into_connection_info()
+            .map_err(|error| ConfigError {
+                setting: "REDIS_URL",
+                // The URL may hold a password: name the problem, never echo the value.
+                reason: format!(
+                    "not a usable redis://, rediss:// or redis+unix:// URL ({})",
+                    error.category()
+                ),
+            });
     }
-    let host = env.get("REDIS_ADDRESS").unwrap_or_else(|| "127.0.0.1".into());
+    let host = env
+        .get("REDIS_ADDRESS")
+        .unwrap_or_else(|| "127.0.0.1".into());
     let port = env.parse_in("REDIS_PORT", 6379u16, 1..=u16::MAX)?;
     let db = env.parse_in("REDIS_DB", 0i64, 0..=i64::from(u16::MAX))?;
     let mut redis = RedisConnectionInfo::default().set_db(db);
@@ -188,7 +197,11 @@ fn hashing(env: &Env) -> Result<HashingSettings, ConfigError> {
     let memory_kib = env.parse_in("ARGON2_MEMORY_KIB", OWASP_MEMORY_KIB, 8..=4 * 1024 * 1024)?;
     let iterations = env.parse_in("ARGON2_ITERATIONS", OWASP_ITERATIONS, 1..=64)?;
     let parallelism = env.parse_in("ARGON2_PARALLELISM", OWASP_PARALLELISM, 1..=64)?;
-    let max_concurrent = env.parse_in("HASHING_CONCURRENCY", default_hashing_concurrency(), 1..=1024)?;
+    let max_concurrent = env.parse_in(
+        "HASHING_CONCURRENCY",
+        default_hashing_concurrency(),
+        1..=1024,
+    )?;
     HashingSettings::new(memory_kib, iterations, parallelism, max_concurrent).map_err(|error| {
         ConfigError {
             setting: "ARGON2_MEMORY_KIB",
@@ -216,9 +229,15 @@ mod tests {
         assert_eq!(settings.redis.pool_size, 15);
         assert_eq!(settings.redis.timeout, Duration::from_secs(2));
         assert_eq!(settings.redis.key_prefix, "ua:");
-        assert_eq!(settings.redis.connection.addr().to_string(), "127.0.0.1:6379");
+        assert_eq!(
+            settings.redis.connection.addr().to_string(),
+            "127.0.0.1:6379"
+        );
         let params = &settings.password_hashing.params;
-        assert_eq!((params.m_cost(), params.t_cost(), params.p_cost()), (19 * 1024, 2, 1));
+        assert_eq!(
+            (params.m_cost(), params.t_cost(), params.p_cost()),
+            (19 * 1024, 2, 1)
+        );
     }
 
     #[test]
@@ -234,15 +253,22 @@ mod tests {
 
     #[test]
     fn rediss_url_selects_tls() {
-        let settings = settings_from(&[("REDIS_URL", "rediss://cache.example:6380")]).expect("valid");
-        assert!(matches!(settings.redis.connection.addr(), ConnectionAddr::TcpTls { .. }));
+        let settings =
+            settings_from(&[("REDIS_URL", "rediss://cache.example:6380")]).expect("valid");
+        assert!(matches!(
+            settings.redis.connection.addr(),
+            ConnectionAddr::TcpTls { .. }
+        ));
     }
 
     #[test]
     fn unix_socket_url_is_accepted() {
         let settings =
             settings_from(&[("REDIS_URL", "redis+unix:///run/redis.sock")]).expect("valid");
-        assert!(matches!(settings.redis.connection.addr(), ConnectionAddr::Unix(_)));
+        assert!(matches!(
+            settings.redis.connection.addr(),
+            ConnectionAddr::Unix(_)
+        ));
     }
 
     #[test]
@@ -264,14 +290,20 @@ mod tests {
 
     #[test]
     fn a_bad_number_names_its_setting() {
-        let error = settings_from(&[("REDIS_POOL_SIZE", "many")]).err().expect("rejected");
+        let error = settings_from(&[("REDIS_POOL_SIZE", "many")])
+            .err()
+            .expect("rejected");
         assert_eq!(error.setting, "REDIS_POOL_SIZE");
-        assert!(error.to_string().starts_with("invalid setting REDIS_POOL_SIZE:"));
+        assert!(error
+            .to_string()
+            .starts_with("invalid setting REDIS_POOL_SIZE:"));
     }
 
     #[test]
     fn an_out_of_range_number_is_rejected() {
-        let error = settings_from(&[("REDIS_POOL_SIZE", "0")]).err().expect("rejected");
+        let error = settings_from(&[("REDIS_POOL_SIZE", "0")])
+            .err()
+            .expect("rejected");
         assert_eq!(error.setting, "REDIS_POOL_SIZE");
     }
 

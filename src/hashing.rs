@@ -53,10 +53,15 @@ impl PasswordHasher {
     }
 
     /// Whether `password` matches `hash`, with the parameters stored in the hash.
-    pub async fn verify(&self, password: Password, hash: PasswordHash) -> Result<bool, HashingError> {
+    pub async fn verify(
+        &self,
+        password: Password,
+        hash: PasswordHash,
+    ) -> Result<bool, HashingError> {
         let argon2 = self.argon2();
         self.run(move || {
-            let parsed = password_hash::PasswordHash::new(hash.as_phc()).map_err(HashingError::Argon2)?;
+            let parsed =
+                password_hash::PasswordHash::new(hash.as_phc()).map_err(HashingError::Argon2)?;
             match argon2.verify_password(password.expose().as_bytes(), &parsed) {
                 Ok(()) => Ok(true),
                 Err(password_hash::Error::Password) => Ok(false),
@@ -97,7 +102,11 @@ mod tests {
             .hash(Password::parse("correct horse").expect("valid"))
             .await
             .expect("hashed");
-        assert!(hash.as_phc().starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{}", hash.as_phc());
+        assert!(
+            hash.as_phc().starts_with("$argon2id$v=19$m=1024,t=1,p=1$"),
+            "{}",
+            hash.as_phc()
+        );
     }
 
     #[rocket::async_test]
@@ -116,7 +125,13 @@ mod tests {
             .hash(Password::parse("correct horse").expect("valid"))
             .await
             .expect("hashed");
-        assert!(hasher.verify(Password::candidate("correct horse"), hash.clone()).await.expect("verified"));
-        assert!(!hasher.verify(Password::candidate("wrong horse"), hash).await.expect("verified"));
+        assert!(hasher
+            .verify(Password::candidate("correct horse"), hash.clone())
+            .await
+            .expect("verified"));
+        assert!(!hasher
+            .verify(Password::candidate("wrong horse"), hash)
+            .await
+            .expect("verified"));
     }
 }

@@ -13,24 +13,39 @@ async fn ping_answers_pong_in_plain_text() {
     let reply = app.get("/ping").await;
     assert_eq!(reply.status, Status::Ok);
     assert_eq!(reply.body, "PONG!");
-    assert_eq!(reply.header("Content-Type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
 }
 
 #[rocket::async_test]
 async fn an_unknown_route_is_a_404_problem() {
     let app = TestApp::spawn().await;
-    app.get("/nowhere").await.assert_problem(Status::NotFound, "no resource at /nowhere");
+    app.get("/nowhere")
+        .await
+        .assert_problem(Status::NotFound, "no resource at /nowhere");
 }
 
 #[rocket::async_test]
 async fn malformed_json_is_a_400_problem() {
     let app = TestApp::spawn().await;
     let reply = app
-        .send_raw(Method::Post, "/api/users", Some(ContentType::JSON), "{\"name\": ")
+        .send_raw(
+            Method::Post,
+            "/api/users",
+            Some(ContentType::JSON),
+            "{\"name\": ",
+        )
         .await;
     assert_eq!(reply.status, Status::BadRequest);
-    assert_eq!(reply.header("Content-Type"), Some("application/problem+json"));
-    assert!(reply.json()["detail"].as_str().is_some_and(|d| d.starts_with("malformed JSON")));
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("application/problem+json")
+    );
+    assert!(reply.json()["detail"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("malformed JSON")));
 }
 
 #[rocket::async_test]
@@ -46,7 +61,12 @@ async fn trailing_garbage_after_json_is_a_400_problem() {
 async fn invalid_utf8_is_a_400_problem() {
     let app = TestApp::spawn().await;
     let reply = app
-        .send_raw(Method::Post, "/api/users", Some(ContentType::JSON), b"{\"name\": \"\xff\xfe\"}")
+        .send_raw(
+            Method::Post,
+            "/api/users",
+            Some(ContentType::JSON),
+            b"{\"name\": \"\xff\xfe\"}",
+        )
         .await;
     assert_eq!(reply.status, Status::BadRequest, "{}", reply.body);
 }
@@ -55,7 +75,10 @@ async fn invalid_utf8_is_a_400_problem() {
 async fn deeply_nested_json_is_a_client_error_not_a_crash() {
     let app = TestApp::spawn().await;
     let nested = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
-    for body in [format!("{{\"deep\": {nested}}}"), format!("{{\"name\": {nested}}}")] {
+    for body in [
+        format!("{{\"deep\": {nested}}}"),
+        format!("{{\"name\": {nested}}}"),
+    ] {
         let reply = app
             .send_raw(Method::Post, "/api/users", Some(ContentType::JSON), body)
             .await;
@@ -68,7 +91,12 @@ async fn deeply_nested_json_is_a_client_error_not_a_crash() {
 async fn a_body_that_is_not_an_object_is_a_422_problem() {
     let app = TestApp::spawn().await;
     let reply = app
-        .send_raw(Method::Post, "/api/users", Some(ContentType::JSON), "[1, 2]")
+        .send_raw(
+            Method::Post,
+            "/api/users",
+            Some(ContentType::JSON),
+            "[1, 2]",
+        )
         .await;
     assert_eq!(reply.status, Status::UnprocessableEntity, "{}", reply.body);
     assert_eq!(reply.field_errors("body"), vec!["must be a JSON object"]);
@@ -79,12 +107,24 @@ async fn a_wrong_content_type_is_a_415_problem() {
     let app = TestApp::spawn().await;
     let body = json!({"name": "Ada", "email": "a@b.co", "password": "long enough"}).to_string();
     let reply = app
-        .send_raw(Method::Post, "/api/users", Some(ContentType::Form), body.clone())
+        .send_raw(
+            Method::Post,
+            "/api/users",
+            Some(ContentType::Form),
+            body.clone(),
+        )
         .await;
     assert_eq!(reply.status, Status::UnsupportedMediaType);
-    assert_eq!(reply.header("Content-Type"), Some("application/problem+json"));
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("application/problem+json")
+    );
     let reply = app.send_raw(Method::Post, "/api/users", None, body).await;
-    assert_eq!(reply.status, Status::UnsupportedMediaType, "no Content-Type at all");
+    assert_eq!(
+        reply.status,
+        Status::UnsupportedMediaType,
+        "no Content-Type at all"
+    );
     assert!(app.keys().is_empty());
 }
 
@@ -93,10 +133,18 @@ async fn a_body_over_16_kib_is_a_413_problem() {
     let app = TestApp::spawn().await;
     let body = json!({"name": "x".repeat(17 * 1024), "email": "a@b.co", "password": "long enough"});
     let reply = app
-        .send_raw(Method::Post, "/api/users", Some(ContentType::JSON), body.to_string())
+        .send_raw(
+            Method::Post,
+            "/api/users",
+            Some(ContentType::JSON),
+            body.to_string(),
+        )
         .await;
     assert_eq!(reply.status, Status::PayloadTooLarge);
-    assert_eq!(reply.header("Content-Type"), Some("application/problem+json"));
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("application/problem+json")
+    );
     assert!(app.keys().is_empty());
 }
 
@@ -114,7 +162,11 @@ async fn a_10000_character_email_is_a_422_problem() {
 #[rocket::async_test]
 async fn emails_with_the_index_separator_or_control_characters_are_rejected() {
     let app = TestApp::spawn().await;
-    for email in ["\"a\u{0}b\"@example.com", "a\u{7}b@example.com", "a\nb@example.com"] {
+    for email in [
+        "\"a\u{0}b\"@example.com",
+        "a\u{7}b@example.com",
+        "a\nb@example.com",
+    ] {
         let reply = app
             .post_user(&json!({"name": "Ada", "email": email, "password": "long enough"}))
             .await;
@@ -144,7 +196,11 @@ async fn files_are_served_from_static() {
 #[rocket::async_test]
 async fn path_traversal_under_files_finds_nothing() {
     let app = TestApp::spawn().await;
-    for uri in ["/files/../Cargo.toml", "/files/..%2FCargo.toml", "/files/%2e%2e/Cargo.toml"] {
+    for uri in [
+        "/files/../Cargo.toml",
+        "/files/..%2FCargo.toml",
+        "/files/%2e%2e/Cargo.toml",
+    ] {
         let reply = app.get(uri).await;
         assert_eq!(reply.status, Status::NotFound, "{uri}");
         assert!(!reply.body.contains("[package]"), "{uri} leaked Cargo.toml");

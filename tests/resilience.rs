@@ -19,23 +19,41 @@ const SLACK: Duration = Duration::from_millis(1500);
 async fn concurrent_creates_with_one_email_admit_exactly_one() {
     let app = TestApp::spawn().await;
     let attempts = (0..32).map(|n| {
-        let body = json!({"name": format!("User {n}"), "email": "same@example.com", "password": PASSWORD});
+        let body =
+            json!({"name": format!("User {n}"), "email": "same@example.com", "password": PASSWORD});
         let app = &app;
         async move { app.post_user(&body).await }
     });
     let replies = join_all(attempts).await;
-    let created = replies.iter().filter(|r| r.status == Status::Created).count();
-    let conflicts = replies.iter().filter(|r| r.status == Status::Conflict).count();
-    assert_eq!((created, conflicts), (1, 31), "statuses: {:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    let created = replies
+        .iter()
+        .filter(|r| r.status == Status::Created)
+        .count();
+    let conflicts = replies
+        .iter()
+        .filter(|r| r.status == Status::Conflict)
+        .count();
+    assert_eq!(
+        (created, conflicts),
+        (1, 31),
+        "statuses: {:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     assert_eq!(app.index_members().len(), 1);
-    assert_eq!(app.keys().len(), 2, "one user hash and the index: {:?}", app.keys());
+    assert_eq!(
+        app.keys().len(),
+        2,
+        "one user hash and the index: {:?}",
+        app.keys()
+    );
 }
 
 #[rocket::async_test]
 async fn concurrent_creates_with_distinct_emails_all_succeed() {
     let app = TestApp::spawn().await;
     let attempts = (0..32).map(|n| {
-        let body = json!({"name": "User", "email": format!("user{n}@example.com"), "password": PASSWORD});
+        let body =
+            json!({"name": "User", "email": format!("user{n}@example.com"), "password": PASSWORD});
         let app = &app;
         async move { app.post_user(&body).await }
     });
@@ -63,7 +81,10 @@ fn assert_index_matches_users(app: &TestApp, ids: &[String]) {
         from_users.insert(format!("{email}\0{id}"));
     }
     let from_index: HashSet<String> = app.index_members().into_iter().collect();
-    assert_eq!(from_index, from_users, "the index matches the users exactly");
+    assert_eq!(
+        from_index, from_users,
+        "the index matches the users exactly"
+    );
 }
 
 #[rocket::async_test]
@@ -71,7 +92,9 @@ async fn concurrent_email_changes_never_leave_two_users_with_one_email() {
     let app = TestApp::spawn().await;
     let mut ids = Vec::new();
     for n in 0..8 {
-        let user = app.create_user("User", &format!("start{n}@example.com"), PASSWORD).await;
+        let user = app
+            .create_user("User", &format!("start{n}@example.com"), PASSWORD)
+            .await;
         ids.push(user["id"].as_str().expect("id").to_owned());
     }
     // Every user tries to take each of three contested emails at once.
@@ -81,7 +104,10 @@ async fn concurrent_email_changes_never_leave_two_users_with_one_email() {
     let app_ref = &app;
     let replies = join_all(changes.map(|(id, email)| async move {
         app_ref
-            .put_user(&id, &json!({"name": "User", "email": email, "password": PASSWORD}))
+            .put_user(
+                &id,
+                &json!({"name": "User", "email": email, "password": PASSWORD}),
+            )
             .await
     }))
     .await;
@@ -111,8 +137,15 @@ async fn the_service_starts_without_redis_and_answers_503_within_the_timeout() {
     let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;
     let started = Instant::now();
     let reply = app.get_user(&uuid::Uuid::new_v4().to_string()).await;
-    assert!(started.elapsed() < Duration::from_millis(300) + SLACK, "took {:?}", started.elapsed());
-    reply.assert_problem(Status::ServiceUnavailable, "the user store is unavailable; retry later");
+    assert!(
+        started.elapsed() < Duration::from_millis(300) + SLACK,
+        "took {:?}",
+        started.elapsed()
+    );
+    reply.assert_problem(
+        Status::ServiceUnavailable,
+        "the user store is unavailable; retry later",
+    );
     assert_eq!(reply.header("Retry-After"), Some("1"));
 }
 
@@ -122,7 +155,11 @@ async fn writes_answer_503_when_redis_is_unreachable() {
     let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;
     let started = Instant::now();
     let (status, body, retry_after) = create_status(&app, "ada@example.com").await;
-    assert!(started.elapsed() < Duration::from_millis(300) + SLACK, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(300) + SLACK,
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(status, Status::ServiceUnavailable, "{body}");
     assert_eq!(retry_after.as_deref(), Some("1"));
 }
@@ -138,8 +175,15 @@ async fn a_redis_outage_gives_503_and_the_service_recovers_by_itself() {
     for _ in 0..3 {
         let started = Instant::now();
         let reply = app.get_user(id).await;
-        assert!(started.elapsed() < Duration::from_millis(500) + SLACK, "took {:?}", started.elapsed());
-        reply.assert_problem(Status::ServiceUnavailable, "the user store is unavailable; retry later");
+        assert!(
+            started.elapsed() < Duration::from_millis(500) + SLACK,
+            "took {:?}",
+            started.elapsed()
+        );
+        reply.assert_problem(
+            Status::ServiceUnavailable,
+            "the user store is unavailable; retry later",
+        );
     }
     let (status, _, _) = create_status(&app, "bob@example.com").await;
     assert_eq!(status, Status::ServiceUnavailable);
@@ -147,6 +191,10 @@ async fn a_redis_outage_gives_503_and_the_service_recovers_by_itself() {
     // The throwaway server keeps nothing on disk: it comes back empty.
     server.restart();
     let (status, body, _) = create_status(&app, "bob@example.com").await;
-    assert_eq!(status, Status::Created, "the first request after the restart succeeds: {body}");
+    assert_eq!(
+        status,
+        Status::Created,
+        "the first request after the restart succeeds: {body}"
+    );
     assert_eq!(app.get_user("bob@example.com").await.status, Status::Ok);
 }

@@ -20,12 +20,18 @@ async fn create_returns_201_with_location_and_the_user() {
     let user = reply.json();
     let id = user["id"].as_str().expect("id is a string");
     assert!(uuid::Uuid::parse_str(id).is_ok(), "id is a UUID: {id}");
-    assert_eq!(reply.header("Location"), Some(format!("/api/users/{id}").as_str()));
+    assert_eq!(
+        reply.header("Location"),
+        Some(format!("/api/users/{id}").as_str())
+    );
     assert_eq!(user["name"], "Ada");
     assert_eq!(user["email"], "ada@example.com");
     for field in ["created", "updated"] {
         let time = user[field].as_str().expect("a time string");
-        assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{field} is RFC 3339: {time}");
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+            "{field} is RFC 3339: {time}"
+        );
     }
 }
 
@@ -78,10 +84,16 @@ async fn create_with_invalid_fields_returns_422_naming_each_field() {
     let reply = app
         .post_user(&json!({"name": "", "email": "not-an-email", "password": "short"}))
         .await;
-    reply.assert_problem(Status::UnprocessableEntity, "the request has invalid fields");
+    reply.assert_problem(
+        Status::UnprocessableEntity,
+        "the request has invalid fields",
+    );
     assert_eq!(reply.field_errors("name"), vec!["must not be empty"]);
     assert_eq!(reply.field_errors("email").len(), 1);
-    assert_eq!(reply.field_errors("password"), vec!["must be at least 8 characters"]);
+    assert_eq!(
+        reply.field_errors("password"),
+        vec!["must be at least 8 characters"]
+    );
     assert!(app.keys().is_empty(), "nothing was written");
 }
 
@@ -92,7 +104,10 @@ async fn create_rejects_a_name_over_100_characters() {
         .post_user(&json!({"name": "n".repeat(101), "email": "a@b.co", "password": PASSWORD}))
         .await;
     assert_eq!(reply.status, Status::UnprocessableEntity);
-    assert_eq!(reply.field_errors("name"), vec!["must be at most 100 characters"]);
+    assert_eq!(
+        reply.field_errors("name"),
+        vec!["must be at most 100 characters"]
+    );
 }
 
 #[rocket::async_test]
@@ -102,7 +117,10 @@ async fn create_rejects_a_password_over_128_characters() {
         .post_user(&json!({"name": "Ada", "email": "a@b.co", "password": "p".repeat(129)}))
         .await;
     assert_eq!(reply.status, Status::UnprocessableEntity);
-    assert_eq!(reply.field_errors("password"), vec!["must be at most 128 characters"]);
+    assert_eq!(
+        reply.field_errors("password"),
+        vec!["must be at most 128 characters"]
+    );
 }
 
 #[rocket::async_test]
@@ -127,7 +145,9 @@ async fn create_with_a_wrongly_typed_field_returns_422_naming_it() {
 #[rocket::async_test]
 async fn create_accepts_unicode_names() {
     let app = TestApp::spawn().await;
-    let user = app.create_user("José Ñúñez 李小龍", "jose@example.com", PASSWORD).await;
+    let user = app
+        .create_user("José Ñúñez 李小龍", "jose@example.com", PASSWORD)
+        .await;
     assert_eq!(user["name"], "José Ñúñez 李小龍");
 }
 
@@ -196,7 +216,10 @@ async fn put_updates_name_and_email() {
     let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let id = created["id"].as_str().expect("id");
     let reply = app
-        .put_user(id, &json!({"name": "Ada L.", "email": "lovelace@example.com", "password": PASSWORD}))
+        .put_user(
+            id,
+            &json!({"name": "Ada L.", "email": "lovelace@example.com", "password": PASSWORD}),
+        )
         .await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     let updated = reply.json();
@@ -204,8 +227,13 @@ async fn put_updates_name_and_email() {
     assert_eq!(updated["email"], "lovelace@example.com");
     assert_eq!(updated["created"], created["created"]);
     assert_eq!(app.get_user("lovelace@example.com").await.json()["id"], id);
-    app.get_user("ada@example.com").await.assert_problem(Status::NotFound, "user ada@example.com not found");
-    assert_eq!(app.index_members(), vec![format!("lovelace@example.com\0{id}")]);
+    app.get_user("ada@example.com")
+        .await
+        .assert_problem(Status::NotFound, "user ada@example.com not found");
+    assert_eq!(
+        app.index_members(),
+        vec![format!("lovelace@example.com\0{id}")]
+    );
 }
 
 #[rocket::async_test]
@@ -213,9 +241,12 @@ async fn put_with_a_wrong_password_returns_401_and_changes_nothing() {
     let app = TestApp::spawn().await;
     let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let id = created["id"].as_str().expect("id");
-    app.put_user(id, &json!({"name": "Eve", "email": "eve@example.com", "password": "wrong password"}))
-        .await
-        .assert_problem(Status::Unauthorized, "user not authenticated");
+    app.put_user(
+        id,
+        &json!({"name": "Eve", "email": "eve@example.com", "password": "wrong password"}),
+    )
+    .await
+    .assert_problem(Status::Unauthorized, "user not authenticated");
     assert_eq!(app.get_user(id).await.json(), created);
 }
 
@@ -223,9 +254,12 @@ async fn put_with_a_wrong_password_returns_401_and_changes_nothing() {
 async fn put_on_an_unknown_id_returns_404() {
     let app = TestApp::spawn().await;
     let id = uuid::Uuid::new_v4();
-    app.put_user(&id.to_string(), &json!({"name": "Ada", "email": "a@b.co", "password": PASSWORD}))
-        .await
-        .assert_problem(Status::NotFound, &format!("id {id} not found"));
+    app.put_user(
+        &id.to_string(),
+        &json!({"name": "Ada", "email": "a@b.co", "password": PASSWORD}),
+    )
+    .await
+    .assert_problem(Status::NotFound, &format!("id {id} not found"));
 }
 
 #[rocket::async_test]
@@ -234,9 +268,12 @@ async fn put_to_an_email_of_another_user_returns_409() {
     app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let bob = app.create_user("Bob", "bob@example.com", PASSWORD).await;
     let id = bob["id"].as_str().expect("id");
-    app.put_user(id, &json!({"name": "Bob", "email": "Ada@example.com", "password": PASSWORD}))
-        .await
-        .assert_problem(Status::Conflict, "email already in use");
+    app.put_user(
+        id,
+        &json!({"name": "Bob", "email": "Ada@example.com", "password": PASSWORD}),
+    )
+    .await
+    .assert_problem(Status::Conflict, "email already in use");
     assert_eq!(app.get_user(id).await.json(), bob);
     assert_eq!(app.index_members().len(), 2);
 }
@@ -247,7 +284,10 @@ async fn put_keeping_ones_own_email_in_another_case_is_fine() {
     let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let id = created["id"].as_str().expect("id");
     let reply = app
-        .put_user(id, &json!({"name": "Ada Lovelace", "email": "ADA@example.com", "password": PASSWORD}))
+        .put_user(
+            id,
+            &json!({"name": "Ada Lovelace", "email": "ADA@example.com", "password": PASSWORD}),
+        )
         .await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json()["email"], "ada@example.com");
@@ -259,7 +299,10 @@ async fn put_with_invalid_fields_returns_422() {
     let app = TestApp::spawn().await;
     let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let reply = app
-        .put_user(created["id"].as_str().expect("id"), &json!({"name": "Ada", "email": "nope", "password": PASSWORD}))
+        .put_user(
+            created["id"].as_str().expect("id"),
+            &json!({"name": "Ada", "email": "nope", "password": PASSWORD}),
+        )
         .await;
     assert_eq!(reply.status, Status::UnprocessableEntity);
     assert_eq!(reply.field_errors("email").len(), 1);
@@ -273,15 +316,24 @@ async fn patch_changes_the_password() {
     let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let id = created["id"].as_str().expect("id");
     let reply = app
-        .patch_user(id, &json!({"password": PASSWORD, "new_password": "a new passphrase"}))
+        .patch_user(
+            id,
+            &json!({"password": PASSWORD, "new_password": "a new passphrase"}),
+        )
         .await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json(), json!({"message": "Password updated"}));
-    app.put_user(id, &json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD}))
-        .await
-        .assert_problem(Status::Unauthorized, "user not authenticated");
+    app.put_user(
+        id,
+        &json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await
+    .assert_problem(Status::Unauthorized, "user not authenticated");
     let reply = app
-        .put_user(id, &json!({"name": "Ada", "email": "ada@example.com", "password": "a new passphrase"}))
+        .put_user(
+            id,
+            &json!({"name": "Ada", "email": "ada@example.com", "password": "a new passphrase"}),
+        )
         .await;
     assert_eq!(reply.status, Status::Ok, "the new password works");
 }
@@ -290,27 +342,36 @@ async fn patch_changes_the_password() {
 async fn patch_without_new_password_returns_422_password_not_provided() {
     let app = TestApp::spawn().await;
     let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    app.patch_user(created["id"].as_str().expect("id"), &json!({"password": PASSWORD}))
-        .await
-        .assert_problem(Status::UnprocessableEntity, "Password not provided");
+    app.patch_user(
+        created["id"].as_str().expect("id"),
+        &json!({"password": PASSWORD}),
+    )
+    .await
+    .assert_problem(Status::UnprocessableEntity, "Password not provided");
 }
 
 #[rocket::async_test]
 async fn patch_with_a_wrong_password_returns_401() {
     let app = TestApp::spawn().await;
     let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    app.patch_user(created["id"].as_str().expect("id"), &json!({"password": "wrong password", "new_password": "a new passphrase"}))
-        .await
-        .assert_problem(Status::Unauthorized, "user not authenticated");
+    app.patch_user(
+        created["id"].as_str().expect("id"),
+        &json!({"password": "wrong password", "new_password": "a new passphrase"}),
+    )
+    .await
+    .assert_problem(Status::Unauthorized, "user not authenticated");
 }
 
 #[rocket::async_test]
 async fn patch_on_an_unknown_id_returns_404() {
     let app = TestApp::spawn().await;
     let id = uuid::Uuid::new_v4();
-    app.patch_user(&id.to_string(), &json!({"password": PASSWORD, "new_password": "a new passphrase"}))
-        .await
-        .assert_problem(Status::NotFound, &format!("id {id} not found"));
+    app.patch_user(
+        &id.to_string(),
+        &json!({"password": PASSWORD, "new_password": "a new passphrase"}),
+    )
+    .await
+    .assert_problem(Status::NotFound, &format!("id {id} not found"));
 }
 
 #[rocket::async_test]
@@ -318,10 +379,16 @@ async fn patch_enforces_the_policy_on_the_new_password() {
     let app = TestApp::spawn().await;
     let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let reply = app
-        .patch_user(created["id"].as_str().expect("id"), &json!({"password": PASSWORD, "new_password": "short"}))
+        .patch_user(
+            created["id"].as_str().expect("id"),
+            &json!({"password": PASSWORD, "new_password": "short"}),
+        )
         .await;
     assert_eq!(reply.status, Status::UnprocessableEntity);
-    assert_eq!(reply.field_errors("new_password"), vec!["must be at least 8 characters"]);
+    assert_eq!(
+        reply.field_errors("new_password"),
+        vec!["must be at least 8 characters"]
+    );
 }
 
 // ---- delete ----
@@ -334,7 +401,9 @@ async fn delete_removes_the_user_and_its_index_entry() {
     let reply = app.delete_user(id, &json!({"password": PASSWORD})).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json(), created);
-    app.get_user(id).await.assert_problem(Status::NotFound, &format!("id {id} not found"));
+    app.get_user(id)
+        .await
+        .assert_problem(Status::NotFound, &format!("id {id} not found"));
     assert!(app.keys().is_empty(), "no key left: {:?}", app.keys());
 }
 
@@ -362,16 +431,24 @@ async fn delete_on_an_unknown_id_returns_404() {
 async fn a_deleted_users_email_can_be_taken_again() {
     let app = TestApp::spawn().await;
     let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    app.delete_user(created["id"].as_str().expect("id"), &json!({"password": PASSWORD})).await;
-    app.create_user("New Ada", "ada@example.com", PASSWORD).await;
+    app.delete_user(
+        created["id"].as_str().expect("id"),
+        &json!({"password": PASSWORD}),
+    )
+    .await;
+    app.create_user("New Ada", "ada@example.com", PASSWORD)
+        .await;
 }
 
 #[rocket::async_test]
 async fn routes_with_an_id_that_is_no_uuid_return_404() {
     let app = TestApp::spawn().await;
-    app.put_user("not-a-uuid", &json!({"name": "A", "email": "a@b.co", "password": PASSWORD}))
-        .await
-        .assert_problem(Status::NotFound, "id not-a-uuid not found");
+    app.put_user(
+        "not-a-uuid",
+        &json!({"name": "A", "email": "a@b.co", "password": PASSWORD}),
+    )
+    .await
+    .assert_problem(Status::NotFound, "id not-a-uuid not found");
     app.delete_user("not-a-uuid", &json!({"password": PASSWORD}))
         .await
         .assert_problem(Status::NotFound, "id not-a-uuid not found");
@@ -394,7 +471,10 @@ async fn list_orders_by_email_and_counts_from_the_index() {
         .iter()
         .filter_map(|user| user["email"].as_str())
         .collect();
-    assert_eq!(emails, ["alice@example.com", "bob@example.com", "carol@example.com"]);
+    assert_eq!(
+        emails,
+        ["alice@example.com", "bob@example.com", "carol@example.com"]
+    );
     assert_eq!(page["total"], 3);
     assert!(page["next"].is_null());
 }
@@ -403,7 +483,8 @@ async fn list_orders_by_email_and_counts_from_the_index() {
 async fn list_pages_with_limit_and_the_next_cursor() {
     let app = TestApp::spawn().await;
     for n in 0..5 {
-        app.create_user("User", &format!("user{n}@example.com"), PASSWORD).await;
+        app.create_user("User", &format!("user{n}@example.com"), PASSWORD)
+            .await;
     }
     let mut seen = Vec::new();
     let mut uri = "/api/users?limit=2".to_owned();
@@ -471,6 +552,8 @@ async fn a_new_instance_sees_the_data() {
     let app = TestApp::spawn().await;
     let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let restarted = TestApp::spawn_with_prefix(&app.redis_url, &app.prefix, &[]).await;
-    let reply = restarted.get_user(created["id"].as_str().expect("id")).await;
+    let reply = restarted
+        .get_user(created["id"].as_str().expect("id"))
+        .await;
     assert_eq!(reply.json(), created);
 }

@@ -37,13 +37,14 @@ async fn parse<T: DeserializeOwned>(request: &Request<'_>, data: Data<'_>) -> Re
         .limits()
         .get("json")
         .unwrap_or(DEFAULT_LIMIT_KIB.kibibytes());
-    let body = data
-        .open(limit)
-        .into_bytes()
-        .await
-        .map_err(|error| ApiError::BadRequest(format!("the body could not be read: {error}")))?;
+    let body =
+        data.open(limit).into_bytes().await.map_err(|error| {
+            ApiError::BadRequest(format!("the body could not be read: {error}"))
+        })?;
     if !body.is_complete() {
-        return Err(ApiError::PayloadTooLarge(format!("the body exceeds {limit}")));
+        return Err(ApiError::PayloadTooLarge(format!(
+            "the body exceeds {limit}"
+        )));
     }
     // serde would also read a struct from a JSON array; only objects are bodies.
     if body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {

@@ -48,16 +48,35 @@ struct PasswordData {
 }
 
 #[post("/users", data = "<body>")]
-async fn post_user(accounts: Accounts<'_>, body: Body<UserData>) -> Result<Created<Json<User>>, ApiError> {
+async fn post_user(
+    accounts: Accounts<'_>,
+    body: Body<UserData>,
+) -> Result<Created<Json<User>>, ApiError> {
     let JsonBody(data) = body?;
     let mut errors = Vec::new();
     let name = parse_field(&mut errors, "name", data.name.as_deref(), UserName::parse);
-    let email = parse_field(&mut errors, "email", data.email.as_deref(), UserEmail::parse);
-    let password = parse_field(&mut errors, "password", data.password.as_deref(), Password::parse);
+    let email = parse_field(
+        &mut errors,
+        "email",
+        data.email.as_deref(),
+        UserEmail::parse,
+    );
+    let password = parse_field(
+        &mut errors,
+        "password",
+        data.password.as_deref(),
+        Password::parse,
+    );
     let (Some(name), Some(email), Some(password)) = (name, email, password) else {
         return Err(ApiError::invalid_fields(errors));
     };
-    let user = accounts.sign_up(NewUser { name, email, password }).await?;
+    let user = accounts
+        .sign_up(NewUser {
+            name,
+            email,
+            password,
+        })
+        .await?;
     Ok(Created::new(format!("/api/users/{}", user.id)).body(Json(user)))
 }
 
@@ -73,7 +92,8 @@ async fn get_user_by_id(id: Uuid, mut conn: RedisConn) -> Result<Json<User>, Api
 /// Any segment that is not a UUID is looked up as an email.
 #[get("/users/<email>", rank = 2)]
 async fn get_user_by_email(email: &str, mut conn: RedisConn) -> Result<Json<User>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("user {} not found", UserEmail::normalize(email)));
+    let not_found =
+        || ApiError::NotFound(format!("user {} not found", UserEmail::normalize(email)));
     let email = UserEmail::parse(email).map_err(|_| not_found())?;
     match conn.user_by_email(email).await? {
         Some(record) => Ok(Json(record.user)),
@@ -82,17 +102,28 @@ async fn get_user_by_email(email: &str, mut conn: RedisConn) -> Result<Json<User
 }
 
 #[put("/users/<id>", data = "<body>")]
-async fn put_user(id: &str, accounts: Accounts<'_>, body: Body<UserData>) -> Result<Json<User>, ApiError> {
+async fn put_user(
+    id: &str,
+    accounts: Accounts<'_>,
+    body: Body<UserData>,
+) -> Result<Json<User>, ApiError> {
     let id = parse_id(id)?;
     let JsonBody(data) = body?;
     let mut errors = Vec::new();
     let name = parse_field(&mut errors, "name", data.name.as_deref(), UserName::parse);
-    let email = parse_field(&mut errors, "email", data.email.as_deref(), UserEmail::parse);
+    let email = parse_field(
+        &mut errors,
+        "email",
+        data.email.as_deref(),
+        UserEmail::parse,
+    );
     let password = parse_field(&mut errors, "password", data.password.as_deref(), candidate);
     let (Some(name), Some(email), Some(password)) = (name, email, password) else {
         return Err(ApiError::invalid_fields(errors));
     };
-    Ok(Json(accounts.update_profile(id, password, name, email).await?))
+    Ok(Json(
+        accounts.update_profile(id, password, name, email).await?,
+    ))
 }
 
 #[derive(Serialize)]
@@ -133,11 +164,16 @@ async fn patch_user_password(
 }
 
 #[delete("/users/<id>", data = "<body>")]
-async fn delete_user(id: &str, accounts: Accounts<'_>, body: Body<PasswordData>) -> Result<Json<User>, ApiError> {
+async fn delete_user(
+    id: &str,
+    accounts: Accounts<'_>,
+    body: Body<PasswordData>,
+) -> Result<Json<User>, ApiError> {
     let id = parse_id(id)?;
     let JsonBody(data) = body?;
     let mut errors = Vec::new();
-    let Some(password) = parse_field(&mut errors, "password", data.password.as_deref(), candidate) else {
+    let Some(password) = parse_field(&mut errors, "password", data.password.as_deref(), candidate)
+    else {
         return Err(ApiError::invalid_fields(errors));
     };
     Ok(Json(accounts.delete(id, password).await?))

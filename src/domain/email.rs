@@ -22,7 +22,10 @@ impl UserEmail {
         }
         // Quoted local parts may carry spaces or control characters; an
         // account email has no use for them and the index needs them absent.
-        if normalized.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if normalized
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err("must not contain spaces or control characters".into());
         }
         let options = Options::default()

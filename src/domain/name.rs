@@ -40,7 +40,10 @@ mod tests {
 
     #[test]
     fn is_trimmed() {
-        assert_eq!(UserName::parse("  Ada Lovelace ").expect("valid").as_str(), "Ada Lovelace");
+        assert_eq!(
+            UserName::parse("  Ada Lovelace ").expect("valid").as_str(),
+            "Ada Lovelace"
+        );
     }
 
     #[test]

@@ -82,8 +82,14 @@ mod tests {
 
     #[test]
     fn counts_characters_not_bytes() {
-        assert!(Password::parse("ééééééé").is_err(), "7 characters, 14 bytes");
-        assert!(Password::parse(&"é".repeat(128)).is_ok(), "128 characters, 256 bytes");
+        assert!(
+            Password::parse("ééééééé").is_err(),
+            "7 characters, 14 bytes"
+        );
+        assert!(
+            Password::parse(&"é".repeat(128)).is_ok(),
+            "128 characters, 256 bytes"
+        );
     }
 
     #[test]

@@ -48,10 +48,7 @@ pub fn parse_index_member(member: &str) -> Option<(&str, UserId)> {
 
 /// The ZRANGEBYLEX bounds holding exactly the members of `email`.
 pub fn exact_email_range(email: &UserEmail) -> (String, String) {
-    (
-        format!("[{email}{SEPARATOR}"),
-        format!("({email}\u{1}"),
-    )
+    (format!("[{email}{SEPARATOR}"), format!("({email}\u{1}"))
 }
 
 /// The ZRANGEBYLEX bounds of every member whose email starts with `prefix`,

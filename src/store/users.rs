@@ -61,18 +61,24 @@ impl RedisConn {
         self.run(move |conn, keys| read_user(conn, keys, id)).await
     }
 
-    pub async fn user_by_email(&mut self, email: UserEmail) -> Result<Option<UserRecord>, StoreError> {
-        self.run(move |conn, keys| match find_id_by_email(conn, keys, &email)? {
-            Some(id) => read_user(conn, keys, id),
-            None => Ok(None),
-        })
+    pub async fn user_by_email(
+        &mut self,
+        email: UserEmail,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        self.run(
+            move |conn, keys| match find_id_by_email(conn, keys, &email)? {
+                Some(id) => read_user(conn, keys, id),
+                None => Ok(None),
+            },
+        )
         .await
     }
 
     /// Stores a new user, unless another user holds the email already
     /// ([`StoreError::EmailInUse`]).
     pub async fn create_user(&mut self, record: UserRecord) -> Result<(), StoreError> {
-        self.run(move |conn, keys| create_user(conn, keys, &record)).await
+        self.run(move |conn, keys| create_user(conn, keys, &record))
+            .await
     }
 
     /// Replaces name and email, provided the password hash is still `verified`.
@@ -109,11 +115,16 @@ impl RedisConn {
     }
 
     pub async fn list_users(&mut self, query: ListQuery) -> Result<UserPage, StoreError> {
-        self.run(move |conn, keys| list_users(conn, keys, &query)).await
+        self.run(move |conn, keys| list_users(conn, keys, &query))
+            .await
     }
 }
 
-fn read_user(conn: &mut Connection, keys: &Keys, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+fn read_user(
+    conn: &mut Connection,
+    keys: &Keys,
+    id: UserId,
+) -> Result<Option<UserRecord>, StoreError> {
     let key = keys.user(id);
     let fields: HashMap<String, String> = redis::cmd("HGETALL").arg(&key).query(conn)?;
     if fields.is_empty() {
@@ -137,10 +148,13 @@ fn decode_user(
             .ok_or_else(|| corrupt(format!("field {field} is missing")))
     };
     let name = UserName::parse(&take(NAME)?).map_err(|reason| corrupt(format!("name {reason}")))?;
-    let email = UserEmail::parse(&take(EMAIL)?).map_err(|reason| corrupt(format!("email {reason}")))?;
+    let email =
+        UserEmail::parse(&take(EMAIL)?).map_err(|reason| corrupt(format!("email {reason}")))?;
     let password_hash = PasswordHash::from_phc(take(PASSWORD_HASH)?);
-    let created = decode_time(&take(CREATED)?).ok_or_else(|| corrupt("created is not a time".into()))?;
-    let updated = decode_time(&take(UPDATED)?).ok_or_else(|| corrupt("updated is not a time".into()))?;
+    let created =
+        decode_time(&take(CREATED)?).ok_or_else(|| corrupt("created is not a time".into()))?;
+    let updated =
+        decode_time(&take(UPDATED)?).ok_or_else(|| corrupt("updated is not a time".into()))?;
     Ok(UserRecord {
         user: User {
             id,
@@ -394,7 +408,11 @@ fn delete_user(
     })
 }
 
-fn list_users(conn: &mut Connection, keys: &Keys, query: &ListQuery) -> Result<UserPage, StoreError> {
+fn list_users(
+    conn: &mut Connection,
+    keys: &Keys,
+    query: &ListQuery,
+) -> Result<UserPage, StoreError> {
     let index = keys.email_index();
     let (min, max) = email_prefix_range(&query.prefix, query.after.as_deref());
     let mut lookup = redis::pipe();

@@ -190,7 +190,12 @@ impl TestApp {
         let reply = self
             .post_user(&json!({"name": name, "email": email, "password": password}))
             .await;
-        assert_eq!(reply.status, Status::Created, "creating {email}: {}", reply.body);
+        assert_eq!(
+            reply.status,
+            Status::Created,
+            "creating {email}: {}",
+            reply.body
+        );
         reply.json()
     }
 
@@ -203,18 +208,25 @@ impl TestApp {
     }
 
     pub async fn put_user(&self, id: &str, body: &Value) -> Reply {
-        self.send_json(self.client.put(format!("/api/users/{id}")), body).await
+        self.send_json(self.client.put(format!("/api/users/{id}")), body)
+            .await
     }
 
     pub async fn patch_user(&self, id: &str, body: &Value) -> Reply {
-        self.send_json(self.client.patch(format!("/api/users/{id}")), body).await
+        self.send_json(self.client.patch(format!("/api/users/{id}")), body)
+            .await
     }
 
     pub async fn delete_user(&self, id: &str, body: &Value) -> Reply {
-        self.send_json(self.client.delete(format!("/api/users/{id}")), body).await
+        self.send_json(self.client.delete(format!("/api/users/{id}")), body)
+            .await
     }
 
-    async fn send_json(&self, request: rocket::local::asynchronous::LocalRequest<'_>, body: &Value) -> Reply {
+    async fn send_json(
+        &self,
+        request: rocket::local::asynchronous::LocalRequest<'_>,
+        body: &Value,
+    ) -> Reply {
         Reply::read(
             request
                 .header(ContentType::JSON)
@@ -319,7 +331,11 @@ impl Reply {
             .map(|header: Header<'_>| (header.name().to_string(), header.value().to_string()))
             .collect();
         let body = response.into_string().await.unwrap_or_default();
-        Self { status, headers, body }
+        Self {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub fn json(&self) -> Value {
