@@ -2,12 +2,16 @@
 //! password, then write. Each step takes its own pooled connection, so no
 //! connection sits idle while argon2 runs.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 
-use crate::domain::{Password, PasswordHash, User, UserEmail, UserId, UserName};
+use crate::config::{LoginSettings, SessionSettings};
+use crate::domain::{now, Password, PasswordHash, SessionToken, User, UserEmail, UserId, UserName};
 use crate::hashing::{HashingError, PasswordHasher};
-use crate::store::{Store, StoreError, UserRecord, Written};
+use crate::store::{HashReplacement, SessionRecord, Store, StoreError, UserRecord, Written};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
@@ -15,6 +19,8 @@ pub enum AccountError {
     NotFound(UserId),
     #[error("user not authenticated")]
     Unauthenticated,
+    #[error("too many failed logins")]
+    TooManyAttempts { retry_after: Duration },
     #[error("the password kept changing during the request")]
     PasswordKeptChanging,
     #[error(transparent)]
@@ -27,27 +33,53 @@ pub enum AccountError {
 /// over (and the check then fails if the old password no longer holds).
 const MAX_ATTEMPTS: usize = 3;
 
+/// The longest user agent a session keeps.
+const MAX_USER_AGENT_LEN: usize = 256;
+
 pub struct NewUser {
     pub name: UserName,
     pub email: UserEmail,
     pub password: Password,
 }
 
+/// How a caller proves they are the user they act on.
+#[derive(Clone)]
+pub enum Proof {
+    Password(Password),
+    /// A live session of that user, checked by the request guard.
+    Session,
+}
+
+/// Where a login comes from, kept with its session.
+pub struct Client {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+pub struct NewSession {
+    pub token: SessionToken,
+    pub expires_at: DateTime<Utc>,
+    pub user: User,
+}
+
+/// Session and login settings, managed by Rocket.
+pub struct AuthPolicy {
+    pub sessions: SessionSettings,
+    pub login: LoginSettings,
+}
+
 pub struct Accounts<'r> {
     store: &'r Store,
     hasher: &'r PasswordHasher,
+    policy: &'r AuthPolicy,
 }
 
 impl<'r> Accounts<'r> {
-    pub fn new(store: &'r Store, hasher: &'r PasswordHasher) -> Self {
-        Self { store, hasher }
-    }
-
     /// Hashes the password first, outside any transaction, then stores the
     /// user if the email is free.
     pub async fn sign_up(&self, new: NewUser) -> Result<User, AccountError> {
         let password_hash = self.hasher.hash(new.password).await?;
-        let now = crate::domain::now();
+        let now = now();
         let user = User {
             id: UserId::generate(),
             name: new.name,
@@ -66,12 +98,12 @@ impl<'r> Accounts<'r> {
     pub async fn update_profile(
         &self,
         id: UserId,
-        password: Password,
+        proof: Proof,
         name: UserName,
         email: UserEmail,
     ) -> Result<User, AccountError> {
         for _ in 0..MAX_ATTEMPTS {
-            let verified = self.authenticate(id, password.clone()).await?;
+            let verified = self.authenticate(id, proof.clone()).await?;
             let written = self
                 .store
                 .connection()
@@ -85,20 +117,21 @@ impl<'r> Accounts<'r> {
         Err(AccountError::PasswordKeptChanging)
     }
 
+    /// Sets a new password and ends every session of the user.
     pub async fn change_password(
         &self,
         id: UserId,
-        password: Password,
+        proof: Proof,
         new_password: Password,
     ) -> Result<(), AccountError> {
         for _ in 0..MAX_ATTEMPTS {
-            let verified = self.authenticate(id, password.clone()).await?;
+            let verified = self.authenticate(id, proof.clone()).await?;
             let new_hash = self.hasher.hash(new_password.clone()).await?;
             let written = self
                 .store
                 .connection()
                 .await?
-                .replace_password_hash(id, verified, new_hash)
+                .replace_password_hash(id, verified, new_hash, HashReplacement::PasswordChange)
                 .await?;
             if let Some(()) = settle(id, written)? {
                 return Ok(());
@@ -107,15 +140,10 @@ impl<'r> Accounts<'r> {
         Err(AccountError::PasswordKeptChanging)
     }
 
-    pub async fn delete(&self, id: UserId, password: Password) -> Result<User, AccountError> {
+    pub async fn delete(&self, id: UserId, proof: Proof) -> Result<User, AccountError> {
         for _ in 0..MAX_ATTEMPTS {
-            let verified = self.authenticate(id, password.clone()).await?;
-            let written = self
-                .store
-                .connection()
-                .await?
-                .delete_user(id, verified)
-                .await?;
+            let verified = self.authenticate(id, proof.clone()).await?;
+            let written = self.store.connection().await?.delete_user(id, verified).await?;
             if let Some(user) = settle(id, written)? {
                 return Ok(user);
             }
@@ -123,13 +151,9 @@ impl<'r> Accounts<'r> {
         Err(AccountError::PasswordKeptChanging)
     }
 
-    /// Checks `password` against the stored hash and returns that hash, which
-    /// the following write requires to be unchanged.
-    async fn authenticate(
-        &self,
-        id: UserId,
-        password: Password,
-    ) -> Result<PasswordHash, AccountError> {
+    /// Checks the proof against the stored user and returns the stored hash,
+    /// which the following write requires to be unchanged.
+    async fn authenticate(&self, id: UserId, proof: Proof) -> Result<PasswordHash, AccountError> {
         let record = self
             .store
             .connection()
@@ -137,15 +161,122 @@ impl<'r> Accounts<'r> {
             .user_by_id(id)
             .await?
             .ok_or(AccountError::NotFound(id))?;
-        if self
-            .hasher
-            .verify(password, record.password_hash.clone())
-            .await?
-        {
+        let proven = match proof {
+            Proof::Session => true,
+            Proof::Password(password) => {
+                self.hasher
+                    .verify(password, record.password_hash.clone())
+                    .await?
+            }
+        };
+        if proven {
             Ok(record.password_hash)
         } else {
             Err(AccountError::Unauthenticated)
         }
+    }
+
+    /// Checks email and password and opens a session. Unknown emails and
+    /// wrong passwords cost the same argon2 work and fail the same way.
+    pub async fn log_in(
+        &self,
+        email: UserEmail,
+        password: Password,
+        client: Client,
+    ) -> Result<NewSession, AccountError> {
+        let limits = self.policy.login;
+        let mut conn = self.store.connection().await?;
+        let failures = conn.login_failures(email.clone(), client.ip.clone()).await?;
+        if failures.of_account >= limits.max_failures || failures.of_ip >= limits.max_failures {
+            return Err(AccountError::TooManyAttempts {
+                retry_after: failures.retry_after,
+            });
+        }
+        let record = conn.user_by_email(email.clone()).await?;
+        // No connection is held while argon2 runs.
+        drop(conn);
+        let hash = match &record {
+            Some(record) => record.password_hash.clone(),
+            None => self.hasher.dummy_hash().await?,
+        };
+        let matches = self.hasher.verify(password.clone(), hash).await?;
+        let mut conn = self.store.connection().await?;
+        let record = match record {
+            Some(record) if matches => record,
+            _ => {
+                conn.record_login_failure(email, client.ip, limits.window).await?;
+                return Err(AccountError::Unauthenticated);
+            }
+        };
+        conn.reset_login_failures(email).await?;
+        drop(conn);
+        if self.hasher.needs_rehash(&record.password_hash) {
+            self.upgrade_hash(&record, password).await?;
+        }
+        self.open_session(record.user, client).await
+    }
+
+    /// Replaces a hash made with old parameters. Losing a race with a
+    /// password change is fine: that change wins.
+    async fn upgrade_hash(&self, record: &UserRecord, password: Password) -> Result<(), AccountError> {
+        let new_hash = self.hasher.hash(password).await?;
+        self.store
+            .connection()
+            .await?
+            .replace_password_hash(
+                record.user.id,
+                record.password_hash.clone(),
+                new_hash,
+                HashReplacement::Rehash,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn open_session(&self, user: User, client: Client) -> Result<NewSession, AccountError> {
+        let token = SessionToken::generate();
+        let now = now();
+        let max_age = chrono::Duration::from_std(self.policy.sessions.max_age)
+            .unwrap_or(chrono::Duration::MAX);
+        let session = SessionRecord {
+            id: token.id(),
+            user_id: user.id,
+            created: now,
+            last_seen: now,
+            expires_at: now.checked_add_signed(max_age).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            ip: client.ip,
+            user_agent: client.user_agent.chars().take(MAX_USER_AGENT_LEN).collect(),
+        };
+        let expires_at = session.ends_at(now, self.policy.sessions.idle);
+        let stored = self
+            .store
+            .connection()
+            .await?
+            .create_session(session, self.policy.sessions.idle)
+            .await?;
+        if !stored {
+            // The user was deleted while logging in.
+            return Err(AccountError::Unauthenticated);
+        }
+        Ok(NewSession {
+            token,
+            expires_at,
+            user,
+        })
+    }
+
+    /// The live session a bearer token names, renewed for another idle period.
+    pub async fn session(&self, token: &SessionToken) -> Result<SessionRecord, AccountError> {
+        self.store
+            .connection()
+            .await?
+            .use_session(token.id(), self.policy.sessions.idle)
+            .await?
+            .ok_or(AccountError::Unauthenticated)
+    }
+
+    pub fn session_ends_at(&self, session: &SessionRecord) -> DateTime<Utc> {
+        session.ends_at(session.last_seen, self.policy.sessions.idle)
     }
 }
 
@@ -164,9 +295,17 @@ impl<'r> FromRequest<'r> for Accounts<'r> {
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
         let rocket = request.rocket();
-        match (rocket.state::<Store>(), rocket.state::<PasswordHasher>()) {
-            (Some(store), Some(hasher)) => Outcome::Success(Accounts::new(store, hasher)),
-            _ => Outcome::Error((Status::InternalServerError, "store or hasher not managed")),
+        match (
+            rocket.state::<Store>(),
+            rocket.state::<PasswordHasher>(),
+            rocket.state::<AuthPolicy>(),
+        ) {
+            (Some(store), Some(hasher), Some(policy)) => Outcome::Success(Accounts {
+                store,
+                hasher,
+                policy,
+            }),
+            _ => Outcome::Error((Status::InternalServerError, "accounts are not managed")),
         }
     }
 }

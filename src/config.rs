@@ -15,6 +15,25 @@ pub struct Settings {
     pub password_hashing: HashingSettings,
     /// The directory served under `/files`.
     pub static_dir: PathBuf,
+    pub sessions: SessionSettings,
+    pub login: LoginSettings,
+}
+
+/// How long a login session lasts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// Without use for this long, a session expires; each use renews it.
+    pub idle: Duration,
+    /// No renewal extends a session past this age.
+    pub max_age: Duration,
+}
+
+/// Brute-force protection for logins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoginSettings {
+    /// Failed logins allowed per account and per client IP in one window.
+    pub max_failures: u32,
+    pub window: Duration,
 }
 
 pub struct RedisSettings {
@@ -25,6 +44,8 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// Prepended to every key, so several services and tests share one Redis.
     pub key_prefix: String,
+    /// About how many events the event stream keeps (XADD MAXLEN ~).
+    pub events_max_len: u64,
 }
 
 /// argon2id cost parameters and how many hashes may run at once.
@@ -92,9 +113,22 @@ impl Settings {
                     1..=60_000,
                 )?),
                 key_prefix: key_prefix(&env)?,
+                events_max_len: env.parse_in("EVENTS_MAX_LEN", 100_000, 1..=u64::MAX)?,
             },
             password_hashing: hashing(&env)?,
             static_dir: static_dir(&env)?,
+            sessions: SessionSettings {
+                idle: Duration::from_secs(env.parse_in("SESSION_IDLE_SECS", 3600, 1..=31_536_000)?),
+                max_age: Duration::from_secs(env.parse_in(
+                    "SESSION_MAX_AGE_SECS",
+                    86_400,
+                    1..=31_536_000,
+                )?),
+            },
+            login: LoginSettings {
+                max_failures: env.parse_in("LOGIN_MAX_FAILURES", 5, 1..=1_000_000)?,
+                window: Duration::from_secs(env.parse_in("LOGIN_WINDOW_SECS", 900, 1..=31_536_000)?),
+            },
         })
     }
 }

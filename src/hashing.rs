@@ -11,7 +11,7 @@ use std::sync::Arc;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{self, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use rocket::tokio::sync::Semaphore;
+use rocket::tokio::sync::{OnceCell, Semaphore};
 use rocket::tokio::task;
 
 use crate::config::HashingSettings;
@@ -30,6 +30,9 @@ pub enum HashingError {
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
+    /// Verified against when a login names no user, so that case costs the
+    /// same argon2 work as a wrong password.
+    dummy_hash: OnceCell<PasswordHash>,
 }
 
 impl PasswordHasher {
@@ -37,6 +40,7 @@ impl PasswordHasher {
         Self {
             params: settings.params.clone(),
             permits: Arc::new(Semaphore::new(settings.max_concurrent)),
+            dummy_hash: OnceCell::new(),
         }
     }
 
@@ -69,6 +73,29 @@ impl PasswordHasher {
             }
         })
         .await
+    }
+
+    /// A hash of a random password, made with the configured parameters.
+    pub async fn dummy_hash(&self) -> Result<PasswordHash, HashingError> {
+        self.dummy_hash
+            .get_or_try_init(|| self.hash(Password::candidate(&uuid::Uuid::new_v4().to_string())))
+            .await
+            .cloned()
+    }
+
+    /// Whether `hash` was made with other parameters than the configured
+    /// ones, and should be replaced at the next successful login.
+    pub fn needs_rehash(&self, hash: &PasswordHash) -> bool {
+        let Ok(parsed) = password_hash::PasswordHash::new(hash.as_phc()) else {
+            return true;
+        };
+        let current = Params::try_from(&parsed);
+        parsed.algorithm != Algorithm::Argon2id.ident()
+            || parsed.version != Some(Version::V0x13.into())
+            || current.map_or(true, |params| {
+                (params.m_cost(), params.t_cost(), params.p_cost())
+                    != (self.params.m_cost(), self.params.t_cost(), self.params.p_cost())
+            })
     }
 
     fn argon2(&self) -> Argon2<'static> {
@@ -107,6 +134,23 @@ mod tests {
             "{}",
             hash.as_phc()
         );
+    }
+
+    #[rocket::async_test]
+    async fn a_hash_with_other_parameters_needs_rehashing() {
+        let cheap = hasher();
+        let hash = cheap.hash(Password::parse("correct horse").expect("valid")).await.expect("hashed");
+        assert!(!cheap.needs_rehash(&hash));
+        let costlier = PasswordHasher::new(&HashingSettings::new(2048, 1, 1, 2).expect("valid"));
+        assert!(costlier.needs_rehash(&hash));
+    }
+
+    #[rocket::async_test]
+    async fn the_dummy_hash_has_the_configured_parameters() {
+        let hasher = hasher();
+        let dummy = hasher.dummy_hash().await.expect("hashed");
+        assert!(!hasher.needs_rehash(&dummy));
+        assert_eq!(dummy, hasher.dummy_hash().await.expect("hashed"), "made once");
     }
 
     #[rocket::async_test]

@@ -17,6 +17,7 @@ pub mod store;
 
 use rocket::{Build, Rocket};
 
+use crate::accounts::AuthPolicy;
 use crate::config::Settings;
 use crate::hashing::PasswordHasher;
 use crate::store::Store;
@@ -37,7 +38,12 @@ pub fn build_with_figment(
 ) -> anyhow::Result<Rocket<Build>> {
     let store = Store::new(&settings.redis)?;
     let hasher = PasswordHasher::new(&settings.password_hashing);
+    let policy = AuthPolicy {
+        sessions: settings.sessions,
+        login: settings.login,
+    };
     Ok(api::mount(rocket::custom(figment), &settings.static_dir)
         .manage(store)
-        .manage(hasher))
+        .manage(hasher)
+        .manage(policy))
 }

@@ -1,8 +1,10 @@
 //! HTTP: routes parse requests into domain types, call the accounts or the
 //! store, and turn errors into problem responses (see [`problem`]).
 
+mod auth;
 mod json;
 mod problem;
+mod sessions;
 mod users;
 
 use rocket::fs::FileServer;
@@ -17,6 +19,7 @@ pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Buil
     rocket
         .mount("/", routes![ping])
         .mount("/api", users::routes())
+        .mount("/api", sessions::routes())
         .mount("/files", FileServer::from(static_dir))
         .register("/", catchers![default_catcher])
 }
@@ -31,6 +34,7 @@ fn ping() -> &'static str {
 fn default_catcher(status: Status, request: &Request<'_>) -> Problem {
     let detail = match status.code {
         404 => format!("no resource at {}", request.uri().path()),
+        401 => "user not authenticated".to_owned(),
         503 => "the user store is unavailable; retry later".to_owned(),
         _ => status.reason_lossy().to_owned(),
     };

@@ -13,7 +13,7 @@ use crate::hashing::HashingError;
 use crate::store::StoreError;
 
 /// How long clients should wait before retrying after a 503.
-const RETRY_AFTER_SECS: u32 = 1;
+const RETRY_AFTER_SECS: u64 = 1;
 
 /// Everything a request can fail with, as the client will see it.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,10 @@ pub enum ApiError {
     Conflict(String),
     #[error("user not authenticated")]
     Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too many failed logins; retry later")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -56,6 +60,8 @@ impl ApiError {
             Self::NotFound(_) => Status::NotFound,
             Self::Conflict(_) => Status::Conflict,
             Self::Unauthenticated => Status::Unauthorized,
+            Self::Forbidden(_) => Status::Forbidden,
+            Self::TooManyRequests { .. } => Status::TooManyRequests,
             Self::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             Self::PayloadTooLarge(_) => Status::PayloadTooLarge,
             Self::Unavailable(_) => Status::ServiceUnavailable,
@@ -68,6 +74,8 @@ impl ApiError {
             Self::Validation { .. } => "/problems/validation",
             Self::Conflict(_) => "/problems/email-in-use",
             Self::Unauthenticated => "/problems/unauthenticated",
+            Self::Forbidden(_) => "/problems/forbidden",
+            Self::TooManyRequests { .. } => "/problems/too-many-logins",
             Self::Unavailable(_) => "/problems/unavailable",
             _ => "about:blank",
         }
@@ -98,6 +106,10 @@ impl From<AccountError> for ApiError {
         match error {
             AccountError::NotFound(id) => Self::NotFound(format!("id {id} not found")),
             AccountError::Unauthenticated => Self::Unauthenticated,
+            AccountError::TooManyAttempts { retry_after } => Self::TooManyRequests {
+                // Round up: retrying a moment too early would fail again.
+                retry_after_secs: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
+            },
             AccountError::PasswordKeptChanging => {
                 Self::Unavailable("the account changed during the request; retry".into())
             }
@@ -117,6 +129,9 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Sent as `Retry-After`, in seconds.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -127,6 +142,7 @@ impl Problem {
             status: status.code,
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after: (status == Status::ServiceUnavailable).then_some(RETRY_AFTER_SECS),
         }
     }
 }
@@ -140,8 +156,11 @@ impl<'r> Responder<'r, 'static> for Problem {
             .status(status)
             .header(ContentType::new("application", "problem+json"))
             .sized_body(body.len(), Cursor::new(body));
-        if status == Status::ServiceUnavailable {
-            response.header(Header::new("Retry-After", RETRY_AFTER_SECS.to_string()));
+        if let Some(seconds) = self.retry_after {
+            response.header(Header::new("Retry-After", seconds.to_string()));
+        }
+        if status == Status::Unauthorized {
+            response.header(Header::new("WWW-Authenticate", "Bearer"));
         }
         Ok(response.finalize())
     }
@@ -156,8 +175,12 @@ impl<'r> Responder<'r, 'static> for ApiError {
         }
         let mut problem = Problem::new(status, self.to_string());
         problem.problem_type = self.problem_type();
-        if let Self::Validation { errors, .. } = self {
-            problem.errors = errors;
+        match self {
+            Self::Validation { errors, .. } => problem.errors = errors,
+            Self::TooManyRequests { retry_after_secs } => {
+                problem.retry_after = Some(retry_after_secs.max(1));
+            }
+            _ => {}
         }
         problem.respond_to(request)
     }

@@ -8,10 +8,11 @@ use rocket::serde::uuid::Uuid;
 use rocket::{delete, get, patch, post, put, routes, Route};
 use serde::{Deserialize, Serialize};
 
+use super::auth::MaybeAuthenticated;
 use super::json::JsonBody;
 use super::problem::ApiError;
-use crate::accounts::{Accounts, NewUser};
-use crate::domain::{parse_field, Password, User, UserEmail, UserId, UserName};
+use crate::accounts::{Accounts, NewUser, Proof};
+use crate::domain::{parse_field, FieldError, Password, User, UserEmail, UserId, UserName};
 use crate::store::{ListQuery, RedisConn};
 
 pub fn routes() -> Vec<Route> {
@@ -26,7 +27,7 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-type Body<T> = Result<JsonBody<T>, ApiError>;
+pub(super) type Body<T> = Result<JsonBody<T>, ApiError>;
 
 /// Absent fields are `None`, so the answer can name every missing one.
 #[derive(Deserialize)]
@@ -101,9 +102,12 @@ async fn get_user_by_email(email: &str, mut conn: RedisConn) -> Result<Json<User
     }
 }
 
+/// Authenticated by the current password in the body, or by a Bearer
+/// session of the same user.
 #[put("/users/<id>", data = "<body>")]
 async fn put_user(
     id: &str,
+    caller: MaybeAuthenticated,
     accounts: Accounts<'_>,
     body: Body<UserData>,
 ) -> Result<Json<User>, ApiError> {
@@ -111,19 +115,12 @@ async fn put_user(
     let JsonBody(data) = body?;
     let mut errors = Vec::new();
     let name = parse_field(&mut errors, "name", data.name.as_deref(), UserName::parse);
-    let email = parse_field(
-        &mut errors,
-        "email",
-        data.email.as_deref(),
-        UserEmail::parse,
-    );
-    let password = parse_field(&mut errors, "password", data.password.as_deref(), candidate);
-    let (Some(name), Some(email), Some(password)) = (name, email, password) else {
+    let email = parse_field(&mut errors, "email", data.email.as_deref(), UserEmail::parse);
+    let proof = proof(&mut errors, caller, id, data.password.as_deref())?;
+    let (Some(name), Some(email), Some(proof)) = (name, email, proof) else {
         return Err(ApiError::invalid_fields(errors));
     };
-    Ok(Json(
-        accounts.update_profile(id, password, name, email).await?,
-    ))
+    Ok(Json(accounts.update_profile(id, proof, name, email).await?))
 }
 
 #[derive(Serialize)]
@@ -134,13 +131,14 @@ struct Message {
 #[patch("/users/<id>", data = "<body>")]
 async fn patch_user_password(
     id: &str,
+    caller: MaybeAuthenticated,
     accounts: Accounts<'_>,
     body: Body<PasswordChangeData>,
 ) -> Result<Json<Message>, ApiError> {
     let id = parse_id(id)?;
     let JsonBody(data) = body?;
     let mut errors = Vec::new();
-    let password = parse_field(&mut errors, "password", data.password.as_deref(), candidate);
+    let proof = proof(&mut errors, caller, id, data.password.as_deref())?;
     let missing_new_password = data.new_password.is_none();
     let new_password = parse_field(
         &mut errors,
@@ -148,7 +146,7 @@ async fn patch_user_password(
         data.new_password.as_deref(),
         Password::parse,
     );
-    let (Some(password), Some(new_password)) = (password, new_password) else {
+    let (Some(proof), Some(new_password)) = (proof, new_password) else {
         let mut error = ApiError::invalid_fields(errors);
         if missing_new_password {
             if let ApiError::Validation { detail, .. } = &mut error {
@@ -157,26 +155,44 @@ async fn patch_user_password(
         }
         return Err(error);
     };
-    accounts.change_password(id, password, new_password).await?;
+    accounts.change_password(id, proof, new_password).await?;
     Ok(Json(Message {
         message: "Password updated",
     }))
 }
 
+/// With a Bearer session of the user, no body is needed.
 #[delete("/users/<id>", data = "<body>")]
 async fn delete_user(
     id: &str,
+    caller: MaybeAuthenticated,
     accounts: Accounts<'_>,
     body: Body<PasswordData>,
 ) -> Result<Json<User>, ApiError> {
     let id = parse_id(id)?;
-    let JsonBody(data) = body?;
+    let password = match (&caller.0, body) {
+        (Some(_), _) => None,
+        (None, body) => body?.0.password,
+    };
     let mut errors = Vec::new();
-    let Some(password) = parse_field(&mut errors, "password", data.password.as_deref(), candidate)
-    else {
+    let Some(proof) = proof(&mut errors, caller, id, password.as_deref())? else {
         return Err(ApiError::invalid_fields(errors));
     };
-    Ok(Json(accounts.delete(id, password).await?))
+    Ok(Json(accounts.delete(id, proof).await?))
+}
+
+/// The caller's session when there is one (403 if it is another user's),
+/// else the `password` field, which is then required.
+fn proof(
+    errors: &mut Vec<FieldError>,
+    caller: MaybeAuthenticated,
+    id: UserId,
+    password: Option<&str>,
+) -> Result<Option<Proof>, ApiError> {
+    if caller.0.is_some() {
+        return caller.proof_for(id);
+    }
+    Ok(parse_field(errors, "password", password, candidate).map(Proof::Password))
 }
 
 #[derive(Serialize)]
@@ -243,7 +259,7 @@ fn decode_cursor(raw: &str) -> Result<String, String> {
 }
 
 /// An id in the path that is not a UUID names no user.
-fn parse_id(raw: &str) -> Result<UserId, ApiError> {
+pub(super) fn parse_id(raw: &str) -> Result<UserId, ApiError> {
     UserId::parse(raw).ok_or_else(|| ApiError::NotFound(format!("id {raw} not found")))
 }
 
@@ -259,7 +275,6 @@ fn candidate(raw: &str) -> Result<Password, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::FieldError;
 
     #[test]
     fn a_cursor_round_trips() {

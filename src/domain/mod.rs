@@ -3,11 +3,13 @@
 mod email;
 mod name;
 mod password;
+mod session;
 mod user;
 
 pub use email::UserEmail;
 pub use name::UserName;
 pub use password::{Password, PasswordHash};
+pub use session::{SessionId, SessionToken};
 pub use user::{now, User, UserId};
 
 use serde::Serialize;

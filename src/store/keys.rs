@@ -5,19 +5,36 @@
 //! - `{prefix}users:by_email`: a sorted set, every score 0, one member per
 //!   user: `{normalized email}\0{id}`. Members sort by email, and a lexical
 //!   range finds one exact email and nothing else.
+//! - `{prefix}session:{session id}`: a hash with `user_id`, `created`,
+//!   `last_seen`, `expires_at` (the absolute cap), `ip`, `user_agent`; its
+//!   TTL is the idle timeout. The id is the SHA-256 of the token.
+//! - `{prefix}sessions_of:{user id}`: a set of that user's session ids.
+//! - `{prefix}login_failures:account:{email}` and
+//!   `{prefix}login_failures:ip:{ip}`: failed-login counters, expiring with
+//!   their window.
+//! - `{prefix}events`: a stream of `{type, user_id, at}` events.
+//! - `{prefix}activity:{user id}`: a list of the user's last events, newest
+//!   first.
 
-use crate::domain::{UserEmail, UserId};
+use crate::domain::{SessionId, UserEmail, UserId};
 
 #[derive(Clone, Debug)]
 pub struct Keys {
     prefix: String,
+    events_max_len: u64,
 }
 
 impl Keys {
-    pub fn new(prefix: &str) -> Self {
+    /// `events_max_len` caps the event stream, which lives under these keys.
+    pub fn new(prefix: &str, events_max_len: u64) -> Self {
         Self {
             prefix: prefix.to_owned(),
+            events_max_len,
         }
+    }
+
+    pub fn events_max_len(&self) -> u64 {
+        self.events_max_len
     }
 
     pub fn user(&self, id: UserId) -> String {
@@ -26,6 +43,30 @@ impl Keys {
 
     pub fn email_index(&self) -> String {
         format!("{}users:by_email", self.prefix)
+    }
+
+    pub fn session(&self, id: &SessionId) -> String {
+        format!("{}session:{id}", self.prefix)
+    }
+
+    pub fn sessions_of(&self, user: UserId) -> String {
+        format!("{}sessions_of:{user}", self.prefix)
+    }
+
+    pub fn login_failures_of_account(&self, email: &UserEmail) -> String {
+        format!("{}login_failures:account:{email}", self.prefix)
+    }
+
+    pub fn login_failures_of_ip(&self, ip: &str) -> String {
+        format!("{}login_failures:ip:{ip}", self.prefix)
+    }
+
+    pub fn events(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    pub fn activity(&self, user: UserId) -> String {
+        format!("{}activity:{user}", self.prefix)
     }
 }
 
@@ -79,7 +120,7 @@ mod tests {
 
     #[test]
     fn keys_carry_the_prefix() {
-        let keys = Keys::new("svc:");
+        let keys = Keys::new("svc:", 10);
         let id = UserId::generate();
         assert_eq!(keys.user(id), format!("svc:user:{id}"));
         assert_eq!(keys.email_index(), "svc:users:by_email");

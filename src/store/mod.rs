@@ -1,8 +1,10 @@
 //! Redis: the pool, the request guard that hands out connections, and (in
 //! [`users`] and [`keys`]) every command and key name the service uses.
 
+mod events;
 mod keys;
 mod pool;
+mod sessions;
 mod users;
 
 use std::sync::Arc;
@@ -14,7 +16,9 @@ use rocket::request::{FromRequest, Outcome, Request};
 use rocket::tokio::task;
 
 pub use keys::{index_member, parse_index_member, Keys};
-pub use users::{ListQuery, UserPage, UserRecord, Written};
+pub use events::{Event, EventKind};
+pub use sessions::{LoginFailures, SessionRecord};
+pub use users::{HashReplacement, ListQuery, UserPage, UserRecord, Written};
 
 use crate::config::RedisSettings;
 use pool::RedisManager;
@@ -78,7 +82,7 @@ impl Store {
             .build_unchecked(RedisManager::new(client, settings.timeout));
         Ok(Self {
             pool,
-            keys: Arc::new(Keys::new(&settings.key_prefix)),
+            keys: Arc::new(Keys::new(&settings.key_prefix, settings.events_max_len)),
         })
     }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use redis::{Connection, Pipeline, Value};
 
+use super::events::{self, EventKind};
 use super::keys::{email_prefix_range, exact_email_range, index_member, parse_index_member, Keys};
+use super::sessions::revoke_all;
 use super::{RedisConn, StoreError};
 use crate::domain::{now, PasswordHash, User, UserEmail, UserId, UserName};
 
@@ -27,6 +29,15 @@ pub enum Written<T> {
     /// The password hash is no longer the one the caller verified against:
     /// the password changed in between.
     PasswordChanged,
+}
+
+/// Why a password hash is replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashReplacement {
+    /// A new password: sessions end and an event is recorded.
+    PasswordChange,
+    /// The same password hashed with the current parameters.
+    Rehash,
 }
 
 /// One page of the email index.
@@ -93,18 +104,24 @@ impl RedisConn {
             .await
     }
 
-    /// Replaces the password hash, provided it is still `verified`.
+    /// Replaces the password hash, provided it is still `verified`. A
+    /// password change also ends all of the user's sessions, in the same
+    /// transaction.
     pub async fn replace_password_hash(
         &mut self,
         id: UserId,
         verified: PasswordHash,
         new_hash: PasswordHash,
+        reason: HashReplacement,
     ) -> Result<Written<()>, StoreError> {
-        self.run(move |conn, keys| replace_password_hash(conn, keys, id, &verified, &new_hash))
-            .await
+        self.run(move |conn, keys| {
+            replace_password_hash(conn, keys, id, &verified, &new_hash, reason)
+        })
+        .await
     }
 
-    /// Removes the user and its index entry, provided the hash is still `verified`.
+    /// Removes the user, its index entry and its sessions, provided the hash
+    /// is still `verified`.
     pub async fn delete_user(
         &mut self,
         id: UserId,
@@ -168,11 +185,11 @@ fn decode_user(
 }
 
 /// Times are stored as Unix milliseconds: compact, and exact to the ms.
-fn encode_time(time: DateTime<Utc>) -> i64 {
+pub(super) fn encode_time(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
 }
 
-fn decode_time(raw: &str) -> Option<DateTime<Utc>> {
+pub(super) fn decode_time(raw: &str) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(raw.parse().ok()?)
 }
 
@@ -197,7 +214,7 @@ fn find_id_by_email(
 }
 
 /// What a transaction attempt decided after reading under WATCH.
-enum Plan<T> {
+pub(super) enum Plan<T> {
     /// Run these commands in MULTI/EXEC; on success, answer `T`.
     Write(Pipeline, T),
     /// Nothing to write: answer `T` at once.
@@ -207,7 +224,7 @@ enum Plan<T> {
 /// Runs optimistic transactions: WATCH `watched`, let `plan` read and decide,
 /// then EXEC its writes. An EXEC aborted by a concurrent write to a watched
 /// key starts over, at most [`MAX_TRANSACTION_ATTEMPTS`] times.
-fn transact<T>(
+pub(super) fn transact<T>(
     conn: &mut Connection,
     watched: &str,
     mut plan: impl FnMut(&mut Connection) -> Result<Plan<T>, StoreError>,
@@ -268,6 +285,7 @@ fn create_user(conn: &mut Connection, keys: &Keys, record: &UserRecord) -> Resul
             .arg(0)
             .arg(index_member(&user.email, user.id))
             .ignore();
+        events::record(&mut writes, keys, EventKind::Created, user.id, user.created);
         Ok(Plan::Write(writes, ()))
     })
 }
@@ -353,6 +371,7 @@ fn update_profile(
                 .arg(index_member(&updated.email, id))
                 .ignore();
         }
+        events::record(&mut writes, keys, EventKind::ProfileUpdated, id, updated.updated);
         Ok(Plan::Write(writes, Written::Done(updated)))
     })
 }
@@ -363,6 +382,7 @@ fn replace_password_hash(
     id: UserId,
     verified: &PasswordHash,
     new_hash: &PasswordHash,
+    reason: HashReplacement,
 ) -> Result<Written<()>, StoreError> {
     let key = keys.user(id);
     transact(conn, &key, |conn| {
@@ -370,17 +390,34 @@ fn replace_password_hash(
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
+        let updated = now().max(current.updated);
         let mut writes = redis::pipe();
         writes
             .cmd("HSET")
             .arg(&key)
             .arg(PASSWORD_HASH)
-            .arg(new_hash.as_phc())
-            .arg(UPDATED)
-            .arg(encode_time(now().max(current.updated)))
-            .ignore();
+            .arg(new_hash.as_phc());
+        match reason {
+            HashReplacement::PasswordChange => {
+                writes.arg(UPDATED).arg(encode_time(updated)).ignore();
+                let sessions = live_session_ids(conn, keys, id)?;
+                revoke_all(&mut writes, keys, id, &sessions);
+                events::record(&mut writes, keys, EventKind::PasswordChanged, id, updated);
+            }
+            HashReplacement::Rehash => {
+                writes.ignore();
+            }
+        }
         Ok(Plan::Write(writes, Written::Done(())))
     })
+}
+
+/// WATCHes the user's session set and reads it, so a login that adds a
+/// session meanwhile aborts the transaction that revokes them all.
+fn live_session_ids(conn: &mut Connection, keys: &Keys, id: UserId) -> Result<Vec<String>, StoreError> {
+    let set = keys.sessions_of(id);
+    watch(conn, &set)?;
+    Ok(redis::cmd("SMEMBERS").arg(&set).query(conn)?)
 }
 
 fn delete_user(
@@ -395,6 +432,7 @@ fn delete_user(
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
+        let sessions = live_session_ids(conn, keys, id)?;
         let mut writes = redis::pipe();
         writes
             .cmd("DEL")
@@ -404,6 +442,8 @@ fn delete_user(
             .arg(keys.email_index())
             .arg(index_member(&current.email, id))
             .ignore();
+        revoke_all(&mut writes, keys, id, &sessions);
+        events::record(&mut writes, keys, EventKind::Deleted, id, now());
         Ok(Plan::Write(writes, Written::Done(current)))
     })
 }
