@@ -143,7 +143,12 @@ impl<'r> Accounts<'r> {
     pub async fn delete(&self, id: UserId, proof: Proof) -> Result<User, AccountError> {
         for _ in 0..MAX_ATTEMPTS {
             let verified = self.authenticate(id, proof.clone()).await?;
-            let written = self.store.connection().await?.delete_user(id, verified).await?;
+            let written = self
+                .store
+                .connection()
+                .await?
+                .delete_user(id, verified)
+                .await?;
             if let Some(user) = settle(id, written)? {
                 return Ok(user);
             }
@@ -186,7 +191,9 @@ impl<'r> Accounts<'r> {
     ) -> Result<NewSession, AccountError> {
         let limits = self.policy.login;
         let mut conn = self.store.connection().await?;
-        let failures = conn.login_failures(email.clone(), client.ip.clone()).await?;
+        let failures = conn
+            .login_failures(email.clone(), client.ip.clone())
+            .await?;
         if failures.of_account >= limits.max_failures || failures.of_ip >= limits.max_failures {
             return Err(AccountError::TooManyAttempts {
                 retry_after: failures.retry_after,
@@ -204,7 +211,8 @@ impl<'r> Accounts<'r> {
         let record = match record {
             Some(record) if matches => record,
             _ => {
-                conn.record_login_failure(email, client.ip, limits.window).await?;
+                conn.record_login_failure(email, client.ip, limits.window)
+                    .await?;
                 return Err(AccountError::Unauthenticated);
             }
         };
@@ -218,7 +226,11 @@ impl<'r> Accounts<'r> {
 
     /// Replaces a hash made with old parameters. Losing a race with a
     /// password change is fine: that change wins.
-    async fn upgrade_hash(&self, record: &UserRecord, password: Password) -> Result<(), AccountError> {
+    async fn upgrade_hash(
+        &self,
+        record: &UserRecord,
+        password: Password,
+    ) -> Result<(), AccountError> {
         let new_hash = self.hasher.hash(password).await?;
         self.store
             .connection()
@@ -243,7 +255,9 @@ impl<'r> Accounts<'r> {
             user_id: user.id,
             created: now,
             last_seen: now,
-            expires_at: now.checked_add_signed(max_age).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            expires_at: now
+                .checked_add_signed(max_age)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
             ip: client.ip,
             user_agent: client.user_agent.chars().take(MAX_USER_AGENT_LEN).collect(),
         };

@@ -118,7 +118,11 @@ impl Settings {
             password_hashing: hashing(&env)?,
             static_dir: static_dir(&env)?,
             sessions: SessionSettings {
-                idle: Duration::from_secs(env.parse_in("SESSION_IDLE_SECS", 3600, 1..=31_536_000)?),
+                idle: Duration::from_secs(env.parse_in(
+                    "SESSION_IDLE_SECS",
+                    3600,
+                    1..=31_536_000,
+                )?),
                 max_age: Duration::from_secs(env.parse_in(
                     "SESSION_MAX_AGE_SECS",
                     86_400,
@@ -127,7 +131,11 @@ impl Settings {
             },
             login: LoginSettings {
                 max_failures: env.parse_in("LOGIN_MAX_FAILURES", 5, 1..=1_000_000)?,
-                window: Duration::from_secs(env.parse_in("LOGIN_WINDOW_SECS", 900, 1..=31_536_000)?),
+                window: Duration::from_secs(env.parse_in(
+                    "LOGIN_WINDOW_SECS",
+                    900,
+                    1..=31_536_000,
+                )?),
             },
         })
     }

@@ -94,7 +94,11 @@ impl PasswordHasher {
             || parsed.version != Some(Version::V0x13.into())
             || current.map_or(true, |params| {
                 (params.m_cost(), params.t_cost(), params.p_cost())
-                    != (self.params.m_cost(), self.params.t_cost(), self.params.p_cost())
+                    != (
+                        self.params.m_cost(),
+                        self.params.t_cost(),
+                        self.params.p_cost(),
+                    )
             })
     }
 
@@ -139,7 +143,10 @@ mod tests {
     #[rocket::async_test]
     async fn a_hash_with_other_parameters_needs_rehashing() {
         let cheap = hasher();
-        let hash = cheap.hash(Password::parse("correct horse").expect("valid")).await.expect("hashed");
+        let hash = cheap
+            .hash(Password::parse("correct horse").expect("valid"))
+            .await
+            .expect("hashed");
         assert!(!cheap.needs_rehash(&hash));
         let costlier = PasswordHasher::new(&HashingSettings::new(2048, 1, 1, 2).expect("valid"));
         assert!(costlier.needs_rehash(&hash));
@@ -150,7 +157,11 @@ mod tests {
         let hasher = hasher();
         let dummy = hasher.dummy_hash().await.expect("hashed");
         assert!(!hasher.needs_rehash(&dummy));
-        assert_eq!(dummy, hasher.dummy_hash().await.expect("hashed"), "made once");
+        assert_eq!(
+            dummy,
+            hasher.dummy_hash().await.expect("hashed"),
+            "made once"
+        );
     }
 
     #[rocket::async_test]

@@ -40,7 +40,11 @@ async fn concurrent_creates_with_one_email_admit_exactly_one() {
         replies.iter().map(|r| r.status).collect::<Vec<_>>()
     );
     assert_eq!(app.index_members().len(), 1);
-    let user_hashes = app.keys().into_iter().filter(|key| key.contains(":user:")).count();
+    let user_hashes = app
+        .keys()
+        .into_iter()
+        .filter(|key| key.contains(":user:"))
+        .count();
     assert_eq!(user_hashes, 1, "one user hash: {:?}", app.keys());
 }
 

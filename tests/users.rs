@@ -404,7 +404,11 @@ async fn delete_removes_the_user_and_its_index_entry() {
     app.get_user(id)
         .await
         .assert_problem(Status::NotFound, &format!("id {id} not found"));
-    assert_eq!(app.keys(), vec![format!("{}events", app.prefix)], "only the event stream is left");
+    assert_eq!(
+        app.keys(),
+        vec![format!("{}events", app.prefix)],
+        "only the event stream is left"
+    );
 }
 
 #[rocket::async_test]

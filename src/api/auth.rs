@@ -22,7 +22,9 @@ impl Authenticated {
         if self.0.user_id == user {
             Ok(self.0)
         } else {
-            Err(ApiError::Forbidden("this session belongs to another user".into()))
+            Err(ApiError::Forbidden(
+                "this session belongs to another user".into(),
+            ))
         }
     }
 }
@@ -32,13 +34,17 @@ impl MaybeAuthenticated {
     /// user's. `None` when there is no session.
     pub fn proof_for(self, user: UserId) -> Result<Option<Proof>, ApiError> {
         match self.0 {
-            Some(session) => Authenticated(session).acting_on(user).map(|_| Some(Proof::Session)),
+            Some(session) => Authenticated(session)
+                .acting_on(user)
+                .map(|_| Some(Proof::Session)),
             None => Ok(None),
         }
     }
 }
 
-fn bearer_token<'r>(request: &'r Request<'_>) -> Option<Option<SessionToken>> {
+/// `None` without an Authorization header; `Some(None)` when it holds no
+/// well-formed bearer token.
+fn bearer_token(request: &Request<'_>) -> Option<Option<SessionToken>> {
     let header = request.headers().get_one("Authorization")?;
     let token = header
         .split_once(' ')
@@ -47,14 +53,19 @@ fn bearer_token<'r>(request: &'r Request<'_>) -> Option<Option<SessionToken>> {
     Some(token)
 }
 
-async fn session_for(request: &Request<'_>, token: SessionToken) -> Outcome<SessionRecord, ApiError> {
+async fn session_for(
+    request: &Request<'_>,
+    token: SessionToken,
+) -> Outcome<SessionRecord, ApiError> {
     let accounts = try_outcome!(request
         .guard::<Accounts<'_>>()
         .await
         .map_error(|(status, error)| (status, ApiError::Internal(anyhow::anyhow!(error)))));
     match accounts.session(&token).await {
         Ok(session) => Outcome::Success(session),
-        Err(AccountError::Unauthenticated) => Outcome::Error((Status::Unauthorized, ApiError::Unauthenticated)),
+        Err(AccountError::Unauthenticated) => {
+            Outcome::Error((Status::Unauthorized, ApiError::Unauthenticated))
+        }
         Err(error) => {
             let error = ApiError::from(error);
             let status = if matches!(error, ApiError::Unavailable(_)) {
@@ -103,7 +114,11 @@ impl<'r> FromRequest<'r> for Client {
             ip: request
                 .client_ip()
                 .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
-            user_agent: request.headers().get_one("User-Agent").unwrap_or_default().to_owned(),
+            user_agent: request
+                .headers()
+                .get_one("User-Agent")
+                .unwrap_or_default()
+                .to_owned(),
         })
     }
 }

@@ -49,7 +49,12 @@ async fn post_session(
 ) -> Result<Created<Json<SessionCreated>>, ApiError> {
     let JsonBody(data) = body?;
     let mut errors = Vec::new();
-    let email = parse_field(&mut errors, "email", data.email.as_deref(), UserEmail::parse);
+    let email = parse_field(
+        &mut errors,
+        "email",
+        data.email.as_deref(),
+        UserEmail::parse,
+    );
     let password = parse_field(&mut errors, "password", data.password.as_deref(), |raw| {
         Ok(Password::candidate(raw))
     });
@@ -57,11 +62,13 @@ async fn post_session(
         return Err(ApiError::invalid_fields(errors));
     };
     let session = accounts.log_in(email, password, client).await?;
-    Ok(Created::new("/api/sessions/current").body(Json(SessionCreated {
-        token: session.token.expose().to_owned(),
-        expires_at: session.expires_at,
-        user: session.user,
-    })))
+    Ok(
+        Created::new("/api/sessions/current").body(Json(SessionCreated {
+            token: session.token.expose().to_owned(),
+            expires_at: session.expires_at,
+            user: session.user,
+        })),
+    )
 }
 
 #[derive(Serialize)]
@@ -88,7 +95,10 @@ async fn get_current_session(
 }
 
 #[delete("/sessions/current")]
-async fn delete_current_session(caller: Authenticated, mut conn: RedisConn) -> Result<Status, ApiError> {
+async fn delete_current_session(
+    caller: Authenticated,
+    mut conn: RedisConn,
+) -> Result<Status, ApiError> {
     let session = caller.0;
     conn.revoke_session(session.user_id, session.id).await?;
     Ok(Status::NoContent)

@@ -115,7 +115,12 @@ async fn put_user(
     let JsonBody(data) = body?;
     let mut errors = Vec::new();
     let name = parse_field(&mut errors, "name", data.name.as_deref(), UserName::parse);
-    let email = parse_field(&mut errors, "email", data.email.as_deref(), UserEmail::parse);
+    let email = parse_field(
+        &mut errors,
+        "email",
+        data.email.as_deref(),
+        UserEmail::parse,
+    );
     let proof = proof(&mut errors, caller, id, data.password.as_deref())?;
     let (Some(name), Some(email), Some(proof)) = (name, email, proof) else {
         return Err(ApiError::invalid_fields(errors));

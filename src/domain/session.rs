@@ -55,7 +55,10 @@ pub struct SessionId(String);
 
 impl SessionId {
     pub fn parse(raw: &str) -> Option<Self> {
-        let well_formed = raw.len() == 64 && raw.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
+        let well_formed = raw.len() == 64
+            && raw
+                .bytes()
+                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
         well_formed.then(|| Self(raw.to_owned()))
     }
 
@@ -87,7 +90,10 @@ mod tests {
 
     #[test]
     fn tokens_differ_each_time() {
-        assert_ne!(SessionToken::generate().expose(), SessionToken::generate().expose());
+        assert_ne!(
+            SessionToken::generate().expose(),
+            SessionToken::generate().expose()
+        );
     }
 
     #[test]

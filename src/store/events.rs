@@ -47,7 +47,13 @@ pub struct Event {
 }
 
 /// Adds the commands that record `kind` for `user` to a MULTI/EXEC pipeline.
-pub(super) fn record(writes: &mut Pipeline, keys: &Keys, kind: EventKind, user: UserId, at: DateTime<Utc>) {
+pub(super) fn record(
+    writes: &mut Pipeline,
+    keys: &Keys,
+    kind: EventKind,
+    user: UserId,
+    at: DateTime<Utc>,
+) {
     let event = Event {
         kind,
         user_id: user.to_string(),

@@ -15,8 +15,8 @@ use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::tokio::task;
 
-pub use keys::{index_member, parse_index_member, Keys};
 pub use events::{Event, EventKind};
+pub use keys::{index_member, parse_index_member, Keys};
 pub use sessions::{LoginFailures, SessionRecord};
 pub use users::{HashReplacement, ListQuery, UserPage, UserRecord, Written};
 

@@ -28,7 +28,9 @@ impl SessionRecord {
     /// `now`, capped by the absolute end.
     pub fn ends_at(&self, now: DateTime<Utc>, idle: Duration) -> DateTime<Utc> {
         let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
-        now.checked_add_signed(idle).unwrap_or(self.expires_at).min(self.expires_at)
+        now.checked_add_signed(idle)
+            .unwrap_or(self.expires_at)
+            .min(self.expires_at)
     }
 }
 
@@ -42,24 +44,39 @@ pub struct LoginFailures {
 
 impl RedisConn {
     /// Stores a new session, unless the user is gone (`false`).
-    pub async fn create_session(&mut self, session: SessionRecord, idle: Duration) -> Result<bool, StoreError> {
-        self.run(move |conn, keys| create_session(conn, keys, &session, idle)).await
+    pub async fn create_session(
+        &mut self,
+        session: SessionRecord,
+        idle: Duration,
+    ) -> Result<bool, StoreError> {
+        self.run(move |conn, keys| create_session(conn, keys, &session, idle))
+            .await
     }
 
     /// The live session `id`, renewed for another idle period; `None` when
     /// it does not exist or has passed its absolute end.
-    pub async fn use_session(&mut self, id: SessionId, idle: Duration) -> Result<Option<SessionRecord>, StoreError> {
-        self.run(move |conn, keys| use_session(conn, keys, &id, idle)).await
+    pub async fn use_session(
+        &mut self,
+        id: SessionId,
+        idle: Duration,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.run(move |conn, keys| use_session(conn, keys, &id, idle))
+            .await
     }
 
     /// The user's live sessions, oldest first. Ids of sessions that expired
     /// are dropped from the user's set on the way.
     pub async fn sessions_of(&mut self, user: UserId) -> Result<Vec<SessionRecord>, StoreError> {
-        self.run(move |conn, keys| sessions_of(conn, keys, user)).await
+        self.run(move |conn, keys| sessions_of(conn, keys, user))
+            .await
     }
 
     /// Ends one of the user's sessions; `false` when it was not theirs or not live.
-    pub async fn revoke_session(&mut self, user: UserId, id: SessionId) -> Result<bool, StoreError> {
+    pub async fn revoke_session(
+        &mut self,
+        user: UserId,
+        id: SessionId,
+    ) -> Result<bool, StoreError> {
         self.run(move |conn, keys| {
             let (removed, _): (u32, u32) = redis::pipe()
                 .atomic()
@@ -75,7 +92,11 @@ impl RedisConn {
     }
 
     /// Ends all of the user's sessions but `keep`.
-    pub async fn revoke_sessions(&mut self, user: UserId, keep: Option<SessionId>) -> Result<(), StoreError> {
+    pub async fn revoke_sessions(
+        &mut self,
+        user: UserId,
+        keep: Option<SessionId>,
+    ) -> Result<(), StoreError> {
         self.run(move |conn, keys| {
             let set = keys.sessions_of(user);
             transact(conn, &set, |conn| {
@@ -93,18 +114,23 @@ impl RedisConn {
         .await
     }
 
-    pub async fn login_failures(&mut self, email: UserEmail, ip: String) -> Result<LoginFailures, StoreError> {
+    pub async fn login_failures(
+        &mut self,
+        email: UserEmail,
+        ip: String,
+    ) -> Result<LoginFailures, StoreError> {
         self.run(move |conn, keys| {
-            let (of_account, of_ip, account_ttl, ip_ttl): (Option<u32>, Option<u32>, i64, i64) = redis::pipe()
-                .cmd("GET")
-                .arg(keys.login_failures_of_account(&email))
-                .cmd("GET")
-                .arg(keys.login_failures_of_ip(&ip))
-                .cmd("PTTL")
-                .arg(keys.login_failures_of_account(&email))
-                .cmd("PTTL")
-                .arg(keys.login_failures_of_ip(&ip))
-                .query(conn)?;
+            let (of_account, of_ip, account_ttl, ip_ttl): (Option<u32>, Option<u32>, i64, i64) =
+                redis::pipe()
+                    .cmd("GET")
+                    .arg(keys.login_failures_of_account(&email))
+                    .cmd("GET")
+                    .arg(keys.login_failures_of_ip(&ip))
+                    .cmd("PTTL")
+                    .arg(keys.login_failures_of_account(&email))
+                    .cmd("PTTL")
+                    .arg(keys.login_failures_of_ip(&ip))
+                    .query(conn)?;
             let retry_after_ms = account_ttl.max(ip_ttl).max(0);
             Ok(LoginFailures {
                 of_account: of_account.unwrap_or(0),
@@ -117,12 +143,20 @@ impl RedisConn {
 
     /// Counts a failed login against the account and the IP. A window starts
     /// with its first failure and ends `window` later.
-    pub async fn record_login_failure(&mut self, email: UserEmail, ip: String, window: Duration) -> Result<(), StoreError> {
+    pub async fn record_login_failure(
+        &mut self,
+        email: UserEmail,
+        ip: String,
+        window: Duration,
+    ) -> Result<(), StoreError> {
         self.run(move |conn, keys| {
             let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
             let mut writes = redis::pipe();
             writes.atomic();
-            for key in [keys.login_failures_of_account(&email), keys.login_failures_of_ip(&ip)] {
+            for key in [
+                keys.login_failures_of_account(&email),
+                keys.login_failures_of_ip(&ip),
+            ] {
                 writes
                     .cmd("INCR")
                     .arg(&key)
@@ -201,7 +235,11 @@ fn create_session(
     })
 }
 
-fn read_session(conn: &mut Connection, keys: &Keys, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+fn read_session(
+    conn: &mut Connection,
+    keys: &Keys,
+    id: &SessionId,
+) -> Result<Option<SessionRecord>, StoreError> {
     let key = keys.session(id);
     let fields: HashMap<String, String> = redis::cmd("HGETALL").arg(&key).query(conn)?;
     if fields.is_empty() {
@@ -210,7 +248,11 @@ fn read_session(conn: &mut Connection, keys: &Keys, id: &SessionId) -> Result<Op
     decode_session(id.clone(), &key, fields).map(Some)
 }
 
-fn decode_session(id: SessionId, key: &str, mut fields: HashMap<String, String>) -> Result<SessionRecord, StoreError> {
+fn decode_session(
+    id: SessionId,
+    key: &str,
+    mut fields: HashMap<String, String>,
+) -> Result<SessionRecord, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: key.to_owned(),
         reason,
@@ -220,7 +262,8 @@ fn decode_session(id: SessionId, key: &str, mut fields: HashMap<String, String>)
             .remove(field)
             .ok_or_else(|| corrupt(format!("field {field} is missing")))
     };
-    let user_id = UserId::parse(&take(USER_ID)?).ok_or_else(|| corrupt("user_id is not a UUID".into()))?;
+    let user_id =
+        UserId::parse(&take(USER_ID)?).ok_or_else(|| corrupt("user_id is not a UUID".into()))?;
     let mut time = |field: &str| {
         let raw = take(field)?;
         decode_time(&raw).ok_or_else(|| corrupt(format!("{field} is not a time")))
@@ -239,7 +282,12 @@ fn decode_session(id: SessionId, key: &str, mut fields: HashMap<String, String>)
     })
 }
 
-fn use_session(conn: &mut Connection, keys: &Keys, id: &SessionId, idle: Duration) -> Result<Option<SessionRecord>, StoreError> {
+fn use_session(
+    conn: &mut Connection,
+    keys: &Keys,
+    id: &SessionId,
+    idle: Duration,
+) -> Result<Option<SessionRecord>, StoreError> {
     let key = keys.session(id);
     transact(conn, &key, |conn| {
         let Some(mut session) = read_session(conn, keys, id)? else {
@@ -273,7 +321,11 @@ fn use_session(conn: &mut Connection, keys: &Keys, id: &SessionId, idle: Duratio
     })
 }
 
-fn sessions_of(conn: &mut Connection, keys: &Keys, user: UserId) -> Result<Vec<SessionRecord>, StoreError> {
+fn sessions_of(
+    conn: &mut Connection,
+    keys: &Keys,
+    user: UserId,
+) -> Result<Vec<SessionRecord>, StoreError> {
     let set = keys.sessions_of(user);
     let ids: Vec<SessionId> = redis::cmd("SMEMBERS")
         .arg(&set)

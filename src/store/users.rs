@@ -371,7 +371,13 @@ fn update_profile(
                 .arg(index_member(&updated.email, id))
                 .ignore();
         }
-        events::record(&mut writes, keys, EventKind::ProfileUpdated, id, updated.updated);
+        events::record(
+            &mut writes,
+            keys,
+            EventKind::ProfileUpdated,
+            id,
+            updated.updated,
+        );
         Ok(Plan::Write(writes, Written::Done(updated)))
     })
 }
@@ -414,7 +420,11 @@ fn replace_password_hash(
 
 /// WATCHes the user's session set and reads it, so a login that adds a
 /// session meanwhile aborts the transaction that revokes them all.
-fn live_session_ids(conn: &mut Connection, keys: &Keys, id: UserId) -> Result<Vec<String>, StoreError> {
+fn live_session_ids(
+    conn: &mut Connection,
+    keys: &Keys,
+    id: UserId,
+) -> Result<Vec<String>, StoreError> {
     let set = keys.sessions_of(id);
     watch(conn, &set)?;
     Ok(redis::cmd("SMEMBERS").arg(&set).query(conn)?)

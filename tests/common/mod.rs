@@ -222,6 +222,44 @@ impl TestApp {
             .await
     }
 
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        self.send_json(
+            self.client.post("/api/sessions"),
+            &json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Logs in and returns the token, failing the test otherwise.
+    pub async fn token_for(&self, email: &str, password: &str) -> String {
+        let reply = self.login(email, password).await;
+        assert_eq!(
+            reply.status,
+            Status::Created,
+            "logging in {email}: {}",
+            reply.body
+        );
+        reply.json()["token"].as_str().expect("a token").to_owned()
+    }
+
+    /// A request with `Authorization: Bearer <token>` and an optional JSON body.
+    pub async fn with_token(
+        &self,
+        method: rocket::http::Method,
+        uri: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .req(method, uri.to_owned())
+            .header(Header::new("Authorization", format!("Bearer {token}")));
+        if let Some(body) = body {
+            request = request.header(ContentType::JSON).body(body.to_string());
+        }
+        Reply::read(request.dispatch().await).await
+    }
+
     async fn send_json(
         &self,
         request: rocket::local::asynchronous::LocalRequest<'_>,

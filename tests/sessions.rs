@@ -1,0 +1,616 @@
+//! Logging in and out, bearer sessions, login throttling, events.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{shared_redis_url, TestApp};
+use rocket::http::{Header, Method, Status};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn app_with(settings: &[(&str, &str)]) -> TestApp {
+    TestApp::spawn_on(&shared_redis_url(), settings).await
+}
+
+async fn user_and_token(app: &TestApp, email: &str) -> (String, String) {
+    let user = app.create_user("User", email, PASSWORD).await;
+    let token = app.token_for(email, PASSWORD).await;
+    (user["id"].as_str().expect("id").to_owned(), token)
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+// ---- logging in ----
+
+#[rocket::async_test]
+async fn login_returns_201_with_a_token_its_expiry_and_the_user() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let reply = app.login("ADA@example.com", PASSWORD).await;
+    assert_eq!(reply.status, Status::Created, "{}", reply.body);
+    let body = reply.json();
+    let token = body["token"].as_str().expect("token");
+    assert_eq!(token.len(), 43, "256 bits as unpadded base64");
+    assert!(token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert!(body["expires_at"].as_str().is_some());
+    assert_eq!(body["user"], user);
+    assert!(!reply.body.contains(PASSWORD));
+}
+
+#[rocket::async_test]
+async fn redis_keeps_only_the_sha256_of_the_token() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    let session_key = format!("{}session:{}", app.prefix, sha256_hex(&token));
+    let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&session_key)
+        .query(&mut app.redis())
+        .expect("HGETALL");
+    assert_eq!(fields.get("user_id"), Some(&id));
+    for key in app.keys() {
+        assert!(!key.contains(&token), "{key} holds the token");
+        let dump: Vec<u8> = redis::cmd("DUMP")
+            .arg(&key)
+            .query(&mut app.redis())
+            .expect("DUMP");
+        assert!(
+            !String::from_utf8_lossy(&dump).contains(&token),
+            "{key} holds the token"
+        );
+    }
+}
+
+#[rocket::async_test]
+async fn unknown_email_and_wrong_password_get_the_same_401() {
+    let app = TestApp::spawn().await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let unknown = app.login("nobody@example.com", PASSWORD).await;
+    let wrong = app.login("ada@example.com", "wrong password").await;
+    unknown.assert_problem(Status::Unauthorized, "user not authenticated");
+    assert_eq!(unknown.body, wrong.body);
+    assert_eq!(unknown.header("WWW-Authenticate"), Some("Bearer"));
+}
+
+#[rocket::async_test]
+async fn login_with_missing_fields_returns_422() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .send_raw(
+            Method::Post,
+            "/api/sessions",
+            Some(rocket::http::ContentType::JSON),
+            "{}",
+        )
+        .await;
+    assert_eq!(reply.status, Status::UnprocessableEntity);
+    assert_eq!(reply.field_errors("email"), vec!["is required"]);
+    assert_eq!(reply.field_errors("password"), vec!["is required"]);
+}
+
+// ---- the current session ----
+
+#[rocket::async_test]
+async fn the_current_session_returns_its_user_and_expiry() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    let reply = app
+        .with_token(Method::Get, "/api/sessions/current", &token, None)
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(reply.json()["user"]["id"], id);
+    assert!(reply.json()["expires_at"].as_str().is_some());
+}
+
+#[rocket::async_test]
+async fn no_unknown_or_malformed_token_gets_401_with_www_authenticate() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/api/sessions/current").await;
+    reply.assert_problem(Status::Unauthorized, "user not authenticated");
+    assert_eq!(reply.header("WWW-Authenticate"), Some("Bearer"));
+    for token in ["garbage", &"A".repeat(43)] {
+        let reply = app
+            .with_token(Method::Get, "/api/sessions/current", token, None)
+            .await;
+        assert_eq!(reply.status, Status::Unauthorized, "token {token}");
+        assert_eq!(reply.header("WWW-Authenticate"), Some("Bearer"));
+    }
+}
+
+#[rocket::async_test]
+async fn logging_out_ends_the_session() {
+    let app = TestApp::spawn().await;
+    let (_, token) = user_and_token(&app, "ada@example.com").await;
+    let reply = app
+        .with_token(Method::Delete, "/api/sessions/current", &token, None)
+        .await;
+    assert_eq!(reply.status, Status::NoContent);
+    let reply = app
+        .with_token(Method::Get, "/api/sessions/current", &token, None)
+        .await;
+    assert_eq!(reply.status, Status::Unauthorized);
+}
+
+#[rocket::async_test]
+async fn an_idle_session_expires_and_use_renews_it() {
+    let app = app_with(&[("SESSION_IDLE_SECS", "2")]).await;
+    let (_, token) = user_and_token(&app, "ada@example.com").await;
+    for _ in 0..3 {
+        tokio_sleep(Duration::from_millis(1200)).await;
+        let reply = app
+            .with_token(Method::Get, "/api/sessions/current", &token, None)
+            .await;
+        assert_eq!(reply.status, Status::Ok, "each use renews the idle timeout");
+    }
+    tokio_sleep(Duration::from_millis(2300)).await;
+    let reply = app
+        .with_token(Method::Get, "/api/sessions/current", &token, None)
+        .await;
+    assert_eq!(reply.status, Status::Unauthorized, "idle past the timeout");
+}
+
+#[rocket::async_test]
+async fn no_renewal_extends_a_session_past_its_maximum_age() {
+    let app = app_with(&[("SESSION_IDLE_SECS", "60"), ("SESSION_MAX_AGE_SECS", "2")]).await;
+    let (_, token) = user_and_token(&app, "ada@example.com").await;
+    tokio_sleep(Duration::from_millis(1000)).await;
+    let reply = app
+        .with_token(Method::Get, "/api/sessions/current", &token, None)
+        .await;
+    assert_eq!(reply.status, Status::Ok);
+    tokio_sleep(Duration::from_millis(1300)).await;
+    let reply = app
+        .with_token(Method::Get, "/api/sessions/current", &token, None)
+        .await;
+    assert_eq!(reply.status, Status::Unauthorized, "past the absolute cap");
+}
+
+async fn tokio_sleep(duration: Duration) {
+    rocket::tokio::time::sleep(duration).await;
+}
+
+// ---- a user's sessions ----
+
+#[rocket::async_test]
+async fn a_user_lists_their_sessions_without_tokens() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    let second = app
+        .client
+        .post("/api/sessions")
+        .header(rocket::http::ContentType::JSON)
+        .header(Header::new("User-Agent", "test-agent/1.0"))
+        .header(Header::new("X-Real-IP", "192.0.2.7"))
+        .body(json!({"email": "ada@example.com", "password": PASSWORD}).to_string())
+        .dispatch()
+        .await;
+    assert_eq!(second.status(), Status::Created);
+    let second_token = second.into_json::<Value>().await.expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let reply = app
+        .with_token(
+            Method::Get,
+            &format!("/api/users/{id}/sessions"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let sessions = reply.json();
+    let sessions = sessions.as_array().expect("a list");
+    assert_eq!(sessions.len(), 2);
+    assert!(!reply.body.contains(&token) && !reply.body.contains(&second_token));
+    let other = sessions
+        .iter()
+        .find(|s| s["current"] == false)
+        .expect("the second session");
+    assert_eq!(other["ip"], "192.0.2.7");
+    assert_eq!(other["user_agent"], "test-agent/1.0");
+    assert_eq!(other["id"], sha256_hex(&second_token));
+}
+
+#[rocket::async_test]
+async fn another_users_session_gets_403() {
+    let app = TestApp::spawn().await;
+    let (ada, _) = user_and_token(&app, "ada@example.com").await;
+    let (_, bob_token) = user_and_token(&app, "bob@example.com").await;
+    let reply = app
+        .with_token(
+            Method::Get,
+            &format!("/api/users/{ada}/sessions"),
+            &bob_token,
+            None,
+        )
+        .await;
+    reply.assert_problem(Status::Forbidden, "this session belongs to another user");
+    let reply = app
+        .with_token(
+            Method::Put,
+            &format!("/api/users/{ada}"),
+            &bob_token,
+            Some(&json!({"name": "Hacked", "email": "ada@example.com"})),
+        )
+        .await;
+    assert_eq!(reply.status, Status::Forbidden);
+    let reply = app
+        .with_token(
+            Method::Delete,
+            &format!("/api/users/{ada}"),
+            &bob_token,
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, Status::Forbidden);
+    assert_eq!(app.get_user(&ada).await.json()["name"], "User");
+}
+
+#[rocket::async_test]
+async fn revoking_one_session_leaves_the_others() {
+    let app = TestApp::spawn().await;
+    let (id, first) = user_and_token(&app, "ada@example.com").await;
+    let second = app.token_for("ada@example.com", PASSWORD).await;
+    let uri = format!("/api/users/{id}/sessions/{}", sha256_hex(&second));
+    let reply = app.with_token(Method::Delete, &uri, &first, None).await;
+    assert_eq!(reply.status, Status::NoContent, "{}", reply.body);
+    let gone = app
+        .with_token(Method::Get, "/api/sessions/current", &second, None)
+        .await;
+    assert_eq!(gone.status, Status::Unauthorized);
+    let kept = app
+        .with_token(Method::Get, "/api/sessions/current", &first, None)
+        .await;
+    assert_eq!(kept.status, Status::Ok);
+    let again = app.with_token(Method::Delete, &uri, &first, None).await;
+    assert_eq!(again.status, Status::NotFound);
+}
+
+#[rocket::async_test]
+async fn revoking_all_sessions_can_keep_the_current_one() {
+    let app = TestApp::spawn().await;
+    let (id, current) = user_and_token(&app, "ada@example.com").await;
+    let other = app.token_for("ada@example.com", PASSWORD).await;
+    let uri = format!("/api/users/{id}/sessions?keep_current=true");
+    assert_eq!(
+        app.with_token(Method::Delete, &uri, &current, None)
+            .await
+            .status,
+        Status::NoContent
+    );
+    assert_eq!(
+        app.with_token(Method::Get, "/api/sessions/current", &other, None)
+            .await
+            .status,
+        Status::Unauthorized
+    );
+    assert_eq!(
+        app.with_token(Method::Get, "/api/sessions/current", &current, None)
+            .await
+            .status,
+        Status::Ok
+    );
+    let uri = format!("/api/users/{id}/sessions");
+    assert_eq!(
+        app.with_token(Method::Delete, &uri, &current, None)
+            .await
+            .status,
+        Status::NoContent
+    );
+    assert_eq!(
+        app.with_token(Method::Get, "/api/sessions/current", &current, None)
+            .await
+            .status,
+        Status::Unauthorized
+    );
+}
+
+// ---- sessions instead of passwords ----
+
+#[rocket::async_test]
+async fn a_session_of_the_user_authorizes_put_without_password() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    let reply = app
+        .with_token(
+            Method::Put,
+            &format!("/api/users/{id}"),
+            &token,
+            Some(&json!({"name": "Ada L.", "email": "ada@example.com"})),
+        )
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(reply.json()["name"], "Ada L.");
+}
+
+#[rocket::async_test]
+async fn a_password_change_revokes_every_session() {
+    let app = TestApp::spawn().await;
+    let (id, first) = user_and_token(&app, "ada@example.com").await;
+    let second = app.token_for("ada@example.com", PASSWORD).await;
+    let reply = app
+        .with_token(
+            Method::Patch,
+            &format!("/api/users/{id}"),
+            &first,
+            Some(&json!({"new_password": "a brand new passphrase"})),
+        )
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    for token in [&first, &second] {
+        let reply = app
+            .with_token(Method::Get, "/api/sessions/current", token, None)
+            .await;
+        assert_eq!(reply.status, Status::Unauthorized);
+    }
+    assert!(
+        !app.keys().iter().any(|key| key.contains(":session")),
+        "{:?}",
+        app.keys()
+    );
+}
+
+#[rocket::async_test]
+async fn deleting_a_user_by_session_removes_the_user_and_its_sessions() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    let reply = app
+        .with_token(Method::Delete, &format!("/api/users/{id}"), &token, None)
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(app.get_user(&id).await.status, Status::NotFound);
+    assert!(
+        !app.keys().iter().any(|key| key.contains(":session")),
+        "{:?}",
+        app.keys()
+    );
+}
+
+// ---- login throttling ----
+
+#[rocket::async_test]
+async fn too_many_failures_for_an_account_get_429_even_with_the_right_password() {
+    let app = app_with(&[("LOGIN_MAX_FAILURES", "3"), ("LOGIN_WINDOW_SECS", "60")]).await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.login("ada@example.com", "wrong password").await.status,
+            Status::Unauthorized
+        );
+    }
+    let reply = app.login("ada@example.com", PASSWORD).await;
+    reply.assert_problem(
+        Status::TooManyRequests,
+        "too many failed logins; retry later",
+    );
+    let retry_after: u64 = reply
+        .header("Retry-After")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+}
+
+#[rocket::async_test]
+async fn the_failure_window_ends_and_logins_work_again() {
+    let app = app_with(&[("LOGIN_MAX_FAILURES", "2"), ("LOGIN_WINDOW_SECS", "1")]).await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    for _ in 0..2 {
+        app.login("ada@example.com", "wrong password").await;
+    }
+    assert_eq!(
+        app.login("ada@example.com", PASSWORD).await.status,
+        Status::TooManyRequests
+    );
+    tokio_sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        app.login("ada@example.com", PASSWORD).await.status,
+        Status::Created
+    );
+}
+
+async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) -> Status {
+    app.client
+        .post("/api/sessions")
+        .header(rocket::http::ContentType::JSON)
+        .header(Header::new("X-Real-IP", ip.to_owned()))
+        .body(json!({"email": email, "password": password}).to_string())
+        .dispatch()
+        .await
+        .status()
+}
+
+#[rocket::async_test]
+async fn a_successful_login_resets_the_account_counter() {
+    let app = app_with(&[("LOGIN_MAX_FAILURES", "3"), ("LOGIN_WINDOW_SECS", "60")]).await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    // Each round comes from a fresh IP, so only the account counter adds up.
+    for round in 0..2 {
+        for attempt in 0..2 {
+            let ip = format!("203.0.113.{}", round * 10 + attempt);
+            let status = login_from(&app, &ip, "ada@example.com", "wrong password").await;
+            assert_eq!(status, Status::Unauthorized);
+        }
+        let ip = format!("203.0.113.{}", round * 10 + 5);
+        let status = login_from(&app, &ip, "ada@example.com", PASSWORD).await;
+        assert_eq!(
+            status,
+            Status::Created,
+            "4 failures in all, never 3 in a row"
+        );
+    }
+    let key = format!("{}login_failures:account:ada@example.com", app.prefix);
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(key)
+        .query(&mut app.redis())
+        .expect("EXISTS");
+    assert!(!exists, "the account counter is gone");
+}
+
+#[rocket::async_test]
+async fn too_many_failures_from_one_ip_get_429_across_accounts() {
+    let app = app_with(&[("LOGIN_MAX_FAILURES", "3"), ("LOGIN_WINDOW_SECS", "60")]).await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    for email in ["a@example.com", "b@example.com", "c@example.com"] {
+        let status = login_from(&app, "198.51.100.9", email, "wrong password").await;
+        assert_eq!(status, Status::Unauthorized);
+    }
+    let status = login_from(&app, "198.51.100.9", "ada@example.com", PASSWORD).await;
+    assert_eq!(status, Status::TooManyRequests);
+    assert_eq!(
+        app.login("ada@example.com", PASSWORD).await.status,
+        Status::Created,
+        "another IP"
+    );
+}
+
+// ---- password hash upgrades ----
+
+#[rocket::async_test]
+async fn a_login_rehashes_a_password_hashed_with_other_parameters() {
+    let old = TestApp::spawn().await;
+    let user = old.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let hash_key = old.user_key(user["id"].as_str().expect("id"));
+    let stored = |app: &TestApp| -> String {
+        redis::cmd("HGET")
+            .arg(&hash_key)
+            .arg("password_hash")
+            .query(&mut app.redis())
+            .expect("HGET")
+    };
+    assert!(stored(&old).contains("m=1024,t=1,p=1"));
+    let new = TestApp::spawn_with_prefix(
+        &old.redis_url,
+        &old.prefix,
+        &[("ARGON2_MEMORY_KIB", "2048")],
+    )
+    .await;
+    new.token_for("ada@example.com", PASSWORD).await;
+    assert!(stored(&new).contains("m=2048,t=1,p=1"), "{}", stored(&new));
+    new.token_for("ada@example.com", PASSWORD).await;
+}
+
+// ---- events ----
+
+fn stream_events(app: &TestApp) -> Vec<std::collections::HashMap<String, String>> {
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(format!("{}events", app.prefix))
+        .arg("-")
+        .arg("+")
+        .query(&mut app.redis())
+        .expect("XRANGE");
+    entries
+        .into_iter()
+        .map(|(_, fields)| fields.into_iter().collect())
+        .collect()
+}
+
+#[rocket::async_test]
+async fn every_change_appends_an_event_without_secrets() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    let uri = format!("/api/users/{id}");
+    app.with_token(
+        Method::Put,
+        &uri,
+        &token,
+        Some(&json!({"name": "Ada L.", "email": "ada@example.com"})),
+    )
+    .await;
+    app.with_token(
+        Method::Patch,
+        &uri,
+        &token,
+        Some(&json!({"new_password": "another passphrase"})),
+    )
+    .await;
+    app.delete_user(&id, &json!({"password": "another passphrase"}))
+        .await;
+    let events = stream_events(&app);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "user.created",
+            "user.updated",
+            "user.password_changed",
+            "user.deleted"
+        ]
+    );
+    for event in &events {
+        assert_eq!(event["user_id"], id);
+        assert!(chrono::DateTime::parse_from_rfc3339(&event["at"]).is_ok());
+        assert_eq!(event.len(), 3, "only type, user_id and at: {event:?}");
+    }
+}
+
+#[rocket::async_test]
+async fn a_rejected_write_appends_no_event() {
+    let app = TestApp::spawn().await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let reply = app
+        .post_user(&json!({"name": "Twin", "email": "ada@example.com", "password": PASSWORD}))
+        .await;
+    assert_eq!(reply.status, Status::Conflict);
+    assert_eq!(stream_events(&app).len(), 1);
+}
+
+#[rocket::async_test]
+async fn the_activity_feed_lists_the_users_events_newest_first() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    let uri = format!("/api/users/{id}");
+    app.with_token(
+        Method::Put,
+        &uri,
+        &token,
+        Some(&json!({"name": "Ada L.", "email": "ada@example.com"})),
+    )
+    .await;
+    let reply = app
+        .with_token(Method::Get, &format!("{uri}/activity"), &token, None)
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let kinds: Vec<String> = reply
+        .json()
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(kinds, ["user.updated", "user.created"]);
+    let (_, bob_token) = user_and_token(&app, "bob@example.com").await;
+    let reply = app
+        .with_token(Method::Get, &format!("{uri}/activity"), &bob_token, None)
+        .await;
+    assert_eq!(reply.status, Status::Forbidden);
+}
+
+#[rocket::async_test]
+async fn the_activity_feed_keeps_the_last_50_events() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    let uri = format!("/api/users/{id}");
+    for n in 0..55 {
+        app.with_token(
+            Method::Put,
+            &uri,
+            &token,
+            Some(&json!({"name": format!("Ada {n}"), "email": "ada@example.com"})),
+        )
+        .await;
+    }
+    let reply = app
+        .with_token(Method::Get, &format!("{uri}/activity"), &token, None)
+        .await;
+    assert_eq!(reply.json().as_array().expect("list").len(), 50);
+}
