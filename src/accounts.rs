@@ -9,7 +9,7 @@ use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
 
 use crate::config::{LoginSettings, SessionSettings};
-use crate::domain::{now, Password, PasswordHash, SessionToken, User, UserEmail, UserId, UserName};
+use crate::domain::{now, Password, SessionToken, User, UserEmail, UserId, UserName};
 use crate::hashing::{HashingError, PasswordHasher};
 use crate::store::{HashReplacement, SessionRecord, Store, StoreError, UserRecord, Written};
 
@@ -19,6 +19,8 @@ pub enum AccountError {
     NotFound(UserId),
     #[error("user not authenticated")]
     Unauthenticated,
+    #[error("the password {reason}")]
+    WeakPassword { field: &'static str, reason: String },
     #[error("too many failed logins")]
     TooManyAttempts { retry_after: Duration },
     #[error("the password kept changing during the request")]
@@ -78,6 +80,12 @@ impl<'r> Accounts<'r> {
     /// Hashes the password first, outside any transaction, then stores the
     /// user if the email is free.
     pub async fn sign_up(&self, new: NewUser) -> Result<User, AccountError> {
+        new.password
+            .check_strength(&new.email, &new.name)
+            .map_err(|reason| AccountError::WeakPassword {
+                field: "password",
+                reason,
+            })?;
         let password_hash = self.hasher.hash(new.password).await?;
         let now = now();
         let user = User {
@@ -103,7 +111,7 @@ impl<'r> Accounts<'r> {
         email: UserEmail,
     ) -> Result<User, AccountError> {
         for _ in 0..MAX_ATTEMPTS {
-            let verified = self.authenticate(id, proof.clone()).await?;
+            let verified = self.authenticate(id, proof.clone()).await?.password_hash;
             let written = self
                 .store
                 .connection()
@@ -125,7 +133,14 @@ impl<'r> Accounts<'r> {
         new_password: Password,
     ) -> Result<(), AccountError> {
         for _ in 0..MAX_ATTEMPTS {
-            let verified = self.authenticate(id, proof.clone()).await?;
+            let current = self.authenticate(id, proof.clone()).await?;
+            new_password
+                .check_strength(&current.user.email, &current.user.name)
+                .map_err(|reason| AccountError::WeakPassword {
+                    field: "new_password",
+                    reason,
+                })?;
+            let verified = current.password_hash;
             let new_hash = self.hasher.hash(new_password.clone()).await?;
             let written = self
                 .store
@@ -142,7 +157,7 @@ impl<'r> Accounts<'r> {
 
     pub async fn delete(&self, id: UserId, proof: Proof) -> Result<User, AccountError> {
         for _ in 0..MAX_ATTEMPTS {
-            let verified = self.authenticate(id, proof.clone()).await?;
+            let verified = self.authenticate(id, proof.clone()).await?.password_hash;
             let written = self
                 .store
                 .connection()
@@ -156,9 +171,9 @@ impl<'r> Accounts<'r> {
         Err(AccountError::PasswordKeptChanging)
     }
 
-    /// Checks the proof against the stored user and returns the stored hash,
-    /// which the following write requires to be unchanged.
-    async fn authenticate(&self, id: UserId, proof: Proof) -> Result<PasswordHash, AccountError> {
+    /// Checks the proof against the stored user and returns it; the
+    /// following write requires its password hash to be unchanged.
+    async fn authenticate(&self, id: UserId, proof: Proof) -> Result<UserRecord, AccountError> {
         let record = self
             .store
             .connection()
@@ -175,7 +190,7 @@ impl<'r> Accounts<'r> {
             }
         };
         if proven {
-            Ok(record.password_hash)
+            Ok(record)
         } else {
             Err(AccountError::Unauthenticated)
         }

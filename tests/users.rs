@@ -561,3 +561,48 @@ async fn a_new_instance_sees_the_data() {
         .await;
     assert_eq!(reply.json(), created);
 }
+
+// ---- password strength ----
+
+#[rocket::async_test]
+async fn create_rejects_a_common_password_and_says_why() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .post_user(&json!({"name": "Ada", "email": "ada@example.com", "password": "password123"}))
+        .await;
+    assert_eq!(reply.status, Status::UnprocessableEntity);
+    let reasons = reply.field_errors("password");
+    assert_eq!(reasons.len(), 1);
+    assert!(
+        reasons[0].starts_with("is too easy to guess"),
+        "{}",
+        reasons[0]
+    );
+    assert!(app.keys().is_empty());
+}
+
+#[rocket::async_test]
+async fn create_rejects_a_password_built_from_the_users_own_name() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .post_user(&json!({"name": "Ada Lovelace", "email": "ada@example.com", "password": "adalovelace1"}))
+        .await;
+    assert_eq!(reply.status, Status::UnprocessableEntity);
+    assert_eq!(reply.field_errors("password").len(), 1);
+}
+
+#[rocket::async_test]
+async fn patch_rejects_a_new_password_built_from_the_users_email() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .create_user("Ada", "ada.lovelace@example.com", PASSWORD)
+        .await;
+    let reply = app
+        .patch_user(
+            created["id"].as_str().expect("id"),
+            &json!({"password": PASSWORD, "new_password": "ada.lovelace@example.com"}),
+        )
+        .await;
+    assert_eq!(reply.status, Status::UnprocessableEntity);
+    assert_eq!(reply.field_errors("new_password").len(), 1);
+}

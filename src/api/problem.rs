@@ -106,6 +106,9 @@ impl From<AccountError> for ApiError {
         match error {
             AccountError::NotFound(id) => Self::NotFound(format!("id {id} not found")),
             AccountError::Unauthenticated => Self::Unauthenticated,
+            AccountError::WeakPassword { field, reason } => {
+                Self::invalid_fields(vec![FieldError::new(field, reason)])
+            }
             AccountError::TooManyAttempts { retry_after } => Self::TooManyRequests {
                 // Round up: retrying a moment too early would fail again.
                 retry_after_secs: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),

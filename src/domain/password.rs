@@ -1,5 +1,9 @@
 use std::fmt;
 
+use zxcvbn::Score;
+
+use super::{UserEmail, UserName};
+
 /// A plain-text password that satisfies the policy. It never prints.
 #[derive(Clone)]
 pub struct Password(String);
@@ -30,7 +34,44 @@ impl Password {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Rejects passwords that are easy to guess: common ones, keyboard walks,
+    /// repeats, and ones built from the user's own email or name, as judged
+    /// by zxcvbn and its built-in dictionaries.
+    pub fn check_strength(&self, email: &UserEmail, name: &UserName) -> Result<(), String> {
+        let local_part = email.as_str().split('@').next().unwrap_or_default();
+        let is_separator = |c: char| c.is_whitespace() || ".-_+".contains(c);
+        // Whole, in parts, and run together: "Ada Lovelace" gives "ada",
+        // "lovelace" and "adalovelace".
+        let mut context: Vec<String> = vec![email.as_str().to_owned()];
+        for text in [local_part, name.as_str()] {
+            context.push(text.to_lowercase());
+            context.push(text.to_lowercase().replace(is_separator, ""));
+            context.extend(text.to_lowercase().split(is_separator).map(str::to_owned));
+        }
+        let context: Vec<&str> = context
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let estimate = zxcvbn::zxcvbn(&self.0, &context);
+        if estimate.score() >= MIN_STRENGTH {
+            return Ok(());
+        }
+        let mut reason = format!(
+            "is too easy to guess (strength {} of 4, at least {} needed)",
+            u8::from(estimate.score()),
+            u8::from(MIN_STRENGTH)
+        );
+        if let Some(warning) = estimate.feedback().and_then(|feedback| feedback.warning()) {
+            reason = format!("{reason}: {warning}");
+        }
+        Err(reason)
+    }
 }
+
+/// zxcvbn's "safely unguessable": about 10^10 guesses or more.
+const MIN_STRENGTH: Score = Score::Three;
 
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,6 +131,39 @@ mod tests {
             Password::parse(&"é".repeat(128)).is_ok(),
             "128 characters, 256 bytes"
         );
+    }
+
+    fn ada() -> (UserEmail, UserName) {
+        (
+            UserEmail::parse("ada.lovelace@example.com").expect("valid"),
+            UserName::parse("Ada Lovelace").expect("valid"),
+        )
+    }
+
+    #[test]
+    fn a_long_unusual_passphrase_is_strong_enough() {
+        let (email, name) = ada();
+        let password = Password::parse("correct horse battery").expect("valid length");
+        assert_eq!(password.check_strength(&email, &name), Ok(()));
+    }
+
+    #[test]
+    fn common_passwords_are_rejected() {
+        let (email, name) = ada();
+        for common in ["password123", "qwertyuiop", "iloveyou1", "12345678"] {
+            let password = Password::parse(common).expect("valid length");
+            let reason = password.check_strength(&email, &name).expect_err(common);
+            assert!(reason.starts_with("is too easy to guess"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn passwords_built_from_the_users_email_or_name_are_rejected() {
+        let (email, name) = ada();
+        for own in ["ada.lovelace@example.com", "adalovelace1", "AdaLovelace!"] {
+            let password = Password::parse(own).expect("valid length");
+            assert!(password.check_strength(&email, &name).is_err(), "{own}");
+        }
     }
 
     #[test]
