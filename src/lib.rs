@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod api;
 pub mod config;
+pub mod doctor;
 pub mod domain;
 pub mod hashing;
 pub mod store;

@@ -18,6 +18,21 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => {}
+        ["doctor"] => return doctor(&settings, false),
+        ["doctor", "--repair"] => return doctor(&settings, true),
+        _ => {
+            eprintln!("usage: user-accounts [doctor [--repair]]");
+            return ExitCode::from(2);
+        }
+    }
     let rocket = match user_accounts::build(settings) {
         Ok(rocket) => rocket,
         Err(error) => {
@@ -30,6 +45,18 @@ async fn main() -> ExitCode {
         Err(error) => {
             eprintln!("user-accounts: {error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit status 0 only when the data is consistent (after repairs).
+fn doctor(settings: &Settings, repair: bool) -> ExitCode {
+    match user_accounts::doctor::run(&settings.redis, repair) {
+        Ok(outcome) if outcome.consistent => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("user-accounts doctor: {error}");
+            ExitCode::from(2)
         }
     }
 }

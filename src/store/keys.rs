@@ -68,6 +68,39 @@ impl Keys {
     pub fn activity(&self, user: UserId) -> String {
         format!("{}activity:{user}", self.prefix)
     }
+
+    /// A SCAN pattern matching every user hash.
+    pub fn users_pattern(&self) -> String {
+        format!("{}user:*", escape_glob(&self.prefix))
+    }
+
+    /// The user id in a user hash's key.
+    pub fn user_id_of(&self, key: &str) -> Option<UserId> {
+        UserId::parse(key.strip_prefix(&self.prefix)?.strip_prefix("user:")?)
+    }
+
+    /// A SCAN pattern matching every per-user session set.
+    pub fn session_sets_pattern(&self) -> String {
+        format!("{}sessions_of:*", escape_glob(&self.prefix))
+    }
+
+    /// The user id in a session set's key.
+    pub fn owner_of_session_set(&self, key: &str) -> Option<UserId> {
+        UserId::parse(
+            key.strip_prefix(&self.prefix)?
+                .strip_prefix("sessions_of:")?,
+        )
+    }
+}
+
+/// Escapes the characters SCAN's MATCH treats as wildcards.
+fn escape_glob(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| match c {
+            '*' | '?' | '[' | ']' | '\\' => vec!['\\', c],
+            _ => vec![c],
+        })
+        .collect()
 }
 
 /// Separates the email from the id inside an index member. A valid email
@@ -124,6 +157,16 @@ mod tests {
         let id = UserId::generate();
         assert_eq!(keys.user(id), format!("svc:user:{id}"));
         assert_eq!(keys.email_index(), "svc:users:by_email");
+    }
+
+    #[test]
+    fn patterns_escape_glob_characters_in_the_prefix() {
+        let keys = Keys::new("a*b:", 10);
+        assert_eq!(keys.users_pattern(), "a\\*b:user:*");
+        let id = UserId::generate();
+        assert_eq!(keys.user_id_of(&keys.user(id)), Some(id));
+        assert_eq!(keys.owner_of_session_set(&keys.sessions_of(id)), Some(id));
+        assert_eq!(keys.user_id_of(&keys.sessions_of(id)), None);
     }
 
     #[test]

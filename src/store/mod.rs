@@ -1,6 +1,7 @@
 //! Redis: the pool, the request guard that hands out connections, and (in
 //! [`users`] and [`keys`]) every command and key name the service uses.
 
+pub mod doctor;
 mod events;
 mod keys;
 mod pool;
@@ -95,6 +96,18 @@ impl Store {
             connection: Some(connection),
             keys: Arc::clone(&self.keys),
         })
+    }
+
+    /// A connection of its own, outside the pool, for one-off tools.
+    pub fn dedicated_connection(
+        settings: &RedisSettings,
+    ) -> Result<(Connection, Keys), StoreError> {
+        let client = redis::Client::open(settings.connection.clone())?;
+        let conn = client.get_connection_with_timeout(settings.timeout)?;
+        Ok((
+            conn,
+            Keys::new(&settings.key_prefix, settings.events_max_len),
+        ))
     }
 
     pub fn pool_state(&self) -> r2d2::State {

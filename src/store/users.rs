@@ -150,7 +150,7 @@ fn read_user(
     decode_user(id, &key, fields).map(Some)
 }
 
-fn decode_user(
+pub(super) fn decode_user(
     id: UserId,
     key: &str,
     mut fields: HashMap<String, String>,

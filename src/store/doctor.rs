@@ -1,0 +1,344 @@
+//! Consistency checks over everything the service keeps, with SCAN (never
+//! KEYS), and the repairs that are safe to make on live data.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+
+use redis::Connection;
+
+use super::keys::{index_member, parse_index_member, Keys};
+use super::users::{decode_user, transact, Plan};
+use super::StoreError;
+use crate::domain::{SessionId, UserEmail, UserId};
+
+/// How many keys or members one round trip handles.
+const BATCH: usize = 1000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finding {
+    /// An index member that does not parse as `{email}\0{id}`.
+    MalformedIndexEntry { member: String },
+    /// An index member whose user does not exist.
+    OrphanIndexEntry { member: String },
+    /// An index member whose user now has another email.
+    StaleIndexEntry { member: String, user_email: String },
+    /// A user without the index member of its email.
+    MissingIndexEntry { user: UserId, email: String },
+    /// More than one user holds one email.
+    SharedEmail { email: String, users: Vec<UserId> },
+    /// A user hash that misses fields or holds invalid values.
+    MalformedUser { key: String, reason: String },
+    /// A session set naming a session that has expired.
+    StaleSessionReference { user: UserId, session: String },
+}
+
+impl Finding {
+    /// Whether `--repair` can fix this without guessing.
+    pub fn is_repairable(&self) -> bool {
+        !matches!(self, Self::SharedEmail { .. } | Self::MalformedUser { .. })
+    }
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let printable = |member: &str| member.replace('\0', "\\0");
+        match self {
+            Self::MalformedIndexEntry { member } => {
+                write!(f, "malformed index entry {:?}", printable(member))
+            }
+            Self::OrphanIndexEntry { member } => {
+                write!(f, "index entry {:?} has no user", printable(member))
+            }
+            Self::StaleIndexEntry { member, user_email } => write!(
+                f,
+                "index entry {:?} is stale: the user's email is {user_email}",
+                printable(member)
+            ),
+            Self::MissingIndexEntry { user, email } => {
+                write!(f, "user {user} ({email}) has no index entry")
+            }
+            Self::SharedEmail { email, users } => {
+                let users: Vec<String> = users.iter().map(UserId::to_string).collect();
+                write!(
+                    f,
+                    "email {email} is held by {} users: {}",
+                    users.len(),
+                    users.join(", ")
+                )
+            }
+            Self::MalformedUser { key, reason } => {
+                write!(f, "user hash {key} is malformed: {reason}")
+            }
+            Self::StaleSessionReference { user, session } => {
+                write!(f, "user {user} lists session {session}, which has expired")
+            }
+        }
+    }
+}
+
+/// Told what the doctor is doing, to show progress.
+pub trait Progress {
+    fn phase(&mut self, name: &str, total: Option<u64>);
+    fn advance(&mut self, done: u64);
+}
+
+/// Reads everything and lists what is inconsistent.
+pub fn examine(
+    conn: &mut Connection,
+    keys: &Keys,
+    progress: &mut dyn Progress,
+) -> Result<Vec<Finding>, StoreError> {
+    let mut findings = Vec::new();
+    let index = read_index(conn, keys, progress, &mut findings)?;
+    let users = read_users(conn, keys, progress, &mut findings)?;
+
+    let mut holders: BTreeMap<String, HashSet<UserId>> = BTreeMap::new();
+    for (id, email) in &users {
+        holders.entry(email.clone()).or_default().insert(*id);
+        let members = index.by_user.get(id).cloned().unwrap_or_default();
+        if !members.iter().any(|indexed| indexed == email) {
+            findings.push(Finding::MissingIndexEntry {
+                user: *id,
+                email: email.clone(),
+            });
+        }
+        for indexed in members.iter().filter(|indexed| *indexed != email) {
+            findings.push(Finding::StaleIndexEntry {
+                member: format!("{indexed}\0{id}"),
+                user_email: email.clone(),
+            });
+        }
+    }
+    for (id, emails) in &index.by_user {
+        if !users.contains_key(id) {
+            for email in emails {
+                findings.push(Finding::OrphanIndexEntry {
+                    member: format!("{email}\0{id}"),
+                });
+            }
+        }
+        for email in emails {
+            holders.entry(email.clone()).or_default().insert(*id);
+        }
+    }
+    for (email, ids) in holders {
+        let live: Vec<UserId> = ids
+            .into_iter()
+            .filter(|id| users.contains_key(id))
+            .collect();
+        if live.len() > 1 {
+            let mut users = live;
+            users.sort_by_key(UserId::to_string);
+            findings.push(Finding::SharedEmail { email, users });
+        }
+    }
+    check_session_sets(conn, keys, progress, &mut findings)?;
+    Ok(findings)
+}
+
+struct Index {
+    by_user: HashMap<UserId, Vec<String>>,
+}
+
+fn read_index(
+    conn: &mut Connection,
+    keys: &Keys,
+    progress: &mut dyn Progress,
+    findings: &mut Vec<Finding>,
+) -> Result<Index, StoreError> {
+    let total: u64 = redis::cmd("ZCARD").arg(keys.email_index()).query(conn)?;
+    progress.phase("email index", Some(total));
+    let mut by_user: HashMap<UserId, Vec<String>> = HashMap::new();
+    let mut min = "-".to_owned();
+    let mut done = 0;
+    loop {
+        let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(keys.email_index())
+            .arg(&min)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(BATCH)
+            .query(conn)?;
+        for member in &members {
+            match parse_index_member(member) {
+                Some((email, id)) => by_user.entry(id).or_default().push(email.to_owned()),
+                None => findings.push(Finding::MalformedIndexEntry {
+                    member: member.clone(),
+                }),
+            }
+        }
+        done += members.len() as u64;
+        progress.advance(done);
+        match members.last() {
+            Some(last) if members.len() == BATCH => min = format!("({last}"),
+            _ => break,
+        }
+    }
+    Ok(Index { by_user })
+}
+
+/// Every well-formed user and its email.
+fn read_users(
+    conn: &mut Connection,
+    keys: &Keys,
+    progress: &mut dyn Progress,
+    findings: &mut Vec<Finding>,
+) -> Result<HashMap<UserId, String>, StoreError> {
+    progress.phase("users", None);
+    let user_keys: Vec<String> = scan(conn, &keys.users_pattern(), "hash")?;
+    progress.phase("users", Some(user_keys.len() as u64));
+    let mut users = HashMap::new();
+    let mut done = 0;
+    for batch in user_keys.chunks(BATCH) {
+        let mut fetch = redis::pipe();
+        for key in batch {
+            fetch.cmd("HGETALL").arg(key);
+        }
+        let hashes: Vec<HashMap<String, String>> = fetch.query(conn)?;
+        for (key, fields) in batch.iter().zip(hashes) {
+            let Some(id) = keys.user_id_of(key) else {
+                findings.push(Finding::MalformedUser {
+                    key: key.clone(),
+                    reason: "the key holds no user id".into(),
+                });
+                continue;
+            };
+            if fields.is_empty() {
+                continue; // Deleted since the SCAN.
+            }
+            match decode_user(id, key, fields) {
+                Ok(record) => {
+                    users.insert(id, record.user.email.as_str().to_owned());
+                }
+                Err(StoreError::Corrupt { key, reason }) => {
+                    findings.push(Finding::MalformedUser { key, reason });
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        done += batch.len() as u64;
+        progress.advance(done);
+    }
+    Ok(users)
+}
+
+fn check_session_sets(
+    conn: &mut Connection,
+    keys: &Keys,
+    progress: &mut dyn Progress,
+    findings: &mut Vec<Finding>,
+) -> Result<(), StoreError> {
+    let sets: Vec<String> = scan(conn, &keys.session_sets_pattern(), "set")?;
+    progress.phase("session sets", Some(sets.len() as u64));
+    for (done, set) in sets.iter().enumerate() {
+        let Some(user) = keys.owner_of_session_set(set) else {
+            continue;
+        };
+        let ids: Vec<String> = redis::cmd("SMEMBERS").arg(set).query(conn)?;
+        let mut exists = redis::pipe();
+        for id in &ids {
+            match SessionId::parse(id) {
+                Some(session) => exists.cmd("EXISTS").arg(keys.session(&session)),
+                None => exists.cmd("ECHO").arg(0),
+            };
+        }
+        let live: Vec<bool> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            exists.query(conn)?
+        };
+        for (id, live) in ids.into_iter().zip(live) {
+            if !live {
+                findings.push(Finding::StaleSessionReference { user, session: id });
+            }
+        }
+        progress.advance(done as u64 + 1);
+    }
+    Ok(())
+}
+
+fn scan(conn: &mut Connection, pattern: &str, kind: &str) -> Result<Vec<String>, StoreError> {
+    let found: Vec<String> = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(BATCH)
+        .arg("TYPE")
+        .arg(kind)
+        .clone()
+        .iter(conn)?
+        .collect::<Result<_, _>>()?;
+    Ok(found)
+}
+
+/// Fixes `finding` if that is still right once re-checked under WATCH;
+/// `Ok(false)` when it is not repairable or no longer applies.
+pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<bool, StoreError> {
+    let index = keys.email_index();
+    match finding {
+        Finding::MalformedIndexEntry { member } => {
+            let removed: u32 = redis::cmd("ZREM").arg(&index).arg(member).query(conn)?;
+            Ok(removed == 1)
+        }
+        Finding::OrphanIndexEntry { member } | Finding::StaleIndexEntry { member, .. } => {
+            let Some((email, id)) = parse_index_member(member) else {
+                return Ok(false);
+            };
+            let user = keys.user(id);
+            let email = email.to_owned();
+            transact(conn, &user, |conn| {
+                let current: Option<String> =
+                    redis::cmd("HGET").arg(&user).arg("email").query(conn)?;
+                if current.as_deref() == Some(email.as_str()) {
+                    return Ok(Plan::Answer(false)); // Consistent again.
+                }
+                let mut writes = redis::pipe();
+                writes.cmd("ZREM").arg(&index).arg(member).ignore();
+                Ok(Plan::Write(writes, true))
+            })
+        }
+        Finding::MissingIndexEntry { user, email } => {
+            let Ok(email) = UserEmail::parse(email) else {
+                return Ok(false);
+            };
+            let user_key = keys.user(*user);
+            transact(conn, &index, |conn| {
+                redis::cmd("WATCH").arg(&user_key).exec(conn)?;
+                let current: Option<String> =
+                    redis::cmd("HGET").arg(&user_key).arg("email").query(conn)?;
+                let (min, max) = super::keys::exact_email_range(&email);
+                let holders: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                    .arg(&index)
+                    .arg(min)
+                    .arg(max)
+                    .query(conn)?;
+                if current.as_deref() != Some(email.as_str()) || !holders.is_empty() {
+                    return Ok(Plan::Answer(false));
+                }
+                let mut writes = redis::pipe();
+                writes
+                    .cmd("ZADD")
+                    .arg(&index)
+                    .arg(0)
+                    .arg(index_member(&email, *user))
+                    .ignore();
+                Ok(Plan::Write(writes, true))
+            })
+        }
+        Finding::StaleSessionReference { user, session } => {
+            let set = keys.sessions_of(*user);
+            let live = match SessionId::parse(session) {
+                Some(id) => redis::cmd("EXISTS").arg(keys.session(&id)).query(conn)?,
+                None => false,
+            };
+            if live {
+                return Ok(false);
+            }
+            let removed: u32 = redis::cmd("SREM").arg(set).arg(session).query(conn)?;
+            Ok(removed == 1)
+        }
+        Finding::SharedEmail { .. } | Finding::MalformedUser { .. } => Ok(false),
+    }
+}

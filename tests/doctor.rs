@@ -1,0 +1,180 @@
+//! `user-accounts doctor`: each kind of inconsistency, made on purpose, is
+//! reported, and `--repair` fixes the safe ones.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestApp;
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Run {
+    success: bool,
+    stdout: String,
+}
+
+fn doctor(app: &TestApp, repair: bool) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_user-accounts"));
+    command
+        .arg("doctor")
+        .env("REDIS_URL", &app.redis_url)
+        .env("REDIS_KEY_PREFIX", &app.prefix)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if repair {
+        command.arg("--repair");
+    }
+    let output = command.output().expect("the binary runs");
+    Run {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+    }
+}
+
+fn redis_cmd(app: &TestApp, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.exec(&mut app.redis()).expect("redis command");
+}
+
+async fn user(app: &TestApp, email: &str) -> String {
+    let user = app.create_user("User", email, PASSWORD).await;
+    user["id"].as_str().expect("id").to_owned()
+}
+
+#[rocket::async_test]
+async fn consistent_data_passes() {
+    let app = TestApp::spawn().await;
+    user(&app, "ada@example.com").await;
+    app.token_for("ada@example.com", PASSWORD).await;
+    let run = doctor(&app, false);
+    assert!(run.success, "{}", run.stdout);
+    assert!(run.stdout.contains("0 finding(s)"), "{}", run.stdout);
+}
+
+#[rocket::async_test]
+async fn an_index_entry_without_a_user_is_reported_and_removed() {
+    let app = TestApp::spawn().await;
+    user(&app, "ada@example.com").await;
+    let ghost = format!("ghost@example.com\0{}", uuid::Uuid::new_v4());
+    redis_cmd(&app, &["ZADD", &app.index_key(), "0", &ghost]);
+    let run = doctor(&app, false);
+    assert!(!run.success);
+    assert!(run.stdout.contains("has no user"), "{}", run.stdout);
+    let run = doctor(&app, true);
+    assert!(run.success, "{}", run.stdout);
+    assert_eq!(app.index_members().len(), 1);
+    assert!(doctor(&app, false).success);
+}
+
+#[rocket::async_test]
+async fn a_malformed_index_entry_is_reported_and_removed() {
+    let app = TestApp::spawn().await;
+    redis_cmd(&app, &["ZADD", &app.index_key(), "0", "not-a-member"]);
+    let run = doctor(&app, false);
+    assert!(
+        run.stdout.contains("malformed index entry"),
+        "{}",
+        run.stdout
+    );
+    assert!(doctor(&app, true).success);
+    assert!(app.index_members().is_empty());
+}
+
+#[rocket::async_test]
+async fn a_user_without_its_index_entry_is_reported_and_reindexed() {
+    let app = TestApp::spawn().await;
+    let id = user(&app, "ada@example.com").await;
+    let member = format!("ada@example.com\0{id}");
+    redis_cmd(&app, &["ZREM", &app.index_key(), &member]);
+    let run = doctor(&app, false);
+    assert!(!run.success);
+    assert!(run.stdout.contains("has no index entry"), "{}", run.stdout);
+    assert!(doctor(&app, true).success);
+    assert_eq!(app.index_members(), vec![member]);
+}
+
+#[rocket::async_test]
+async fn a_wrong_index_entry_is_replaced_by_the_right_one() {
+    let app = TestApp::spawn().await;
+    let id = user(&app, "ada@example.com").await;
+    redis_cmd(
+        &app,
+        &["HSET", &app.user_key(&id), "email", "lovelace@example.com"],
+    );
+    let run = doctor(&app, false);
+    assert!(run.stdout.contains("is stale"), "{}", run.stdout);
+    assert!(run.stdout.contains("has no index entry"), "{}", run.stdout);
+    assert!(doctor(&app, true).success);
+    assert_eq!(
+        app.index_members(),
+        vec![format!("lovelace@example.com\0{id}")]
+    );
+}
+
+#[rocket::async_test]
+async fn two_users_with_one_email_are_reported_but_left_to_a_person() {
+    let app = TestApp::spawn().await;
+    user(&app, "ada@example.com").await;
+    let bob = user(&app, "bob@example.com").await;
+    redis_cmd(
+        &app,
+        &["HSET", &app.user_key(&bob), "email", "ada@example.com"],
+    );
+    redis_cmd(
+        &app,
+        &["ZREM", &app.index_key(), &format!("bob@example.com\0{bob}")],
+    );
+    redis_cmd(
+        &app,
+        &[
+            "ZADD",
+            &app.index_key(),
+            "0",
+            &format!("ada@example.com\0{bob}"),
+        ],
+    );
+    let run = doctor(&app, true);
+    assert!(!run.success, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("email ada@example.com is held by 2 users"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("needs a person"), "{}", run.stdout);
+}
+
+#[rocket::async_test]
+async fn a_malformed_user_hash_is_reported() {
+    let app = TestApp::spawn().await;
+    let id = user(&app, "ada@example.com").await;
+    redis_cmd(&app, &["HDEL", &app.user_key(&id), "created"]);
+    let run = doctor(&app, true);
+    assert!(!run.success);
+    assert!(
+        run.stdout.contains("field created is missing"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[rocket::async_test]
+async fn a_session_set_naming_an_expired_session_is_cleaned() {
+    let app = TestApp::spawn().await;
+    let id = user(&app, "ada@example.com").await;
+    app.token_for("ada@example.com", PASSWORD).await;
+    let set = format!("{}sessions_of:{id}", app.prefix);
+    redis_cmd(&app, &["SADD", &set, &"0".repeat(64)]);
+    let run = doctor(&app, false);
+    assert!(!run.success);
+    assert!(run.stdout.contains("which has expired"), "{}", run.stdout);
+    assert!(doctor(&app, true).success);
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(&set)
+        .query(&mut app.redis())
+        .expect("SMEMBERS");
+    assert_eq!(members.len(), 1, "the live session stays");
+}
