@@ -206,3 +206,29 @@ async fn path_traversal_under_files_finds_nothing() {
         assert!(!reply.body.contains("[package]"), "{uri} leaked Cargo.toml");
     }
 }
+
+#[rocket::async_test]
+async fn liveness_answers_200() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/health/live").await;
+    assert_eq!(reply.status, Status::Ok);
+    assert_eq!(reply.json()["status"], "live");
+}
+
+#[rocket::async_test]
+async fn readiness_reports_the_redis_round_trip_and_the_pool() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/health/ready").await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let body = reply.json();
+    assert_eq!(body["status"], "ready");
+    assert!(
+        body["redis_rtt_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{body}"
+    );
+    assert_eq!(body["pool"]["size"], 15);
+    assert!(
+        body["pool"]["connections"].as_u64().is_some_and(|n| n >= 1),
+        "{body}"
+    );
+}

@@ -198,3 +198,20 @@ async fn a_redis_outage_gives_503_and_the_service_recovers_by_itself() {
     );
     assert_eq!(app.get_user("bob@example.com").await.status, Status::Ok);
 }
+
+#[rocket::async_test]
+async fn readiness_answers_503_when_redis_is_down_and_liveness_stays_200() {
+    let unreachable = format!("redis://127.0.0.1:{}/", free_port());
+    let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;
+    let started = Instant::now();
+    let reply = app.get("/health/ready").await;
+    assert!(
+        started.elapsed() < Duration::from_millis(300) + SLACK,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(reply.status, Status::ServiceUnavailable);
+    assert_eq!(reply.json()["status"], "unavailable");
+    assert!(reply.json()["reason"].is_string());
+    assert_eq!(app.get("/health/live").await.status, Status::Ok);
+}

@@ -2,6 +2,7 @@
 //! store, and turn errors into problem responses (see [`problem`]).
 
 mod auth;
+mod health;
 mod json;
 mod problem;
 mod sessions;
@@ -18,6 +19,7 @@ pub use problem::{ApiError, Problem};
 pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Build> {
     rocket
         .mount("/", routes![ping])
+        .mount("/health", health::routes())
         .mount("/api", users::routes())
         .mount("/api", sessions::routes())
         .mount("/files", FileServer::from(static_dir))

@@ -9,7 +9,6 @@ mod sessions;
 mod users;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use redis::{Connection, ErrorKind, RedisError};
 use rocket::http::Status;
@@ -114,8 +113,8 @@ impl Store {
         self.pool.state()
     }
 
-    pub fn timeout(&self) -> Duration {
-        self.pool.connection_timeout()
+    pub fn pool_size(&self) -> u32 {
+        self.pool.max_size()
     }
 }
 
@@ -148,6 +147,12 @@ impl RedisConn {
         .await?;
         self.connection = Some(connection);
         result
+    }
+}
+
+impl RedisConn {
+    pub async fn ping(&mut self) -> Result<(), StoreError> {
+        self.run(|conn, _| Ok(redis::cmd("PING").exec(conn)?)).await
     }
 }
 
