@@ -2,6 +2,7 @@
 //! password, then write. Each step takes its own pooled connection, so no
 //! connection sits idle while argon2 runs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,6 +12,7 @@ use rocket::request::{FromRequest, Outcome, Request};
 use crate::config::{LoginSettings, SessionSettings};
 use crate::domain::{now, Password, SessionToken, User, UserEmail, UserId, UserName};
 use crate::hashing::{HashingError, PasswordHasher};
+use crate::metrics::Metrics;
 use crate::store::{HashReplacement, SessionRecord, Store, StoreError, UserRecord, Written};
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,7 @@ pub struct Accounts<'r> {
     store: &'r Store,
     hasher: &'r PasswordHasher,
     policy: &'r AuthPolicy,
+    metrics: &'r Metrics,
 }
 
 impl<'r> Accounts<'r> {
@@ -287,6 +290,7 @@ impl<'r> Accounts<'r> {
             // The user was deleted while logging in.
             return Err(AccountError::Unauthenticated);
         }
+        self.metrics.sessions_created.inc();
         Ok(NewSession {
             token,
             expires_at,
@@ -328,12 +332,16 @@ impl<'r> FromRequest<'r> for Accounts<'r> {
             rocket.state::<Store>(),
             rocket.state::<PasswordHasher>(),
             rocket.state::<AuthPolicy>(),
+            rocket.state::<Arc<Metrics>>(),
         ) {
-            (Some(store), Some(hasher), Some(policy)) => Outcome::Success(Accounts {
-                store,
-                hasher,
-                policy,
-            }),
+            (Some(store), Some(hasher), Some(policy), Some(metrics)) => {
+                Outcome::Success(Accounts {
+                    store,
+                    hasher,
+                    policy,
+                    metrics,
+                })
+            }
             _ => Outcome::Error((Status::InternalServerError, "accounts are not managed")),
         }
     }

@@ -17,6 +17,14 @@ pub struct Settings {
     pub static_dir: PathBuf,
     pub sessions: SessionSettings,
     pub login: LoginSettings,
+    pub log_format: LogFormat,
+}
+
+/// How request log lines are written: `LOG_FORMAT=text` or `json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// How long a login session lasts.
@@ -129,6 +137,7 @@ impl Settings {
                     1..=31_536_000,
                 )?),
             },
+            log_format: log_format(&env)?,
             login: LoginSettings {
                 max_failures: env.parse_in("LOGIN_MAX_FAILURES", 5, 1..=1_000_000)?,
                 window: Duration::from_secs(env.parse_in(
@@ -221,6 +230,21 @@ fn key_prefix(env: &Env) -> Result<String, ConfigError> {
         });
     }
     Ok(prefix)
+}
+
+fn log_format(env: &Env) -> Result<LogFormat, ConfigError> {
+    match env
+        .get("LOG_FORMAT")
+        .map(|value| value.trim().to_lowercase())
+        .as_deref()
+    {
+        None | Some("text") => Ok(LogFormat::Text),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(ConfigError {
+            setting: "LOG_FORMAT",
+            reason: format!("expected text or json, got {other:?}"),
+        }),
+    }
 }
 
 fn static_dir(env: &Env) -> Result<PathBuf, ConfigError> {

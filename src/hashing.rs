@@ -16,6 +16,7 @@ use rocket::tokio::task;
 
 use crate::config::HashingSettings;
 use crate::domain::{Password, PasswordHash};
+use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HashingError {
@@ -29,6 +30,7 @@ pub enum HashingError {
 
 pub struct PasswordHasher {
     params: Params,
+    metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
     /// Verified against when a login names no user, so that case costs the
     /// same argon2 work as a wrong password.
@@ -36,9 +38,10 @@ pub struct PasswordHasher {
 }
 
 impl PasswordHasher {
-    pub fn new(settings: &HashingSettings) -> Self {
+    pub fn new(settings: &HashingSettings, metrics: Arc<Metrics>) -> Self {
         Self {
             params: settings.params.clone(),
+            metrics,
             permits: Arc::new(Semaphore::new(settings.max_concurrent)),
             dummy_hash: OnceCell::new(),
         }
@@ -110,12 +113,14 @@ impl PasswordHasher {
         &self,
         job: impl FnOnce() -> Result<T, HashingError> + Send + 'static,
     ) -> Result<T, HashingError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| HashingError::Closed)?;
-        task::spawn_blocking(job).await?
+        self.metrics.argon2_waiting.inc();
+        let permit = self.permits.acquire().await;
+        self.metrics.argon2_waiting.dec();
+        let _permit = permit.map_err(|_| HashingError::Closed)?;
+        self.metrics.argon2_running.inc();
+        let result = task::spawn_blocking(job).await;
+        self.metrics.argon2_running.dec();
+        result?
     }
 }
 
@@ -124,7 +129,10 @@ mod tests {
     use super::*;
 
     fn hasher() -> PasswordHasher {
-        PasswordHasher::new(&HashingSettings::new(1024, 1, 1, 2).expect("valid parameters"))
+        PasswordHasher::new(
+            &HashingSettings::new(1024, 1, 1, 2).expect("valid parameters"),
+            Arc::new(Metrics::new().expect("metrics")),
+        )
     }
 
     #[rocket::async_test]
@@ -148,7 +156,10 @@ mod tests {
             .await
             .expect("hashed");
         assert!(!cheap.needs_rehash(&hash));
-        let costlier = PasswordHasher::new(&HashingSettings::new(2048, 1, 1, 2).expect("valid"));
+        let costlier = PasswordHasher::new(
+            &HashingSettings::new(2048, 1, 1, 2).expect("valid"),
+            Arc::new(Metrics::new().expect("metrics")),
+        );
         assert!(costlier.needs_rehash(&hash));
     }
 

@@ -14,13 +14,20 @@ pub mod config;
 pub mod doctor;
 pub mod domain;
 pub mod hashing;
+pub mod logging;
+pub mod metrics;
 pub mod store;
 
+use std::sync::Arc;
+
+use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 
 use crate::accounts::AuthPolicy;
+use crate::api::Telemetry;
 use crate::config::Settings;
 use crate::hashing::PasswordHasher;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// Builds the application from its settings; `main` and the tests share it.
@@ -37,8 +44,9 @@ pub fn build_with_figment(
     settings: Settings,
     figment: rocket::figment::Figment,
 ) -> anyhow::Result<Rocket<Build>> {
-    let store = Store::new(&settings.redis)?;
-    let hasher = PasswordHasher::new(&settings.password_hashing);
+    let metrics = Arc::new(Metrics::new()?);
+    let store = Store::new(&settings.redis, Arc::clone(&metrics))?;
+    let hasher = PasswordHasher::new(&settings.password_hashing, Arc::clone(&metrics));
     let policy = AuthPolicy {
         sessions: settings.sessions,
         login: settings.login,
@@ -46,5 +54,20 @@ pub fn build_with_figment(
     Ok(api::mount(rocket::custom(figment), &settings.static_dir)
         .manage(store)
         .manage(hasher)
-        .manage(policy))
+        .manage(policy)
+        .manage(settings.log_format)
+        .attach(Telemetry {
+            metrics: Arc::clone(&metrics),
+            log_format: settings.log_format,
+        })
+        .attach(AdHoc::on_liftoff("announce", |rocket| {
+            Box::pin(async move {
+                let config = rocket.config();
+                println!(
+                    "user-accounts listening on http://{}:{}",
+                    config.address, config.port
+                );
+            })
+        }))
+        .manage(metrics))
 }

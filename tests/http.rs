@@ -232,3 +232,75 @@ async fn readiness_reports_the_redis_round_trip_and_the_pool() {
         "{body}"
     );
 }
+
+#[rocket::async_test]
+async fn a_valid_request_id_is_echoed() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .get("/ping")
+        .header(rocket::http::Header::new("X-Request-Id", "trace-42.a:b_c"))
+        .dispatch()
+        .await;
+    assert_eq!(
+        response.headers().get_one("X-Request-Id"),
+        Some("trace-42.a:b_c")
+    );
+}
+
+#[rocket::async_test]
+async fn a_request_id_is_generated_when_missing_or_unsafe() {
+    let app = TestApp::spawn().await;
+    let generated = app.get("/ping").await;
+    let id = generated.header("X-Request-Id").expect("an id");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+    let response = app
+        .client
+        .get("/ping")
+        .header(rocket::http::Header::new(
+            "X-Request-Id",
+            "evil\" value; with spaces",
+        ))
+        .dispatch()
+        .await;
+    let echoed = response.headers().get_one("X-Request-Id").expect("an id");
+    assert!(
+        uuid::Uuid::parse_str(echoed).is_ok(),
+        "replaced, not echoed: {echoed}"
+    );
+}
+
+#[rocket::async_test]
+async fn metrics_are_served_in_prometheus_text_format() {
+    let app = TestApp::spawn().await;
+    app.get("/ping").await;
+    app.create_user("Ada", "ada@example.com", "correct horse battery")
+        .await;
+    app.token_for("ada@example.com", "correct horse battery")
+        .await;
+    let reply = app.get("/metrics").await;
+    assert_eq!(reply.status, Status::Ok);
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("text/plain; version=0.0.4")
+    );
+    for expected in [
+        r#"http_requests_total{method="GET",route="/ping",status="200"} 1"#,
+        r#"http_requests_total{method="POST",route="/api/users",status="201"} 1"#,
+        r#"http_request_duration_seconds_bucket{method="GET",route="/ping""#,
+        "redis_pool_size 15",
+        "redis_pool_connections ",
+        "redis_pool_idle_connections ",
+        "redis_pool_wait_seconds_count ",
+        "redis_errors_total 0",
+        "argon2_jobs_waiting 0",
+        "argon2_jobs_running 0",
+        "sessions_created_total 1",
+    ] {
+        assert!(
+            reply.body.contains(expected),
+            "missing {expected:?} in\n{}",
+            reply.body
+        );
+    }
+}

@@ -68,7 +68,7 @@ async fn session_for(
         }
         Err(error) => {
             let error = ApiError::from(error);
-            let status = if matches!(error, ApiError::Unavailable(_)) {
+            let status = if matches!(error, ApiError::Unavailable { .. }) {
                 Status::ServiceUnavailable
             } else {
                 Status::InternalServerError

@@ -6,20 +6,28 @@ mod health;
 mod json;
 mod problem;
 mod sessions;
+mod telemetry;
 mod users;
 
 use rocket::fs::FileServer;
-use rocket::http::Status;
+use std::sync::Arc;
+
+use rocket::http::{ContentType, Status};
 use rocket::request::Request;
-use rocket::{catch, catchers, get, routes, Build, Rocket};
+use rocket::{catch, catchers, get, routes, Build, Rocket, State};
+
+use crate::metrics::Metrics;
+use crate::store::Store;
 
 pub use problem::{ApiError, Problem};
+pub use telemetry::Telemetry;
 
 /// Mounts every route and catcher on `rocket`.
 pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Build> {
     rocket
         .mount("/", routes![ping])
         .mount("/health", health::routes())
+        .mount("/", routes![get_metrics])
         .mount("/api", users::routes())
         .mount("/api", sessions::routes())
         .mount("/files", FileServer::from(static_dir))
@@ -29,6 +37,17 @@ pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Buil
 #[get("/ping")]
 fn ping() -> &'static str {
     "PONG!"
+}
+
+/// Prometheus text format, version 0.0.4.
+#[get("/metrics")]
+fn get_metrics(metrics: &State<Arc<Metrics>>, store: &State<Store>) -> (ContentType, String) {
+    let pool = store.pool_state();
+    metrics.pool_size.set(i64::from(store.pool_size()));
+    metrics.pool_connections.set(i64::from(pool.connections));
+    metrics.pool_idle.set(i64::from(pool.idle_connections));
+    let content_type = ContentType::new("text", "plain").with_params([("version", "0.0.4")]);
+    (content_type, metrics.render())
 }
 
 /// Rocket's own errors (no route, bad body, failed guards) as problem details.

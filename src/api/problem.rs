@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::accounts::AccountError;
 use crate::domain::FieldError;
 use crate::hashing::HashingError;
+use crate::logging::log_problem;
 use crate::store::StoreError;
 
 /// How long clients should wait before retrying after a 503.
@@ -39,8 +40,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     PayloadTooLarge(String),
-    #[error("{0}")]
-    Unavailable(String),
+    #[error("{detail}")]
+    Unavailable { detail: String, cause: String },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -64,7 +65,7 @@ impl ApiError {
             Self::TooManyRequests { .. } => Status::TooManyRequests,
             Self::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             Self::PayloadTooLarge(_) => Status::PayloadTooLarge,
-            Self::Unavailable(_) => Status::ServiceUnavailable,
+            Self::Unavailable { .. } => Status::ServiceUnavailable,
             Self::Internal(_) => Status::InternalServerError,
         }
     }
@@ -76,7 +77,7 @@ impl ApiError {
             Self::Unauthenticated => "/problems/unauthenticated",
             Self::Forbidden(_) => "/problems/forbidden",
             Self::TooManyRequests { .. } => "/problems/too-many-logins",
-            Self::Unavailable(_) => "/problems/unavailable",
+            Self::Unavailable { .. } => "/problems/unavailable",
             _ => "about:blank",
         }
     }
@@ -86,10 +87,10 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::EmailInUse => Self::Conflict("email already in use".into()),
-            error if error.is_unavailable() => {
-                rocket::warn!("Redis unavailable: {error}");
-                Self::Unavailable("the user store is unavailable; retry later".into())
-            }
+            error if error.is_unavailable() => Self::Unavailable {
+                detail: "the user store is unavailable; retry later".into(),
+                cause: error.to_string(),
+            },
             error => Self::Internal(error.into()),
         }
     }
@@ -113,9 +114,10 @@ impl From<AccountError> for ApiError {
                 // Round up: retrying a moment too early would fail again.
                 retry_after_secs: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
             },
-            AccountError::PasswordKeptChanging => {
-                Self::Unavailable("the account changed during the request; retry".into())
-            }
+            AccountError::PasswordKeptChanging => Self::Unavailable {
+                detail: "the account changed during the request; retry".into(),
+                cause: "the password changed during three attempts".into(),
+            },
             AccountError::Store(error) => error.into(),
             AccountError::Hashing(error) => error.into(),
         }
@@ -172,9 +174,11 @@ impl<'r> Responder<'r, 'static> for Problem {
 impl<'r> Responder<'r, 'static> for ApiError {
     fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
         let status = self.status();
-        if let Self::Internal(cause) = &self {
-            // The cause goes to the log, never to the client.
-            rocket::error!("{} {}: {cause:#}", request.method(), request.uri());
+        // The cause goes to the log, never to the client.
+        match &self {
+            Self::Internal(cause) => log_problem(request, "error", &format!("{cause:#}")),
+            Self::Unavailable { cause, .. } => log_problem(request, "warn", cause),
+            _ => {}
         }
         let mut problem = Problem::new(status, self.to_string());
         problem.problem_type = self.problem_type();

@@ -9,6 +9,7 @@ mod sessions;
 mod users;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use redis::{Connection, ErrorKind, RedisError};
 use rocket::http::Status;
@@ -21,6 +22,7 @@ pub use sessions::{LoginFailures, SessionRecord};
 pub use users::{HashReplacement, ListQuery, UserPage, UserRecord, Written};
 
 use crate::config::RedisSettings;
+use crate::metrics::Metrics;
 use pool::RedisManager;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,12 +69,13 @@ impl StoreError {
 pub struct Store {
     pool: r2d2::Pool<RedisManager>,
     keys: Arc<Keys>,
+    metrics: Arc<Metrics>,
 }
 
 impl Store {
     /// Sets up the pool without connecting: the service starts even while
     /// Redis is down, and connects once it answers.
-    pub fn new(settings: &RedisSettings) -> Result<Self, RedisError> {
+    pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
         let client = redis::Client::open(settings.connection.clone())?;
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
@@ -83,6 +86,7 @@ impl Store {
         Ok(Self {
             pool,
             keys: Arc::new(Keys::new(&settings.key_prefix, settings.events_max_len)),
+            metrics,
         })
     }
 
@@ -90,10 +94,16 @@ impl Store {
     /// timeout, on the blocking pool so no async worker waits.
     pub async fn connection(&self) -> Result<RedisConn, StoreError> {
         let pool = self.pool.clone();
-        let connection = task::spawn_blocking(move || pool.get()).await??;
+        let started = Instant::now();
+        let checkout = task::spawn_blocking(move || pool.get()).await?;
+        self.metrics
+            .pool_wait_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let connection = checkout.inspect_err(|_| self.metrics.redis_errors.inc())?;
         Ok(RedisConn {
             connection: Some(connection),
             keys: Arc::clone(&self.keys),
+            metrics: Arc::clone(&self.metrics),
         })
     }
 
@@ -123,6 +133,7 @@ impl Store {
 pub struct RedisConn {
     connection: Option<r2d2::PooledConnection<RedisManager>>,
     keys: Arc<Keys>,
+    metrics: Arc<Metrics>,
 }
 
 impl RedisConn {
@@ -146,6 +157,9 @@ impl RedisConn {
         })
         .await?;
         self.connection = Some(connection);
+        if let Err(StoreError::Redis(_)) = &result {
+            self.metrics.redis_errors.inc();
+        }
         result
     }
 }
@@ -170,7 +184,11 @@ impl<'r> FromRequest<'r> for RedisConn {
         match store.connection().await {
             Ok(connection) => Outcome::Success(connection),
             Err(error) => {
-                rocket::warn!("no Redis connection: {error}");
+                crate::logging::log_problem(
+                    request,
+                    "warn",
+                    &format!("no Redis connection: {error}"),
+                );
                 Outcome::Error((Status::ServiceUnavailable, error))
             }
         }

@@ -1,0 +1,280 @@
+//! The real binary, over real HTTP: start-up errors, log lines, request ids
+//! in logs, no secrets anywhere, graceful shutdown.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, shared_redis_url};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Service {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Service {
+    fn start(extra: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("user-accounts-{}.log", uuid::Uuid::new_v4()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_user-accounts"));
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("REDIS_URL", shared_redis_url())
+            .env(
+                "REDIS_KEY_PREFIX",
+                format!("test:{}:", uuid::Uuid::new_v4().simple()),
+            )
+            .env("ARGON2_MEMORY_KIB", "1024")
+            .env("ARGON2_ITERATIONS", "1")
+            .env("ROCKET_PORT", port.to_string())
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .stdout(log_file.try_clone().expect("log file"))
+            .stderr(log_file);
+        for (name, value) in extra {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("the binary starts");
+        let service = Self { child, port, log };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ureq::get(&service.url("/health/live")).call().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the service did not start: {}",
+                service.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        service
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+
+    fn wait(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn send(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, String, Option<String>) {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let mut request = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let request = request
+        .header("Content-Type", "application/json")
+        .body(body.map(Value::to_string).unwrap_or_default())
+        .expect("a request");
+    let mut response = agent.run(request).expect("a response");
+    let id = response
+        .headers()
+        .get("X-Request-Id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (status, text, id)
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
+    let output = Command::new(env!("CARGO_BIN_EXE_user-accounts"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("REDIS_POOL_SIZE", "lots")
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("REDIS_POOL_SIZE"), "{stderr}");
+}
+
+#[test]
+fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
+    let service = Service::start(&[]);
+    let (status, created, _) = send(
+        "POST",
+        &service.url("/api/users"),
+        None,
+        Some(&json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD})),
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = serde_json::from_str::<Value>(&created).expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let (_, login, _) = send(
+        "POST",
+        &service.url("/api/sessions"),
+        None,
+        Some(&json!({"email": "ada@example.com", "password": PASSWORD})),
+    );
+    let token = serde_json::from_str::<Value>(&login).expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let mut bodies = vec![created];
+    for (method, path, body) in [
+        ("GET", "/api/sessions/current".to_owned(), None),
+        ("GET", format!("/api/users/{id}/sessions"), None),
+        (
+            "PUT",
+            format!("/api/users/{id}"),
+            Some(json!({"name": "Ada L.", "email": "ada@example.com"})),
+        ),
+        (
+            "PATCH",
+            format!("/api/users/{id}"),
+            Some(json!({"password": "wrong password", "new_password": "another passphrase here"})),
+        ),
+        ("GET", "/api/users?limit=10".to_owned(), None),
+        ("GET", "/api/users/ada@example.com".to_owned(), None),
+    ] {
+        let (_, text, _) = send(method, &service.url(&path), Some(&token), body.as_ref());
+        bodies.push(text);
+    }
+    let (_, text, _) = send(
+        "DELETE",
+        &service.url(&format!("/api/users/{id}")),
+        None,
+        Some(&json!({"password": PASSWORD})),
+    );
+    bodies.push(text);
+    let logs = service.logs();
+    for secret in [PASSWORD, "another passphrase here", &token, "$argon2id$"] {
+        assert!(
+            !logs.contains(secret),
+            "a log line holds {secret:?}:\n{logs}"
+        );
+        for body in &bodies {
+            assert!(
+                !body.contains(secret),
+                "a response holds {secret:?}: {body}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_request_logs_one_line_with_its_id() {
+    let service = Service::start(&[]);
+    let agent = ureq::agent();
+    let response = agent
+        .get(&service.url("/ping"))
+        .header("X-Request-Id", "req-abc-123")
+        .call()
+        .expect("pong");
+    assert_eq!(
+        response
+            .headers()
+            .get("X-Request-Id")
+            .and_then(|v| v.to_str().ok()),
+        Some("req-abc-123")
+    );
+    let logs = service.logs();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("req-abc-123"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    for part in ["method=GET", "route=/ping", "status=200", "latency_ms="] {
+        assert!(lines[0].contains(part), "{part} missing in {}", lines[0]);
+    }
+}
+
+#[test]
+fn json_log_lines_carry_the_request_fields() {
+    let service = Service::start(&[("LOG_FORMAT", "json")]);
+    let (status, _, id) = send(
+        "GET",
+        &service.url(&format!("/api/users/{}", uuid::Uuid::new_v4())),
+        None,
+        None,
+    );
+    assert_eq!(status, 404);
+    let id = id.expect("a request id");
+    let logs = service.logs();
+    let line = logs
+        .lines()
+        .find(|line| line.contains(&id))
+        .expect("a line for the request");
+    let entry: Value = serde_json::from_str(line).expect("a JSON line");
+    assert_eq!(entry["method"], "GET");
+    assert_eq!(entry["route"], "/api/users/<id>");
+    assert_eq!(entry["status"], 404);
+    assert!(entry["latency_ms"].as_f64().is_some());
+    assert!(entry["ts"].as_str().is_some());
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
+    // A costly hash keeps the sign-up in flight while the signal arrives.
+    let mut service =
+        Service::start(&[("ARGON2_MEMORY_KIB", "65536"), ("ARGON2_ITERATIONS", "16")]);
+    let url = service.url("/api/users");
+    let in_flight = std::thread::spawn(move || {
+        send(
+            "POST",
+            &url,
+            None,
+            Some(&json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD})),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    service.signal("TERM");
+    let (status, body, _) = in_flight.join().expect("the request thread");
+    assert_eq!(status, 201, "the in-flight request completes: {body}");
+    assert_eq!(
+        service.wait(Duration::from_secs(15)),
+        Some(0),
+        "{}",
+        service.logs()
+    );
+    assert!(
+        ureq::get(&service.url("/health/live")).call().is_err(),
+        "no longer accepting"
+    );
+}
