@@ -27,7 +27,8 @@ pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Buil
     rocket
         .mount("/", routes![ping])
         .mount("/health", health::routes())
-        .mount("/", routes![get_metrics])
+        .mount("/", routes![get_metrics, get_docs])
+        .mount("/api", routes![get_openapi])
         .mount("/api", users::routes())
         .mount("/api", sessions::routes())
         .mount("/files", FileServer::from(static_dir))
@@ -37,6 +38,18 @@ pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Buil
 #[get("/ping")]
 fn ping() -> &'static str {
     "PONG!"
+}
+
+/// The OpenAPI 3.1 document of the whole API.
+#[get("/openapi.json")]
+fn get_openapi() -> (ContentType, &'static str) {
+    (ContentType::JSON, include_str!("openapi.json"))
+}
+
+/// The OpenAPI document rendered by the vendored Redoc bundle.
+#[get("/docs")]
+fn get_docs() -> (ContentType, &'static str) {
+    (ContentType::HTML, include_str!("docs.html"))
 }
 
 /// Prometheus text format, version 0.0.4.
