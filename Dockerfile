@@ -21,5 +21,5 @@ ENV ROCKET_ADDRESS=0.0.0.0 \
     ROCKET_PROFILE=release
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-    CMD curl -fsS http://127.0.0.1:8000/ping || exit 1
+    CMD curl -fsS http://127.0.0.1:8000/health/ready || exit 1
 CMD ["user-accounts"]
