@@ -215,3 +215,47 @@ async fn readiness_answers_503_when_redis_is_down_and_liveness_stays_200() {
     assert!(reply.json()["reason"].is_string());
     assert_eq!(app.get("/health/live").await.status, Status::Ok);
 }
+
+#[rocket::async_test]
+async fn an_exhausted_pool_answers_503_within_the_timeout_and_health_says_why() {
+    let server = RedisServer::start();
+    let app = TestApp::spawn_on(
+        &server.url(),
+        &[("REDIS_POOL_SIZE", "2"), ("REDIS_TIMEOUT_MS", "400")],
+    )
+    .await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = user["id"].as_str().expect("id").to_owned();
+
+    // Redis stops answering for a while: the two pooled connections stay
+    // busy waiting for replies, and further requests find no connection.
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .exec(&mut app.redis())
+        .expect("CLIENT PAUSE");
+    let started = Instant::now();
+    let replies = join_all((0..10).map(|_| app.get_user(&id))).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(400) + SLACK,
+        "took {:?}",
+        started.elapsed()
+    );
+    for reply in &replies {
+        reply.assert_problem(
+            Status::ServiceUnavailable,
+            "the user store is unavailable; retry later",
+        );
+    }
+    let health = app.get("/health/ready").await;
+    assert_eq!(health.status, Status::ServiceUnavailable);
+    assert!(health.json()["reason"].is_string(), "{}", health.body);
+
+    rocket::tokio::time::sleep(Duration::from_millis(1600)).await;
+    assert_eq!(
+        app.get_user(&id).await.status,
+        Status::Ok,
+        "the service recovers"
+    );
+    assert_eq!(app.get("/health/ready").await.status, Status::Ok);
+}
