@@ -278,3 +278,104 @@ fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
         "no longer accepting"
     );
 }
+
+/// A redis-server that speaks only TLS, with a certificate from a private CA.
+struct TlsRedis {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl TlsRedis {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("tls-redis-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("extension file");
+        // A private CA, and a server certificate it signs.
+        for args in [
+            "req -x509 -newkey rsa:2048 -nodes -days 1 -keyout ca.key -out ca.pem -subj /CN=test-ca",
+            "req -newkey rsa:2048 -nodes -keyout key.pem -out server.csr -subj /CN=localhost",
+            "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -out cert.pem -extfile server.ext",
+        ] {
+            let made = Command::new("openssl")
+                .args(args.split(' '))
+                .current_dir(&dir)
+                .output()
+                .expect("openssl is installed (scripts/test installs it)");
+            assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        }
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args(["--tls-cert-file", "cert.pem", "--tls-key-file", "key.pem"])
+            .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
+            .args(["--save", "", "--appendonly", "no"])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the TLS redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, dir }
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn rediss_urls_connect_over_verified_tls() {
+    let redis = TlsRedis::start();
+    let url = format!("rediss://localhost:{}/0", redis.port);
+    let ca = redis.dir.join("ca.pem");
+    // Trusted the way operators trust a private CA.
+    let service = Service::start(&[
+        ("REDIS_URL", &url),
+        ("SSL_CERT_FILE", ca.to_str().expect("utf-8")),
+    ]);
+    let (status, body, _) = send(
+        "POST",
+        &service.url("/api/users"),
+        None,
+        Some(&json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD})),
+    );
+    assert_eq!(status, 201, "{body}\n{}", service.logs());
+    let (status, _, _) = send(
+        "GET",
+        &service.url("/api/users/ada@example.com"),
+        None,
+        None,
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn an_untrusted_redis_certificate_is_refused() {
+    let redis = TlsRedis::start();
+    let url = format!("rediss://localhost:{}/0", redis.port);
+    let service = Service::start(&[("REDIS_URL", &url), ("REDIS_TIMEOUT_MS", "500")]);
+    let (status, _, _) = send("GET", &service.url("/health/ready"), None, None);
+    assert_eq!(status, 503, "{}", service.logs());
+}
