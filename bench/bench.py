@@ -1,0 +1,580 @@
+#!/usr/bin/env python3
+"""Seeds, measures and reports; bench/run starts the processes and calls this.
+
+Standard library only. Talks to 127.0.0.1 and nothing else: the throwaway
+redis-server and the service that bench/run started, through redis-cli,
+redis-benchmark, wrk and urllib.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+PASSWORD = "correct horse battery staple"
+PREFIX = "bench:"  # REDIS_KEY_PREFIX, as bench/run sets it
+INDEX = PREFIX + "users:by_email"
+# The load generator picks ids and emails from a random sample of the seeded
+# users: enough to spread reads over the whole keyspace, small enough for
+# every wrk thread to hold in memory even with a million users.
+SAMPLE = 100_000
+# Users per write to redis-cli --pipe, and per ZADD (one ZADD per user would
+# double the commands for the same resulting sorted set).
+CHUNK = 1000
+LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk.lua")
+
+
+class OtherWork:
+    """How many cores processes other than ours (and the hypervisor, as steal)
+    used over a span. On a shared machine others' work skews every figure, so
+    each measurement reports it. Ours: the service, Redis, this script and
+    the children it waited for (wrk, redis-benchmark, argon2-rate)."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def snapshot(self):
+        with open("/proc/stat") as f:
+            # user nice system idle iowait irq softirq steal
+            v = [int(x) for x in f.readline().split()[1:9]]
+        busy = sum(v) - v[3] - v[4]
+        ours = 0
+        for pid in self.pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ours += int(fields[11]) + int(fields[12])  # utime + stime
+        t = os.times()
+        own = t.user + t.system + t.children_user + t.children_system
+        return time.monotonic(), busy / self.tick, ours / self.tick + own
+
+    def cores(self, since):
+        t0, busy0, ours0 = since
+        t1, busy1, ours1 = self.snapshot()
+        return max(0.0, round(((busy1 - busy0) - (ours1 - ours0)) / (t1 - t0), 2))
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.base = f"http://127.0.0.1:{args.service_port}"
+        self.runs = {}  # every wrk run's raw figures, by name
+        self.facts = {}  # everything else measured
+        self.other = OtherWork([args.service_pid, args.redis_pid])
+
+    # --- Redis -------------------------------------------------------------
+    def redis(self, *command):
+        result = subprocess.run(
+            ["redis-cli", "-p", str(self.args.redis_port), *command],
+            capture_output=True, text=True, check=True, timeout=60,
+        )
+        return result.stdout.strip()
+
+    def used_memory(self):
+        info = self.redis("INFO", "memory")
+        return int(re.search(r"^used_memory:(\d+)", info, re.M).group(1))
+
+    # --- HTTP (setup and checks only; the load is wrk's) -------------------
+    def http(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode(errors="replace")
+
+    # --- 4. Seeding --------------------------------------------------------
+    def create_real_user(self):
+        """One user through the API, for a real argon2id hash of PASSWORD."""
+        status, user = self.http("POST", "/api/users", {
+            "name": "Bench Real User", "email": "real.user@bench.example",
+            "password": PASSWORD,
+        })
+        if status != 201:
+            sys.exit(f"creating the real user answered {status}: {user}")
+        phc = self.redis("HGET", f"{PREFIX}user:{user['id']}", "password_hash")
+        if not phc.startswith("$argon2id$"):
+            sys.exit(f"unexpected password_hash in Redis: {phc[:20]}...")
+        params = dict(p.split("=") for p in phc.split("$")[3].split(","))
+        self.facts["real_user_id"] = user["id"]
+        self.facts["argon2_params"] = {k: int(v) for k, v in params.items()}
+        log(f"real user {user['id']}; its hash uses {phc.split('$')[3]}")
+        return phc
+
+    def seed(self, phc):
+        """Writes N users in the service's layout (src/store/keys.rs):
+        hash {prefix}user:{id} with name, email, password_hash, created,
+        updated (Unix ms), and member "{email}\\0{id}", score 0, in
+        {prefix}users:by_email. RESP straight into redis-cli --pipe."""
+        n = self.args.users
+        rng = random.Random(20261123)  # the same ids on every run
+        sampled = set(rng.sample(range(n), min(n, SAMPLE)))
+        sample = []
+        now_ms = str(int(time.time() * 1000))
+
+        def bulk(text):
+            return f"${len(text)}\r\n{text}\r\n"  # ASCII only: chars == bytes
+
+        # Everything after the key and the per-user fields is the same for
+        # every user, so it is encoded once.
+        tail_hash = bulk("password_hash") + bulk(phc) + bulk("created") + bulk(now_ms) \
+            + bulk("updated") + bulk(now_ms)
+        pipe = subprocess.Popen(
+            ["redis-cli", "-p", str(self.args.redis_port), "--pipe"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        commands = 0
+        started = time.monotonic()
+        tty = sys.stderr.isatty()
+        shown = -1
+        for start in range(0, n, CHUNK):
+            out = []
+            members = []
+            for i in range(start, min(start + CHUNK, n)):
+                user_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                email = f"user{i + 1}@bench.example"
+                out.append("*12\r\n$4\r\nHSET\r\n" + bulk(f"{PREFIX}user:{user_id}")
+                           + "$4\r\nname\r\n" + bulk(f"Bench User {i + 1}")
+                           + "$5\r\nemail\r\n" + bulk(email) + tail_hash)
+                members.append(f"{email}\0{user_id}")
+                if i in sampled:
+                    sample.append((user_id, email))
+            out.append(f"*{2 + 2 * len(members)}\r\n$4\r\nZADD\r\n" + bulk(INDEX)
+                       + "".join("$1\r\n0\r\n" + bulk(m) for m in members))
+            commands += len(members) + 1
+            pipe.stdin.write("".join(out).encode())
+            done = min(start + CHUNK, n)
+            # A live line on a terminal, a line per tenth otherwise.
+            percent = done * 100 // n
+            if (tty and percent != shown) or (not tty and percent // 10 != shown // 10) \
+                    or done == n:
+                shown = percent
+                rate = done / max(time.monotonic() - started, 1e-9)
+                line = f"seeding {done:>9,}/{n:,} users ({percent:3d} %), {rate:,.0f} users/s"
+                print(("\r" + line) if tty else line, end="" if tty else "\n",
+                      file=sys.stderr, flush=True)
+        if tty:
+            print(file=sys.stderr)
+        output, _ = pipe.communicate(timeout=600)
+        output = output.decode(errors="replace")
+        match = re.search(r"errors: (\d+), replies: (\d+)", output)
+        if pipe.returncode != 0 or not match or match.group(1) != "0" \
+                or int(match.group(2)) != commands:
+            sys.exit(f"seeding failed (expected {commands} replies):\n{output}")
+        seconds = time.monotonic() - started
+        log(f"seeded {n:,} users in {seconds:.1f} s")
+        self.facts["seed_seconds"] = round(seconds, 2)
+        random.Random(7).shuffle(sample)
+        return sample
+
+    def write_sample_files(self, sample):
+        out = self.args.out
+        self.ids_file = os.path.join(out, "paths-by-id.txt")
+        self.emails_file = os.path.join(out, "paths-by-email.txt")
+        self.logins_file = os.path.join(out, "login-emails.txt")
+        with open(self.ids_file, "w") as f:
+            f.writelines(f"/api/users/{user_id}\n" for user_id, _ in sample)
+        with open(self.emails_file, "w") as f:
+            f.writelines(f"/api/users/{email}\n" for _, email in sample)
+        with open(self.logins_file, "w") as f:
+            f.writelines(f"{email}\n" for _, email in sample)
+
+    def check_seed(self, sample):
+        """The service reads seeded users like its own, or the figures mean nothing."""
+        total = int(self.redis("ZCARD", INDEX))
+        if total != self.args.users + 1:  # + the real user
+            sys.exit(f"the email index holds {total} members, expected {self.args.users + 1}")
+        user_id, email = sample[0]
+        status, by_id = self.http("GET", f"/api/users/{user_id}")
+        status2, by_email = self.http("GET", f"/api/users/{email}")
+        status3, login = self.http("POST", "/api/sessions", {"email": email, "password": PASSWORD})
+        if status != 200 or status2 != 200 or by_id.get("email") != email \
+                or by_email.get("id") != user_id or status3 != 201:
+            sys.exit(f"the service does not read the seeded users: {status} {by_id} / "
+                     f"{status2} {by_email} / login {status3}")
+        status, page = self.http("GET", "/api/users?limit=50")
+        if status != 200 or page.get("total") != self.args.users + 1 or len(page["users"]) != 50:
+            sys.exit(f"listing the seeded users failed: {status}")
+        log("the service reads, finds, lists and logs in seeded users")
+
+    def doctor(self):
+        """The service's own consistency check, over the seeded data."""
+        env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{self.args.redis_port}/0",
+                   REDIS_KEY_PREFIX=PREFIX)
+        result = subprocess.run(
+            ["target/release/user-accounts", "doctor"], env=env, capture_output=True,
+            text=True, timeout=300,
+        )
+        last = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
+        self.facts["doctor"] = last
+        if result.returncode != 0:
+            sys.exit(f"user-accounts doctor finds the seeded data inconsistent:\n"
+                     f"{result.stdout}{result.stderr}")
+        log(f"user-accounts doctor: {last}")
+
+    # --- 5. Load -----------------------------------------------------------
+    def wrk_command(self, connections, mode, path, duration):
+        # Two wrk threads at most: there are two cores, and the service and
+        # Redis need them too.
+        threads = min(connections, 2)
+        return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
+                "--timeout", "10s", "-s", LUA, self.base + path, "--", *mode]
+
+    @staticmethod
+    def wrk_figures(name, returncode, stdout, stderr):
+        """The line bench/wrk.lua's done() prints, as a dict."""
+        line = next((l for l in stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+        if returncode != 0 or line is None:
+            sys.exit(f"wrk failed ({name}):\n{stdout}\n{stderr}")
+        return json.loads(line[len("BENCH_JSON "):])
+
+    def wrk(self, name, connections, mode, path="/", duration=None, quiet=False):
+        """One load run; its figures are kept under `name` unless quiet."""
+        duration = duration or self.args.duration
+        since = self.other.snapshot()
+        result = subprocess.run(self.wrk_command(connections, mode, path, duration),
+                                capture_output=True, text=True, timeout=duration + 60)
+        other_cores = self.other.cores(since)
+        raw = self.wrk_figures(name, result.returncode, result.stdout, result.stderr)
+        errors = sum(raw["errors"].values())
+        seconds = raw["duration_us"] / 1e6
+        run = {
+            "connections": connections,
+            "seconds": round(seconds, 3),
+            "requests": raw["requests"],
+            # Only successful answers count towards throughput.
+            "ok_per_s": round((raw["requests"] - raw["errors"]["status"]) / seconds, 1),
+            "p50_ms": raw["latency_us"]["p50"] / 1000,
+            "p90_ms": raw["latency_us"]["p90"] / 1000,
+            "p99_ms": raw["latency_us"]["p99"] / 1000,
+            "max_ms": raw["latency_us"]["max"] / 1000,
+            "errors": raw["errors"],
+            "error_count": errors,
+            "other_cores": other_cores,
+        }
+        if not quiet:
+            self.runs[name] = run
+            log(f"{name:<34} {run['ok_per_s']:>10,.1f} req/s  p50 {run['p50_ms']:8.2f} ms"
+                f"  p99 {run['p99_ms']:8.2f} ms  errors {errors}"
+                + (f"  (other work: {other_cores} cores)" if other_cores >= 0.1 else ""))
+        return run
+
+    def rss_mib(self, field="VmHWM"):
+        """VmHWM is the peak resident set so far; VmRSS the current one."""
+        with open(f"/proc/{self.args.service_pid}/status") as f:
+            kib = int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
+        return round(kib / 1024, 1)
+
+    def measure(self, sample_id):
+        ids, emails, logins = ["paths", self.ids_file], ["paths", self.emails_file], \
+            ["login", self.logins_file, PASSWORD]
+        rss = self.facts["peak_rss_mib"] = {"at_start": self.rss_mib()}
+        since = self.other.snapshot()
+        time.sleep(1)
+        busy = self.facts["other_cores_before"] = self.other.cores(since)
+        if busy > 0.2:
+            log(f"warning: {busy} of {os.cpu_count()} cores are busy with other work; "
+                "the figures will be low and noisy")
+        whole_run = self.other.snapshot()
+        log("\nwarming up (2 s, not counted)")
+        self.wrk("warm-up", 16, ids, duration=2, quiet=True)
+        log("")
+        # Each ceiling is measured right before the runs it is compared with,
+        # so that a noisy neighbour on a shared machine skews both alike.
+        key = f"{PREFIX}user:{sample_id}"
+        self.facts["hgetall_c64"] = self.redis_benchmark(key, 64, 200_000)
+        self.facts["hgetall_c1"] = self.redis_benchmark(key, 1, 50_000)
+        # Not a target: what the HTTP stack alone (Rocket, the request log
+        # line, metrics) answers here, for reading the GET figures.
+        self.wrk("GET /ping c=64", 64, ["fixed"], "/ping")
+        for c in (1, 64):
+            self.wrk(f"GET /api/users/{{id}} c={c}", c, ids)
+            self.wrk(f"GET /api/users/{{email}} c={c}", c, emails)
+            self.wrk(f"GET /api/users?limit=50 c={c}", c, ["fixed"], "/api/users?limit=50")
+        rss["after_gets"] = self.rss_mib()
+        log("")
+        self.argon2_ceiling()
+        for c in (2, 16):
+            self.wrk(f"POST /api/users c={c}", c, ["signup", f"c{c}", PASSWORD])
+        rss["after_signups"] = self.rss_mib()
+        for c in (2, 16):
+            self.wrk(f"POST /api/sessions c={c}", c, logins)
+        rss["after_logins"] = self.rss_mib()
+        # The storm: sign-ups at c=16 start first and end last, so the whole
+        # GET run overlaps them.
+        log("sign-up storm (POST /api/users c=16) with GET by id c=64 beside it")
+        since = self.other.snapshot()
+        storm = subprocess.Popen(
+            self.wrk_command(16, ["signup", "storm", PASSWORD], "/", self.args.duration + 3),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1)
+            self.wrk("GET /api/users/{id} c=64 in storm", 64, ids)
+            out, err = storm.communicate(timeout=self.args.duration + 60)
+        finally:
+            if storm.poll() is None:
+                storm.kill()
+        # The storm's own wrk only counts as ours once waited for.
+        self.runs["GET /api/users/{id} c=64 in storm"]["other_cores"] = self.other.cores(since)
+        raw = self.wrk_figures("storm", storm.returncode, out, err)
+        self.facts["storm_signups_per_s"] = round(
+            (raw["requests"] - raw["errors"]["status"]) / (raw["duration_us"] / 1e6), 1)
+        self.facts["other_cores_mean"] = self.other.cores(whole_run)
+        self.facts["other_cores_max"] = max(
+            [run["other_cores"] for run in self.runs.values()]
+            + [self.facts[k]["other_cores"] for k in ("hgetall_c64", "hgetall_c1", "argon2")])
+        time.sleep(1)  # the service may still be finishing queued sign-ups
+        rss["at_end"] = self.rss_mib()
+        self.facts["rss_at_end_mib"] = self.rss_mib("VmRSS")
+        log(f"service peak RSS (MiB): {rss}; resident at the end: "
+            f"{self.facts['rss_at_end_mib']} MiB")
+
+    # --- 5. Ceilings -------------------------------------------------------
+    def redis_benchmark(self, key, clients, requests):
+        since = self.other.snapshot()
+        result = subprocess.run(
+            ["redis-benchmark", "-h", "127.0.0.1", "-p", str(self.args.redis_port),
+             "-c", str(clients), "-n", str(requests), "-q", "HGETALL", key],
+            capture_output=True, text=True, timeout=300,
+        )
+        # With -q, a live "\r"-updated line ends in "N requests per second, p50=...".
+        match = re.findall(r"([\d.]+) requests per second(?:, p50=([\d.]+) msec)?",
+                           result.stdout)
+        if result.returncode != 0 or not match:
+            sys.exit(f"redis-benchmark failed:\n{result.stdout}\n{result.stderr}")
+        rps, p50 = match[-1]
+        log(f"HGETALL (redis-benchmark) c={clients:<3}          {float(rps):>10,.1f} req/s"
+            + (f"  p50 {float(p50):8.3f} ms" if p50 else ""))
+        return {"clients": clients, "requests": requests, "per_s": float(rps),
+                "p50_ms": float(p50) if p50 else None, "other_cores": self.other.cores(since)}
+
+    def argon2_ceiling(self):
+        """The service's argon2 crate and parameters on every core, nothing else running."""
+        cores = os.cpu_count() or 1
+        p = self.facts["argon2_params"]
+        seconds = max(self.args.duration, 3)
+        since = self.other.snapshot()
+        result = subprocess.run(
+            [self.args.argon2_rate, str(cores), str(seconds), str(p["m"]), str(p["t"]),
+             str(p["p"])],
+            capture_output=True, text=True, timeout=seconds + 60, check=True,
+        )
+        self.facts["argon2"] = json.loads(result.stdout)
+        self.facts["argon2"]["params"] = p
+        self.facts["argon2"]["other_cores"] = self.other.cores(since)
+        log(f"argon2id m={p['m']},t={p['t']},p={p['p']} on {cores} threads"
+            f"    {self.facts['argon2']['hashes_per_s']:>10,.1f} hashes/s")
+
+
+# --- 6. Report ---------------------------------------------------------------
+def ms(value):
+    return f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
+
+
+# Other work above this many cores during a measurement is flagged beside it.
+NOISY = 0.2
+
+
+def noise(measurement):
+    cores = measurement.get("other_cores", 0)
+    return f" (other work: {cores} cores)" if cores >= NOISY else ""
+
+
+def http_cell(run):
+    text = f"{run['ok_per_s']:,.0f} req/s, p50 {ms(run['p50_ms'])}, p99 {ms(run['p99_ms'])}"
+    if run["error_count"]:
+        text += f", **{run['error_count']} errors**"
+    return text + noise(run)
+
+
+def figures(bench):
+    """One row per figure: what, measured, ceiling, ratio, target, result."""
+    runs, facts = bench.runs, bench.facts
+    hget64, hget1 = facts["hgetall_c64"]["per_s"], facts["hgetall_c1"]["per_s"]
+    argon2 = facts["argon2"]["hashes_per_s"]
+    rows = []
+
+    def row(name, measured, ceiling=None, ratio=None, ratio_text=None, target=None,
+            passed=None, errors=0, value=None):
+        result = "" if passed is None else ("pass" if passed and not errors else "miss")
+        if passed and errors:
+            result = "miss (errors)"
+        rows.append({"figure": name, "measured": measured, "value": value,
+                     "ceiling": ceiling or "", "ratio": ratio,
+                     "ratio_text": ratio_text or "", "target": target or "",
+                     "result": result})
+
+    def http_row(name, ceiling_name=None, ceiling=None, at_least=None):
+        run = runs[name]
+        ratio = run["ok_per_s"] / ceiling if ceiling else None
+        row(name, http_cell(run), f"{ceiling_name} {ceiling:,.0f}/s" if ceiling else "",
+            ratio, f"{ratio:.0%}" if ratio is not None else "",
+            f"≥ {at_least:.0%}" if at_least else "",
+            ratio >= at_least if at_least else None, run["error_count"], run["ok_per_s"])
+
+    http_row("GET /api/users/{id} c=1", "HGETALL c=1", hget1)
+    http_row("GET /api/users/{id} c=64", "HGETALL c=64", hget64, 0.40)
+    http_row("GET /api/users/{email} c=1", "HGETALL c=1", hget1)
+    http_row("GET /api/users/{email} c=64", "HGETALL c=64", hget64, 0.30)
+    http_row("GET /api/users?limit=50 c=1")
+    http_row("GET /api/users?limit=50 c=64")
+    for route in ("POST /api/users", "POST /api/sessions"):
+        http_row(f"{route} c=2", "argon2", argon2)
+        http_row(f"{route} c=16", "argon2", argon2, 0.90)
+
+    storm, quiet = runs["GET /api/users/{id} c=64 in storm"], runs["GET /api/users/{id} c=64"]
+    times = storm["p99_ms"] / quiet["p99_ms"]
+    row("GET /api/users/{id} c=64 p99 during a sign-up storm (POST c=16)",
+        f"p99 {ms(storm['p99_ms'])} ({storm['ok_per_s']:,.0f} req/s; "
+        f"sign-ups {facts['storm_signups_per_s']:,.1f}/s)"
+        + (f", **{storm['error_count']} errors**" if storm["error_count"] else "") + noise(storm),
+        f"quiet p99 {ms(quiet['p99_ms'])}", times, f"{times:.1f}×", "≤ 3×", times <= 3,
+        storm["error_count"], storm["p99_ms"])
+
+    per_user, hash_ = facts["redis_bytes_per_user"], facts["user_hash"]
+    row(f"Redis memory per user (used_memory, {bench.args.users:,} users)",
+        f"{per_user:,.0f} B (of which the user hash: {hash_['memory_usage']} B, "
+        f"{hash_['encoding']} encoding)", target="≤ 250 B (at 100 000 users)", passed=per_user <= 250,
+        value=per_user)
+    rss = facts["peak_rss_mib"]
+    row("Service peak RSS (VmHWM) after the GET runs at c=64",
+        f"{rss['after_gets']:.1f} MiB", target="≤ 64 MiB", passed=rss["after_gets"] <= 64,
+        value=rss["after_gets"])
+    # Not the task's figure, but the one an operator sizes memory by.
+    row("Service peak RSS (VmHWM) at the end, after sign-ups and logins",
+        f"{rss['at_end']:.1f} MiB (resident at the end: {facts['rss_at_end_mib']:.1f} MiB)",
+        target="≤ 64 MiB", passed=rss["at_end"] <= 64, value=rss["at_end"])
+
+    ping = runs["GET /ping c=64"]
+    row("Reference: GET /ping c=64 (the HTTP stack alone)", http_cell(ping),
+        errors=ping["error_count"], value=ping["ok_per_s"])
+    row("Ceiling: HGETALL c=64 (redis-benchmark)",
+        f"{hget64:,.0f} req/s" + noise(facts["hgetall_c64"]), value=hget64)
+    row("Ceiling: HGETALL c=1 (redis-benchmark)",
+        f"{hget1:,.0f} req/s" + noise(facts["hgetall_c1"]), value=hget1)
+    a = facts["argon2"]
+    row(f"Ceiling: argon2id m={a['params']['m']},t={a['params']['t']},p={a['params']['p']}, "
+        f"{a['threads']} threads", f"{argon2:,.1f} hashes/s" + noise(a), value=argon2)
+    return rows
+
+
+def markdown(rows):
+    lines = ["| Figure | Measured | Ceiling | Ratio | Target | Result |",
+             "|---|---|---|---:|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['figure']} | {r['measured']} | {r['ceiling']} | "
+                     f"{r['ratio_text']} | {r['target']} | {r['result']} |")
+    return "\n".join(lines)
+
+
+def revision():
+    """The commit measured, and whether the work tree differed from it."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench")
+    return commit + ("+changes" if dirty else "")
+
+
+def machine():
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        match = re.search(r"^model name\s*:\s*(.+)$", f.read(), re.M)
+        model = match.group(1) if match else platform.machine()
+    with open("/proc/meminfo") as f:
+        mem_kib = int(re.search(r"^MemTotal:\s+(\d+)", f.read(), re.M).group(1))
+    redis = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "redis": (re.search(r"v=(\S+)", redis) or [None, "?"])[1],
+        "wrk": (wrk.split() or ["?", "?"])[1],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--users", type=int, required=True)
+    parser.add_argument("--duration", type=int, required=True)
+    parser.add_argument("--redis-port", type=int, required=True)
+    parser.add_argument("--service-port", type=int, required=True)
+    parser.add_argument("--service-pid", type=int, required=True)
+    parser.add_argument("--redis-pid", type=int, required=True)
+    parser.add_argument("--argon2-rate", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    # bench/run stops us with SIGTERM; exiting through SystemExit lets
+    # subprocess.run kill the wrk or redis-cli it is waiting for.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    bench = Bench(args)
+    started = time.monotonic()
+    phc = bench.create_real_user()
+    before = bench.used_memory()
+    sample = bench.seed(phc)
+    after = bench.used_memory()
+    bench.facts["redis_used_memory"] = {"before_seed": before, "after_seed": after}
+    bench.facts["redis_bytes_per_user"] = round((after - before) / args.users, 1)
+    # Where the bytes go: one user hash as Redis stores it.
+    key = f"{PREFIX}user:{sample[0][0]}"
+    bench.facts["user_hash"] = {
+        "memory_usage": int(bench.redis("MEMORY", "USAGE", key)),
+        "encoding": bench.redis("OBJECT", "ENCODING", key),
+        "hash_max_listpack_value": int(bench.redis(
+            "CONFIG", "GET", "hash-max-listpack-value").splitlines()[-1]),
+    }
+    bench.write_sample_files(sample)
+    bench.check_seed(sample)
+    if args.users <= 100_000:
+        bench.doctor()  # a full SCAN: quick up to here, skipped beyond
+    bench.measure(sample[0][0])
+
+    rows = figures(bench)
+    table = markdown(rows)
+    info = machine()
+    rev = revision()
+    now = datetime.datetime.now(datetime.timezone.utc).astimezone()
+    header = (f"{now:%Y-%m-%d}, {info['cores']} cores ({info['cpu']}), "
+              f"{info['memory_gib']} GiB, Linux {info['kernel']}; redis {info['redis']}, "
+              f"wrk {info['wrk']}; commit {rev}; {args.users:,} users, {args.duration} s per run; "
+              f"other work on the machine: {bench.facts['other_cores_mean']} cores on average, "
+              f"{bench.facts['other_cores_max']} at most during one measurement")
+    print(f"\n{header}\n\n{table}\n")
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(f"{header}\n\n{table}\n")
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"date": now.isoformat(timespec="seconds"), "machine": info, "commit": rev,
+                   "users": args.users, "duration_s": args.duration,
+                   "figures": rows, "runs": bench.runs, "facts": bench.facts},
+                  f, indent=2)
+        f.write("\n")
+    if bench.facts["other_cores_max"] >= NOISY:
+        log(f"warning: other work used up to {bench.facts['other_cores_max']} cores during "
+            "the runs (flagged in the table); rerun on a quiet machine for steady figures")
+    misses = sum(1 for r in rows if r["result"].startswith("miss"))
+    log(f"{misses} target(s) missed; took {time.monotonic() - started:.0f} s "
+        f"(after the build); results in {os.path.relpath(args.out)}/results.md and results.json")
+
+
+if __name__ == "__main__":
+    main()
