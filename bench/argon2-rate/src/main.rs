@@ -21,8 +21,13 @@ fn main() {
         eprintln!("usage: argon2-rate THREADS SECONDS MEMORY_KIB ITERATIONS PARALLELISM");
         std::process::exit(2);
     };
-    let params = Params::new(memory_kib as u32, iterations as u32, parallelism as u32, None)
-        .expect("valid argon2 parameters");
+    let params = Params::new(
+        memory_kib as u32,
+        iterations as u32,
+        parallelism as u32,
+        None,
+    )
+    .expect("valid argon2 parameters");
     let stop = Arc::new(AtomicBool::new(false));
     let hashes = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
