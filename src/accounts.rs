@@ -102,7 +102,7 @@ impl<'r> Accounts<'r> {
             user: user.clone(),
             password_hash,
         };
-        self.store.connection().await?.create_user(record).await?;
+        self.store.connection().create_user(record).await?;
         Ok(user)
     }
 
@@ -118,7 +118,6 @@ impl<'r> Accounts<'r> {
             let written = self
                 .store
                 .connection()
-                .await?
                 .update_profile(id, verified, name.clone(), email.clone())
                 .await?;
             if let Some(user) = settle(id, written)? {
@@ -148,7 +147,6 @@ impl<'r> Accounts<'r> {
             let written = self
                 .store
                 .connection()
-                .await?
                 .replace_password_hash(id, verified, new_hash, HashReplacement::PasswordChange)
                 .await?;
             if let Some(()) = settle(id, written)? {
@@ -161,12 +159,7 @@ impl<'r> Accounts<'r> {
     pub async fn delete(&self, id: UserId, proof: Proof) -> Result<User, AccountError> {
         for _ in 0..MAX_ATTEMPTS {
             let verified = self.authenticate(id, proof.clone()).await?.password_hash;
-            let written = self
-                .store
-                .connection()
-                .await?
-                .delete_user(id, verified)
-                .await?;
+            let written = self.store.connection().delete_user(id, verified).await?;
             if let Some(user) = settle(id, written)? {
                 return Ok(user);
             }
@@ -180,7 +173,6 @@ impl<'r> Accounts<'r> {
         let record = self
             .store
             .connection()
-            .await?
             .user_by_id(id)
             .await?
             .ok_or(AccountError::NotFound(id))?;
@@ -208,7 +200,7 @@ impl<'r> Accounts<'r> {
         client: Client,
     ) -> Result<NewSession, AccountError> {
         let limits = self.policy.login;
-        let mut conn = self.store.connection().await?;
+        let mut conn = self.store.connection();
         let failures = conn
             .login_failures(email.clone(), client.ip.clone())
             .await?;
@@ -225,7 +217,7 @@ impl<'r> Accounts<'r> {
             None => self.hasher.dummy_hash().await?,
         };
         let matches = self.hasher.verify(password.clone(), hash).await?;
-        let mut conn = self.store.connection().await?;
+        let mut conn = self.store.connection();
         let record = match record {
             Some(record) if matches => record,
             _ => {
@@ -252,7 +244,6 @@ impl<'r> Accounts<'r> {
         let new_hash = self.hasher.hash(password).await?;
         self.store
             .connection()
-            .await?
             .replace_password_hash(
                 record.user.id,
                 record.password_hash.clone(),
@@ -283,7 +274,6 @@ impl<'r> Accounts<'r> {
         let stored = self
             .store
             .connection()
-            .await?
             .create_session(session, self.policy.sessions.idle)
             .await?;
         if !stored {
@@ -302,7 +292,6 @@ impl<'r> Accounts<'r> {
     pub async fn session(&self, token: &SessionToken) -> Result<SessionRecord, AccountError> {
         self.store
             .connection()
-            .await?
             .use_session(token.id(), self.policy.sessions.idle)
             .await?
             .ok_or(AccountError::Unauthenticated)

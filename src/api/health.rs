@@ -46,10 +46,7 @@ struct PoolState {
 #[get("/ready")]
 async fn get_ready(store: &State<Store>) -> (Status, Json<Ready>) {
     let started = Instant::now();
-    let ping = match store.connection().await {
-        Ok(mut conn) => conn.ping().await,
-        Err(error) => Err(error),
-    };
+    let ping = store.connection().ping().await;
     let state = store.pool_state();
     let pool = PoolState {
         size: store.pool_size(),

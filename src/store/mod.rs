@@ -90,21 +90,16 @@ impl Store {
         })
     }
 
-    /// Checks a connection out of the pool, waiting at most the configured
-    /// timeout, on the blocking pool so no async worker waits.
-    pub async fn connection(&self) -> Result<RedisConn, StoreError> {
-        let pool = self.pool.clone();
-        let started = Instant::now();
-        let checkout = task::spawn_blocking(move || pool.get()).await?;
-        self.metrics
-            .pool_wait_seconds
-            .observe(started.elapsed().as_secs_f64());
-        let connection = checkout.inspect_err(|_| self.metrics.redis_errors.inc())?;
-        Ok(RedisConn {
-            connection: Some(connection),
+    /// A handle that checks a connection out of the pool on first use, in
+    /// the same blocking task as the first command: one hand-off to the
+    /// blocking pool per call instead of two.
+    pub fn connection(&self) -> RedisConn {
+        RedisConn {
+            pool: self.pool.clone(),
+            connection: None,
             keys: Arc::clone(&self.keys),
             metrics: Arc::clone(&self.metrics),
-        })
+        }
     }
 
     /// A connection of its own, outside the pool, for one-off tools.
@@ -129,8 +124,11 @@ impl Store {
 }
 
 /// A pooled connection, handed to a route by Rocket as a request guard.
-/// Without one within the timeout, the request fails with 503.
+/// It is checked out when the route first runs a command, waiting at most
+/// the configured timeout; without one, that command fails as unavailable
+/// (503). Once checked out, it stays with the request until it ends.
 pub struct RedisConn {
+    pool: r2d2::Pool<RedisManager>,
     connection: Option<r2d2::PooledConnection<RedisManager>>,
     keys: Arc<Keys>,
     metrics: Arc<Metrics>,
@@ -143,21 +141,32 @@ impl RedisConn {
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Keys) -> Result<T, StoreError> + Send + 'static,
     {
-        let mut connection = self.connection.take().ok_or_else(|| {
-            StoreError::Redis(RedisError::from((
-                ErrorKind::Client,
-                "connection lost by an earlier failed task",
-            )))
-        })?;
+        let held = self.connection.take();
+        let pool = self.pool.clone();
         let keys = Arc::clone(&self.keys);
+        let metrics = Arc::clone(&self.metrics);
         let (connection, result) = task::spawn_blocking(move || {
+            let mut connection = match held {
+                Some(connection) => connection,
+                None => {
+                    let started = Instant::now();
+                    let checkout = pool.get();
+                    metrics
+                        .pool_wait_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    match checkout {
+                        Ok(connection) => connection,
+                        Err(error) => return (None, Err(StoreError::Unavailable(error))),
+                    }
+                }
+            };
             let result = work(&mut connection, &keys);
             connection.touch();
-            (connection, result)
+            (Some(connection), result)
         })
         .await?;
-        self.connection = Some(connection);
-        if let Err(StoreError::Redis(_)) = &result {
+        self.connection = connection;
+        if let Err(StoreError::Redis(_) | StoreError::Unavailable(_)) = &result {
             self.metrics.redis_errors.inc();
         }
         result
@@ -172,25 +181,12 @@ impl RedisConn {
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for RedisConn {
-    type Error = StoreError;
+    type Error = &'static str;
 
-    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, StoreError> {
-        let Some(store) = request.rocket().state::<Store>() else {
-            return Outcome::Error((
-                Status::InternalServerError,
-                StoreError::Redis(RedisError::from((ErrorKind::Client, "no store is managed"))),
-            ));
-        };
-        match store.connection().await {
-            Ok(connection) => Outcome::Success(connection),
-            Err(error) => {
-                crate::logging::log_problem(
-                    request,
-                    "warn",
-                    &format!("no Redis connection: {error}"),
-                );
-                Outcome::Error((Status::ServiceUnavailable, error))
-            }
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        match request.rocket().state::<Store>() {
+            Some(store) => Outcome::Success(store.connection()),
+            None => Outcome::Error((Status::InternalServerError, "no store is managed")),
         }
     }
 }
