@@ -73,16 +73,8 @@ impl PasswordHasher {
             let mut salt_buffer = [0u8; 64];
             let salt_bytes = salt.as_salt().decode_b64(&mut salt_buffer)?;
             let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-            let output = memory.with(params.block_count(), |blocks| {
-                Output::init_with(Params::DEFAULT_OUTPUT_LEN, |out| {
-                    Ok(argon2.hash_password_into_with_memory(
-                        password.expose().as_bytes(),
-                        salt_bytes,
-                        out,
-                        blocks,
-                    )?)
-                })
-            })?;
+            let output =
+                memory.derive(&argon2, &password, salt_bytes, Params::DEFAULT_OUTPUT_LEN)?;
             let phc = password_hash::PasswordHash {
                 algorithm: Algorithm::Argon2id.ident(),
                 version: Some(Version::V0x13.into()),
@@ -122,16 +114,7 @@ impl PasswordHasher {
                 version,
                 params.clone(),
             );
-            let output = memory.with(params.block_count(), |blocks| {
-                Output::init_with(expected.len(), |out| {
-                    Ok(argon2.hash_password_into_with_memory(
-                        password.expose().as_bytes(),
-                        salt_bytes,
-                        out,
-                        blocks,
-                    )?)
-                })
-            })?;
+            let output = memory.derive(&argon2, &password, salt_bytes, expected.len())?;
             Ok(output == expected)
         })
         .await
@@ -190,6 +173,27 @@ struct WorkMemory {
 }
 
 impl WorkMemory {
+    /// argon2's output for `password` and `salt`, `len` bytes long.
+    fn derive(
+        &self,
+        argon2: &Argon2<'_>,
+        password: &Password,
+        salt: &[u8],
+        len: usize,
+    ) -> Result<Output, HashingError> {
+        let blocks = argon2.params().block_count();
+        Ok(self.with(blocks, |memory| {
+            Output::init_with(len, |out| {
+                Ok(argon2.hash_password_into_with_memory(
+                    password.expose().as_bytes(),
+                    salt,
+                    out,
+                    memory,
+                )?)
+            })
+        })?)
+    }
+
     fn with<T>(&self, blocks: usize, job: impl FnOnce(&mut [Block]) -> T) -> T {
         if blocks != self.blocks {
             // A hash made with other parameters: a buffer for this job only.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use redis::Connection;
 
 use super::keys::Keys;
-use super::users::{decode_time, encode_time, transact, Plan};
+use super::users::{encode_time, transact, Plan, StoredFields};
 use super::{RedisConn, StoreError};
 use crate::domain::{SessionId, UserEmail, UserId};
 
@@ -251,34 +251,19 @@ fn read_session(
 fn decode_session(
     id: SessionId,
     key: &str,
-    mut fields: HashMap<String, String>,
+    fields: HashMap<String, String>,
 ) -> Result<SessionRecord, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        key: key.to_owned(),
-        reason,
-    };
-    let mut take = |field: &str| {
-        fields
-            .remove(field)
-            .ok_or_else(|| corrupt(format!("field {field} is missing")))
-    };
-    let user_id =
-        UserId::parse(&take(USER_ID)?).ok_or_else(|| corrupt("user_id is not a UUID".into()))?;
-    let mut time = |field: &str| {
-        let raw = take(field)?;
-        decode_time(&raw).ok_or_else(|| corrupt(format!("{field} is not a time")))
-    };
-    let created = time(CREATED)?;
-    let last_seen = time(LAST_SEEN)?;
-    let expires_at = time(EXPIRES_AT)?;
+    let mut fields = StoredFields { key, fields };
     Ok(SessionRecord {
         id,
-        user_id,
-        created,
-        last_seen,
-        expires_at,
-        ip: take(IP)?,
-        user_agent: take(USER_AGENT)?,
+        user_id: fields.take_parsed(USER_ID, |raw| {
+            UserId::parse(raw).ok_or_else(|| "is not a UUID".into())
+        })?,
+        created: fields.take_time(CREATED)?,
+        last_seen: fields.take_time(LAST_SEEN)?,
+        expires_at: fields.take_time(EXPIRES_AT)?,
+        ip: fields.take(IP)?,
+        user_agent: fields.take(USER_AGENT)?,
     })
 }
 

@@ -153,35 +153,56 @@ fn read_user(
 pub(super) fn decode_user(
     id: UserId,
     key: &str,
-    mut fields: HashMap<String, String>,
+    fields: HashMap<String, String>,
 ) -> Result<UserRecord, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        key: key.to_owned(),
-        reason,
-    };
-    let mut take = |field: &str| {
-        fields
-            .remove(field)
-            .ok_or_else(|| corrupt(format!("field {field} is missing")))
-    };
-    let name = UserName::parse(&take(NAME)?).map_err(|reason| corrupt(format!("name {reason}")))?;
-    let email =
-        UserEmail::parse(&take(EMAIL)?).map_err(|reason| corrupt(format!("email {reason}")))?;
-    let password_hash = PasswordHash::from_phc(take(PASSWORD_HASH)?);
-    let created =
-        decode_time(&take(CREATED)?).ok_or_else(|| corrupt("created is not a time".into()))?;
-    let updated =
-        decode_time(&take(UPDATED)?).ok_or_else(|| corrupt("updated is not a time".into()))?;
+    let mut fields = StoredFields { key, fields };
     Ok(UserRecord {
         user: User {
             id,
-            name,
-            email,
-            created,
-            updated,
+            name: fields.take_parsed(NAME, UserName::parse)?,
+            email: fields.take_parsed(EMAIL, UserEmail::parse)?,
+            created: fields.take_time(CREATED)?,
+            updated: fields.take_time(UPDATED)?,
         },
-        password_hash,
+        password_hash: PasswordHash::from_phc(fields.take(PASSWORD_HASH)?),
     })
+}
+
+/// The fields of a hash read from Redis, taken one by one; a missing or
+/// unreadable field is a [`StoreError::Corrupt`] naming the key.
+pub(super) struct StoredFields<'k> {
+    pub(super) key: &'k str,
+    pub(super) fields: HashMap<String, String>,
+}
+
+impl StoredFields<'_> {
+    fn corrupt(&self, reason: String) -> StoreError {
+        StoreError::Corrupt {
+            key: self.key.to_owned(),
+            reason,
+        }
+    }
+
+    pub(super) fn take(&mut self, field: &str) -> Result<String, StoreError> {
+        self.fields
+            .remove(field)
+            .ok_or_else(|| self.corrupt(format!("field {field} is missing")))
+    }
+
+    pub(super) fn take_parsed<T>(
+        &mut self,
+        field: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, StoreError> {
+        let raw = self.take(field)?;
+        parse(&raw).map_err(|reason| self.corrupt(format!("{field} {reason}")))
+    }
+
+    pub(super) fn take_time(&mut self, field: &str) -> Result<DateTime<Utc>, StoreError> {
+        self.take_parsed(field, |raw| {
+            decode_time(raw).ok_or_else(|| "is not a time".into())
+        })
+    }
 }
 
 /// Times are stored as Unix milliseconds: compact, and exact to the ms.
