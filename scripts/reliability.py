@@ -12,6 +12,7 @@ acknowledged write.
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -156,6 +157,20 @@ def request(port, method, path, body=None, token=None, timeout=10):
     return 0, None, time.monotonic() - started
 
 
+@contextlib.contextmanager
+def running(work, aof, extra=None):
+    """A redis-server and the service against it, both stopped on exit."""
+    redis = Redis(work, aof=aof)
+    redis.start()
+    service = Service(redis, os.path.join(work, "service.log"), extra)
+    try:
+        service.start()
+        yield service
+    finally:
+        service.kill()
+        redis.kill()
+
+
 def write_storm(port, clients, per_client, emails, deadline=None):
     """Mixed writes on overlapping emails. Returns status counts."""
     counts = {}
@@ -220,11 +235,7 @@ def summarize(counts):
 
 
 def storm(args, work):
-    redis = Redis(work, aof=False)
-    redis.start()
-    service = Service(redis, os.path.join(work, "service.log"))
-    try:
-        service.start()
+    with running(work, aof=False) as service:
         emails = [f"s{n}@storm.example" for n in range(40)]
         started = time.monotonic()
         counts = write_storm(service.port, args.clients, args.requests // args.clients, emails)
@@ -239,17 +250,10 @@ def storm(args, work):
             for line in findings[:20]:
                 print("  " + line)
             raise SystemExit(f"storm failed: server errors {bad}, doctor exit {code}")
-    finally:
-        service.kill()
-        redis.kill()
 
 
 def crash(args, work):
-    redis = Redis(work, aof=False)
-    redis.start()
-    service = Service(redis, os.path.join(work, "service.log"))
-    try:
-        service.start()
+    with running(work, aof=False) as service:
         emails = [f"c{n}@crash.example" for n in range(20)]
         results = {}
         storm_thread = threading.Thread(target=lambda: results.update(
@@ -269,25 +273,26 @@ def crash(args, work):
             for line in findings[:20]:
                 print("  " + line)
             raise SystemExit("crash left inconsistent data")
-    finally:
-        service.kill()
-        redis.kill()
 
 
 def restart(args, work):
-    redis = Redis(work, aof=True)
-    redis.start()
     timeout_ms = 1000
-    service = Service(redis, os.path.join(work, "service.log"), {"REDIS_TIMEOUT_MS": str(timeout_ms)})
     acknowledged = []
     statuses = {}
     unavailable = []
     slow = []
     lock = threading.Lock()
     stop = threading.Event()
-    try:
-        service.start()
 
+    def record(status, seconds):
+        with lock:
+            statuses[status] = statuses.get(status, 0) + 1
+            if status == 503:
+                unavailable.append(time.monotonic())
+            if seconds > timeout_ms / 1000 + 1.5:
+                slow.append(seconds)
+
+    with running(work, aof=True, extra={"REDIS_TIMEOUT_MS": str(timeout_ms)}) as service:
         def load(seed):
             rng = random.Random(seed)
             while not stop.is_set():
@@ -295,38 +300,31 @@ def restart(args, work):
                 status, body, seconds = request(service.port, "POST", "/api/users",
                                                 {"name": "Load", "email": email,
                                                  "password": PASSWORDS[0]})
-                with lock:
-                    statuses[status] = statuses.get(status, 0) + 1
-                    if status == 201:
+                record(status, seconds)
+                if status == 201:
+                    with lock:
                         acknowledged.append(body["id"])
-                    if status == 503:
-                        unavailable.append(time.monotonic())
-                    if seconds > timeout_ms / 1000 + 1.5:
-                        slow.append(seconds)
                 if acknowledged and rng.random() < 0.5:
                     with lock:
                         user = rng.choice(acknowledged)
                     status, _, seconds = request(service.port, "GET", f"/api/users/{user}")
-                    with lock:
-                        statuses[status] = statuses.get(status, 0) + 1
-                        if status == 503:
-                            unavailable.append(time.monotonic())
-                        if seconds > timeout_ms / 1000 + 1.5:
-                            slow.append(seconds)
+                    record(status, seconds)
 
         threads = [threading.Thread(target=load, args=(n,)) for n in range(16)]
-        for thread in threads:
-            thread.start()
-        time.sleep(3)
-        redis.kill()
-        down_at = time.monotonic()
-        time.sleep(3)
-        redis.start()
-        up_at = time.monotonic()
-        time.sleep(4)
-        stop.set()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.start()
+            time.sleep(3)
+            service.redis.kill()
+            down_at = time.monotonic()
+            time.sleep(3)
+            service.redis.start()
+            up_at = time.monotonic()
+            time.sleep(4)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
 
         missing = [user for user in acknowledged
                    if request(service.port, "GET", f"/api/users/{user}")[0] != 200]
@@ -342,10 +340,6 @@ def restart(args, work):
         if missing or other_errors or slow or code != 0:
             raise SystemExit(f"restart failed: lost {len(missing)}, other errors {other_errors}, "
                              f"slow {len(slow)}, doctor exit {code}")
-    finally:
-        stop.set()
-        service.kill()
-        redis.kill()
 
 
 def main():
