@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::auth::Authenticated;
 use super::json::JsonBody;
 use super::problem::ApiError;
-use super::users::{parse_id, Body};
+use super::users::{candidate, parse_id, Body};
 use crate::accounts::{Accounts, Client};
-use crate::domain::{parse_field, Password, SessionId, User, UserEmail};
+use crate::domain::{parse_field, SessionId, User, UserEmail};
 use crate::store::{Event, RedisConn, SessionRecord};
 
 pub fn routes() -> Vec<Route> {
@@ -55,9 +55,7 @@ async fn post_session(
         data.email.as_deref(),
         UserEmail::parse,
     );
-    let password = parse_field(&mut errors, "password", data.password.as_deref(), |raw| {
-        Ok(Password::candidate(raw))
-    });
+    let password = parse_field(&mut errors, "password", data.password.as_deref(), candidate);
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::invalid_fields(errors));
     };

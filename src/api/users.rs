@@ -269,7 +269,7 @@ pub(super) fn parse_id(raw: &str) -> Result<UserId, ApiError> {
 }
 
 /// A password offered as proof of identity: any non-empty string.
-fn candidate(raw: &str) -> Result<Password, String> {
+pub(super) fn candidate(raw: &str) -> Result<Password, String> {
     if raw.is_empty() {
         Err("must not be empty".into())
     } else {
