@@ -24,6 +24,7 @@ import uuid
 PASSWORD = "correct horse battery staple"
 PREFIX = "bench:"  # REDIS_KEY_PREFIX, as bench/run sets it
 INDEX = PREFIX + "users:by_email"
+PASSWORD_FIELDS = ("password_params", "password_salt", "password_hash")
 # The load generator picks ids and emails from a random sample of the seeded
 # users: enough to spread reads over the whole keyspace, small enough for
 # every wrk thread to hold in memory even with a million users.
@@ -109,20 +110,24 @@ class Bench:
         })
         if status != 201:
             sys.exit(f"creating the real user answered {status}: {user}")
-        phc = self.redis("HGET", f"{PREFIX}user:{user['id']}", "password_hash")
-        if not phc.startswith("$argon2id$"):
-            sys.exit(f"unexpected password_hash in Redis: {phc[:20]}...")
-        params = dict(p.split("=") for p in phc.split("$")[3].split(","))
+        key = f"{PREFIX}user:{user['id']}"
+        password = {field: self.redis("HGET", key, field) for field in PASSWORD_FIELDS}
+        params = password["password_params"]
+        if not params.startswith("$argon2id$"):
+            sys.exit(f"unexpected password_params in Redis: {params[:20]}...")
+        cost = params.split("$")[3]
         self.facts["real_user_id"] = user["id"]
-        self.facts["argon2_params"] = {k: int(v) for k, v in params.items()}
-        log(f"real user {user['id']}; its hash uses {phc.split('$')[3]}")
-        return phc
+        self.facts["argon2_params"] = {k: int(v) for k, v in
+                                       (p.split("=") for p in cost.split(","))}
+        log(f"real user {user['id']}; its hash uses {cost}")
+        return password
 
-    def seed(self, phc):
+    def seed(self, password):
         """Writes N users in the service's layout (src/store/keys.rs):
-        hash {prefix}user:{id} with name, email, password_hash, created,
-        updated (Unix ms), and member "{email}\\0{id}", score 0, in
-        {prefix}users:by_email. RESP straight into redis-cli --pipe."""
+        hash {prefix}user:{id} with name, email, created, updated (Unix ms)
+        and the real user's password_params, password_salt, password_hash,
+        and member "{email}\\0{id}", score 0, in {prefix}users:by_email.
+        RESP straight into redis-cli --pipe."""
         n = self.args.users
         rng = random.Random(20261123)  # the same ids on every run
         sampled = set(rng.sample(range(n), min(n, SAMPLE)))
@@ -134,8 +139,8 @@ class Bench:
 
         # Everything after the key and the per-user fields is the same for
         # every user, so it is encoded once.
-        tail_hash = bulk("password_hash") + bulk(phc) + bulk("created") + bulk(now_ms) \
-            + bulk("updated") + bulk(now_ms)
+        tail_hash = "".join(bulk(field) + bulk(password[field]) for field in PASSWORD_FIELDS) \
+            + bulk("created") + bulk(now_ms) + bulk("updated") + bulk(now_ms)
         pipe = subprocess.Popen(
             ["redis-cli", "-p", str(self.args.redis_port), "--pipe"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -150,7 +155,7 @@ class Bench:
             for i in range(start, min(start + CHUNK, n)):
                 user_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
                 email = f"user{i + 1}@bench.example"
-                out.append("*12\r\n$4\r\nHSET\r\n" + bulk(f"{PREFIX}user:{user_id}")
+                out.append("*16\r\n$4\r\nHSET\r\n" + bulk(f"{PREFIX}user:{user_id}")
                            + "$4\r\nname\r\n" + bulk(f"Bench User {i + 1}")
                            + "$5\r\nemail\r\n" + bulk(email) + tail_hash)
                 members.append(f"{email}\0{user_id}")
@@ -183,6 +188,40 @@ class Bench:
         self.facts["seed_seconds"] = round(seconds, 2)
         random.Random(7).shuffle(sample)
         return sample
+
+    def layout_floor(self):
+        """Bytes per user of the key layout itself, with no data: the same
+        number of index members and user keys, each hash holding one 1-byte
+        field. Written to database 1 of the same redis-server, measured and
+        dropped. No encoding of the user's data can go below this."""
+        n = self.args.users
+        rng = random.Random(20261124)
+        before = self.used_memory()
+        pipe = subprocess.Popen(
+            ["redis-cli", "-p", str(self.args.redis_port), "-n", "1", "--pipe"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        )
+        for start in range(0, n, CHUNK):
+            out, members = [], []
+            for i in range(start, min(start + CHUNK, n)):
+                user_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                key = f"{PREFIX}user:{user_id}"
+                out.append(f"*4\r\n$4\r\nHSET\r\n${len(key)}\r\n{key}\r\n$1\r\nn\r\n$1\r\nx\r\n")
+                member = f"user{i + 1}@bench.example\0{user_id}"
+                members.append(f"$1\r\n0\r\n${len(member)}\r\n{member}\r\n")
+            out.append(f"*{2 + 2 * len(members)}\r\n$4\r\nZADD\r\n${len(INDEX)}\r\n{INDEX}\r\n"
+                       + "".join(members))
+            pipe.stdin.write("".join(out).encode())
+        pipe.communicate(timeout=600)
+        if pipe.returncode != 0:
+            sys.exit("writing the layout floor failed")
+        index = int(self.redis("-n", "1", "MEMORY", "USAGE", INDEX, "SAMPLES", "0"))
+        floor = self.used_memory() - before
+        self.redis("-n", "1", "FLUSHDB")
+        self.facts["layout_floor_bytes_per_user"] = round(floor / n, 1)
+        self.facts["index_bytes_per_user"] = round(index / n, 1)
+        log(f"layout floor: {floor / n:,.0f} B per user, of which the email index "
+            f"{index / n:,.0f} B")
 
     def write_sample_files(self, sample):
         out = self.args.out
@@ -449,10 +488,14 @@ def figures(bench):
         storm["error_count"], storm["p99_ms"])
 
     per_user, hash_ = facts["redis_bytes_per_user"], facts["user_hash"]
+    floor = facts["layout_floor_bytes_per_user"]
     row(f"Redis memory per user (used_memory, {bench.args.users:,} users)",
         f"{per_user:,.0f} B (of which the user hash: {hash_['memory_usage']} B, "
         f"{hash_['encoding']} encoding)", target="≤ 250 B (at 100 000 users)", passed=per_user <= 250,
         value=per_user)
+    row("Floor of the key layout: an index member and a one-field hash per user",
+        f"{floor:,.0f} B per user (of which the email index: "
+        f"{facts['index_bytes_per_user']:,.0f} B)", value=floor)
     rss = facts["peak_rss_mib"]
     row("Service peak RSS (VmHWM) after the GET runs at c=64",
         f"{rss['after_gets']:.1f} MiB", target="≤ 64 MiB", passed=rss["after_gets"] <= 64,
@@ -529,9 +572,9 @@ def main():
 
     bench = Bench(args)
     started = time.monotonic()
-    phc = bench.create_real_user()
+    password = bench.create_real_user()
     before = bench.used_memory()
-    sample = bench.seed(phc)
+    sample = bench.seed(password)
     after = bench.used_memory()
     bench.facts["redis_used_memory"] = {"before_seed": before, "after_seed": after}
     bench.facts["redis_bytes_per_user"] = round((after - before) / args.users, 1)
@@ -543,6 +586,7 @@ def main():
         "hash_max_listpack_value": int(bench.redis(
             "CONFIG", "GET", "hash-max-listpack-value").splitlines()[-1]),
     }
+    bench.layout_floor()
     bench.write_sample_files(sample)
     bench.check_seed(sample)
     if args.users <= 100_000:

@@ -479,14 +479,8 @@ async fn too_many_failures_from_one_ip_get_429_across_accounts() {
 async fn a_login_rehashes_a_password_hashed_with_other_parameters() {
     let old = TestApp::spawn().await;
     let user = old.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let hash_key = old.user_key(user["id"].as_str().expect("id"));
-    let stored = |app: &TestApp| -> String {
-        redis::cmd("HGET")
-            .arg(&hash_key)
-            .arg("password_hash")
-            .query(&mut app.redis())
-            .expect("HGET")
-    };
+    let id = user["id"].as_str().expect("id");
+    let stored = |app: &TestApp| app.stored_password_hash(id);
     assert!(stored(&old).contains("m=1024,t=1,p=1"));
     let new = TestApp::spawn_with_prefix(
         &old.redis_url,

@@ -51,13 +51,24 @@ async fn create_stores_an_argon2id_hash_and_one_index_entry() {
     let app = TestApp::spawn().await;
     let user = app.create_user("Ada", "Ada@Example.com", PASSWORD).await;
     let id = user["id"].as_str().expect("id");
-    let hash: String = redis::cmd("HGET")
-        .arg(app.user_key(id))
-        .arg("password_hash")
-        .query(&mut app.redis())
-        .expect("HGET");
-    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let hash = app.stored_password_hash(id);
+    assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
     assert_eq!(app.index_members(), vec![format!("ada@example.com\0{id}")]);
+}
+
+#[rocket::async_test]
+async fn a_user_hash_is_stored_in_the_compact_listpack_encoding() {
+    let app = TestApp::spawn().await;
+    let user = app
+        .create_user("Ada Lovelace", "ada@example.com", PASSWORD)
+        .await;
+    let id = user["id"].as_str().expect("id");
+    let encoding: String = redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(app.user_key(id))
+        .query(&mut app.redis())
+        .expect("OBJECT ENCODING");
+    assert_eq!(encoding, "listpack");
 }
 
 #[rocket::async_test]

@@ -82,12 +82,12 @@ async fn get_current_session(
     mut conn: RedisConn,
 ) -> Result<Json<CurrentSession>, ApiError> {
     let session = caller.0;
-    let record = conn
-        .user_by_id(session.user_id)
+    let user = conn
+        .public_user_by_id(session.user_id)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
     Ok(Json(CurrentSession {
-        user: record.user,
+        user,
         expires_at: accounts.session_ends_at(&session),
     }))
 }

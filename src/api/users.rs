@@ -84,8 +84,8 @@ async fn post_user(
 #[get("/users/<id>")]
 async fn get_user_by_id(id: Uuid, mut conn: RedisConn) -> Result<Json<User>, ApiError> {
     let id = UserId::from(id);
-    match conn.user_by_id(id).await? {
-        Some(record) => Ok(Json(record.user)),
+    match conn.public_user_by_id(id).await? {
+        Some(user) => Ok(Json(user)),
         None => Err(ApiError::NotFound(format!("id {id} not found"))),
     }
 }
@@ -96,8 +96,8 @@ async fn get_user_by_email(email: &str, mut conn: RedisConn) -> Result<Json<User
     let not_found =
         || ApiError::NotFound(format!("user {} not found", UserEmail::normalize(email)));
     let email = UserEmail::parse(email).map_err(|_| not_found())?;
-    match conn.user_by_email(email).await? {
-        Some(record) => Ok(Json(record.user)),
+    match conn.public_user_by_email(email).await? {
+        Some(user) => Ok(Json(user)),
         None => Err(not_found()),
     }
 }

@@ -1,7 +1,9 @@
 //! Every Redis key name, and the encoding of the email index's members.
 //!
-//! - `{prefix}user:{id}`: a hash with `name`, `email`, `password_hash`,
-//!   `created`, `updated` (the times in Unix milliseconds).
+//! - `{prefix}user:{id}`: a hash with `name`, `email`, `created`, `updated`
+//!   (the times in Unix milliseconds), and the argon2id hash in three parts:
+//!   `password_params` (`$argon2id$v=19$m=…,t=…,p=…`), `password_salt` and
+//!   `password_hash`, so every value fits Redis's compact hash encoding.
 //! - `{prefix}users:by_email`: a sorted set, every score 0, one member per
 //!   user: `{normalized email}\0{id}`. Members sort by email, and a lexical
 //!   range finds one exact email and nothing else.

@@ -37,6 +37,8 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("email already in use")]
     EmailInUse,
+    #[error("refused to store {0}")]
+    Invalid(&'static str),
     #[error("a Redis task did not finish: {0}")]
     Task(#[from] task::JoinError),
 }
@@ -60,7 +62,7 @@ impl StoreError {
                             | ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
                     )
             }
-            Self::Corrupt { .. } | Self::EmailInUse | Self::Task(_) => false,
+            Self::Corrupt { .. } | Self::EmailInUse | Self::Invalid(_) | Self::Task(_) => false,
         }
     }
 }

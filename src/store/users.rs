@@ -63,13 +63,63 @@ const MAX_TRANSACTION_ATTEMPTS: u32 = 32;
 
 const NAME: &str = "name";
 const EMAIL: &str = "email";
-const PASSWORD_HASH: &str = "password_hash";
 const CREATED: &str = "created";
 const UPDATED: &str = "updated";
+/// The password hash is kept as its three PHC parts, not one string: each
+/// part stays within Redis's compact (listpack) encoding for hash values
+/// (64 bytes by default), which a 97-character PHC string does not, and
+/// that encoding takes a user from about 840 to about 520 bytes.
+const PASSWORD_PARAMS: &str = "password_params";
+const PASSWORD_SALT: &str = "password_salt";
+const PASSWORD_HASH: &str = "password_hash";
+/// The fields a user's public view needs: no password material.
+const PUBLIC_FIELDS: [&str; 4] = [NAME, EMAIL, CREATED, UPDATED];
+
+/// A PHC string split for storage: `$argon2id$v=19$m=…,t=…,p=…`, the
+/// salt and the hash, all without their `$` separators.
+struct StoredPasswordHash<'a> {
+    params: &'a str,
+    salt: &'a str,
+    hash: &'a str,
+}
+
+impl<'a> StoredPasswordHash<'a> {
+    fn split(hash: &'a PasswordHash) -> Result<Self, StoreError> {
+        let mut parts = hash.as_phc().rsplitn(3, '$');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(hash), Some(salt), Some(params)) if params.starts_with('$') => {
+                Ok(Self { params, salt, hash })
+            }
+            _ => Err(StoreError::Invalid(
+                "a password hash that is not a PHC string",
+            )),
+        }
+    }
+
+    fn join(params: &str, salt: &str, hash: &str) -> PasswordHash {
+        PasswordHash::from_phc(format!("{params}${salt}${hash}"))
+    }
+
+    /// Appends the three fields to an HSET.
+    fn add_fields(&self, hset: &mut redis::Cmd) {
+        hset.arg(PASSWORD_PARAMS)
+            .arg(self.params)
+            .arg(PASSWORD_SALT)
+            .arg(self.salt)
+            .arg(PASSWORD_HASH)
+            .arg(self.hash);
+    }
+}
 
 impl RedisConn {
     pub async fn user_by_id(&mut self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         self.run(move |conn, keys| read_user(conn, keys, id)).await
+    }
+
+    /// The user's public fields only, without its password hash.
+    pub async fn public_user_by_id(&mut self, id: UserId) -> Result<Option<User>, StoreError> {
+        self.run(move |conn, keys| read_public_user(conn, keys, id))
+            .await
     }
 
     pub async fn user_by_email(
@@ -79,6 +129,20 @@ impl RedisConn {
         self.run(
             move |conn, keys| match find_id_by_email(conn, keys, &email)? {
                 Some(id) => read_user(conn, keys, id),
+                None => Ok(None),
+            },
+        )
+        .await
+    }
+
+    /// The public fields of the user holding `email`.
+    pub async fn public_user_by_email(
+        &mut self,
+        email: UserEmail,
+    ) -> Result<Option<User>, StoreError> {
+        self.run(
+            move |conn, keys| match find_id_by_email(conn, keys, &email)? {
+                Some(id) => read_public_user(conn, keys, id),
                 None => Ok(None),
             },
         )
@@ -150,6 +214,39 @@ fn read_user(
     decode_user(id, &key, fields).map(Some)
 }
 
+fn read_public_user(
+    conn: &mut Connection,
+    keys: &Keys,
+    id: UserId,
+) -> Result<Option<User>, StoreError> {
+    let key = keys.user(id);
+    let values = hmget_public_fields(&key).query(conn)?;
+    decode_public_values(id, &key, values)
+}
+
+fn hmget_public_fields(key: &str) -> redis::Cmd {
+    let mut hmget = redis::cmd("HMGET");
+    hmget.arg(key).arg(&PUBLIC_FIELDS[..]);
+    hmget
+}
+
+/// The reply to [`hmget_public_fields`]: `None` when the user does not exist.
+fn decode_public_values(
+    id: UserId,
+    key: &str,
+    values: Vec<Option<String>>,
+) -> Result<Option<User>, StoreError> {
+    if values.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let fields = PUBLIC_FIELDS
+        .iter()
+        .zip(values)
+        .filter_map(|(field, value)| Some(((*field).to_owned(), value?)))
+        .collect();
+    decode_public_user(id, &mut StoredFields { key, fields }).map(Some)
+}
+
 pub(super) fn decode_user(
     id: UserId,
     key: &str,
@@ -157,14 +254,22 @@ pub(super) fn decode_user(
 ) -> Result<UserRecord, StoreError> {
     let mut fields = StoredFields { key, fields };
     Ok(UserRecord {
-        user: User {
-            id,
-            name: fields.take_parsed(NAME, UserName::parse)?,
-            email: fields.take_parsed(EMAIL, UserEmail::parse)?,
-            created: fields.take_time(CREATED)?,
-            updated: fields.take_time(UPDATED)?,
-        },
-        password_hash: PasswordHash::from_phc(fields.take(PASSWORD_HASH)?),
+        user: decode_public_user(id, &mut fields)?,
+        password_hash: StoredPasswordHash::join(
+            &fields.take(PASSWORD_PARAMS)?,
+            &fields.take(PASSWORD_SALT)?,
+            &fields.take(PASSWORD_HASH)?,
+        ),
+    })
+}
+
+fn decode_public_user(id: UserId, fields: &mut StoredFields<'_>) -> Result<User, StoreError> {
+    Ok(User {
+        id,
+        name: fields.take_parsed(NAME, UserName::parse)?,
+        email: fields.take_parsed(EMAIL, UserEmail::parse)?,
+        created: fields.take_time(CREATED)?,
+        updated: fields.take_time(UPDATED)?,
     })
 }
 
@@ -281,25 +386,26 @@ fn watch(conn: &mut Connection, key: &str) -> Result<(), StoreError> {
 
 fn create_user(conn: &mut Connection, keys: &Keys, record: &UserRecord) -> Result<(), StoreError> {
     let user = &record.user;
+    let password = StoredPasswordHash::split(&record.password_hash)?;
     let index = keys.email_index();
     transact(conn, &index, |conn| {
         if find_id_by_email(conn, keys, &user.email)?.is_some() {
             return Err(StoreError::EmailInUse);
         }
-        let mut writes = redis::pipe();
-        writes
-            .cmd("HSET")
-            .arg(keys.user(user.id))
+        let mut hset = redis::cmd("HSET");
+        hset.arg(keys.user(user.id))
             .arg(NAME)
             .arg(user.name.as_str())
             .arg(EMAIL)
             .arg(user.email.as_str())
-            .arg(PASSWORD_HASH)
-            .arg(record.password_hash.as_phc())
             .arg(CREATED)
             .arg(encode_time(user.created))
             .arg(UPDATED)
-            .arg(encode_time(user.updated))
+            .arg(encode_time(user.updated));
+        password.add_fields(&mut hset);
+        let mut writes = redis::pipe();
+        writes
+            .add_command(hset)
             .ignore()
             .cmd("ZADD")
             .arg(&index)
@@ -412,27 +518,27 @@ fn replace_password_hash(
     reason: HashReplacement,
 ) -> Result<Written<()>, StoreError> {
     let key = keys.user(id);
+    let password = StoredPasswordHash::split(new_hash)?;
     transact(conn, &key, |conn| {
         let current = match read_verified(conn, keys, id, verified)? {
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
         let updated = now().max(current.updated);
+        let mut hset = redis::cmd("HSET");
+        hset.arg(&key);
+        password.add_fields(&mut hset);
         let mut writes = redis::pipe();
-        writes
-            .cmd("HSET")
-            .arg(&key)
-            .arg(PASSWORD_HASH)
-            .arg(new_hash.as_phc());
         match reason {
             HashReplacement::PasswordChange => {
-                writes.arg(UPDATED).arg(encode_time(updated)).ignore();
+                hset.arg(UPDATED).arg(encode_time(updated));
+                writes.add_command(hset).ignore();
                 let sessions = live_session_ids(conn, keys, id)?;
                 revoke_all(&mut writes, keys, id, &sessions);
                 events::record(&mut writes, keys, EventKind::PasswordChanged, id, updated);
             }
             HashReplacement::Rehash => {
-                writes.ignore();
+                writes.add_command(hset).ignore();
             }
         }
         Ok(Plan::Write(writes, Written::Done(())))
@@ -516,19 +622,52 @@ fn list_users(
         .collect();
     let mut fetch = redis::pipe();
     for id in &ids {
-        fetch.cmd("HGETALL").arg(keys.user(*id));
+        fetch.add_command(hmget_public_fields(&keys.user(*id)));
     }
-    let records: Vec<HashMap<String, String>> = if ids.is_empty() {
+    let replies: Vec<Vec<Option<String>>> = if ids.is_empty() {
         Vec::new()
     } else {
         fetch.query(conn)?
     };
     let users = ids
         .into_iter()
-        .zip(records)
+        .zip(replies)
+        .map(|(id, values)| decode_public_values(id, &keys.user(id), values))
         // A user deleted between the two round trips is left out.
-        .filter(|(_, fields)| !fields.is_empty())
-        .map(|(id, fields)| decode_user(id, &keys.user(id), fields).map(|record| record.user))
+        .filter_map(Result::transpose)
         .collect::<Result<_, _>>()?;
     Ok(UserPage { users, total, next })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$\
+                       aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g";
+
+    #[test]
+    fn a_phc_string_splits_into_parts_that_join_back_to_it() {
+        let hash = PasswordHash::from_phc(PHC.into());
+        let parts = StoredPasswordHash::split(&hash).expect("a PHC string");
+        assert_eq!(parts.params, "$argon2id$v=19$m=19456,t=2,p=1");
+        assert_eq!(parts.salt, "c2FsdHNhbHRzYWx0c2FsdA");
+        let joined = StoredPasswordHash::join(parts.params, parts.salt, parts.hash);
+        assert_eq!(joined.as_phc(), PHC);
+    }
+
+    #[test]
+    fn every_stored_part_fits_the_compact_hash_encoding() {
+        let hash = PasswordHash::from_phc(PHC.into());
+        let parts = StoredPasswordHash::split(&hash).expect("a PHC string");
+        for part in [parts.params, parts.salt, parts.hash] {
+            assert!(part.len() <= 64, "{part}");
+        }
+    }
+
+    #[test]
+    fn a_string_without_salt_and_hash_is_refused() {
+        let hash = PasswordHash::from_phc("not-a-phc-string".into());
+        assert!(StoredPasswordHash::split(&hash).is_err());
+    }
 }

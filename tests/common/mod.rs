@@ -305,6 +305,16 @@ impl TestApp {
     }
 
     /// Every member of the email index, in order.
+    /// The user's stored argon2 hash, reassembled as a PHC string.
+    pub fn stored_password_hash(&self, id: &str) -> String {
+        let (params, salt, hash): (String, String, String) = redis::cmd("HMGET")
+            .arg(self.user_key(id))
+            .arg(&["password_params", "password_salt", "password_hash"])
+            .query(&mut self.redis())
+            .expect("HMGET");
+        format!("{params}${salt}${hash}")
+    }
+
     pub fn index_members(&self) -> Vec<String> {
         redis::cmd("ZRANGE")
             .arg(self.index_key())
