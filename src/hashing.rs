@@ -2,17 +2,20 @@
 //!
 //! Each hash takes tens of milliseconds of one core. Running them on Rocket's
 //! async workers would stall every other request, and running unboundedly
-//! many on the blocking pool would let a burst of sign-ups starve reads of
-//! CPU. So every job waits for one of `max_concurrent` permits, then runs on
-//! the blocking pool.
+//! many at once would let a burst of sign-ups starve reads of CPU. So jobs
+//! queue for `max_concurrent` dedicated threads, which run at a lower
+//! scheduling priority than the request threads: when the CPU is short, the
+//! scheduler serves reads first and hashes with what is left.
 
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
+use std::thread;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{self, Output, ParamsString, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
-use rocket::tokio::sync::{OnceCell, Semaphore};
-use rocket::tokio::task;
+use rocket::tokio::sync::{oneshot, OnceCell};
+use thread_priority::{ThreadPriority, ThreadPriorityValue};
 
 use crate::config::HashingSettings;
 use crate::domain::{Password, PasswordHash};
@@ -22,9 +25,7 @@ use crate::metrics::Metrics;
 pub enum HashingError {
     #[error("argon2 failed: {0}")]
     Argon2(password_hash::Error),
-    #[error("the hashing task did not finish: {0}")]
-    Task(#[from] task::JoinError),
-    #[error("the hashing queue is closed")]
+    #[error("no hashing thread is running")]
     Closed,
 }
 
@@ -40,35 +41,49 @@ impl From<argon2::Error> for HashingError {
     }
 }
 
+/// A hashing job: given its thread's reusable work memory, it computes and
+/// sends its answer back itself.
+type Job = Box<dyn FnOnce(&mut WorkMemory) + Send>;
+
+/// About nice 10 on Linux: such a thread gets about a tenth of the CPU that a
+/// normal one gets when both want it, and all of it when nothing else does.
+const HASHING_PRIORITY: u8 = 23;
+
 pub struct PasswordHasher {
     params: Params,
     metrics: Arc<Metrics>,
-    permits: Arc<Semaphore>,
-    memory: Arc<WorkMemory>,
+    jobs: Sender<Job>,
     /// Verified against when a login names no user, so that case costs the
     /// same argon2 work as a wrong password.
     dummy_hash: OnceCell<PasswordHash>,
 }
 
 impl PasswordHasher {
+    /// Starts `max_concurrent` hashing threads; they stop when the hasher is
+    /// dropped.
     pub fn new(settings: &HashingSettings, metrics: Arc<Metrics>) -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..settings.max_concurrent {
+            let queue = Arc::clone(&queue);
+            let blocks = settings.params.block_count();
+            // A thread that fails to start leaves the others to do the work;
+            // with none at all, every job fails with `Closed` (a 500).
+            let _ = thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || hashing_thread(&queue, blocks));
+        }
         Self {
             params: settings.params.clone(),
             metrics,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent)),
-            memory: Arc::new(WorkMemory {
-                blocks: settings.params.block_count(),
-                kept: settings.max_concurrent,
-                free: Mutex::new(Vec::new()),
-            }),
+            jobs,
             dummy_hash: OnceCell::new(),
         }
     }
 
     pub async fn hash(&self, password: Password) -> Result<PasswordHash, HashingError> {
         let params = self.params.clone();
-        let memory = Arc::clone(&self.memory);
-        self.run(move || {
+        self.run(move |memory| {
             let salt = SaltString::generate(&mut OsRng);
             let mut salt_buffer = [0u8; 64];
             let salt_bytes = salt.as_salt().decode_b64(&mut salt_buffer)?;
@@ -94,8 +109,7 @@ impl PasswordHasher {
         password: Password,
         hash: PasswordHash,
     ) -> Result<bool, HashingError> {
-        let memory = Arc::clone(&self.memory);
-        self.run(move || {
+        self.run(move |memory| {
             let parsed = password_hash::PasswordHash::new(hash.as_phc())?;
             let expected = parsed.hash.ok_or(password_hash::Error::Password)?;
             let salt = parsed.salt.ok_or(password_hash::Error::SaltInvalid(
@@ -147,67 +161,97 @@ impl PasswordHasher {
             })
     }
 
+    /// Queues `job` for a hashing thread and waits for its answer.
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce() -> Result<T, HashingError> + Send + 'static,
+        job: impl FnOnce(&mut WorkMemory) -> Result<T, HashingError> + Send + 'static,
     ) -> Result<T, HashingError> {
+        let (answer, answered) = oneshot::channel();
+        let metrics = Arc::clone(&self.metrics);
+        let queued: Job = Box::new(move |memory| {
+            metrics.argon2_waiting.dec();
+            metrics.argon2_running.inc();
+            let result = job(memory);
+            metrics.argon2_running.dec();
+            // The request may have gone away meanwhile; nobody needs the answer.
+            let _ = answer.send(result);
+        });
         self.metrics.argon2_waiting.inc();
-        let permit = self.permits.acquire().await;
-        self.metrics.argon2_waiting.dec();
-        let _permit = permit.map_err(|_| HashingError::Closed)?;
-        self.metrics.argon2_running.inc();
-        let result = task::spawn_blocking(job).await;
-        self.metrics.argon2_running.dec();
-        result?
+        if self.jobs.send(queued).is_err() {
+            self.metrics.argon2_waiting.dec();
+            return Err(HashingError::Closed);
+        }
+        answered.await.map_err(|_| HashingError::Closed)?
     }
 }
 
-/// argon2's work memory (19 MiB with the default parameters), kept between
-/// jobs: one buffer per permit. Allocating it afresh for each hash on
-/// whichever blocking thread ran it left that much behind in every thread's
-/// allocator arena; the service's resident memory grew past 800 MiB.
+/// Runs queued jobs one after another, at a lower priority than requests,
+/// until the hasher is dropped.
+fn hashing_thread(queue: &Mutex<Receiver<Job>>, blocks: usize) {
+    if let Ok(priority) = ThreadPriorityValue::try_from(HASHING_PRIORITY) {
+        // Without the permission to change it, hashes run at normal priority.
+        let _ =
+            thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(priority));
+    }
+    let mut memory = WorkMemory::new(blocks);
+    loop {
+        let next = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        match next {
+            Ok(job) => job(&mut memory),
+            Err(_) => return,
+        }
+    }
+}
+
+/// argon2's work memory (19 MiB with the default parameters), kept by its
+/// hashing thread between jobs. Allocating it afresh for each hash left that
+/// much behind in many threads' allocator arenas; the service's resident
+/// memory grew past 800 MiB.
 struct WorkMemory {
-    blocks: usize,
-    kept: usize,
-    free: Mutex<Vec<Vec<Block>>>,
+    blocks: Vec<Block>,
+    configured: usize,
 }
 
 impl WorkMemory {
+    /// Allocated at the first job, so idle threads hold no memory.
+    fn new(configured: usize) -> Self {
+        Self {
+            blocks: Vec::new(),
+            configured,
+        }
+    }
+
     /// argon2's output for `password` and `salt`, `len` bytes long.
     fn derive(
-        &self,
+        &mut self,
         argon2: &Argon2<'_>,
         password: &Password,
         salt: &[u8],
         len: usize,
     ) -> Result<Output, HashingError> {
         let blocks = argon2.params().block_count();
-        Ok(self.with(blocks, |memory| {
-            Output::init_with(len, |out| {
-                Ok(argon2.hash_password_into_with_memory(
-                    password.expose().as_bytes(),
-                    salt,
-                    out,
-                    memory,
-                )?)
-            })
-        })?)
-    }
-
-    fn with<T>(&self, blocks: usize, job: impl FnOnce(&mut [Block]) -> T) -> T {
-        if blocks != self.blocks {
-            // A hash made with other parameters: a buffer for this job only.
-            return job(&mut vec![Block::new(); blocks]);
-        }
-        let reused = self.free.lock().ok().and_then(|mut free| free.pop());
-        let mut buffer = reused.unwrap_or_else(|| vec![Block::new(); blocks]);
-        let result = job(&mut buffer);
-        if let Ok(mut free) = self.free.lock() {
-            if free.len() < self.kept {
-                free.push(buffer);
+        let mut other;
+        let memory = if blocks == self.configured {
+            if self.blocks.is_empty() {
+                self.blocks = vec![Block::new(); blocks];
             }
-        }
-        result
+            &mut self.blocks[..]
+        } else {
+            // A hash made with other parameters: a buffer for this job only.
+            other = vec![Block::new(); blocks];
+            &mut other[..]
+        };
+        Ok(Output::init_with(len, |out| {
+            Ok(argon2.hash_password_into_with_memory(
+                password.expose().as_bytes(),
+                salt,
+                out,
+                memory,
+            )?)
+        })?)
     }
 }
 
@@ -298,6 +342,36 @@ mod tests {
         let first = hasher.hash(password.clone()).await.expect("hashed");
         let second = hasher.hash(password).await.expect("hashed");
         assert_ne!(first, second);
+    }
+
+    /// The nice value of each of this process's threads with this name.
+    #[cfg(target_os = "linux")]
+    fn nice_values_of_threads_named(prefix: &str) -> Vec<i64> {
+        let tasks = std::fs::read_dir("/proc/self/task").expect("/proc/self/task");
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("stat")).ok())
+            .filter_map(|stat| {
+                let (head, rest) = stat.rsplit_once(')')?;
+                let name = head.split_once('(')?.1;
+                // Fields after the name: state is the 1st, nice the 17th.
+                let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+                name.starts_with(prefix).then_some(nice)
+            })
+            .collect()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[rocket::async_test]
+    async fn hashes_run_on_their_own_threads_at_a_lower_priority() {
+        let hasher = hasher();
+        hasher
+            .hash(Password::parse("correct horse").expect("valid"))
+            .await
+            .expect("hashed");
+        // Other tests' hashers have threads of the same names meanwhile.
+        let nice = nice_values_of_threads_named("argon2-");
+        assert!(nice.len() >= 2, "one thread per allowed concurrent hash");
+        assert!(nice.iter().all(|&nice| nice > 0), "{nice:?}");
     }
 
     #[rocket::async_test]

@@ -9,12 +9,13 @@ mod sessions;
 mod users;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redis::{Connection, ErrorKind, RedisError};
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
-use rocket::tokio::task;
+use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use rocket::tokio::{task, time};
 
 pub use events::{Event, EventKind};
 pub use keys::{index_member, parse_index_member, Keys};
@@ -29,6 +30,8 @@ use pool::RedisManager;
 pub enum StoreError {
     #[error("no Redis connection within the timeout: {0}")]
     Unavailable(#[from] r2d2::Error),
+    #[error("every pooled Redis connection stayed in use through the timeout")]
+    PoolBusy,
     #[error("Redis command failed: {0}")]
     Redis(#[from] RedisError),
     #[error("the email index stayed busy through {0} attempts")]
@@ -37,10 +40,10 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
     #[error("email already in use")]
     EmailInUse,
-    #[error("refused to store {0}")]
-    Invalid(&'static str),
     #[error("a Redis task did not finish: {0}")]
     Task(#[from] task::JoinError),
+    #[error("refused to store {0}")]
+    Invalid(&'static str),
 }
 
 impl StoreError {
@@ -48,7 +51,7 @@ impl StoreError {
     /// clients should retry later, rather than a fault of the service.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Unavailable(_) | Self::Contention(_) => true,
+            Self::Unavailable(_) | Self::PoolBusy | Self::Contention(_) => true,
             Self::Redis(error) => {
                 error.is_io_error()
                     || error.is_timeout()
@@ -70,6 +73,10 @@ impl StoreError {
 /// The pool, shared by every request through Rocket's managed state.
 pub struct Store {
     pool: r2d2::Pool<RedisManager>,
+    /// One permit per pooled connection: requests wait for a connection here,
+    /// asynchronously, so no thread ever blocks waiting for one.
+    checkouts: Arc<Semaphore>,
+    timeout: Duration,
     keys: Arc<Keys>,
     metrics: Arc<Metrics>,
 }
@@ -87,18 +94,22 @@ impl Store {
             .build_unchecked(RedisManager::new(client, settings.timeout));
         Ok(Self {
             pool,
+            checkouts: Arc::new(Semaphore::new(settings.pool_size as usize)),
+            timeout: settings.timeout,
             keys: Arc::new(Keys::new(&settings.key_prefix, settings.events_max_len)),
             metrics,
         })
     }
 
-    /// A handle that checks a connection out of the pool on first use, in
-    /// the same blocking task as the first command: one hand-off to the
-    /// blocking pool per call instead of two.
+    /// A handle that checks a connection out of the pool when its first
+    /// command runs.
     pub fn connection(&self) -> RedisConn {
         RedisConn {
             pool: self.pool.clone(),
             connection: None,
+            checkout: None,
+            checkouts: Arc::clone(&self.checkouts),
+            timeout: self.timeout,
             keys: Arc::clone(&self.keys),
             metrics: Arc::clone(&self.metrics),
         }
@@ -131,18 +142,38 @@ impl Store {
 /// (503). Once checked out, it stays with the request until it ends.
 pub struct RedisConn {
     pool: r2d2::Pool<RedisManager>,
+    // Dropped before `checkout`: the connection is back in the pool before
+    // the next request may take it.
     connection: Option<r2d2::PooledConnection<RedisManager>>,
+    checkout: Option<OwnedSemaphorePermit>,
+    checkouts: Arc<Semaphore>,
+    timeout: Duration,
     keys: Arc<Keys>,
     metrics: Arc<Metrics>,
 }
 
 impl RedisConn {
-    /// Runs blocking Redis work on the blocking pool, never on an async worker.
+    /// Runs blocking Redis work on the blocking pool, never on an async
+    /// worker. The first call waits, asynchronously and at most the timeout,
+    /// for a pooled connection to be free, then checks it out in the same
+    /// blocking task as its first command: no thread ever sits waiting for a
+    /// connection, and one call costs one hand-off.
     async fn run<T, F>(&mut self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Keys) -> Result<T, StoreError> + Send + 'static,
     {
+        let started = Instant::now();
+        if self.checkout.is_none() {
+            let free = time::timeout(self.timeout, Arc::clone(&self.checkouts).acquire_owned());
+            match free.await {
+                Ok(Ok(permit)) => self.checkout = Some(permit),
+                _ => {
+                    self.metrics.redis_errors.inc();
+                    return Err(StoreError::PoolBusy);
+                }
+            }
+        }
         let held = self.connection.take();
         let pool = self.pool.clone();
         let keys = Arc::clone(&self.keys);
@@ -151,7 +182,6 @@ impl RedisConn {
             let mut connection = match held {
                 Some(connection) => connection,
                 None => {
-                    let started = Instant::now();
                     let checkout = pool.get();
                     metrics
                         .pool_wait_seconds
