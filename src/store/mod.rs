@@ -63,6 +63,13 @@ impl StoreError {
             Self::Corrupt { .. } | Self::EmailInUse | Self::Task(_) => false,
         }
     }
+
+    /// Whether the connection the error came from must not be used again:
+    /// Redis out of reach, a timeout (a reply may still be on its way), or a
+    /// server that no longer takes writes (a primary demoted by a failover).
+    fn breaks_connection(&self) -> bool {
+        matches!(self, Self::Redis(_)) && self.is_unavailable()
+    }
 }
 
 /// The pool, shared by every request through Rocket's managed state.
@@ -162,7 +169,14 @@ impl RedisConn {
             };
             let result = work(&mut connection, &keys);
             connection.touch();
-            (Some(connection), result)
+            match &result {
+                // Dropped now, r2d2 discards it rather than pooling it.
+                Err(error) if error.breaks_connection() => {
+                    connection.mark_broken();
+                    (None, result)
+                }
+                _ => (Some(connection), result),
+            }
         })
         .await?;
         self.connection = connection;
@@ -188,5 +202,32 @@ impl<'r> FromRequest<'r> for RedisConn {
             Some(store) => Outcome::Success(store.connection()),
             None => Outcome::Error((Status::InternalServerError, "no store is managed")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis_error(kind: redis::ServerErrorKind) -> StoreError {
+        StoreError::Redis(RedisError::from((ErrorKind::Server(kind), "reply")))
+    }
+
+    #[test]
+    fn a_failed_or_demoted_connection_is_not_reused() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(StoreError::Redis(RedisError::from(reset)).breaks_connection());
+        let timeout = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+        assert!(StoreError::Redis(RedisError::from(timeout)).breaks_connection());
+        assert!(redis_error(redis::ServerErrorKind::ReadOnly).breaks_connection());
+        assert!(redis_error(redis::ServerErrorKind::MasterDown).breaks_connection());
+    }
+
+    #[test]
+    fn a_connection_that_merely_lost_a_race_is_reused() {
+        assert!(!StoreError::Contention(32).breaks_connection());
+        assert!(!StoreError::EmailInUse.breaks_connection());
+        assert!(!redis_error(redis::ServerErrorKind::ResponseError).breaks_connection());
+        assert!(!redis_error(redis::ServerErrorKind::ExecAbort).breaks_connection());
     }
 }

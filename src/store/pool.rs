@@ -1,5 +1,5 @@
-//! The r2d2 connection manager: timeouts on every socket, and no PING on the
-//! hot path.
+//! The r2d2 connection manager: timeouts on every socket, no PING on the
+//! hot path, and no connection back into the pool after it failed.
 
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
@@ -25,11 +25,19 @@ impl RedisManager {
 pub struct ManagedConnection {
     connection: Connection,
     last_used: Instant,
+    /// Set when a command failed in a way that leaves the connection unfit:
+    /// an I/O error or timeout, or a reply saying the server is no longer
+    /// the primary (`READONLY`, `MASTERDOWN`). r2d2 then drops it.
+    broken: bool,
 }
 
 impl ManagedConnection {
     pub fn touch(&mut self) {
         self.last_used = Instant::now();
+    }
+
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
     }
 }
 
@@ -58,6 +66,7 @@ impl r2d2::ManageConnection for RedisManager {
         Ok(ManagedConnection {
             connection,
             last_used: Instant::now(),
+            broken: false,
         })
     }
 
@@ -70,6 +79,6 @@ impl r2d2::ManageConnection for RedisManager {
     }
 
     fn has_broken(&self, managed: &mut ManagedConnection) -> bool {
-        !managed.connection.is_open()
+        managed.broken || !managed.connection.is_open()
     }
 }
