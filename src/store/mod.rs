@@ -1,6 +1,7 @@
 //! Redis: the pool, the request guard that hands out connections, and (in
 //! [`users`] and [`keys`]) every command and key name the service uses.
 
+mod connector;
 pub mod doctor;
 mod events;
 mod keys;
@@ -23,6 +24,7 @@ pub use users::{HashReplacement, ListQuery, UserPage, UserRecord, Written};
 
 use crate::config::RedisSettings;
 use crate::metrics::Metrics;
+use connector::Connector;
 use pool::RedisManager;
 
 #[derive(Debug, thiserror::Error)]
@@ -83,13 +85,14 @@ impl Store {
     /// Sets up the pool without connecting: the service starts even while
     /// Redis is down, and connects once it answers.
     pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
-        let client = redis::Client::open(settings.connection.clone())?;
+        let connector = Arc::new(Connector::new(&settings.target, settings.timeout)?);
+        Connector::watch(&connector)?;
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(0))
             .connection_timeout(settings.timeout)
             .test_on_check_out(true)
-            .build_unchecked(RedisManager::new(client, settings.timeout));
+            .build_unchecked(RedisManager::new(connector));
         Ok(Self {
             pool,
             keys: Arc::new(Keys::new(&settings.key_prefix, settings.events_max_len)),
@@ -109,12 +112,13 @@ impl Store {
         }
     }
 
-    /// A connection of its own, outside the pool, for one-off tools.
+    /// A connection of its own, outside the pool, for one-off tools: to the
+    /// same server (or the same sentinels' primary) and with the same
+    /// timeouts as the pool's.
     pub fn dedicated_connection(
         settings: &RedisSettings,
     ) -> Result<(Connection, Keys), StoreError> {
-        let client = redis::Client::open(settings.connection.clone())?;
-        let conn = client.get_connection_with_timeout(settings.timeout)?;
+        let (conn, _) = Connector::new(&settings.target, settings.timeout)?.connect()?;
         Ok((
             conn,
             Keys::new(&settings.key_prefix, settings.events_max_len),
