@@ -2,9 +2,12 @@
 """Reliability checks against the real binary and real redis-servers, all on
 loopback, bounded in time:
 
-  storm    >= 10 000 write requests from 64 clients on overlapping emails
-  crash    kill -9 of the service during a write storm, then restart
-  restart  Redis (AOF, appendfsync always) killed and restarted under load
+  storm     >= 10 000 write requests from 64 clients on overlapping emails
+  crash     kill -9 of the service during a write storm, then restart
+  restart   Redis (AOF, appendfsync always) killed and restarted under load
+  failover  two instances behind Redis Sentinel (a primary, a replica, three
+            sentinels); the primary is killed under load and a sentinel
+            failover promotes the replica
 
 Each prints its figures and exits non-zero when an invariant breaks. The
 invariants are checked by the service's own doctor and by reading back every
@@ -39,10 +42,11 @@ def free_port():
 
 
 class Redis:
-    def __init__(self, directory, aof):
+    def __init__(self, directory, aof, replica_of=None):
         self.port = free_port()
         self.directory = directory
         self.aof = aof
+        self.replica_of = replica_of
         self.process = None
 
     def start(self):
@@ -52,6 +56,8 @@ class Redis:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             args += ["--appendonly", "no"]
+        if self.replica_of:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
         wait_for(lambda: self.ping(), 10, "redis-server to start")
 
@@ -72,6 +78,119 @@ class Redis:
     def url(self):
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def info(self, section):
+        try:
+            return command(self.port, "INFO", section)
+        except (OSError, RedisReplyError):
+            return ""
+
+
+class RedisReplyError(Exception):
+    pass
+
+
+def command(port, *args, password=None, timeout=1.0):
+    """One Redis command over RESP2; the parsed reply. Raises OSError when
+    the server is out of reach and RedisReplyError on an error reply."""
+    def encode(*words):
+        parts = [f"*{len(words)}\r\n".encode()]
+        for word in words:
+            data = str(word).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        return b"".join(parts)
+
+    def read(stream):
+        line = stream.readline()
+        if not line.endswith(b"\r\n"):
+            raise OSError("connection closed mid-reply")
+        kind, rest = line[:1], line[1:-2].decode()
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise RedisReplyError(rest)
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            if int(rest) < 0:
+                return None
+            return stream.read(int(rest) + 2)[:-2].decode()
+        if kind == b"*":
+            if int(rest) < 0:
+                return None
+            return [read(stream) for _ in range(int(rest))]
+        raise OSError(f"unexpected reply {line[:40]!r}")
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with s.makefile("rb") as stream:
+            if password:
+                s.sendall(encode("AUTH", password))
+                read(stream)
+            s.sendall(encode(*args))
+            return read(stream)
+
+
+def pairs(flat):
+    """A flat [field, value, ...] reply as a dict."""
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+class Sentinel:
+    """A redis-server in sentinel mode, password-protected, with its own
+    writable configuration file (sentinels rewrite it on every change)."""
+
+    PASSWORD = "sentinel-secret"
+
+    def __init__(self, directory, master_name, primary_port):
+        self.port = free_port()
+        self.directory = directory
+        self.master_name = master_name
+        self.primary_port = primary_port
+        self.process = None
+
+    def start(self):
+        conf = os.path.join(self.directory, f"sentinel-{self.port}.conf")
+        with open(conf, "w") as f:
+            f.write(f"""port {self.port}
+bind 127.0.0.1
+dir {self.directory}
+requirepass {self.PASSWORD}
+sentinel sentinel-pass {self.PASSWORD}
+sentinel monitor {self.master_name} 127.0.0.1 {self.primary_port} 2
+sentinel down-after-milliseconds {self.master_name} 1000
+sentinel failover-timeout {self.master_name} 5000
+""")
+        log = open(os.path.join(self.directory, f"sentinel-{self.port}.log"), "ab")
+        self.process = subprocess.Popen(["redis-server", conf, "--sentinel"], stdout=log, stderr=log)
+        log.close()
+        wait_for(lambda: self.ask("PING") == "PONG", 10, "a sentinel to start")
+
+    def ask(self, *args):
+        """The sentinel's reply, or None when it does not answer."""
+        try:
+            return command(self.port, *args, password=self.PASSWORD)
+        except (OSError, RedisReplyError):
+            return None
+
+    def master_port(self):
+        address = self.ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
+        return int(address[1]) if address else None
+
+    def sees_replica_and_peers(self):
+        master = self.ask("SENTINEL", "MASTER", self.master_name)
+        replicas = self.ask("SENTINEL", "REPLICAS", self.master_name) or []
+        healthy = [r for r in map(pairs, replicas)
+                   if "s_down" not in r.get("flags", "") and r.get("master-link-status") == "ok"]
+        return bool(master) and bool(healthy) and pairs(master).get("num-other-sentinels") == "2"
+
+    def url(self):
+        return f"redis://:{self.PASSWORD}@127.0.0.1:{self.port}"
+
+    def kill(self):
+        if self.process:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
 
 class Service:
     def __init__(self, redis, log_path, extra=None):
@@ -84,7 +203,9 @@ class Service:
     def env(self):
         env = dict(os.environ)
         env.update({
-            "REDIS_URL": self.redis.url(),
+            # Without a Redis of its own (behind sentinels), an empty
+            # REDIS_URL keeps a developer's .env from setting one.
+            "REDIS_URL": self.redis.url() if self.redis else "",
             "REDIS_KEY_PREFIX": PREFIX,
             "ROCKET_PORT": str(self.port),
             "ROCKET_ADDRESS": "127.0.0.1",
@@ -342,22 +463,190 @@ def restart(args, work):
                              f"slow {len(slow)}, doctor exit {code}")
 
 
+MASTER_NAME = "accounts"
+
+
+@contextlib.contextmanager
+def sentinel_topology(work, services, extra):
+    """A primary (AOF, appendfsync always), its replica, three sentinels and
+    `services` instances of the service following them; all stopped on exit."""
+    with contextlib.ExitStack() as stack:
+        def started(thing):
+            stack.callback(thing.kill)
+            thing.start()
+            return thing
+
+        def directory(name):
+            path = os.path.join(work, name)
+            os.mkdir(path)
+            return path
+
+        primary = started(Redis(directory("primary"), aof=True))
+        replica = started(Redis(directory("replica"), aof=True, replica_of=primary.port))
+        wait_for(lambda: "master_link_status:up" in replica.info("replication"),
+                 10, "the replica to sync")
+        sentinels = [started(Sentinel(directory(f"sentinel{n}"), MASTER_NAME, primary.port))
+                     for n in range(3)]
+        wait_for(lambda: all(s.sees_replica_and_peers() for s in sentinels), 30,
+                 "the sentinels to see the replica and each other")
+        env = {
+            "REDIS_SENTINELS": ",".join(s.url() for s in sentinels),
+            "REDIS_SENTINEL_MASTER": MASTER_NAME,
+        }
+        env.update(extra)
+        instances = [started(Service(None, os.path.join(work, f"service{n}.log"), env))
+                     for n in range(services)]
+        yield primary, replica, sentinels, instances
+
+
+def failover(args, work):
+    timeout_ms = 1000
+    acknowledged = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    failed_over = threading.Event()  # set once the sentinels name the new primary
+    with sentinel_topology(work, 2, {"REDIS_TIMEOUT_MS": str(timeout_ms)}) as (
+            primary, replica, sentinels, services):
+        figures = {service.port: {"statuses": {}, "unavailable": [], "slow": [], "slowest": 0.0,
+                                  "writes_after_failover": 0}
+                   for service in services}
+
+        def record(port, status, seconds):
+            with lock:
+                mine = figures[port]
+                mine["statuses"][status] = mine["statuses"].get(status, 0) + 1
+                if status == 503:
+                    mine["unavailable"].append(time.monotonic())
+                mine["slowest"] = max(mine["slowest"], seconds)
+                if seconds > timeout_ms / 1000 + 1.5:
+                    mine["slow"].append((time.monotonic() - seconds, seconds))
+
+        def load(seed, port):
+            rng = random.Random(seed)
+            while not stop.is_set():
+                after_failover = failed_over.is_set()
+                email = f"f{uuid.uuid4().hex}@failover.example"
+                status, body, seconds = request(port, "POST", "/api/users",
+                                                {"name": "Load", "email": email,
+                                                 "password": PASSWORDS[0]})
+                record(port, status, seconds)
+                if status == 201:
+                    with lock:
+                        acknowledged.append(body["id"])
+                        if after_failover:
+                            figures[port]["writes_after_failover"] += 1
+                if acknowledged and rng.random() < 0.5:
+                    with lock:
+                        user = rng.choice(acknowledged)
+                    status, _, seconds = request(port, "GET", f"/api/users/{user}")
+                    record(port, status, seconds)
+
+        threads = [threading.Thread(target=load, args=(n, services[n % 2].port)) for n in range(16)]
+        try:
+            for thread in threads:
+                thread.start()
+            time.sleep(3)
+            primary.kill()
+            killed_at = time.monotonic()
+            first_named = all_named = None
+            while time.monotonic() - killed_at < 30:
+                named = [s.master_port() == replica.port for s in sentinels]
+                if any(named) and first_named is None:
+                    first_named = time.monotonic()
+                if all(named):
+                    all_named = time.monotonic()
+                    break
+                time.sleep(0.05)
+            failed_over.set()
+            if all_named is not None:
+                time.sleep(4)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        if all_named is None:
+            raise SystemExit("failover failed: the sentinels did not all name the replica "
+                             "as the new primary within 30 s of the kill")
+
+        def read_back(port):
+            missing = []
+
+            def reader(ids):
+                for user in ids:
+                    if request(port, "GET", f"/api/users/{user}")[0] != 200:
+                        with lock:
+                            missing.append(user)
+
+            readers = [threading.Thread(target=reader, args=(acknowledged[n::8],)) for n in range(8)]
+            for thread in readers:
+                thread.start()
+            for thread in readers:
+                thread.join()
+            return missing
+
+        missing = {service.port: read_back(service.port) for service in services}
+        lost = set().union(*missing.values())
+        code, findings = services[0].doctor()
+
+    def span(times):
+        return (max(times) - min(times)) if times else 0.0
+
+    all_unavailable = [t for f in figures.values() for t in f["unavailable"]]
+    statuses = {}
+    for f in figures.values():
+        for status, n in f["statuses"].items():
+            statuses[status] = statuses.get(status, 0) + n
+    slow = [s for f in figures.values() for s in f["slow"]]
+    last_503 = max((t - killed_at for t in all_unavailable), default=0.0)
+    print(f"failover: {sum(statuses.values())} requests from 16 clients on 2 instances, "
+          f"statuses {dict(sorted(statuses.items()))}; primary killed, sentinels named the "
+          f"replica {first_named - killed_at:.1f} s later (all three {all_named - killed_at:.1f} s); "
+          f"503s over {span(all_unavailable):.1f} s (last {last_503:.1f} s after the kill); "
+          f"requests slower than the timeout + 1.5 s: {len(slow)} (slowest "
+          f"{max(f['slowest'] for f in figures.values()):.2f} s); acknowledged writes "
+          f"{len(acknowledged)}, lost {len(lost)}; doctor findings {len(findings)}")
+    for n, service in enumerate(services):
+        f = figures[service.port]
+        print(f"  instance {n + 1}: statuses {dict(sorted(f['statuses'].items()))}, "
+              f"503s over {span(f['unavailable']):.1f} s, "
+              f"writes acknowledged after the failover {f['writes_after_failover']}, "
+              f"acknowledged writes it cannot read {len(missing[service.port])}")
+    other_errors = {s: n for s, n in statuses.items() if (s >= 500 and s != 503) or s == 0}
+    stuck = [n + 1 for n, service in enumerate(services)
+             if figures[service.port]["writes_after_failover"] == 0]
+    if slow:
+        print("  slow requests (start relative to the kill, seconds taken): "
+              + ", ".join(f"{start - killed_at:+.1f} s {took:.1f} s" for start, took in sorted(slow)))
+    if (span(all_unavailable) > 5 or other_errors or slow or lost or code != 0 or stuck):
+        for line in findings[:20]:
+            print("  " + line)
+        raise SystemExit(f"failover failed: 503s over {span(all_unavailable):.1f} s, "
+                         f"other errors {other_errors}, slow {len(slow)}, lost {len(lost)}, "
+                         f"doctor exit {code}, instances without writes after the failover {stuck}")
+
+
+CHECKS = {"storm": storm, "crash": crash, "restart": restart, "failover": failover}
+
+
 def main():
+    # A SIGTERM (a CI timeout) unwinds like an error, so every context manager
+    # stops what it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checks", nargs="*", metavar="check",
-                        help="storm, crash or restart (default: all three)")
+                        help=f"{', '.join(CHECKS)} (default: all of them)")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--requests", type=int, default=10_240)
     args = parser.parse_args()
-    args.checks = args.checks or ["storm", "crash", "restart"]
-    unknown = set(args.checks) - {"storm", "crash", "restart"}
+    args.checks = args.checks or list(CHECKS)
+    unknown = set(args.checks) - set(CHECKS)
     if unknown:
         parser.error(f"unknown checks: {', '.join(sorted(unknown))}")
     if not os.path.exists(BINARY):
         raise SystemExit(f"{BINARY} is missing: run cargo build first")
     for check in args.checks:
         with tempfile.TemporaryDirectory() as work:
-            {"storm": storm, "crash": crash, "restart": restart}[check](args, work)
+            CHECKS[check](args, work)
     print(f"reliability: {len(args.checks)} passed, 0 failed")
 
 

@@ -45,8 +45,8 @@ pub struct LoginSettings {
 }
 
 pub struct RedisSettings {
-    /// Where and how to connect; holds the password, so it is never printed.
-    pub connection: ConnectionInfo,
+    /// Where and how to connect; holds passwords, so it is never printed.
+    pub target: RedisTarget,
     pub pool_size: u32,
     /// The longest a request waits for a pooled connection or a Redis reply.
     pub timeout: Duration,
@@ -54,6 +54,23 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// About how many events the event stream keeps (XADD MAXLEN ~).
     pub events_max_len: u64,
+}
+
+/// The Redis the service writes to.
+pub enum RedisTarget {
+    /// One server: `REDIS_URL`, or `REDIS_ADDRESS` and `REDIS_PORT`.
+    Server(ConnectionInfo),
+    /// Whichever server the sentinels name as the primary of `master_name`
+    /// (`REDIS_SENTINELS`, `REDIS_SENTINEL_MASTER`), followed through
+    /// failovers.
+    Sentinel {
+        /// The sentinels, each with its own ACL user and password, if any.
+        sentinels: Vec<ConnectionInfo>,
+        master_name: String,
+        /// Database, ACL user and password for the primary
+        /// (`REDIS_DB`, `REDIS_USERNAME`, `REDIS_PASSWORD`).
+        node: RedisConnectionInfo,
+    },
 }
 
 /// argon2id cost parameters and how many hashes may run at once.
@@ -113,7 +130,7 @@ impl Settings {
         let env = Env(&|name| lookup(name).filter(|value| !value.trim().is_empty()));
         Ok(Self {
             redis: RedisSettings {
-                connection: redis_connection(&env)?,
+                target: redis_target(&env)?,
                 pool_size: env.parse_in("REDIS_POOL_SIZE", 15, 1..=1024)?,
                 timeout: Duration::from_millis(env.parse_in(
                     "REDIS_TIMEOUT_MS",
@@ -186,7 +203,125 @@ impl Env<'_> {
     }
 }
 
-fn redis_connection(env: &Env) -> Result<ConnectionInfo, ConfigError> {
+/// The master name the sentinels use when `REDIS_SENTINEL_MASTER` is unset.
+const DEFAULT_SENTINEL_MASTER: &str = "mymaster";
+
+fn redis_target(env: &Env) -> Result<RedisTarget, ConfigError> {
+    let Some(list) = env.get("REDIS_SENTINELS") else {
+        if env.get("REDIS_SENTINEL_MASTER").is_some() {
+            return Err(ConfigError {
+                setting: "REDIS_SENTINEL_MASTER",
+                reason: "is set, but REDIS_SENTINELS is not".into(),
+            });
+        }
+        return redis_server(env).map(RedisTarget::Server);
+    };
+    for other in ["REDIS_URL", "REDIS_ADDRESS", "REDIS_PORT"] {
+        if env.get(other).is_some() {
+            return Err(ConfigError {
+                setting: "REDIS_SENTINELS",
+                reason: format!(
+                    "cannot be combined with {other}: set REDIS_SENTINELS to follow the \
+                     primary the sentinels name, or {other} for one server"
+                ),
+            });
+        }
+    }
+    let sentinels = sentinel_list(&list)?;
+    let master_name = env
+        .get("REDIS_SENTINEL_MASTER")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|| DEFAULT_SENTINEL_MASTER.into());
+    if master_name
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ConfigError {
+            setting: "REDIS_SENTINEL_MASTER",
+            reason: "must not contain whitespace or control characters".into(),
+        });
+    }
+    Ok(RedisTarget::Sentinel {
+        sentinels,
+        master_name,
+        node: redis_node(env)?,
+    })
+}
+
+/// `REDIS_SENTINELS`: comma-separated `host:port` entries or
+/// `redis://[[user]:password@]host:port` URLs. Entries are named by their
+/// position in errors, never echoed: a URL may hold a password.
+fn sentinel_list(list: &str) -> Result<Vec<ConnectionInfo>, ConfigError> {
+    let entries: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .collect();
+    if entries.is_empty() {
+        return Err(ConfigError {
+            setting: "REDIS_SENTINELS",
+            reason: "names no sentinel".into(),
+        });
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            sentinel_address(entry).map_err(|problem| ConfigError {
+                setting: "REDIS_SENTINELS",
+                reason: format!("entry {} of {}: {problem}", index + 1, entries.len()),
+            })
+        })
+        .collect()
+}
+
+fn sentinel_address(entry: &str) -> Result<ConnectionInfo, &'static str> {
+    const EXPECTED: &str = "expected host:port or redis://[[user]:password@]host:port";
+    if entry.contains("://") {
+        let url = redis::parse_redis_url(entry).ok_or(EXPECTED)?;
+        if url.scheme() != "redis" {
+            return Err("only redis:// sentinel URLs are supported (no TLS or Unix sockets)");
+        }
+        if url.port().is_none() {
+            return Err("the sentinel URL needs a port");
+        }
+        if !matches!(url.path(), "" | "/") {
+            return Err("a sentinel has no databases: put REDIS_DB in its own setting");
+        }
+        return url.into_connection_info().map_err(|_| EXPECTED);
+    }
+    let (host, port) = entry.rsplit_once(':').ok_or(EXPECTED)?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|host| host.strip_suffix(']'))
+        .unwrap_or(host);
+    let port: u16 = port.parse().map_err(|_| EXPECTED)?;
+    if host.is_empty() || port == 0 || host.contains(['/', '@', ' ']) {
+        return Err(EXPECTED);
+    }
+    if host.contains(':') && !entry.starts_with('[') {
+        return Err("write an IPv6 address in brackets: [::1]:26379");
+    }
+    ConnectionAddr::Tcp(host.to_owned(), port)
+        .into_connection_info()
+        .map_err(|_| EXPECTED)
+}
+
+/// Database, ACL user and password: of the one server, or of the primary
+/// the sentinels name.
+fn redis_node(env: &Env) -> Result<RedisConnectionInfo, ConfigError> {
+    let db = env.parse_in("REDIS_DB", 0i64, 0..=i64::from(u16::MAX))?;
+    let mut redis = RedisConnectionInfo::default().set_db(db);
+    if let Some(username) = env.get("REDIS_USERNAME") {
+        redis = redis.set_username(username);
+    }
+    if let Some(password) = env.get("REDIS_PASSWORD") {
+        redis = redis.set_password(password);
+    }
+    Ok(redis)
+}
+
+fn redis_server(env: &Env) -> Result<ConnectionInfo, ConfigError> {
     if let Some(url) = env.get("REDIS_URL") {
         return url
             .trim()
@@ -204,14 +339,7 @@ fn redis_connection(env: &Env) -> Result<ConnectionInfo, ConfigError> {
         .get("REDIS_ADDRESS")
         .unwrap_or_else(|| "127.0.0.1".into());
     let port = env.parse_in("REDIS_PORT", 6379u16, 1..=u16::MAX)?;
-    let db = env.parse_in("REDIS_DB", 0i64, 0..=i64::from(u16::MAX))?;
-    let mut redis = RedisConnectionInfo::default().set_db(db);
-    if let Some(username) = env.get("REDIS_USERNAME") {
-        redis = redis.set_username(username);
-    }
-    if let Some(password) = env.get("REDIS_PASSWORD") {
-        redis = redis.set_password(password);
-    }
+    let redis = redis_node(env)?;
     let info = ConnectionAddr::Tcp(host.trim().to_owned(), port)
         .into_connection_info()
         .map_err(|error| ConfigError {
@@ -289,16 +417,20 @@ mod tests {
         Settings::from_lookup(|name| vars.get(name).cloned())
     }
 
+    fn server(settings: &Settings) -> &ConnectionInfo {
+        match &settings.redis.target {
+            RedisTarget::Server(info) => info,
+            RedisTarget::Sentinel { .. } => panic!("expected one server, got sentinels"),
+        }
+    }
+
     #[test]
     fn defaults_apply_when_nothing_is_set() {
         let settings = settings_from(&[]).expect("defaults are valid");
         assert_eq!(settings.redis.pool_size, 15);
         assert_eq!(settings.redis.timeout, Duration::from_secs(2));
         assert_eq!(settings.redis.key_prefix, "ua:");
-        assert_eq!(
-            settings.redis.connection.addr().to_string(),
-            "127.0.0.1:6379"
-        );
+        assert_eq!(server(&settings).addr().to_string(), "127.0.0.1:6379");
         let params = &settings.password_hashing.params;
         assert_eq!(
             (params.m_cost(), params.t_cost(), params.p_cost()),
@@ -310,7 +442,7 @@ mod tests {
     fn redis_url_carries_acl_user_password_and_database() {
         let settings = settings_from(&[("REDIS_URL", "redis://app:s3cret@10.0.0.5:6390/3")])
             .expect("a valid URL");
-        let info = &settings.redis.connection;
+        let info = server(&settings);
         assert_eq!(info.addr().to_string(), "10.0.0.5:6390");
         assert_eq!(info.redis_settings().username(), Some("app"));
         assert_eq!(info.redis_settings().password(), Some("s3cret"));
@@ -322,7 +454,7 @@ mod tests {
         let settings =
             settings_from(&[("REDIS_URL", "rediss://cache.example:6380")]).expect("valid");
         assert!(matches!(
-            settings.redis.connection.addr(),
+            server(&settings).addr(),
             ConnectionAddr::TcpTls { .. }
         ));
     }
@@ -331,10 +463,7 @@ mod tests {
     fn unix_socket_url_is_accepted() {
         let settings =
             settings_from(&[("REDIS_URL", "redis+unix:///run/redis.sock")]).expect("valid");
-        assert!(matches!(
-            settings.redis.connection.addr(),
-            ConnectionAddr::Unix(_)
-        ));
+        assert!(matches!(server(&settings).addr(), ConnectionAddr::Unix(_)));
     }
 
     #[test]
@@ -347,7 +476,7 @@ mod tests {
             ("REDIS_PASSWORD", "pw"),
         ])
         .expect("valid");
-        let info = &settings.redis.connection;
+        let info = server(&settings);
         assert_eq!(info.addr().to_string(), "redis.internal:6380");
         assert_eq!(info.redis_settings().db(), 2);
         assert_eq!(info.redis_settings().username(), Some("svc"));
@@ -388,5 +517,126 @@ mod tests {
             .err()
             .expect("rejected");
         assert_eq!(error.setting, "ARGON2_MEMORY_KIB");
+    }
+
+    fn sentinel_target(settings: &Settings) -> (&[ConnectionInfo], &str, &RedisConnectionInfo) {
+        match &settings.redis.target {
+            RedisTarget::Sentinel {
+                sentinels,
+                master_name,
+                node,
+            } => (sentinels, master_name, node),
+            RedisTarget::Server(_) => panic!("expected sentinels, got one server"),
+        }
+    }
+
+    #[test]
+    fn a_sentinel_list_names_the_primary_through_them() {
+        let settings = settings_from(&[
+            (
+                "REDIS_SENTINELS",
+                " 10.0.0.1:26379, sentinel-b.internal:26380 ,redis://:s3ntinel@10.0.0.3:26381,[::1]:26382,",
+            ),
+            ("REDIS_DB", "2"),
+            ("REDIS_USERNAME", "svc"),
+            ("REDIS_PASSWORD", "pw"),
+        ])
+        .expect("a valid sentinel list");
+        let (sentinels, master_name, node) = sentinel_target(&settings);
+        let addresses: Vec<String> = sentinels.iter().map(|s| s.addr().to_string()).collect();
+        assert_eq!(
+            addresses,
+            [
+                "10.0.0.1:26379",
+                "sentinel-b.internal:26380",
+                "10.0.0.3:26381",
+                "::1:26382"
+            ]
+        );
+        assert_eq!(sentinels[0].redis_settings().password(), None);
+        assert_eq!(sentinels[2].redis_settings().password(), Some("s3ntinel"));
+        assert_eq!(sentinels[2].redis_settings().db(), 0);
+        assert_eq!(master_name, "mymaster");
+        assert_eq!(node.db(), 2);
+        assert_eq!(node.username(), Some("svc"));
+        assert_eq!(node.password(), Some("pw"));
+    }
+
+    #[test]
+    fn the_sentinel_master_name_can_be_set() {
+        let settings = settings_from(&[
+            ("REDIS_SENTINELS", "127.0.0.1:26379"),
+            ("REDIS_SENTINEL_MASTER", "accounts"),
+        ])
+        .expect("valid");
+        assert_eq!(sentinel_target(&settings).1, "accounts");
+    }
+
+    #[test]
+    fn a_bad_sentinel_entry_is_named_by_position_without_echoing_it() {
+        for bad in [
+            "10.0.0.1:26379,10.0.0.2",
+            "10.0.0.1:26379,10.0.0.2:port",
+            "10.0.0.1:26379,10.0.0.2:0",
+            "10.0.0.1:26379,:26379",
+            "10.0.0.1:26379,redis://:hunter2@10.0.0.2",
+            "10.0.0.1:26379,rediss://:hunter2@10.0.0.2:26379",
+            "10.0.0.1:26379,redis://:hunter2@10.0.0.2:26379/1",
+            "10.0.0.1:26379,http://:hunter2@10.0.0.2:26379",
+            "10.0.0.1:26379,::1:26379",
+        ] {
+            let error = settings_from(&[("REDIS_SENTINELS", bad)])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} is rejected"));
+            assert_eq!(error.setting, "REDIS_SENTINELS", "{bad}");
+            let message = error.to_string();
+            assert!(message.contains("entry 2 of 2"), "{bad}: {message}");
+            assert!(!message.contains("hunter2"), "{bad}: {message}");
+            assert!(!message.contains("10.0.0.2"), "{bad}: {message}");
+        }
+    }
+
+    #[test]
+    fn an_empty_sentinel_list_is_rejected() {
+        let error = settings_from(&[("REDIS_SENTINELS", " , ,")])
+            .err()
+            .expect("rejected");
+        assert_eq!(error.setting, "REDIS_SENTINELS");
+    }
+
+    #[test]
+    fn sentinels_conflict_with_a_redis_url_or_address() {
+        for (other, value) in [
+            ("REDIS_URL", "redis://:hunter2@10.0.0.5:6379/0"),
+            ("REDIS_ADDRESS", "10.0.0.5"),
+            ("REDIS_PORT", "6380"),
+        ] {
+            let error = settings_from(&[("REDIS_SENTINELS", "10.0.0.1:26379"), (other, value)])
+                .err()
+                .unwrap_or_else(|| panic!("{other} with REDIS_SENTINELS is rejected"));
+            assert_eq!(error.setting, "REDIS_SENTINELS");
+            let message = error.to_string();
+            assert!(message.contains(other), "{message}");
+            assert!(!message.contains("hunter2") && !message.contains("10.0.0.5"));
+        }
+    }
+
+    #[test]
+    fn a_master_name_without_sentinels_is_rejected() {
+        let error = settings_from(&[("REDIS_SENTINEL_MASTER", "accounts")])
+            .err()
+            .expect("rejected");
+        assert_eq!(error.setting, "REDIS_SENTINEL_MASTER");
+    }
+
+    #[test]
+    fn a_master_name_with_spaces_is_rejected() {
+        let error = settings_from(&[
+            ("REDIS_SENTINELS", "127.0.0.1:26379"),
+            ("REDIS_SENTINEL_MASTER", "my master"),
+        ])
+        .err()
+        .expect("rejected");
+        assert_eq!(error.setting, "REDIS_SENTINEL_MASTER");
     }
 }

@@ -1,6 +1,7 @@
 //! Redis: the pool, the request guard that hands out connections, and (in
 //! [`users`] and [`keys`]) every command and key name the service uses.
 
+mod connector;
 pub mod doctor;
 mod events;
 mod keys;
@@ -24,6 +25,7 @@ pub use users::{HashReplacement, ListQuery, UserPage, UserRecord, Written};
 
 use crate::config::RedisSettings;
 use crate::metrics::Metrics;
+use connector::Connector;
 use pool::RedisManager;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +70,13 @@ impl StoreError {
             Self::Corrupt { .. } | Self::EmailInUse | Self::Invalid(_) | Self::Task(_) => false,
         }
     }
+
+    /// Whether the connection the error came from must not be used again:
+    /// Redis out of reach, a timeout (a reply may still be on its way), or a
+    /// server that no longer takes writes (a primary demoted by a failover).
+    fn breaks_connection(&self) -> bool {
+        matches!(self, Self::Redis(_)) && self.is_unavailable()
+    }
 }
 
 /// The pool, shared by every request through Rocket's managed state.
@@ -85,13 +94,14 @@ impl Store {
     /// Sets up the pool without connecting: the service starts even while
     /// Redis is down, and connects once it answers.
     pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
-        let client = redis::Client::open(settings.connection.clone())?;
+        let connector = Arc::new(Connector::new(&settings.target, settings.timeout)?);
+        Connector::watch(&connector)?;
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(0))
             .connection_timeout(settings.timeout)
             .test_on_check_out(true)
-            .build_unchecked(RedisManager::new(client, settings.timeout));
+            .build_unchecked(RedisManager::new(connector));
         Ok(Self {
             pool,
             checkouts: Arc::new(Semaphore::new(settings.pool_size as usize)),
@@ -115,12 +125,13 @@ impl Store {
         }
     }
 
-    /// A connection of its own, outside the pool, for one-off tools.
+    /// A connection of its own, outside the pool, for one-off tools: to the
+    /// same server (or the same sentinels' primary) and with the same
+    /// timeouts as the pool's.
     pub fn dedicated_connection(
         settings: &RedisSettings,
     ) -> Result<(Connection, Keys), StoreError> {
-        let client = redis::Client::open(settings.connection.clone())?;
-        let conn = client.get_connection_with_timeout(settings.timeout)?;
+        let (conn, _) = Connector::new(&settings.target, settings.timeout)?.connect()?;
         Ok((
             conn,
             Keys::new(&settings.key_prefix, settings.events_max_len),
@@ -194,7 +205,14 @@ impl RedisConn {
             };
             let result = work(&mut connection, &keys);
             connection.touch();
-            (Some(connection), result)
+            match &result {
+                // Dropped now, r2d2 discards it rather than pooling it.
+                Err(error) if error.breaks_connection() => {
+                    connection.mark_broken();
+                    (None, result)
+                }
+                _ => (Some(connection), result),
+            }
         })
         .await?;
         self.connection = connection;
@@ -220,5 +238,32 @@ impl<'r> FromRequest<'r> for RedisConn {
             Some(store) => Outcome::Success(store.connection()),
             None => Outcome::Error((Status::InternalServerError, "no store is managed")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis_error(kind: redis::ServerErrorKind) -> StoreError {
+        StoreError::Redis(RedisError::from((ErrorKind::Server(kind), "reply")))
+    }
+
+    #[test]
+    fn a_failed_or_demoted_connection_is_not_reused() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(StoreError::Redis(RedisError::from(reset)).breaks_connection());
+        let timeout = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+        assert!(StoreError::Redis(RedisError::from(timeout)).breaks_connection());
+        assert!(redis_error(redis::ServerErrorKind::ReadOnly).breaks_connection());
+        assert!(redis_error(redis::ServerErrorKind::MasterDown).breaks_connection());
+    }
+
+    #[test]
+    fn a_connection_that_merely_lost_a_race_is_reused() {
+        assert!(!StoreError::Contention(32).breaks_connection());
+        assert!(!StoreError::EmailInUse.breaks_connection());
+        assert!(!redis_error(redis::ServerErrorKind::ResponseError).breaks_connection());
+        assert!(!redis_error(redis::ServerErrorKind::ExecAbort).breaks_connection());
     }
 }

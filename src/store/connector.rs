@@ -1,0 +1,267 @@
+//! Opens connections to the configured Redis: one server, or the primary the
+//! sentinels name. Every connection it opens, to a sentinel or to Redis,
+//! has the configured timeout on connect, reads and writes, so a sentinel or
+//! a server that stops answering costs a request at most the timeout.
+//!
+//! The sentinel lookup follows the Sentinel client protocol: ask each
+//! sentinel in turn for the primary's address (`SENTINEL
+//! get-master-addr-by-name`), connect there, and keep the connection only if
+//! `ROLE` says it is a primary. The redis crate's own `SentinelClient` is not
+//! used because its connections to sentinels carry no connect or read
+//! timeout: one sentinel that hangs would hold every new connection.
+//!
+//! When the sentinels name another primary, every connection opened before
+//! is retired (its generation is stale): a primary demoted by a failover can
+//! keep answering writes as a primary for seconds, until the sentinels
+//! reconfigure it, and those writes would be lost. The change is noticed on
+//! every new connection and by a watcher thread that asks every 0.5 s.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::{
+    Client, Connection, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo,
+    RedisError, RedisResult, Role, ServerErrorKind,
+};
+
+use crate::config::RedisTarget;
+
+/// How often the watcher asks the sentinels which server is the primary.
+const WATCH_INTERVAL: Duration = Duration::from_millis(500);
+
+pub struct Connector {
+    target: Target,
+    timeout: Duration,
+}
+
+enum Target {
+    Server(Client),
+    Sentinel(Sentinels),
+}
+
+struct Sentinels {
+    sentinels: Vec<Client>,
+    master_name: String,
+    node: RedisConnectionInfo,
+    /// The sentinel that named a primary last time; asked first next time.
+    preferred: AtomicUsize,
+    /// The primary connections were last opened to.
+    primary: Mutex<Option<(String, u16)>>,
+    /// Bumped (under `primary`'s lock) whenever the primary changes.
+    generation: AtomicU64,
+}
+
+impl Connector {
+    /// Checks the addresses without connecting anywhere.
+    pub fn new(target: &RedisTarget, timeout: Duration) -> RedisResult<Self> {
+        let target = match target {
+            RedisTarget::Server(info) => Target::Server(Client::open(info.clone())?),
+            RedisTarget::Sentinel {
+                sentinels,
+                master_name,
+                node,
+            } => {
+                if sentinels.is_empty() {
+                    return Err(no_sentinel());
+                }
+                Target::Sentinel(Sentinels {
+                    sentinels: sentinels
+                        .iter()
+                        .map(|info| Client::open(info.clone()))
+                        .collect::<RedisResult<_>>()?,
+                    master_name: master_name.clone(),
+                    node: node.clone(),
+                    preferred: AtomicUsize::new(0),
+                    primary: Mutex::new(None),
+                    generation: AtomicU64::new(0),
+                })
+            }
+        };
+        Ok(Self { target, timeout })
+    }
+
+    /// A new connection to the server, or to the current primary, with the
+    /// generation it belongs to.
+    pub fn connect(&self) -> RedisResult<(Connection, u64)> {
+        match &self.target {
+            Target::Server(client) => Ok((open(client, self.timeout)?, 0)),
+            Target::Sentinel(sentinels) => sentinels.connect_primary(self.timeout),
+        }
+    }
+
+    /// The generation of the current primary: a connection of an older one
+    /// leads to a server that is not the primary any more.
+    pub fn generation(&self) -> u64 {
+        match &self.target {
+            Target::Server(_) => 0,
+            Target::Sentinel(sentinels) => sentinels.generation.load(Ordering::Acquire),
+        }
+    }
+
+    /// Whether a connection that has been idle still reaches a server that
+    /// takes writes: a `PING` for one server; through sentinels, a `ROLE`.
+    pub fn check(&self, connection: &mut Connection) -> RedisResult<()> {
+        match &self.target {
+            Target::Server(_) => redis::cmd("PING").exec(connection),
+            Target::Sentinel(_) => check_primary(connection),
+        }
+    }
+
+    /// Through sentinels, starts the thread that asks them every
+    /// [`WATCH_INTERVAL`] which server is the primary, and retires the
+    /// connections to the old one when it changes. The thread ends once the
+    /// connector is dropped.
+    pub fn watch(connector: &Arc<Self>) -> std::io::Result<()> {
+        if !matches!(connector.target, Target::Sentinel(_)) {
+            return Ok(());
+        }
+        let connector = Arc::downgrade(connector);
+        std::thread::Builder::new()
+            .name("sentinel-watch".into())
+            .spawn(move || loop {
+                std::thread::sleep(WATCH_INTERVAL);
+                match connector.upgrade() {
+                    Some(connector) => connector.follow_primary(),
+                    None => return,
+                }
+            })
+            .map(drop)
+    }
+
+    fn follow_primary(&self) {
+        let Target::Sentinel(sentinels) = &self.target else {
+            return;
+        };
+        let Ok(named) = sentinels.named_primary(self.timeout) else {
+            return;
+        };
+        let current = sentinels.current_primary();
+        if current.is_some() && current.as_ref() != Some(&named) {
+            // Connecting once records the new primary, if it answers as one,
+            // and so retires every connection to the old one.
+            let _ = sentinels.connect_primary(self.timeout);
+        }
+    }
+}
+
+/// A connection with the timeout on connect, reads and writes.
+fn open(client: &Client, timeout: Duration) -> RedisResult<Connection> {
+    let connection = client.get_connection_with_timeout(timeout)?;
+    connection.set_read_timeout(Some(timeout))?;
+    connection.set_write_timeout(Some(timeout))?;
+    Ok(connection)
+}
+
+fn no_sentinel() -> RedisError {
+    RedisError::from((
+        ErrorKind::InvalidClientConfig,
+        "no sentinel to ask for the primary",
+    ))
+}
+
+/// Fails unless the server answers `ROLE` as a primary. A server whose ACL
+/// user may not run `ROLE` (`NOPERM`) is taken at the sentinels' word: a
+/// write there would answer `READONLY` if it were not the primary, and that
+/// connection is then dropped.
+fn check_primary(connection: &mut Connection) -> RedisResult<()> {
+    match redis::cmd("ROLE").query::<Role>(connection) {
+        Ok(Role::Primary { .. }) => Ok(()),
+        Ok(_) => Err(RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ReadOnly),
+            "the server is not a primary (any more)",
+        ))),
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoPerm) => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+impl Sentinels {
+    /// The sentinels in the order to ask them: the one that answered last
+    /// time first.
+    fn in_order(&self) -> impl Iterator<Item = (usize, &Client)> {
+        let count = self.sentinels.len();
+        let first = self.preferred.load(Ordering::Relaxed) % count;
+        (first..count)
+            .chain(0..first)
+            .map(|index| (index, &self.sentinels[index]))
+    }
+
+    fn connect_primary(&self, timeout: Duration) -> RedisResult<(Connection, u64)> {
+        let mut last_error = None;
+        for (index, sentinel) in self.in_order() {
+            let attempt = ask_primary(sentinel, &self.master_name, timeout).and_then(|address| {
+                let connection = self.open_primary(&address, timeout)?;
+                Ok((connection, address))
+            });
+            match attempt {
+                Ok((connection, address)) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok((connection, self.record(address)));
+                }
+                // During a failover, a sentinel may still name the old
+                // primary while another already names the new one.
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(no_sentinel))
+    }
+
+    /// The primary the first sentinel that answers names, unchecked.
+    fn named_primary(&self, timeout: Duration) -> RedisResult<(String, u16)> {
+        let mut last_error = None;
+        for (_, sentinel) in self.in_order() {
+            match ask_primary(sentinel, &self.master_name, timeout) {
+                Ok(address) => return Ok(address),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(no_sentinel))
+    }
+
+    fn open_primary(&self, address: &(String, u16), timeout: Duration) -> RedisResult<Connection> {
+        let info = ConnectionAddr::Tcp(address.0.clone(), address.1)
+            .into_connection_info()?
+            .set_redis_settings(self.node.clone());
+        let mut connection = open(&Client::open(info)?, timeout)?;
+        check_primary(&mut connection)?;
+        Ok(connection)
+    }
+
+    fn current_primary(&self) -> Option<(String, u16)> {
+        self.primary
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Notes that `address` answered as the primary; a change of primary
+    /// starts a new generation. Returns the current generation.
+    fn record(&self, address: (String, u16)) -> u64 {
+        let mut primary = self.primary.lock().unwrap_or_else(PoisonError::into_inner);
+        if primary.as_ref() != Some(&address) {
+            *primary = Some(address);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// The address a sentinel names as the primary of `master_name`.
+fn ask_primary(
+    sentinel: &Client,
+    master_name: &str,
+    timeout: Duration,
+) -> RedisResult<(String, u16)> {
+    let mut connection = open(sentinel, timeout)?;
+    let address: Option<(String, u16)> = redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg(master_name)
+        .query(&mut connection)?;
+    address.ok_or_else(|| {
+        RedisError::from((
+            ErrorKind::MasterNameNotFoundBySentinel,
+            "the sentinel does not monitor a master of the configured name",
+        ))
+    })
+}
