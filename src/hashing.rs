@@ -41,9 +41,9 @@ impl From<argon2::Error> for HashingError {
     }
 }
 
-/// A hashing job: given its thread's reusable work memory, it computes and
+/// A hashing job: given the shared reusable work memory, it computes and
 /// sends its answer back itself.
-type Job = Box<dyn FnOnce(&mut WorkMemory) + Send>;
+type Job = Box<dyn FnOnce(&WorkMemory) + Send>;
 
 /// About nice 10 on Linux: such a thread gets about a tenth of the CPU that a
 /// normal one gets when both want it, and all of it when nothing else does.
@@ -64,14 +64,19 @@ impl PasswordHasher {
     pub fn new(settings: &HashingSettings, metrics: Arc<Metrics>) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
+        let memory = Arc::new(WorkMemory {
+            blocks: settings.params.block_count(),
+            kept: settings.max_concurrent,
+            free: Mutex::new(Vec::new()),
+        });
         for n in 0..settings.max_concurrent {
             let queue = Arc::clone(&queue);
-            let blocks = settings.params.block_count();
+            let memory = Arc::clone(&memory);
             // A thread that fails to start leaves the others to do the work;
             // with none at all, every job fails with `Closed` (a 500).
             let _ = thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || hashing_thread(&queue, blocks));
+                .spawn(move || hashing_thread(&queue, &memory));
         }
         Self {
             params: settings.params.clone(),
@@ -164,7 +169,7 @@ impl PasswordHasher {
     /// Queues `job` for a hashing thread and waits for its answer.
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce(&mut WorkMemory) -> Result<T, HashingError> + Send + 'static,
+        job: impl FnOnce(&WorkMemory) -> Result<T, HashingError> + Send + 'static,
     ) -> Result<T, HashingError> {
         let (answer, answered) = oneshot::channel();
         let metrics = Arc::clone(&self.metrics);
@@ -187,71 +192,71 @@ impl PasswordHasher {
 
 /// Runs queued jobs one after another, at a lower priority than requests,
 /// until the hasher is dropped.
-fn hashing_thread(queue: &Mutex<Receiver<Job>>, blocks: usize) {
+fn hashing_thread(queue: &Mutex<Receiver<Job>>, memory: &WorkMemory) {
     if let Ok(priority) = ThreadPriorityValue::try_from(HASHING_PRIORITY) {
         // Without the permission to change it, hashes run at normal priority.
         let _ =
             thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(priority));
     }
-    let mut memory = WorkMemory::new(blocks);
     loop {
         let next = match queue.lock() {
             Ok(queue) => queue.recv(),
             Err(_) => return,
         };
         match next {
-            Ok(job) => job(&mut memory),
+            Ok(job) => job(memory),
             Err(_) => return,
         }
     }
 }
 
-/// argon2's work memory (19 MiB with the default parameters), kept by its
-/// hashing thread between jobs. Allocating it afresh for each hash left that
-/// much behind in many threads' allocator arenas; the service's resident
-/// memory grew past 800 MiB.
+/// argon2's work memory (19 MiB with the default parameters), shared by the
+/// hashing threads and kept between jobs: a buffer is allocated only when
+/// every kept one is in use, so as many exist as hashes ever ran at once.
+/// Allocating it afresh for each hash left that much behind in many threads'
+/// allocator arenas; the service's resident memory grew past 800 MiB.
 struct WorkMemory {
-    blocks: Vec<Block>,
-    configured: usize,
+    blocks: usize,
+    kept: usize,
+    free: Mutex<Vec<Vec<Block>>>,
 }
 
 impl WorkMemory {
-    /// Allocated at the first job, so idle threads hold no memory.
-    fn new(configured: usize) -> Self {
-        Self {
-            blocks: Vec::new(),
-            configured,
-        }
-    }
-
     /// argon2's output for `password` and `salt`, `len` bytes long.
     fn derive(
-        &mut self,
+        &self,
         argon2: &Argon2<'_>,
         password: &Password,
         salt: &[u8],
         len: usize,
     ) -> Result<Output, HashingError> {
         let blocks = argon2.params().block_count();
-        let mut other;
-        let memory = if blocks == self.configured {
-            if self.blocks.is_empty() {
-                self.blocks = vec![Block::new(); blocks];
-            }
-            &mut self.blocks[..]
-        } else {
-            // A hash made with other parameters: a buffer for this job only.
-            other = vec![Block::new(); blocks];
-            &mut other[..]
-        };
-        Ok(Output::init_with(len, |out| {
-            Ok(argon2.hash_password_into_with_memory(
-                password.expose().as_bytes(),
-                salt,
-                out,
-                memory,
-            )?)
+        Ok(self.with(blocks, |memory| {
+            Output::init_with(len, |out| {
+                Ok(argon2.hash_password_into_with_memory(
+                    password.expose().as_bytes(),
+                    salt,
+                    out,
+                    memory,
+                )?)
+            })
         })?)
+    }
+
+    fn with<T>(&self, blocks: usize, job: impl FnOnce(&mut [Block]) -> T) -> T {
+        if blocks != self.blocks {
+            // A hash made with other parameters: a buffer for this job only.
+            return job(&mut vec![Block::new(); blocks]);
+        }
+        let reused = self.free.lock().ok().and_then(|mut free| free.pop());
+        let mut buffer = reused.unwrap_or_else(|| vec![Block::new(); blocks]);
+        let result = job(&mut buffer);
+        if let Ok(mut free) = self.free.lock() {
+            if free.len() < self.kept {
+                free.push(buffer);
+            }
+        }
+        result
     }
 }
 
