@@ -126,13 +126,8 @@ impl RedisConn {
         &mut self,
         email: UserEmail,
     ) -> Result<Option<UserRecord>, StoreError> {
-        self.run(
-            move |conn, keys| match find_id_by_email(conn, keys, &email)? {
-                Some(id) => read_user(conn, keys, id),
-                None => Ok(None),
-            },
-        )
-        .await
+        self.run(move |conn, keys| read_by_email(conn, keys, &email, read_user))
+            .await
     }
 
     /// The public fields of the user holding `email`.
@@ -140,13 +135,8 @@ impl RedisConn {
         &mut self,
         email: UserEmail,
     ) -> Result<Option<User>, StoreError> {
-        self.run(
-            move |conn, keys| match find_id_by_email(conn, keys, &email)? {
-                Some(id) => read_public_user(conn, keys, id),
-                None => Ok(None),
-            },
-        )
-        .await
+        self.run(move |conn, keys| read_by_email(conn, keys, &email, read_public_user))
+            .await
     }
 
     /// Stores a new user, unless another user holds the email already
@@ -212,6 +202,19 @@ fn read_user(
         return Ok(None);
     }
     decode_user(id, &key, fields).map(Some)
+}
+
+/// Finds the user holding `email` in the index, then reads it with `read`.
+fn read_by_email<T>(
+    conn: &mut Connection,
+    keys: &Keys,
+    email: &UserEmail,
+    read: fn(&mut Connection, &Keys, UserId) -> Result<Option<T>, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    match find_id_by_email(conn, keys, email)? {
+        Some(id) => read(conn, keys, id),
+        None => Ok(None),
+    }
 }
 
 fn read_public_user(
