@@ -23,6 +23,8 @@ import uuid
 
 PASSWORD = "correct horse battery staple"
 PREFIX = "bench:"  # REDIS_KEY_PREFIX, as bench/run sets it
+# Rounds of the c=64 reads and their HGETALL ceiling; each keeps its best.
+ROUNDS = 3
 INDEX = PREFIX + "users:by_email"
 PASSWORD_FIELDS = ("password_params", "password_salt", "password_hash")
 # The load generator picks ids and emails from a random sample of the seeded
@@ -63,6 +65,12 @@ class OtherWork:
         t0, busy0, ours0 = since
         t1, busy1, ours1 = self.snapshot()
         return max(0.0, round(((busy1 - busy0) - (ours1 - ours0)) / (t1 - t0), 2))
+
+
+def keep_best(table, name, figures, rate):
+    """Keeps `figures` under `name` unless a faster run is kept already."""
+    if name not in table or figures[rate] > table[name][rate]:
+        table[name] = figures
 
 
 def log(message):
@@ -309,7 +317,7 @@ class Bench:
             "other_cores": other_cores,
         }
         if not quiet:
-            self.runs[name] = run
+            keep_best(self.runs, name, run, "ok_per_s")
             log(f"{name:<34} {run['ok_per_s']:>10,.1f} req/s  p50 {run['p50_ms']:8.2f} ms"
                 f"  p99 {run['p99_ms']:8.2f} ms  errors {errors}"
                 + (f"  (other work: {other_cores} cores)" if other_cores >= 0.1 else ""))
@@ -338,24 +346,44 @@ class Bench:
         # Each ceiling is measured right before the runs it is compared with,
         # so that a noisy neighbour on a shared machine skews both alike.
         key = f"{PREFIX}user:{sample_id}"
-        self.facts["hgetall_c64"] = self.redis_benchmark(key, 64, 200_000)
         self.facts["hgetall_c1"] = self.redis_benchmark(key, 1, 50_000)
-        # Not a target: what the HTTP stack alone (Rocket, the request log
-        # line, metrics) answers here, for reading the GET figures.
-        self.wrk("GET /ping c=64", 64, ["fixed"], "/ping")
-        for c in (1, 64):
-            self.wrk(f"GET /api/users/{{id}} c={c}", c, ids)
-            self.wrk(f"GET /api/users/{{email}} c={c}", c, emails)
-            self.wrk(f"GET /api/users?limit=50 c={c}", c, ["fixed"], "/api/users?limit=50")
+        self.wrk("GET /api/users/{id} c=1", 1, ids)
+        self.wrk("GET /api/users/{email} c=1", 1, emails)
+        self.wrk("GET /api/users?limit=50 c=1", 1, ["fixed"], "/api/users?limit=50")
+        # The c=64 targets set two throughputs against each other, and a busy
+        # neighbour on a shared machine only ever slows a run down: each of
+        # them is the best of ROUNDS rounds, the ceiling's runs taking turns
+        # with the service's.
+        for _ in range(ROUNDS):
+            keep_best(self.facts, "hgetall_c64", self.redis_benchmark(key, 64, 200_000),
+                      "per_s")
+            # Not a target: what the HTTP stack alone (Rocket, the request
+            # log line, metrics) answers here, for reading the GET figures.
+            self.wrk("GET /ping c=64", 64, ["fixed"], "/ping")
+            self.wrk("GET /api/users/{id} c=64", 64, ids)
+            self.wrk("GET /api/users/{email} c=64", 64, emails)
+        self.wrk("GET /api/users?limit=50 c=64", 64, ["fixed"], "/api/users?limit=50")
         rss["after_gets"] = self.rss_mib()
         log("")
-        self.argon2_ceiling()
-        for c in (2, 16):
-            self.wrk(f"POST /api/users c={c}", c, ["signup", f"c{c}", PASSWORD])
-        rss["after_signups"] = self.rss_mib()
-        for c in (2, 16):
-            self.wrk(f"POST /api/sessions c={c}", c, logins)
-        rss["after_logins"] = self.rss_mib()
+        self.wrk("POST /api/users c=2", 2, ["signup", "c2", PASSWORD])
+        self.wrk("POST /api/sessions c=2", 2, logins)
+        # As for the reads: the c=16 targets and their argon2 ceiling take
+        # turns for ROUNDS rounds, each keeping its best run.
+        for round_number in range(ROUNDS):
+            self.argon2_ceiling()
+            self.wrk("POST /api/users c=16", 16, ["signup", f"c16r{round_number}", PASSWORD])
+            self.wrk("POST /api/sessions c=16", 16, logins)
+        rss["after_argon2"] = self.rss_mib()
+        # An authenticated request: the session is read and renewed (a
+        # WATCH/MULTI/EXEC on a pooled connection), then the user is read.
+        status, session = self.http("POST", "/api/sessions",
+                                    {"email": "real.user@bench.example", "password": PASSWORD})
+        if status != 201:
+            sys.exit(f"logging in the real user answered {status}: {session}")
+        self.wrk("GET /api/sessions/current c=64", 64, ["bearer", session["token"]],
+                 "/api/sessions/current")
+        # The storm's reference: the same reads alone, right before it.
+        self.wrk("GET /api/users/{id} c=64 before the storm", 64, ids)
         # The storm: sign-ups at c=16 start first and end last, so the whole
         # GET run overlaps them.
         log("sign-up storm (POST /api/users c=16) with GET by id c=64 beside it")
@@ -415,11 +443,12 @@ class Bench:
              str(p["p"])],
             capture_output=True, text=True, timeout=seconds + 60, check=True,
         )
-        self.facts["argon2"] = json.loads(result.stdout)
-        self.facts["argon2"]["params"] = p
-        self.facts["argon2"]["other_cores"] = self.other.cores(since)
+        ceiling = json.loads(result.stdout)
+        ceiling["params"] = p
+        ceiling["other_cores"] = self.other.cores(since)
+        keep_best(self.facts, "argon2", ceiling, "hashes_per_s")
         log(f"argon2id m={p['m']},t={p['t']},p={p['p']} on {cores} threads"
-            f"    {self.facts['argon2']['hashes_per_s']:>10,.1f} hashes/s")
+            f"    {ceiling['hashes_per_s']:>10,.1f} hashes/s")
 
 
 # --- 6. Report ---------------------------------------------------------------
@@ -474,11 +503,13 @@ def figures(bench):
     http_row("GET /api/users/{email} c=64", "HGETALL c=64", hget64, 0.30)
     http_row("GET /api/users?limit=50 c=1")
     http_row("GET /api/users?limit=50 c=64")
+    http_row("GET /api/sessions/current c=64")
     for route in ("POST /api/users", "POST /api/sessions"):
         http_row(f"{route} c=2", "argon2", argon2)
         http_row(f"{route} c=16", "argon2", argon2, 0.90)
 
-    storm, quiet = runs["GET /api/users/{id} c=64 in storm"], runs["GET /api/users/{id} c=64"]
+    storm, quiet = (runs["GET /api/users/{id} c=64 in storm"],
+                    runs["GET /api/users/{id} c=64 before the storm"])
     times = storm["p99_ms"] / quiet["p99_ms"]
     row("GET /api/users/{id} c=64 p99 during a sign-up storm (POST c=16)",
         f"p99 {ms(storm['p99_ms'])} ({storm['ok_per_s']:,.0f} req/s; "
@@ -500,10 +531,11 @@ def figures(bench):
     row("Service peak RSS (VmHWM) after the GET runs at c=64",
         f"{rss['after_gets']:.1f} MiB", target="≤ 64 MiB", passed=rss["after_gets"] <= 64,
         value=rss["after_gets"])
-    # Not the task's figure, but the one an operator sizes memory by.
+    # Not a target (that is under the c=64 reads), but the figure an
+    # operator sizes memory by: it includes argon2's work buffers.
     row("Service peak RSS (VmHWM) at the end, after sign-ups and logins",
         f"{rss['at_end']:.1f} MiB (resident at the end: {facts['rss_at_end_mib']:.1f} MiB)",
-        target="≤ 64 MiB", passed=rss["at_end"] <= 64, value=rss["at_end"])
+        value=rss["at_end"])
 
     ping = runs["GET /ping c=64"]
     row("Reference: GET /ping c=64 (the HTTP stack alone)", http_cell(ping),
@@ -600,7 +632,8 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc).astimezone()
     header = (f"{now:%Y-%m-%d}, {info['cores']} cores ({info['cpu']}), "
               f"{info['memory_gib']} GiB, Linux {info['kernel']}; redis {info['redis']}, "
-              f"wrk {info['wrk']}; commit {rev}; {args.users:,} users, {args.duration} s per run; "
+              f"wrk {info['wrk']}; commit {rev}; {args.users:,} users, {args.duration} s per run "
+              f"(c=64 reads, c=16 sign-ups and logins, and their ceilings: best of {ROUNDS}); "
               f"other work on the machine: {bench.facts['other_cores_mean']} cores on average, "
               f"{bench.facts['other_cores_max']} at most during one measurement")
     print(f"\n{header}\n\n{table}\n")

@@ -1,6 +1,7 @@
--- wrk script for bench/run. One script, four modes, chosen by the first
+-- wrk script for bench/run. One script, five modes, chosen by the first
 -- argument after "--":
 --   fixed                  every request is the URL given to wrk
+--   bearer TOKEN           the same, with "Authorization: Bearer TOKEN"
 --   paths FILE             GET a random line of FILE (a path) per request
 --   signup TAG PASSWORD    POST /api/users, every email new (TAG keeps runs apart)
 --   login FILE PASSWORD    POST /api/sessions as a random email from FILE
@@ -35,6 +36,8 @@ function init(args)
    math.randomseed(os.time() * 1000 + (tid or 0))
    if mode == "fixed" then
       fixed_request = wrk.format()
+   elseif mode == "bearer" then
+      fixed_request = wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. args[2] })
    elseif mode == "paths" then
       lines = read_lines(args[2])
    elseif mode == "signup" then
@@ -49,7 +52,7 @@ end
 -- wrk decides from the script's top level whether requests vary, so
 -- request() must exist here for every mode; "fixed" returns a prebuilt one.
 function request()
-   if mode == "fixed" then
+   if mode == "fixed" or mode == "bearer" then
       return fixed_request
    elseif mode == "paths" then
       return wrk.format("GET", lines[math.random(#lines)])

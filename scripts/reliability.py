@@ -15,11 +15,14 @@ acknowledged write.
 """
 
 import argparse
+import collections
 import contextlib
+import datetime
 import http.client
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -292,6 +295,23 @@ def running(work, aof, extra=None):
         redis.kill()
 
 
+def unavailable_causes(log_paths, fault_at):
+    """The causes the services logged for their 503s, as lines: each cause
+    (numbers and ports folded), how often, and when relative to the fault
+    (`fault_at`, a time.time())."""
+    seen = collections.defaultdict(list)
+    for path in log_paths:
+        with open(path, errors="replace") as log:
+            for line in log:
+                match = re.match(r"(\S+) WARN request_id=\S+ (.*)", line)
+                if not match:
+                    continue
+                at = datetime.datetime.fromisoformat(match[1].replace("Z", "+00:00")).timestamp()
+                seen[re.sub(r"\d+", "N", match[2])].append(at - fault_at)
+    return [f"{len(times)} x {cause} ({min(times):+.1f} s .. {max(times):+.1f} s)"
+            for cause, times in sorted(seen.items(), key=lambda item: -len(item[1]))]
+
+
 def write_storm(port, clients, per_client, emails, deadline=None):
     """Mixed writes on overlapping emails. Returns status counts."""
     counts = {}
@@ -438,6 +458,7 @@ def restart(args, work):
             time.sleep(3)
             service.redis.kill()
             down_at = time.monotonic()
+            down_wall = time.time()
             time.sleep(3)
             service.redis.start()
             up_at = time.monotonic()
@@ -457,6 +478,8 @@ def restart(args, work):
               f"(last {max(after_up, 0):.1f} s after Redis was back); "
               f"requests over the timeout: {len(slow)}; acknowledged writes {len(acknowledged)}, "
               f"lost {len(missing)}; doctor findings {len(findings)}")
+        for line in unavailable_causes([service.log_path], down_wall):
+            print(f"  503: {line} (from the kill)")
         other_errors = {s: n for s, n in statuses.items() if (s >= 500 and s != 503) or s == 0}
         if missing or other_errors or slow or code != 0:
             raise SystemExit(f"restart failed: lost {len(missing)}, other errors {other_errors}, "
@@ -548,6 +571,7 @@ def failover(args, work):
             time.sleep(3)
             primary.kill()
             killed_at = time.monotonic()
+            killed_wall = time.time()
             first_named = all_named = None
             while time.monotonic() - killed_at < 30:
                 named = [s.master_port() == replica.port for s in sentinels]
@@ -611,6 +635,8 @@ def failover(args, work):
               f"503s over {span(f['unavailable']):.1f} s, "
               f"writes acknowledged after the failover {f['writes_after_failover']}, "
               f"acknowledged writes it cannot read {len(missing[service.port])}")
+        for line in unavailable_causes([service.log_path], killed_wall):
+            print(f"    503: {line} (from the kill)")
     other_errors = {s: n for s, n in statuses.items() if (s >= 500 and s != 503) or s == 0}
     stuck = [n + 1 for n, service in enumerate(services)
              if figures[service.port]["writes_after_failover"] == 0]

@@ -1,6 +1,6 @@
 //! The account operations that need more than one step: hash or verify a
-//! password, then write. Each step takes its own pooled connection, so no
-//! connection sits idle while argon2 runs.
+//! password, then write. Reads take no pooled connection and each write step
+//! takes its own, so no connection sits idle while argon2 runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
+use rocket::tokio::task::{self, JoinError};
 
 use crate::config::{LoginSettings, SessionSettings};
 use crate::domain::{now, Password, SessionToken, User, UserEmail, UserId, UserName};
@@ -31,6 +32,8 @@ pub enum AccountError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Hashing(#[from] HashingError),
+    #[error("the password strength check did not finish: {0}")]
+    StrengthCheck(#[from] JoinError),
 }
 
 /// A password change between our check and our write makes the write start
@@ -79,16 +82,26 @@ pub struct Accounts<'r> {
     metrics: &'r Metrics,
 }
 
+/// Rejects a weak new password. zxcvbn takes up to several milliseconds on a
+/// long password, so it runs on a blocking thread, not on an async worker,
+/// which also serves reads.
+async fn check_strength(
+    field: &'static str,
+    password: &Password,
+    email: &UserEmail,
+    name: &UserName,
+) -> Result<(), AccountError> {
+    let (password, email, name) = (password.clone(), email.clone(), name.clone());
+    task::spawn_blocking(move || password.check_strength(&email, &name))
+        .await?
+        .map_err(|reason| AccountError::WeakPassword { field, reason })
+}
+
 impl<'r> Accounts<'r> {
     /// Hashes the password first, outside any transaction, then stores the
     /// user if the email is free.
     pub async fn sign_up(&self, new: NewUser) -> Result<User, AccountError> {
-        new.password
-            .check_strength(&new.email, &new.name)
-            .map_err(|reason| AccountError::WeakPassword {
-                field: "password",
-                reason,
-            })?;
+        check_strength("password", &new.password, &new.email, &new.name).await?;
         let password_hash = self.hasher.hash(new.password).await?;
         let now = now();
         let user = User {
@@ -136,12 +149,8 @@ impl<'r> Accounts<'r> {
     ) -> Result<(), AccountError> {
         for _ in 0..MAX_ATTEMPTS {
             let current = self.authenticate(id, proof.clone()).await?;
-            new_password
-                .check_strength(&current.user.email, &current.user.name)
-                .map_err(|reason| AccountError::WeakPassword {
-                    field: "new_password",
-                    reason,
-                })?;
+            let user = &current.user;
+            check_strength("new_password", &new_password, &user.email, &user.name).await?;
             let verified = current.password_hash;
             let new_hash = self.hasher.hash(new_password.clone()).await?;
             let written = self
@@ -200,24 +209,24 @@ impl<'r> Accounts<'r> {
         client: Client,
     ) -> Result<NewSession, AccountError> {
         let limits = self.policy.login;
+        // Reads take no pooled connection: none is held while argon2 runs.
         let mut conn = self.store.connection();
-        let failures = conn
-            .login_failures(email.clone(), client.ip.clone())
-            .await?;
+        let state = conn.login_state(&email, &client.ip).await?;
+        let failures = state.failures;
         if failures.of_account >= limits.max_failures || failures.of_ip >= limits.max_failures {
             return Err(AccountError::TooManyAttempts {
                 retry_after: failures.retry_after,
             });
         }
-        let record = conn.user_by_email(email.clone()).await?;
-        // No connection is held while argon2 runs.
-        drop(conn);
+        let record = match state.user {
+            Some(id) => conn.user_by_id(id).await?,
+            None => None,
+        };
         let hash = match &record {
             Some(record) => record.password_hash.clone(),
             None => self.hasher.dummy_hash().await?,
         };
         let matches = self.hasher.verify(password.clone(), hash).await?;
-        let mut conn = self.store.connection();
         let record = match record {
             Some(record) if matches => record,
             _ => {
@@ -226,12 +235,10 @@ impl<'r> Accounts<'r> {
                 return Err(AccountError::Unauthenticated);
             }
         };
-        conn.reset_login_failures(email).await?;
-        drop(conn);
         if self.hasher.needs_rehash(&record.password_hash) {
             self.upgrade_hash(&record, password).await?;
         }
-        self.open_session(record.user, client).await
+        self.open_session(record.user, client, email).await
     }
 
     /// Replaces a hash made with old parameters. Losing a race with a
@@ -254,7 +261,14 @@ impl<'r> Accounts<'r> {
         Ok(())
     }
 
-    async fn open_session(&self, user: User, client: Client) -> Result<NewSession, AccountError> {
+    /// Opens a session for `user`, who logged in with `email`: that email's
+    /// failed logins are cleared in the same write.
+    async fn open_session(
+        &self,
+        user: User,
+        client: Client,
+        email: UserEmail,
+    ) -> Result<NewSession, AccountError> {
         let token = SessionToken::generate();
         let now = now();
         let max_age = chrono::Duration::from_std(self.policy.sessions.max_age)
@@ -274,7 +288,7 @@ impl<'r> Accounts<'r> {
         let stored = self
             .store
             .connection()
-            .create_session(session, self.policy.sessions.idle)
+            .create_session(session, self.policy.sessions.idle, email)
             .await?;
         if !stored {
             // The user was deleted while logging in.

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub pool_connections: IntGauge,
     pub pool_idle: IntGauge,
     pub redis_errors: IntCounter,
+    pub read_connections_opened: IntCounter,
     pub argon2_waiting: IntGauge,
     pub argon2_running: IntGauge,
     pub sessions_created: IntCounter,
@@ -63,6 +64,10 @@ impl Metrics {
             "redis_errors_total",
             "Redis commands or checkouts that failed",
         )?;
+        let read_connections_opened = IntCounter::new(
+            "redis_read_connections_opened_total",
+            "Shared read connections opened: the first, then one after each failure",
+        )?;
         let argon2_waiting =
             IntGauge::new("argon2_jobs_waiting", "argon2 jobs waiting for a permit")?;
         let argon2_running = IntGauge::new("argon2_jobs_running", "argon2 jobs running")?;
@@ -74,6 +79,7 @@ impl Metrics {
         registry.register(Box::new(pool_connections.clone()))?;
         registry.register(Box::new(pool_idle.clone()))?;
         registry.register(Box::new(redis_errors.clone()))?;
+        registry.register(Box::new(read_connections_opened.clone()))?;
         registry.register(Box::new(argon2_waiting.clone()))?;
         registry.register(Box::new(argon2_running.clone()))?;
         registry.register(Box::new(sessions_created.clone()))?;
@@ -86,6 +92,7 @@ impl Metrics {
             pool_connections,
             pool_idle,
             redis_errors,
+            read_connections_opened,
             argon2_waiting,
             argon2_running,
             sessions_created,

@@ -293,6 +293,7 @@ async fn metrics_are_served_in_prometheus_text_format() {
         "redis_pool_idle_connections ",
         "redis_pool_wait_seconds_count ",
         "redis_errors_total 0",
+        "redis_read_connections_opened_total 1",
         "argon2_jobs_waiting 0",
         "argon2_jobs_running 0",
         "sessions_created_total 1",

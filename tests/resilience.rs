@@ -3,6 +3,8 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{free_port, RedisServer, TestApp};
@@ -60,6 +62,111 @@ async fn concurrent_creates_with_distinct_emails_all_succeed() {
     let replies = join_all(attempts).await;
     assert!(replies.iter().all(|r| r.status == Status::Created));
     assert_eq!(app.index_members().len(), 32);
+}
+
+/// A client that adds and removes an index member of its own, nonstop,
+/// as sign-ups and email changes of other emails would.
+struct IndexChurn {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl IndexChurn {
+    fn start(app: &TestApp) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mut conn, index, stopped) = (app.redis(), app.index_key(), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            let member = "churn@example.com\0not-a-user";
+            while !stopped.load(Ordering::Relaxed) {
+                redis::pipe()
+                    .cmd("ZADD")
+                    .arg(&index)
+                    .arg(0)
+                    .arg(member)
+                    .cmd("ZREM")
+                    .arg(&index)
+                    .arg(member)
+                    .exec(&mut conn)
+                    .expect("index churn");
+            }
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("churn thread");
+    }
+}
+
+#[rocket::async_test]
+async fn sign_ups_succeed_while_other_emails_keep_changing_the_index() {
+    let app = TestApp::spawn().await;
+    let churn = IndexChurn::start(&app);
+    let attempts = (0..8).map(|n| {
+        let body =
+            json!({"name": "User", "email": format!("user{n}@example.com"), "password": PASSWORD});
+        let app = &app;
+        async move { app.post_user(&body).await }
+    });
+    let replies = join_all(attempts).await;
+    churn.stop();
+    let statuses: Vec<Status> = replies.iter().map(|r| r.status).collect();
+    assert!(
+        statuses.iter().all(|status| *status == Status::Created),
+        "statuses: {statuses:?}"
+    );
+}
+
+#[rocket::async_test]
+async fn email_changes_succeed_while_other_emails_keep_changing_the_index() {
+    let app = TestApp::spawn().await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let user = app
+            .create_user("User", &format!("before{n}@example.com"), PASSWORD)
+            .await;
+        ids.push(user["id"].as_str().expect("id").to_owned());
+    }
+    let churn = IndexChurn::start(&app);
+    let changes = ids.iter().enumerate().map(|(n, id)| {
+        let body =
+            json!({"name": "User", "email": format!("after{n}@example.com"), "password": PASSWORD});
+        let app = &app;
+        async move { app.put_user(id, &body).await }
+    });
+    let replies = join_all(changes).await;
+    churn.stop();
+    let statuses: Vec<Status> = replies.iter().map(|r| r.status).collect();
+    assert!(
+        statuses.iter().all(|status| *status == Status::Ok),
+        "statuses: {statuses:?}"
+    );
+    assert_index_matches_users(&app, &ids);
+}
+
+#[rocket::async_test]
+async fn a_sign_up_aborts_transactions_watching_its_email() {
+    let app = TestApp::spawn().await;
+    let mut watcher = app.redis();
+    let claim = app.email_claim_key("taken@example.com");
+    redis::cmd("WATCH")
+        .arg(&claim)
+        .exec(&mut watcher)
+        .expect("WATCH");
+    app.create_user("Ada", "Taken@Example.com", PASSWORD).await;
+    let committed: Option<Vec<i64>> = redis::pipe()
+        .atomic()
+        .cmd("EXISTS")
+        .arg(&claim)
+        .query(&mut watcher)
+        .expect("EXEC");
+    assert_eq!(committed, None, "the sign-up aborted the watcher's EXEC");
+    assert!(
+        !app.keys().iter().any(|key| key.contains("email_claim")),
+        "the claim key holds nothing afterwards: {:?}",
+        app.keys()
+    );
 }
 
 /// Reads every user hash and the index, and checks they describe the same
@@ -200,6 +307,62 @@ async fn a_redis_outage_gives_503_and_the_service_recovers_by_itself() {
 }
 
 #[rocket::async_test]
+async fn a_read_after_redis_closed_every_connection_succeeds() {
+    let server = RedisServer::start();
+    let app = TestApp::spawn_on(&server.url(), &[]).await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = user["id"].as_str().expect("id");
+    assert_eq!(app.get_user(id).await.status, Status::Ok);
+
+    // As after a restart or an idle timeout: Redis drops every client.
+    let closed: u32 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query(&mut app.redis())
+        .expect("CLIENT KILL");
+    assert!(closed > 0, "the service had connections open");
+
+    let reply = app.get_user(id).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(
+        app.get_user("ada@example.com").await.status,
+        Status::Ok,
+        "and by email"
+    );
+    let metrics = app.get("/metrics").await.body;
+    assert!(
+        metrics.contains("redis_read_connections_opened_total 2"),
+        "one new read connection after the old one was closed:\n{metrics}"
+    );
+}
+
+#[rocket::async_test]
+async fn concurrent_reads_from_a_redis_that_never_answers_all_get_503_within_the_timeout() {
+    // Takes connections (the kernel completes them) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let url = format!("redis://{}/", silent.local_addr().expect("an address"));
+    let app = TestApp::spawn_on(&url, &[("REDIS_TIMEOUT_MS", "300")]).await;
+    let id = uuid::Uuid::new_v4().to_string();
+
+    let started = Instant::now();
+    let replies = join_all((0..8).map(|_| app.get_user(&id))).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(300) + SLACK,
+        "the last answer came after {:?}",
+        started.elapsed()
+    );
+    for reply in &replies {
+        reply.assert_problem(
+            Status::ServiceUnavailable,
+            "the user store is unavailable; retry later",
+        );
+    }
+}
+
+#[rocket::async_test]
 async fn readiness_answers_503_when_redis_is_down_and_liveness_stays_200() {
     let unreachable = format!("redis://127.0.0.1:{}/", free_port());
     let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;
@@ -224,18 +387,19 @@ async fn an_exhausted_pool_answers_503_within_the_timeout_and_health_says_why() 
         &[("REDIS_POOL_SIZE", "2"), ("REDIS_TIMEOUT_MS", "400")],
     )
     .await;
-    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let id = user["id"].as_str().expect("id").to_owned();
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let token = app.token_for("ada@example.com", PASSWORD).await;
 
     // Redis stops answering for a while: the two pooled connections stay
     // busy waiting for replies, and further requests find no connection.
+    // (Each authenticated request renews its session: a write.)
     redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(1500)
         .exec(&mut app.redis())
         .expect("CLIENT PAUSE");
     let started = Instant::now();
-    let replies = join_all((0..10).map(|_| app.get_user(&id))).await;
+    let replies = join_all((0..10).map(|_| app.current_session(&token))).await;
     assert!(
         started.elapsed() < Duration::from_millis(400) + SLACK,
         "took {:?}",
@@ -253,9 +417,47 @@ async fn an_exhausted_pool_answers_503_within_the_timeout_and_health_says_why() 
 
     rocket::tokio::time::sleep(Duration::from_millis(1600)).await;
     assert_eq!(
-        app.get_user(&id).await.status,
+        app.current_session(&token).await.status,
         Status::Ok,
         "the service recovers"
     );
     assert_eq!(app.get("/health/ready").await.status, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn reads_are_answered_while_every_pooled_connection_waits_on_a_write() {
+    let server = RedisServer::start();
+    let app = TestApp::spawn_on(
+        &server.url(),
+        &[("REDIS_POOL_SIZE", "2"), ("REDIS_TIMEOUT_MS", "1000")],
+    )
+    .await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = user["id"].as_str().expect("id");
+    let token = app.token_for("ada@example.com", PASSWORD).await;
+
+    // Writes wait while reads go on: the writes hold both pooled connections.
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1500)
+        .arg("WRITE")
+        .exec(&mut app.redis())
+        .expect("CLIENT PAUSE WRITE");
+    let writes = join_all((0..4).map(|_| app.current_session(&token)));
+    let read = async {
+        rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        (app.get_user(id).await, started.elapsed())
+    };
+    let (writes, (read, took)) = rocket::tokio::join!(writes, read);
+
+    assert!(
+        writes
+            .iter()
+            .all(|reply| reply.status == Status::ServiceUnavailable),
+        "every write found Redis or the pool busy: {:?}",
+        writes.iter().map(|reply| reply.status).collect::<Vec<_>>()
+    );
+    assert_eq!(read.status, Status::Ok, "{}", read.body);
+    assert!(took < Duration::from_millis(500), "the read took {took:?}");
 }

@@ -174,6 +174,45 @@ async fn no_renewal_extends_a_session_past_its_maximum_age() {
     assert_eq!(reply.status, Status::Unauthorized, "past the absolute cap");
 }
 
+#[rocket::async_test]
+async fn a_session_past_its_end_is_refused_and_removed_even_if_redis_still_holds_it() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    let session_id = sha256_hex(&token);
+    let session_key = format!("{}session:{session_id}", app.prefix);
+    let mut redis = app.redis();
+    let sessions_of = format!("{}sessions_of:{id}", app.prefix);
+    let listed = |redis: &mut redis::Connection| -> bool {
+        redis::cmd("SISMEMBER")
+            .arg(&sessions_of)
+            .arg(&session_id)
+            .query(redis)
+            .expect("SISMEMBER")
+    };
+    assert!(listed(&mut redis), "the user's sessions list it");
+    // As when its key has not expired yet: the end is past, the key is not.
+    redis::cmd("HSET")
+        .arg(&session_key)
+        .arg("expires_at")
+        .arg(1_000)
+        .exec(&mut redis)
+        .expect("HSET");
+    redis::cmd("PERSIST")
+        .arg(&session_key)
+        .exec(&mut redis)
+        .expect("PERSIST");
+
+    let reply = app.current_session(&token).await;
+
+    assert_eq!(reply.status, Status::Unauthorized);
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&session_key)
+        .query(&mut redis)
+        .expect("EXISTS");
+    assert!(!exists, "the session is deleted");
+    assert!(!listed(&mut redis), "and gone from the user's sessions");
+}
+
 async fn tokio_sleep(duration: Duration) {
     rocket::tokio::time::sleep(duration).await;
 }
@@ -607,4 +646,21 @@ async fn the_activity_feed_keeps_the_last_50_events() {
         .with_token(Method::Get, &format!("{uri}/activity"), &token, None)
         .await;
     assert_eq!(reply.json().as_array().expect("list").len(), 50);
+}
+
+#[rocket::async_test]
+async fn concurrent_requests_with_one_session_all_succeed() {
+    // Enough pooled connections for every request to renew the session at once.
+    let app = TestApp::spawn_on(&shared_redis_url(), &[("REDIS_POOL_SIZE", "64")]).await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let token = app.token_for("ada@example.com", PASSWORD).await;
+
+    let replies =
+        rocket::futures::future::join_all((0..512).map(|_| app.current_session(&token))).await;
+
+    let statuses: Vec<Status> = replies.iter().map(|reply| reply.status).collect();
+    assert!(
+        statuses.iter().all(|status| *status == Status::Ok),
+        "{statuses:?}"
+    );
 }

@@ -120,6 +120,7 @@ impl From<AccountError> for ApiError {
             },
             AccountError::Store(error) => error.into(),
             AccountError::Hashing(error) => error.into(),
+            AccountError::StrengthCheck(error) => Self::Internal(error.into()),
         }
     }
 }

@@ -79,7 +79,7 @@ struct CurrentSession {
 async fn get_current_session(
     caller: Authenticated,
     accounts: Accounts<'_>,
-    mut conn: RedisConn,
+    conn: RedisConn,
 ) -> Result<Json<CurrentSession>, ApiError> {
     let session = caller.0;
     let user = conn
@@ -173,7 +173,7 @@ async fn delete_user_sessions(
 async fn get_user_activity(
     id: &str,
     caller: Authenticated,
-    mut conn: RedisConn,
+    conn: RedisConn,
 ) -> Result<Json<Vec<Event>>, ApiError> {
     let current = caller.acting_on(parse_id(id)?)?;
     Ok(Json(conn.activity(current.user_id).await?))

@@ -82,7 +82,7 @@ async fn post_user(
 }
 
 #[get("/users/<id>")]
-async fn get_user_by_id(id: Uuid, mut conn: RedisConn) -> Result<Json<User>, ApiError> {
+async fn get_user_by_id(id: Uuid, conn: RedisConn) -> Result<Json<User>, ApiError> {
     let id = UserId::from(id);
     match conn.public_user_by_id(id).await? {
         Some(user) => Ok(Json(user)),
@@ -92,11 +92,11 @@ async fn get_user_by_id(id: Uuid, mut conn: RedisConn) -> Result<Json<User>, Api
 
 /// Any segment that is not a UUID is looked up as an email.
 #[get("/users/<email>", rank = 2)]
-async fn get_user_by_email(email: &str, mut conn: RedisConn) -> Result<Json<User>, ApiError> {
+async fn get_user_by_email(email: &str, conn: RedisConn) -> Result<Json<User>, ApiError> {
     let not_found =
         || ApiError::NotFound(format!("user {} not found", UserEmail::normalize(email)));
     let email = UserEmail::parse(email).map_err(|_| not_found())?;
-    match conn.public_user_by_email(email).await? {
+    match conn.public_user_by_email(&email).await? {
         Some(user) => Ok(Json(user)),
         None => Err(not_found()),
     }
@@ -215,7 +215,7 @@ async fn get_users(
     limit: Option<&str>,
     after: Option<&str>,
     prefix: Option<&str>,
-    mut conn: RedisConn,
+    conn: RedisConn,
 ) -> Result<Json<UserList>, ApiError> {
     let mut errors = Vec::new();
     let limit = match limit {
@@ -234,7 +234,7 @@ async fn get_users(
         after,
         limit,
     };
-    let page = conn.list_users(query).await?;
+    let page = conn.list_users(&query).await?;
     Ok(Json(UserList {
         users: page.users,
         total: page.total,

@@ -86,8 +86,26 @@ impl Connector {
     pub fn connect(&self) -> RedisResult<(Connection, u64)> {
         match &self.target {
             Target::Server(client) => Ok((open(client, self.timeout)?, 0)),
-            Target::Sentinel(sentinels) => sentinels.connect_primary(self.timeout),
+            Target::Sentinel(sentinels) => sentinels
+                .connect_primary(self.timeout)
+                .map(|(connection, _, generation)| (connection, generation)),
         }
+    }
+
+    /// A client for the server, or for the primary the sentinels name right
+    /// now (checked with `ROLE`), with the generation it belongs to: for
+    /// connections opened some other way, such as the async one for reads.
+    pub fn locate(&self) -> RedisResult<(Client, u64)> {
+        match &self.target {
+            Target::Server(client) => Ok((client.clone(), 0)),
+            Target::Sentinel(sentinels) => sentinels
+                .connect_primary(self.timeout)
+                .map(|(_, client, generation)| (client, generation)),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The generation of the current primary: a connection of an older one
@@ -187,17 +205,19 @@ impl Sentinels {
             .map(|index| (index, &self.sentinels[index]))
     }
 
-    fn connect_primary(&self, timeout: Duration) -> RedisResult<(Connection, u64)> {
+    /// A checked connection to the primary, the client that opened it, and
+    /// the primary's generation.
+    fn connect_primary(&self, timeout: Duration) -> RedisResult<(Connection, Client, u64)> {
         let mut last_error = None;
         for (index, sentinel) in self.in_order() {
             let attempt = ask_primary(sentinel, &self.master_name, timeout).and_then(|address| {
-                let connection = self.open_primary(&address, timeout)?;
-                Ok((connection, address))
+                let (connection, client) = self.open_primary(&address, timeout)?;
+                Ok((connection, client, address))
             });
             match attempt {
-                Ok((connection, address)) => {
+                Ok((connection, client, address)) => {
                     self.preferred.store(index, Ordering::Relaxed);
-                    return Ok((connection, self.record(address)));
+                    return Ok((connection, client, self.record(address)));
                 }
                 // During a failover, a sentinel may still name the old
                 // primary while another already names the new one.
@@ -219,13 +239,18 @@ impl Sentinels {
         Err(last_error.unwrap_or_else(no_sentinel))
     }
 
-    fn open_primary(&self, address: &(String, u16), timeout: Duration) -> RedisResult<Connection> {
+    fn open_primary(
+        &self,
+        address: &(String, u16),
+        timeout: Duration,
+    ) -> RedisResult<(Connection, Client)> {
         let info = ConnectionAddr::Tcp(address.0.clone(), address.1)
             .into_connection_info()?
             .set_redis_settings(self.node.clone());
-        let mut connection = open(&Client::open(info)?, timeout)?;
+        let client = Client::open(info)?;
+        let mut connection = open(&client, timeout)?;
         check_primary(&mut connection)?;
-        Ok(connection)
+        Ok((connection, client))
     }
 
     fn current_primary(&self) -> Option<(String, u16)> {

@@ -7,7 +7,7 @@ use std::fmt;
 use redis::Connection;
 
 use super::keys::{index_member, parse_index_member, Keys};
-use super::users::{decode_user, transact, Plan};
+use super::users::{claim_email, decode_user, transact, Plan};
 use super::StoreError;
 use crate::domain::{SessionId, UserEmail, UserId};
 
@@ -324,6 +324,7 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
                     .arg(0)
                     .arg(index_member(&email, *user))
                     .ignore();
+                claim_email(&mut writes, keys, &email);
                 Ok(Plan::Write(writes, true))
             })
         }

@@ -3,7 +3,8 @@
 //! own activity list, inside the MULTI/EXEC of the change itself.
 
 use chrono::{DateTime, Utc};
-use redis::{Connection, Pipeline};
+use redis::aio::MultiplexedConnection;
+use redis::Pipeline;
 use serde::{Deserialize, Serialize};
 
 use super::keys::Keys;
@@ -94,17 +95,24 @@ pub(super) fn record(
 
 impl RedisConn {
     /// The user's last events, newest first.
-    pub async fn activity(&mut self, user: UserId) -> Result<Vec<Event>, StoreError> {
-        self.run(move |conn, keys| activity(conn, keys, user)).await
+    pub async fn activity(&self, user: UserId) -> Result<Vec<Event>, StoreError> {
+        let keys = &*self.keys;
+        self.read(|mut conn| async move { activity(&mut conn, keys, user).await })
+            .await
     }
 }
 
-fn activity(conn: &mut Connection, keys: &Keys, user: UserId) -> Result<Vec<Event>, StoreError> {
+async fn activity(
+    conn: &mut MultiplexedConnection,
+    keys: &Keys,
+    user: UserId,
+) -> Result<Vec<Event>, StoreError> {
     let entries: Vec<String> = redis::cmd("LRANGE")
         .arg(keys.activity(user))
         .arg(0)
         .arg(ACTIVITY_LEN - 1)
-        .query(conn)?;
+        .query_async(conn)
+        .await?;
     entries
         .iter()
         .map(|entry| {

@@ -7,6 +7,11 @@
 //! - `{prefix}users:by_email`: a sorted set, every score 0, one member per
 //!   user: `{normalized email}\0{id}`. Members sort by email, and a lexical
 //!   range finds one exact email and nothing else.
+//! - `{prefix}email_claim:{normalized email}`: never holds data. The
+//!   transaction that adds an email to the index sets and deletes it, which
+//!   aborts every transaction WATCHing it: sign-ups watch the claim of their
+//!   own email, not the whole index, so those of different emails never
+//!   abort each other.
 //! - `{prefix}session:{session id}`: a hash with `user_id`, `created`,
 //!   `last_seen`, `expires_at` (the absolute cap), `ip`, `user_agent`; its
 //!   TTL is the idle timeout. The id is the SHA-256 of the token.
@@ -45,6 +50,10 @@ impl Keys {
 
     pub fn email_index(&self) -> String {
         format!("{}users:by_email", self.prefix)
+    }
+
+    pub fn email_claim(&self, email: &UserEmail) -> String {
+        format!("{}email_claim:{email}", self.prefix)
     }
 
     pub fn session(&self, id: &SessionId) -> String {

@@ -1,17 +1,21 @@
-//! Redis: the pool, the request guard that hands out connections, and (in
-//! [`users`] and [`keys`]) every command and key name the service uses.
+//! Redis: the pool and the shared read connection, the request guard that
+//! hands them out, and (in [`users`], [`sessions`], [`events`] and [`keys`])
+//! every command and key name the service uses.
 
 mod connector;
 pub mod doctor;
 mod events;
 mod keys;
 mod pool;
+mod reads;
 mod sessions;
 mod users;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use redis::aio::MultiplexedConnection;
 use redis::{Connection, ErrorKind, RedisError};
 use rocket::http::Status;
 use rocket::request::{FromRequest, Outcome, Request};
@@ -20,13 +24,14 @@ use rocket::tokio::{task, time};
 
 pub use events::{Event, EventKind};
 pub use keys::{index_member, parse_index_member, Keys};
-pub use sessions::{LoginFailures, SessionRecord};
+pub use sessions::{LoginFailures, LoginState, SessionRecord};
 pub use users::{HashReplacement, ListQuery, UserPage, UserRecord, Written};
 
 use crate::config::RedisSettings;
 use crate::metrics::Metrics;
 use connector::Connector;
 use pool::RedisManager;
+use reads::SharedReads;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,9 +39,11 @@ pub enum StoreError {
     Unavailable(#[from] r2d2::Error),
     #[error("every pooled Redis connection stayed in use through the timeout")]
     PoolBusy,
+    #[error("no Redis connection for reads: the attempt to open one just failed")]
+    NotConnected,
     #[error("Redis command failed: {0}")]
     Redis(#[from] RedisError),
-    #[error("the email index stayed busy through {0} attempts")]
+    #[error("a watched key kept changing through {0} attempts")]
     Contention(u32),
     #[error("stored record {key} is malformed: {reason}")]
     Corrupt { key: String, reason: String },
@@ -53,7 +60,9 @@ impl StoreError {
     /// clients should retry later, rather than a fault of the service.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Unavailable(_) | Self::PoolBusy | Self::Contention(_) => true,
+            Self::Unavailable(_) | Self::PoolBusy | Self::NotConnected | Self::Contention(_) => {
+                true
+            }
             Self::Redis(error) => {
                 error.is_io_error()
                     || error.is_timeout()
@@ -79,9 +88,13 @@ impl StoreError {
     }
 }
 
-/// The pool, shared by every request through Rocket's managed state.
+/// The pool and the read connection, shared by every request through
+/// Rocket's managed state.
 pub struct Store {
+    /// Connections for writes: each WATCH/MULTI/EXEC needs one of its own.
     pool: r2d2::Pool<RedisManager>,
+    /// One multiplexed connection for the reads that need no transaction.
+    reads: Arc<SharedReads>,
     /// One permit per pooled connection: requests wait for a connection here,
     /// asynchronously, so no thread ever blocks waiting for one.
     checkouts: Arc<Semaphore>,
@@ -96,6 +109,10 @@ impl Store {
     pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
         let connector = Arc::new(Connector::new(&settings.target, settings.timeout)?);
         Connector::watch(&connector)?;
+        let reads = Arc::new(SharedReads::new(
+            Arc::clone(&connector),
+            Arc::clone(&metrics),
+        ));
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
             .min_idle(Some(0))
@@ -104,6 +121,7 @@ impl Store {
             .build_unchecked(RedisManager::new(connector));
         Ok(Self {
             pool,
+            reads,
             checkouts: Arc::new(Semaphore::new(settings.pool_size as usize)),
             timeout: settings.timeout,
             keys: Arc::new(Keys::new(&settings.key_prefix, settings.events_max_len)),
@@ -111,11 +129,12 @@ impl Store {
         })
     }
 
-    /// A handle that checks a connection out of the pool when its first
-    /// command runs.
+    /// A handle that reads on the shared connection, and checks a connection
+    /// out of the pool when its first write runs.
     pub fn connection(&self) -> RedisConn {
         RedisConn {
             pool: self.pool.clone(),
+            reads: Arc::clone(&self.reads),
             connection: None,
             checkout: None,
             checkouts: Arc::clone(&self.checkouts),
@@ -147,12 +166,15 @@ impl Store {
     }
 }
 
-/// A pooled connection, handed to a route by Rocket as a request guard.
-/// It is checked out when the route first runs a command, waiting at most
-/// the configured timeout; without one, that command fails as unavailable
-/// (503). Once checked out, it stays with the request until it ends.
+/// The request's way to Redis, handed to a route by Rocket as a request
+/// guard. Reads that need no transaction go over the shared multiplexed
+/// connection. For writes, a pooled connection is checked out when the route
+/// first runs one, waiting at most the configured timeout; without one, that
+/// write fails as unavailable (503). Once checked out, it stays with the
+/// request until it ends.
 pub struct RedisConn {
     pool: r2d2::Pool<RedisManager>,
+    reads: Arc<SharedReads>,
     // Dropped before `checkout`: the connection is back in the pool before
     // the next request may take it.
     connection: Option<r2d2::PooledConnection<RedisManager>>,
@@ -224,6 +246,21 @@ impl RedisConn {
 }
 
 impl RedisConn {
+    /// Runs a read on the shared connection, on the async worker itself:
+    /// it waits for Redis without blocking a thread.
+    async fn read<T, F, Fut>(&self, read: F) -> Result<T, StoreError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let result = self.reads.read(read).await;
+        if let Err(StoreError::Redis(_) | StoreError::NotConnected | StoreError::Task(_)) = &result
+        {
+            self.metrics.redis_errors.inc();
+        }
+        result
+    }
+
     pub async fn ping(&mut self) -> Result<(), StoreError> {
         self.run(|conn, _| Ok(redis::cmd("PING").exec(conn)?)).await
     }

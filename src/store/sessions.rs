@@ -1,13 +1,14 @@
 //! Login sessions and failed-login counters.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::Connection;
+use redis::{Connection, Script};
 
 use super::keys::Keys;
-use super::users::{encode_time, transact, Plan, StoredFields};
+use super::users::{email_lookup, encode_time, first_id, transact, Plan, StoredFields};
 use super::{RedisConn, StoreError};
 use crate::domain::{SessionId, UserEmail, UserId};
 
@@ -34,6 +35,13 @@ impl SessionRecord {
     }
 }
 
+/// What a login needs to know before it verifies the password.
+pub struct LoginState {
+    pub failures: LoginFailures,
+    /// The user holding the email, if any.
+    pub user: Option<UserId>,
+}
+
 /// Failed logins counted in the current window.
 pub struct LoginFailures {
     pub of_account: u32,
@@ -43,13 +51,15 @@ pub struct LoginFailures {
 }
 
 impl RedisConn {
-    /// Stores a new session, unless the user is gone (`false`).
+    /// Stores a new session and clears the failed logins counted against
+    /// `email`, in one transaction, unless the user is gone (`false`).
     pub async fn create_session(
         &mut self,
         session: SessionRecord,
         idle: Duration,
+        email: UserEmail,
     ) -> Result<bool, StoreError> {
-        self.run(move |conn, keys| create_session(conn, keys, &session, idle))
+        self.run(move |conn, keys| create_session(conn, keys, &session, idle, &email))
             .await
     }
 
@@ -114,28 +124,37 @@ impl RedisConn {
         .await
     }
 
-    pub async fn login_failures(
-        &mut self,
-        email: UserEmail,
-        ip: String,
-    ) -> Result<LoginFailures, StoreError> {
-        self.run(move |conn, keys| {
-            let (of_account, of_ip, account_ttl, ip_ttl): (Option<u32>, Option<u32>, i64, i64) =
-                redis::pipe()
-                    .cmd("GET")
-                    .arg(keys.login_failures_of_account(&email))
-                    .cmd("GET")
-                    .arg(keys.login_failures_of_ip(&ip))
-                    .cmd("PTTL")
-                    .arg(keys.login_failures_of_account(&email))
-                    .cmd("PTTL")
-                    .arg(keys.login_failures_of_ip(&ip))
-                    .query(conn)?;
+    /// The failed-login counts for `email` and `ip`, and the user holding
+    /// `email`: independent reads, in one round trip.
+    pub async fn login_state(&self, email: &UserEmail, ip: &str) -> Result<LoginState, StoreError> {
+        let keys = &*self.keys;
+        self.read(|mut conn| async move {
+            let (of_account, of_ip, account_ttl, ip_ttl, members): (
+                Option<u32>,
+                Option<u32>,
+                i64,
+                i64,
+                Vec<String>,
+            ) = redis::pipe()
+                .cmd("GET")
+                .arg(keys.login_failures_of_account(email))
+                .cmd("GET")
+                .arg(keys.login_failures_of_ip(ip))
+                .cmd("PTTL")
+                .arg(keys.login_failures_of_account(email))
+                .cmd("PTTL")
+                .arg(keys.login_failures_of_ip(ip))
+                .add_command(email_lookup(keys, email))
+                .query_async(&mut conn)
+                .await?;
             let retry_after_ms = account_ttl.max(ip_ttl).max(0);
-            Ok(LoginFailures {
-                of_account: of_account.unwrap_or(0),
-                of_ip: of_ip.unwrap_or(0),
-                retry_after: Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(0)),
+            Ok(LoginState {
+                failures: LoginFailures {
+                    of_account: of_account.unwrap_or(0),
+                    of_ip: of_ip.unwrap_or(0),
+                    retry_after: Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(0)),
+                },
+                user: first_id(members),
             })
         })
         .await
@@ -171,15 +190,6 @@ impl RedisConn {
         })
         .await
     }
-
-    pub async fn reset_login_failures(&mut self, email: UserEmail) -> Result<(), StoreError> {
-        self.run(move |conn, keys| {
-            Ok(redis::cmd("DEL")
-                .arg(keys.login_failures_of_account(&email))
-                .exec(conn)?)
-        })
-        .await
-    }
 }
 
 const USER_ID: &str = "user_id";
@@ -198,6 +208,7 @@ fn create_session(
     keys: &Keys,
     session: &SessionRecord,
     idle: Duration,
+    email: &UserEmail,
 ) -> Result<bool, StoreError> {
     let user_key = keys.user(session.user_id);
     transact(conn, &user_key, |conn| {
@@ -230,22 +241,12 @@ fn create_session(
             .cmd("SADD")
             .arg(keys.sessions_of(session.user_id))
             .arg(session.id.as_str())
+            .ignore()
+            .cmd("DEL")
+            .arg(keys.login_failures_of_account(email))
             .ignore();
         Ok(Plan::Write(writes, true))
     })
-}
-
-fn read_session(
-    conn: &mut Connection,
-    keys: &Keys,
-    id: &SessionId,
-) -> Result<Option<SessionRecord>, StoreError> {
-    let key = keys.session(id);
-    let fields: HashMap<String, String> = redis::cmd("HGETALL").arg(&key).query(conn)?;
-    if fields.is_empty() {
-        return Ok(None);
-    }
-    decode_session(id.clone(), &key, fields).map(Some)
 }
 
 fn decode_session(
@@ -267,6 +268,38 @@ fn decode_session(
     })
 }
 
+/// Renews a live session in one atomic step and returns its fields, so that
+/// concurrent requests with one session never abort each other's renewal
+/// (as a WATCH/MULTI/EXEC on the session would). A session past its
+/// absolute end is deleted and answered as `expired`.
+/// KEYS[1]: the session. ARGV: now and the idle timeout (ms), then the names
+/// of the `expires_at` and `last_seen` fields.
+const RENEW_SESSION: &str = r"
+local fields = redis.call('HGETALL', KEYS[1])
+if #fields == 0 then
+  return false
+end
+local now, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
+local expires_at
+for i = 1, #fields, 2 do
+  if fields[i] == ARGV[3] then
+    expires_at = tonumber(fields[i + 1])
+  end
+end
+if expires_at == nil then
+  return {'unreadable', fields}
+end
+if expires_at <= now then
+  redis.call('DEL', KEYS[1])
+  return {'expired', fields}
+end
+redis.call('HSET', KEYS[1], ARGV[4], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.min(idle, expires_at - now)))
+return {'live', fields}
+";
+
+static RENEW_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(RENEW_SESSION));
+
 fn use_session(
     conn: &mut Connection,
     keys: &Keys,
@@ -274,36 +307,28 @@ fn use_session(
     idle: Duration,
 ) -> Result<Option<SessionRecord>, StoreError> {
     let key = keys.session(id);
-    transact(conn, &key, |conn| {
-        let Some(mut session) = read_session(conn, keys, id)? else {
-            return Ok(Plan::Answer(None));
-        };
-        let now = crate::domain::now();
-        let mut writes = redis::pipe();
-        if session.expires_at <= now {
-            writes
-                .cmd("DEL")
-                .arg(&key)
-                .ignore()
-                .cmd("SREM")
-                .arg(keys.sessions_of(session.user_id))
-                .arg(id.as_str())
-                .ignore();
-            return Ok(Plan::Write(writes, None));
-        }
-        session.last_seen = now;
-        writes
-            .cmd("HSET")
-            .arg(&key)
-            .arg(LAST_SEEN)
-            .arg(encode_time(now))
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&key)
-            .arg(ttl_ms(&session, now, idle))
-            .ignore();
-        Ok(Plan::Write(writes, Some(session)))
-    })
+    let now = crate::domain::now();
+    let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+    let renewed: Option<(String, HashMap<String, String>)> = RENEW_SESSION_SCRIPT
+        .key(&key)
+        .arg(encode_time(now))
+        .arg(idle_ms)
+        .arg(EXPIRES_AT)
+        .arg(LAST_SEEN)
+        .invoke(conn)?;
+    let Some((state, fields)) = renewed else {
+        return Ok(None);
+    };
+    let mut session = decode_session(id.clone(), &key, fields)?;
+    if state == "expired" {
+        redis::cmd("SREM")
+            .arg(keys.sessions_of(session.user_id))
+            .arg(id.as_str())
+            .exec(conn)?;
+        return Ok(None);
+    }
+    session.last_seen = now;
+    Ok(Some(session))
 }
 
 fn sessions_of(

@@ -1,10 +1,12 @@
-//! The user commands. Every function runs on a blocking thread with one
-//! connection; writes that belong together go in one MULTI/EXEC.
+//! The user commands. Reads run on the shared multiplexed connection; writes
+//! run on a blocking thread with a pooled connection, and the writes that
+//! belong together go in one MULTI/EXEC.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use redis::aio::MultiplexedConnection;
 use redis::{Connection, Pipeline, Value};
 
 use super::events::{self, EventKind};
@@ -112,31 +114,45 @@ impl<'a> StoredPasswordHash<'a> {
 }
 
 impl RedisConn {
-    pub async fn user_by_id(&mut self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        self.run(move |conn, keys| read_user(conn, keys, id)).await
+    pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        let keys = &*self.keys;
+        self.read(|mut conn| async move {
+            let key = keys.user(id);
+            let fields = hgetall_user(&key).query_async(&mut conn).await?;
+            decode_user_fields(id, &key, fields)
+        })
+        .await
     }
 
     /// The user's public fields only, without its password hash.
-    pub async fn public_user_by_id(&mut self, id: UserId) -> Result<Option<User>, StoreError> {
-        self.run(move |conn, keys| read_public_user(conn, keys, id))
-            .await
-    }
-
-    pub async fn user_by_email(
-        &mut self,
-        email: UserEmail,
-    ) -> Result<Option<UserRecord>, StoreError> {
-        self.run(move |conn, keys| read_by_email(conn, keys, &email, read_user))
-            .await
+    pub async fn public_user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
+        let keys = &*self.keys;
+        self.read(|mut conn| async move {
+            let key = keys.user(id);
+            let values = hmget_public_fields(&key).query_async(&mut conn).await?;
+            decode_public_values(id, &key, values)
+        })
+        .await
     }
 
     /// The public fields of the user holding `email`.
     pub async fn public_user_by_email(
-        &mut self,
-        email: UserEmail,
+        &self,
+        email: &UserEmail,
     ) -> Result<Option<User>, StoreError> {
-        self.run(move |conn, keys| read_by_email(conn, keys, &email, read_public_user))
-            .await
+        match self.id_by_email(email).await? {
+            Some(id) => self.public_user_by_id(id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn id_by_email(&self, email: &UserEmail) -> Result<Option<UserId>, StoreError> {
+        let keys = &*self.keys;
+        self.read(|mut conn| async move {
+            let members = email_lookup(keys, email).query_async(&mut conn).await?;
+            Ok(first_id(members))
+        })
+        .await
     }
 
     /// Stores a new user, unless another user holds the email already
@@ -185,8 +201,9 @@ impl RedisConn {
             .await
     }
 
-    pub async fn list_users(&mut self, query: ListQuery) -> Result<UserPage, StoreError> {
-        self.run(move |conn, keys| list_users(conn, keys, &query))
+    pub async fn list_users(&self, query: &ListQuery) -> Result<UserPage, StoreError> {
+        let keys = &*self.keys;
+        self.read(|mut conn| async move { list_users(&mut conn, keys, query).await })
             .await
     }
 }
@@ -197,34 +214,24 @@ fn read_user(
     id: UserId,
 ) -> Result<Option<UserRecord>, StoreError> {
     let key = keys.user(id);
-    let fields: HashMap<String, String> = redis::cmd("HGETALL").arg(&key).query(conn)?;
+    let fields = hgetall_user(&key).query(conn)?;
+    decode_user_fields(id, &key, fields)
+}
+
+fn hgetall_user(key: &str) -> redis::Cmd {
+    redis::cmd("HGETALL").arg(key).take()
+}
+
+/// The reply to [`hgetall_user`]: `None` when the user does not exist.
+fn decode_user_fields(
+    id: UserId,
+    key: &str,
+    fields: HashMap<String, String>,
+) -> Result<Option<UserRecord>, StoreError> {
     if fields.is_empty() {
         return Ok(None);
     }
-    decode_user(id, &key, fields).map(Some)
-}
-
-/// Finds the user holding `email` in the index, then reads it with `read`.
-fn read_by_email<T>(
-    conn: &mut Connection,
-    keys: &Keys,
-    email: &UserEmail,
-    read: fn(&mut Connection, &Keys, UserId) -> Result<Option<T>, StoreError>,
-) -> Result<Option<T>, StoreError> {
-    match find_id_by_email(conn, keys, email)? {
-        Some(id) => read(conn, keys, id),
-        None => Ok(None),
-    }
-}
-
-fn read_public_user(
-    conn: &mut Connection,
-    keys: &Keys,
-    id: UserId,
-) -> Result<Option<User>, StoreError> {
-    let key = keys.user(id);
-    let values = hmget_public_fields(&key).query(conn)?;
-    decode_public_values(id, &key, values)
+    decode_user(id, key, fields).map(Some)
 }
 
 fn hmget_public_fields(key: &str) -> redis::Cmd {
@@ -327,19 +334,28 @@ fn find_id_by_email(
     keys: &Keys,
     email: &UserEmail,
 ) -> Result<Option<UserId>, StoreError> {
+    Ok(first_id(email_lookup(keys, email).query(conn)?))
+}
+
+/// The index member for `email`, if any: at most one.
+pub(super) fn email_lookup(keys: &Keys, email: &UserEmail) -> redis::Cmd {
     let (min, max) = exact_email_range(email);
-    let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
+    redis::cmd("ZRANGEBYLEX")
         .arg(keys.email_index())
         .arg(min)
         .arg(max)
         .arg("LIMIT")
         .arg(0)
         .arg(1)
-        .query(conn)?;
-    Ok(members
+        .take()
+}
+
+/// The user id in the reply to [`email_lookup`].
+pub(super) fn first_id(members: Vec<String>) -> Option<UserId> {
+    members
         .first()
         .and_then(|member| parse_index_member(member))
-        .map(|(_, id)| id))
+        .map(|(_, id)| id)
 }
 
 /// What a transaction attempt decided after reading under WATCH.
@@ -383,6 +399,21 @@ pub(super) fn transact<T>(
     Err(StoreError::Contention(MAX_TRANSACTION_ATTEMPTS))
 }
 
+/// Adds to a transaction that puts `email` in the index the write that
+/// aborts every other transaction watching that email's claim key. The key
+/// is set and deleted at once: nothing stays in Redis.
+pub(super) fn claim_email(writes: &mut Pipeline, keys: &Keys, email: &UserEmail) {
+    let claim = keys.email_claim(email);
+    writes
+        .cmd("SET")
+        .arg(&claim)
+        .arg(1)
+        .ignore()
+        .cmd("DEL")
+        .arg(&claim)
+        .ignore();
+}
+
 fn watch(conn: &mut Connection, key: &str) -> Result<(), StoreError> {
     Ok(redis::cmd("WATCH").arg(key).exec(conn)?)
 }
@@ -391,7 +422,7 @@ fn create_user(conn: &mut Connection, keys: &Keys, record: &UserRecord) -> Resul
     let user = &record.user;
     let password = StoredPasswordHash::split(&record.password_hash)?;
     let index = keys.email_index();
-    transact(conn, &index, |conn| {
+    transact(conn, &keys.email_claim(&user.email), |conn| {
         if find_id_by_email(conn, keys, &user.email)?.is_some() {
             return Err(StoreError::EmailInUse);
         }
@@ -415,6 +446,7 @@ fn create_user(conn: &mut Connection, keys: &Keys, record: &UserRecord) -> Resul
             .arg(0)
             .arg(index_member(&user.email, user.id))
             .ignore();
+        claim_email(&mut writes, keys, &user.email);
         events::record(&mut writes, keys, EventKind::Created, user.id, user.created);
         Ok(Plan::Write(writes, ()))
     })
@@ -467,7 +499,7 @@ fn update_profile(
         };
         let email_changes = current.email != email;
         if email_changes {
-            watch(conn, &index)?;
+            watch(conn, &keys.email_claim(&email))?;
             if find_id_by_email(conn, keys, &email)?.is_some_and(|owner| owner != id) {
                 return Err(StoreError::EmailInUse);
             }
@@ -500,6 +532,7 @@ fn update_profile(
                 .arg(0)
                 .arg(index_member(&updated.email, id))
                 .ignore();
+            claim_email(&mut writes, keys, &updated.email);
         }
         events::record(
             &mut writes,
@@ -588,8 +621,8 @@ fn delete_user(
     })
 }
 
-fn list_users(
-    conn: &mut Connection,
+async fn list_users(
+    conn: &mut MultiplexedConnection,
     keys: &Keys,
     query: &ListQuery,
 ) -> Result<UserPage, StoreError> {
@@ -611,7 +644,7 @@ fn list_users(
         let (min, max) = email_prefix_range(&query.prefix, None);
         lookup.cmd("ZLEXCOUNT").arg(&index).arg(min).arg(max);
     }
-    let (mut members, total): (Vec<String>, usize) = lookup.query(conn)?;
+    let (mut members, total): (Vec<String>, usize) = lookup.query_async(conn).await?;
     let next = if members.len() > query.limit {
         members.truncate(query.limit);
         members.last().cloned()
@@ -630,7 +663,7 @@ fn list_users(
     let replies: Vec<Vec<Option<String>>> = if ids.is_empty() {
         Vec::new()
     } else {
-        fetch.query(conn)?
+        fetch.query_async(conn).await?
     };
     let users = ids
         .into_iter()

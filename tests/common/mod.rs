@@ -242,6 +242,17 @@ impl TestApp {
         reply.json()["token"].as_str().expect("a token").to_owned()
     }
 
+    /// `GET /api/sessions/current`: a read, and a write that renews the session.
+    pub async fn current_session(&self, token: &str) -> Reply {
+        self.with_token(
+            rocket::http::Method::Get,
+            "/api/sessions/current",
+            token,
+            None,
+        )
+        .await
+    }
+
     /// A request with `Authorization: Bearer <token>` and an optional JSON body.
     pub async fn with_token(
         &self,
@@ -304,7 +315,12 @@ impl TestApp {
         format!("{}user:{id}", self.prefix)
     }
 
-    /// Every member of the email index, in order.
+    /// The key a sign-up of `email` writes to abort the transactions
+    /// watching that email.
+    pub fn email_claim_key(&self, email: &str) -> String {
+        format!("{}email_claim:{email}", self.prefix)
+    }
+
     /// The user's stored argon2 hash, reassembled as a PHC string.
     pub fn stored_password_hash(&self, id: &str) -> String {
         let (params, salt, hash): (String, String, String) = redis::cmd("HMGET")
@@ -315,6 +331,7 @@ impl TestApp {
         format!("{params}${salt}${hash}")
     }
 
+    /// Every member of the email index, in order.
     pub fn index_members(&self) -> Vec<String> {
         redis::cmd("ZRANGE")
             .arg(self.index_key())

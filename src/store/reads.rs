@@ -1,0 +1,156 @@
+//! The connection reads share: one multiplexed async connection that carries
+//! every read that needs no transaction, for all requests at once.
+//!
+//! Through the pool, a read costs a hand-off to a blocking thread and a
+//! blocking round trip of its own. Here the commands of many requests go out
+//! on one socket, one read of the socket brings back many replies, and no
+//! thread waits. Writes stay on pooled connections: `WATCH` belongs to a
+//! connection, so each WATCH/MULTI/EXEC needs one of its own.
+//!
+//! The connection is opened on first use, and replaced after an I/O error or
+//! a timeout, or when the sentinels name another primary.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+use rocket::tokio::sync::Mutex as AsyncMutex;
+use rocket::tokio::task;
+
+use super::connector::Connector;
+use super::StoreError;
+use crate::metrics::Metrics;
+
+pub struct SharedReads {
+    connector: Arc<Connector>,
+    metrics: Arc<Metrics>,
+    current: Mutex<Option<Opened>>,
+    /// Held while opening a connection, so that requests finding the old one
+    /// gone wait for one new connection rather than each opening its own.
+    opening: AsyncMutex<()>,
+    /// How many attempts to open a connection have ended, failed or not;
+    /// also the serial of the connection the next attempt opens.
+    attempts: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Opened {
+    connection: MultiplexedConnection,
+    /// The connector's generation: an older one leads to a replaced primary.
+    generation: u64,
+    /// Tells this connection from the ones opened before and after it.
+    serial: u64,
+}
+
+impl SharedReads {
+    /// Connects nowhere yet: the first read opens the connection.
+    pub fn new(connector: Arc<Connector>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            connector,
+            metrics,
+            current: Mutex::new(None),
+            opening: AsyncMutex::new(()),
+            attempts: AtomicU64::new(0),
+        }
+    }
+
+    /// Runs `read` on the shared connection. A read that finds the connection
+    /// closed by Redis (a restart, an idle timeout) runs once more on a new
+    /// one: reads change nothing, so repeating one is safe.
+    pub async fn read<T, F, Fut>(&self, read: F) -> Result<T, StoreError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        match self.read_once(&read).await {
+            Err(StoreError::Redis(error)) if error.is_connection_dropped() => {
+                self.read_once(&read).await
+            }
+            result => result,
+        }
+    }
+
+    async fn read_once<T, F, Fut>(&self, read: &F) -> Result<T, StoreError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let opened = self.connection().await?;
+        let serial = opened.serial;
+        let result = read(opened.connection).await;
+        if let Err(error) = &result {
+            if error.breaks_connection() {
+                self.retire(serial);
+            }
+        }
+        result
+    }
+
+    /// The current connection, opened first if there is none fit for use.
+    async fn connection(&self) -> Result<Opened, StoreError> {
+        if let Some(opened) = self.fit() {
+            return Ok(opened);
+        }
+        let attempts_before = self.attempts.load(Ordering::Acquire);
+        let _opening = self.opening.lock().await;
+        if let Some(opened) = self.fit() {
+            return Ok(opened);
+        }
+        // An attempt ended while this request waited for it, and failed:
+        // fail alike instead of queueing one attempt after another, which
+        // would keep the last of many requests waiting many timeouts.
+        if self.attempts.load(Ordering::Acquire) != attempts_before {
+            return Err(StoreError::NotConnected);
+        }
+        let opened = self.open().await;
+        self.attempts.fetch_add(1, Ordering::Release);
+        opened
+    }
+
+    async fn open(&self) -> Result<Opened, StoreError> {
+        let connector = Arc::clone(&self.connector);
+        // Through sentinels, finding the primary takes blocking round trips.
+        let (client, generation) = task::spawn_blocking(move || connector.locate()).await??;
+        let timeout = Some(self.connector.timeout());
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout);
+        let opened = Opened {
+            connection: client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await?,
+            generation,
+            // Attempts run one at a time, under `opening`: no two share it.
+            serial: self.attempts.load(Ordering::Acquire),
+        };
+        *self.current() = Some(opened.clone());
+        self.metrics.read_connections_opened.inc();
+        Ok(opened)
+    }
+
+    fn fit(&self) -> Option<Opened> {
+        let generation = self.connector.generation();
+        self.current()
+            .as_ref()
+            .filter(|opened| opened.generation == generation)
+            .cloned()
+    }
+
+    /// Drops the connection `serial` once it failed, unless another request
+    /// replaced it already.
+    fn retire(&self, serial: u64) {
+        let mut current = self.current();
+        if current
+            .as_ref()
+            .is_some_and(|opened| opened.serial == serial)
+        {
+            *current = None;
+        }
+    }
+
+    fn current(&self) -> MutexGuard<'_, Option<Opened>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
