@@ -382,27 +382,17 @@ class Bench:
             sys.exit(f"logging in the real user answered {status}: {session}")
         self.wrk("GET /api/sessions/current c=64", 64, ["bearer", session["token"]],
                  "/api/sessions/current")
-        # The storm's reference: the same reads alone, right before it.
-        self.wrk("GET /api/users/{id} c=64 before the storm", 64, ids)
-        # The storm: sign-ups at c=16 start first and end last, so the whole
-        # GET run overlaps them.
-        log("sign-up storm (POST /api/users c=16) with GET by id c=64 beside it")
-        since = self.other.snapshot()
-        storm = subprocess.Popen(
-            self.wrk_command(16, ["signup", "storm", PASSWORD], "/", self.args.duration + 3),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            time.sleep(1)
-            self.wrk("GET /api/users/{id} c=64 in storm", 64, ids)
-            out, err = storm.communicate(timeout=self.args.duration + 60)
-        finally:
-            if storm.poll() is None:
-                storm.kill()
-        # The storm's own wrk only counts as ours once waited for.
-        self.runs["GET /api/users/{id} c=64 in storm"]["other_cores"] = self.other.cores(since)
-        raw = self.wrk_figures("storm", storm.returncode, out, err)
-        self.facts["storm_signups_per_s"] = round(
-            (raw["requests"] - raw["errors"]["status"]) / (raw["duration_us"] / 1e6), 1)
+        # The storm target compares two p99s, and a p99 of one short run on a
+        # shared machine is noisy: ROUNDS pairs of a quiet run and a storm
+        # run right after it, and the pair with the median ratio counts.
+        pairs = sorted((self.storm_pair(round_number) for round_number in range(ROUNDS)),
+                       key=lambda pair: pair[1]["p99_ms"] / pair[0]["p99_ms"])
+        quiet, storm, signups_per_s = pairs[len(pairs) // 2]
+        self.runs["GET /api/users/{id} c=64 before the storm"] = quiet
+        self.runs["GET /api/users/{id} c=64 in storm"] = storm
+        self.facts["storm_signups_per_s"] = signups_per_s
+        self.facts["storm_ratios"] = [round(b["p99_ms"] / a["p99_ms"], 2) for a, b, _ in pairs]
+        log(f"storm p99 / quiet p99 by round, sorted: {self.facts['storm_ratios']}")
         self.facts["other_cores_mean"] = self.other.cores(whole_run)
         self.facts["other_cores_max"] = max(
             [run["other_cores"] for run in self.runs.values()]
@@ -412,6 +402,35 @@ class Bench:
         self.facts["rss_at_end_mib"] = self.rss_mib("VmRSS")
         log(f"service peak RSS (MiB): {rss}; resident at the end: "
             f"{self.facts['rss_at_end_mib']} MiB")
+
+    def storm_pair(self, round_number):
+        """GET by id at c=64 alone, then again while sign-ups at c=16 keep
+        argon2 busy: (quiet run, storm run, sign-ups per second)."""
+        ids = ["paths", self.ids_file]
+        quiet = self.wrk("GET /api/users/{id} c=64 before the storm", 64, ids, quiet=True)
+        # The sign-ups start first and end last, so the whole GET run
+        # overlaps them.
+        since = self.other.snapshot()
+        signups = subprocess.Popen(
+            self.wrk_command(16, ["signup", f"storm{round_number}", PASSWORD], "/",
+                             self.args.duration + 3),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(1)
+            storm = self.wrk("GET /api/users/{id} c=64 in storm", 64, ids, quiet=True)
+            out, err = signups.communicate(timeout=self.args.duration + 60)
+        finally:
+            if signups.poll() is None:
+                signups.kill()
+        # The sign-ups' own wrk only counts as ours once waited for.
+        storm["other_cores"] = self.other.cores(since)
+        raw = self.wrk_figures("storm", signups.returncode, out, err)
+        signups_per_s = round(
+            (raw["requests"] - raw["errors"]["status"]) / (raw["duration_us"] / 1e6), 1)
+        log(f"storm round {round_number + 1}: quiet p99 {quiet['p99_ms']:.2f} ms, "
+            f"storm p99 {storm['p99_ms']:.2f} ms ({storm['ok_per_s']:,.0f} req/s, "
+            f"errors {storm['error_count']}), sign-ups {signups_per_s}/s")
+        return quiet, storm, signups_per_s
 
     # --- 5. Ceilings -------------------------------------------------------
     def redis_benchmark(self, key, clients, requests):
@@ -515,7 +534,9 @@ def figures(bench):
         f"p99 {ms(storm['p99_ms'])} ({storm['ok_per_s']:,.0f} req/s; "
         f"sign-ups {facts['storm_signups_per_s']:,.1f}/s)"
         + (f", **{storm['error_count']} errors**" if storm["error_count"] else "") + noise(storm),
-        f"quiet p99 {ms(quiet['p99_ms'])}", times, f"{times:.1f}×", "≤ 3×", times <= 3,
+        f"quiet p99 {ms(quiet['p99_ms'])}", times,
+        f"{times:.1f}× (median of {', '.join(f'{r:.1f}' for r in facts['storm_ratios'])})",
+        "≤ 3×", times <= 3,
         storm["error_count"], storm["p99_ms"])
 
     per_user, hash_ = facts["redis_bytes_per_user"], facts["user_hash"]
