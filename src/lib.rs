@@ -18,10 +18,12 @@ pub mod logging;
 pub mod metrics;
 pub mod store;
 
+use std::io::{self, BufWriter};
 use std::sync::Arc;
 
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 
 use crate::accounts::AuthPolicy;
 use crate::api::Telemetry;
@@ -47,6 +49,12 @@ pub fn build_with_figment(
     let metrics = Arc::new(Metrics::new()?);
     let store = Store::new(&settings.redis, Arc::clone(&metrics))?;
     let hasher = PasswordHasher::new(&settings.password_hashing, Arc::clone(&metrics));
+    // Blocks requests rather than drop lines when the writer falls behind;
+    // the buffer is flushed whenever the queue runs empty.
+    let (access_log, access_log_guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("access-log")
+        .finish(BufWriter::new(io::stdout()));
     let policy = AuthPolicy {
         sessions: settings.sessions,
         login: settings.login,
@@ -56,9 +64,13 @@ pub fn build_with_figment(
         .manage(hasher)
         .manage(policy)
         .manage(settings.log_format)
+        .manage(AccessLogGuard {
+            _flushes_on_drop: access_log_guard,
+        })
         .attach(Telemetry {
             metrics: Arc::clone(&metrics),
             log_format: settings.log_format,
+            access_log,
         })
         .attach(AdHoc::on_liftoff("announce", |rocket| {
             Box::pin(async move {
@@ -70,4 +82,10 @@ pub fn build_with_figment(
             })
         }))
         .manage(metrics))
+}
+
+/// Held in Rocket's state: dropped with the server, it writes out the request
+/// lines still queued.
+struct AccessLogGuard {
+    _flushes_on_drop: WorkerGuard,
 }

@@ -62,6 +62,19 @@ impl Service {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log once it holds `needle`, or after 5 s: request lines are
+    /// written by a thread of their own, a moment after the response.
+    fn logs_with(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) || Instant::now() > deadline {
+                return logs;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn signal(&self, name: &str) {
         let status = Command::new("kill")
             .args([format!("-{name}"), self.child.id().to_string()])
@@ -176,14 +189,14 @@ fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
         let (_, text, _) = send(method, &service.url(&path), Some(&token), body.as_ref());
         bodies.push(text);
     }
-    let (_, text, _) = send(
+    let (_, text, last_request) = send(
         "DELETE",
         &service.url(&format!("/api/users/{id}")),
         None,
         Some(&json!({"password": PASSWORD})),
     );
     bodies.push(text);
-    let logs = service.logs();
+    let logs = service.logs_with(&last_request.expect("a request id"));
     for secret in [PASSWORD, "another passphrase here", &token, "$argon2id$"] {
         assert!(
             !logs.contains(secret),
@@ -214,7 +227,7 @@ fn every_request_logs_one_line_with_its_id() {
             .and_then(|v| v.to_str().ok()),
         Some("req-abc-123")
     );
-    let logs = service.logs();
+    let logs = service.logs_with("req-abc-123");
     let lines: Vec<&str> = logs
         .lines()
         .filter(|line| line.contains("req-abc-123"))
@@ -236,7 +249,7 @@ fn json_log_lines_carry_the_request_fields() {
     );
     assert_eq!(status, 404);
     let id = id.expect("a request id");
-    let logs = service.logs();
+    let logs = service.logs_with(&id);
     let line = logs
         .lines()
         .find(|line| line.contains(&id))
@@ -276,6 +289,12 @@ fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
     assert!(
         ureq::get(&service.url("/health/live")).call().is_err(),
         "no longer accepting"
+    );
+    let logs = service.logs();
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("method=POST route=/api/users status=201")),
+        "the in-flight request's line is written before the exit:\n{logs}"
     );
 }
 

@@ -1,5 +1,6 @@
 //! Request ids, one log line per request, and request metrics.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -7,6 +8,7 @@ use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::Header;
 use rocket::{Data, Request, Response};
 use serde_json::json;
+use tracing_appender::non_blocking::NonBlocking;
 
 use crate::config::LogFormat;
 use crate::logging::{request_id, timestamp, RequestId};
@@ -31,6 +33,9 @@ fn acceptable(id: &str) -> bool {
 pub struct Telemetry {
     pub metrics: Arc<Metrics>,
     pub log_format: LogFormat,
+    /// Where the request lines go: a thread of their own writes them to
+    /// stdout, so no request waits for a write or for the stdout lock.
+    pub access_log: NonBlocking,
 }
 
 #[rocket::async_trait]
@@ -71,7 +76,7 @@ impl Fairing for Telemetry {
             .with_label_values(&[route.as_str(), method])
             .observe(elapsed.as_secs_f64());
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
-        let line = match self.log_format {
+        let mut line = match self.log_format {
             LogFormat::Json => json!({
                 "ts": timestamp(),
                 "level": "info",
@@ -87,7 +92,10 @@ impl Fairing for Telemetry {
                 timestamp()
             ),
         };
-        println!("{line}");
+        line.push('\n');
+        // One write per line keeps lines whole. It fails only once the
+        // writer thread is gone, at shutdown, when there is no one to tell.
+        let _ = self.access_log.clone().write_all(line.as_bytes());
     }
 }
 
