@@ -53,15 +53,35 @@ async fn concurrent_creates_with_one_email_admit_exactly_one() {
 #[rocket::async_test]
 async fn concurrent_creates_with_distinct_emails_all_succeed() {
     let app = TestApp::spawn().await;
-    let attempts = (0..32).map(|n| {
+    let statuses = sign_up_at_once(&app, 32).await;
+    assert!(
+        statuses.iter().all(|status| *status == Status::Created),
+        "statuses: {statuses:?}"
+    );
+    assert_eq!(app.index_members().len(), 32);
+}
+
+/// Signs up `count` users with distinct emails, all at once; their statuses.
+async fn sign_up_at_once(app: &TestApp, count: usize) -> Vec<Status> {
+    let attempts = (0..count).map(|n| {
         let body =
             json!({"name": "User", "email": format!("user{n}@example.com"), "password": PASSWORD});
-        let app = &app;
-        async move { app.post_user(&body).await }
+        async move { app.post_user(&body).await.status }
     });
-    let replies = join_all(attempts).await;
-    assert!(replies.iter().all(|r| r.status == Status::Created));
-    assert_eq!(app.index_members().len(), 32);
+    join_all(attempts).await
+}
+
+/// Creates `count` users, one after the other, with the emails
+/// `{prefix}{n}@example.com`; their ids.
+async fn create_users(app: &TestApp, prefix: &str, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for n in 0..count {
+        let user = app
+            .create_user("User", &format!("{prefix}{n}@example.com"), PASSWORD)
+            .await;
+        ids.push(user["id"].as_str().expect("id").to_owned());
+    }
+    ids
 }
 
 /// A client that adds and removes an index member of its own, nonstop,
@@ -103,15 +123,8 @@ impl IndexChurn {
 async fn sign_ups_succeed_while_other_emails_keep_changing_the_index() {
     let app = TestApp::spawn().await;
     let churn = IndexChurn::start(&app);
-    let attempts = (0..8).map(|n| {
-        let body =
-            json!({"name": "User", "email": format!("user{n}@example.com"), "password": PASSWORD});
-        let app = &app;
-        async move { app.post_user(&body).await }
-    });
-    let replies = join_all(attempts).await;
+    let statuses = sign_up_at_once(&app, 8).await;
     churn.stop();
-    let statuses: Vec<Status> = replies.iter().map(|r| r.status).collect();
     assert!(
         statuses.iter().all(|status| *status == Status::Created),
         "statuses: {statuses:?}"
@@ -121,13 +134,7 @@ async fn sign_ups_succeed_while_other_emails_keep_changing_the_index() {
 #[rocket::async_test]
 async fn email_changes_succeed_while_other_emails_keep_changing_the_index() {
     let app = TestApp::spawn().await;
-    let mut ids = Vec::new();
-    for n in 0..8 {
-        let user = app
-            .create_user("User", &format!("before{n}@example.com"), PASSWORD)
-            .await;
-        ids.push(user["id"].as_str().expect("id").to_owned());
-    }
+    let ids = create_users(&app, "before", 8).await;
     let churn = IndexChurn::start(&app);
     let changes = ids.iter().enumerate().map(|(n, id)| {
         let body =
@@ -197,13 +204,7 @@ fn assert_index_matches_users(app: &TestApp, ids: &[String]) {
 #[rocket::async_test]
 async fn concurrent_email_changes_never_leave_two_users_with_one_email() {
     let app = TestApp::spawn().await;
-    let mut ids = Vec::new();
-    for n in 0..8 {
-        let user = app
-            .create_user("User", &format!("start{n}@example.com"), PASSWORD)
-            .await;
-        ids.push(user["id"].as_str().expect("id").to_owned());
-    }
+    let ids = create_users(&app, "start", 8).await;
     // Every user tries to take each of three contested emails at once.
     let changes = ids.iter().flat_map(|id| {
         (0..3).map(move |target| (id.clone(), format!("contested{target}@example.com")))
