@@ -18,7 +18,6 @@ pub mod logging;
 pub mod metrics;
 pub mod store;
 
-use std::io::{self, BufWriter};
 use std::sync::Arc;
 
 use rocket::fairing::AdHoc;
@@ -29,6 +28,7 @@ use crate::accounts::AuthPolicy;
 use crate::api::Telemetry;
 use crate::config::Settings;
 use crate::hashing::PasswordHasher;
+use crate::logging::BatchedStdout;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -49,12 +49,11 @@ pub fn build_with_figment(
     let metrics = Arc::new(Metrics::new()?);
     let store = Store::new(&settings.redis, Arc::clone(&metrics))?;
     let hasher = PasswordHasher::new(&settings.password_hashing, Arc::clone(&metrics));
-    // Blocks requests rather than drop lines when the writer falls behind;
-    // the buffer is flushed whenever the queue runs empty.
+    // Blocks requests rather than drop lines when the writer falls behind.
     let (access_log, access_log_guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("access-log")
-        .finish(BufWriter::new(io::stdout()));
+        .finish(BatchedStdout::default());
     let policy = AuthPolicy {
         sessions: settings.sessions,
         login: settings.login,

@@ -1,4 +1,9 @@
-//! Log lines outside the per-request line: each names its request's id.
+//! Log lines outside the per-request line, each naming its request's id, and
+//! the stdout the per-request lines are written to.
+
+use std::io::{self, BufWriter, Stdout, Write};
+use std::thread;
+use std::time::Duration;
 
 use chrono::SecondsFormat;
 use rocket::Request;
@@ -46,4 +51,32 @@ pub fn log_problem(request: &Request<'_>, level: &str, message: &str) {
         ),
     };
     eprintln!("{line}");
+}
+
+/// How long request lines may gather before they are written out together.
+const BATCH_WINDOW: Duration = Duration::from_millis(20);
+
+/// Stdout for the request log's writer thread (tracing-appender's
+/// non-blocking writer). That thread flushes whenever its queue runs empty,
+/// which under load is after almost every line: one `write` per request, and
+/// one wake-up of the thread by the next request. Waiting [`BATCH_WINDOW`]
+/// before each flush lets the lines of many requests go out in one write,
+/// while requests queue theirs without waking the thread.
+pub struct BatchedStdout(BufWriter<Stdout>);
+
+impl Default for BatchedStdout {
+    fn default() -> Self {
+        Self(BufWriter::with_capacity(64 * 1024, io::stdout()))
+    }
+}
+
+impl Write for BatchedStdout {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        self.0.write(line)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        thread::sleep(BATCH_WINDOW);
+        self.0.flush()
+    }
 }
