@@ -239,6 +239,27 @@ fn every_request_logs_one_line_with_its_id() {
 }
 
 #[test]
+fn a_lookup_by_email_logs_its_request_line_and_nothing_else() {
+    let service = Service::start(&[]);
+    let other_lines = |logs: &str| -> Vec<String> {
+        logs.lines()
+            .filter(|line| !line.contains("request_id="))
+            .map(str::to_owned)
+            .collect()
+    };
+    let before = other_lines(&service.logs());
+    let (status, _, id) = send(
+        "GET",
+        &service.url("/api/users/nobody@example.com"),
+        None,
+        None,
+    );
+    assert_eq!(status, 404);
+    let logs = service.logs_with(&id.expect("a request id"));
+    assert_eq!(other_lines(&logs), before, "{logs}");
+}
+
+#[test]
 fn json_log_lines_carry_the_request_fields() {
     let service = Service::start(&[("LOG_FORMAT", "json")]);
     let (status, _, id) = send(
@@ -256,7 +277,7 @@ fn json_log_lines_carry_the_request_fields() {
         .expect("a line for the request");
     let entry: Value = serde_json::from_str(line).expect("a JSON line");
     assert_eq!(entry["method"], "GET");
-    assert_eq!(entry["route"], "/api/users/<id>");
+    assert_eq!(entry["route"], "/api/users/<user>");
     assert_eq!(entry["status"], 404);
     assert!(entry["latency_ms"].as_f64().is_some());
     assert!(entry["ts"].as_str().is_some());

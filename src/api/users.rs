@@ -4,7 +4,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rocket::response::status::Created;
 use rocket::serde::json::Json;
-use rocket::serde::uuid::Uuid;
 use rocket::{delete, get, patch, post, put, routes, Route};
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +17,7 @@ use crate::store::{ListQuery, RedisConn};
 pub fn routes() -> Vec<Route> {
     routes![
         post_user,
-        get_user_by_id,
-        get_user_by_email,
+        get_user,
         put_user,
         patch_user_password,
         delete_user,
@@ -81,25 +79,26 @@ async fn post_user(
     Ok(Created::new(format!("/api/users/{}", user.id)).body(Json(user)))
 }
 
-#[get("/users/<id>")]
-async fn get_user_by_id(id: Uuid, conn: RedisConn) -> Result<Json<User>, ApiError> {
-    let id = UserId::from(id);
-    match conn.public_user_by_id(id).await? {
-        Some(user) => Ok(Json(user)),
-        None => Err(ApiError::NotFound(format!("id {id} not found"))),
-    }
-}
-
-/// Any segment that is not a UUID is looked up as an email.
-#[get("/users/<email>", rank = 2)]
-async fn get_user_by_email(email: &str, conn: RedisConn) -> Result<Json<User>, ApiError> {
-    let not_found =
-        || ApiError::NotFound(format!("user {} not found", UserEmail::normalize(email)));
-    let email = UserEmail::parse(email).map_err(|_| not_found())?;
-    match conn.public_user_by_email(&email).await? {
-        Some(user) => Ok(Json(user)),
-        None => Err(not_found()),
-    }
+/// `user` is an id when it parses as a UUID, else an email. One route for
+/// both: a UUID-typed route for ids would forward every email to a second
+/// route, and Rocket logs a warning line for each forward.
+#[get("/users/<user>")]
+async fn get_user(user: &str, conn: RedisConn) -> Result<Json<User>, ApiError> {
+    let found = match UserId::parse(user) {
+        Some(id) => conn
+            .public_user_by_id(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("id {id} not found")))?,
+        None => {
+            let not_found =
+                || ApiError::NotFound(format!("user {} not found", UserEmail::normalize(user)));
+            let email = UserEmail::parse(user).map_err(|_| not_found())?;
+            conn.public_user_by_email(&email)
+                .await?
+                .ok_or_else(not_found)?
+        }
+    };
+    Ok(Json(found))
 }
 
 /// Authenticated by the current password in the body, or by a Bearer
