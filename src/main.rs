@@ -3,9 +3,10 @@ use std::process::ExitCode;
 use user_accounts::config::Settings;
 
 /// Requests hop between Tokio's worker threads, so memory is often freed by
-/// another thread than the one that allocated it; glibc's malloc then takes
-/// arena locks on the hot path, mimalloc frees to the owning thread's heap
-/// without one. Measured with `bench/run`'s GET by id at c=64: +20 to +50 %.
+/// another thread than the one that allocated it; glibc's malloc then waits
+/// on its internal locks, mimalloc hands the block back to its owning heap
+/// without one. GET by id at c=64, alternating runs against the glibc build:
+/// +20 to +50 % requests per second (bench/RESULTS.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
