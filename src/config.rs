@@ -73,11 +73,14 @@ pub enum RedisTarget {
     },
 }
 
-/// argon2id cost parameters and how many hashes may run at once.
+/// argon2id cost parameters, how many hashes may run at once, and how many
+/// may wait for a thread.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HashingSettings {
     pub params: argon2::Params,
     pub max_concurrent: usize,
+    /// Beyond this many waiting hashes, requests that need one answer 503.
+    pub queue_limit: usize,
 }
 
 impl HashingSettings {
@@ -86,10 +89,12 @@ impl HashingSettings {
         iterations: u32,
         parallelism: u32,
         max_concurrent: usize,
+        queue_limit: usize,
     ) -> Result<Self, argon2::Error> {
         Ok(Self {
             params: argon2::Params::new(memory_kib, iterations, parallelism, None)?,
             max_concurrent,
+            queue_limit,
         })
     }
 }
@@ -98,6 +103,10 @@ impl HashingSettings {
 const OWASP_MEMORY_KIB: u32 = 19 * 1024;
 const OWASP_ITERATIONS: u32 = 2;
 const OWASP_PARALLELISM: u32 = 1;
+
+/// With the default cost and two cores (about 190 hashes/s), a full queue
+/// is about 0.7 s of work: later requests are better told to retry.
+const DEFAULT_HASHING_QUEUE_LIMIT: usize = 128;
 
 fn default_hashing_concurrency() -> usize {
     std::thread::available_parallelism().map_or(2, usize::from)
@@ -396,11 +405,21 @@ fn hashing(env: &Env) -> Result<HashingSettings, ConfigError> {
         default_hashing_concurrency(),
         1..=1024,
     )?;
-    HashingSettings::new(memory_kib, iterations, parallelism, max_concurrent).map_err(|error| {
-        ConfigError {
-            setting: "ARGON2_MEMORY_KIB",
-            reason: format!("argon2 rejects these parameters: {error} (it needs 8 KiB per lane)"),
-        }
+    let queue_limit = env.parse_in(
+        "HASHING_QUEUE_LIMIT",
+        DEFAULT_HASHING_QUEUE_LIMIT,
+        1..=1_000_000,
+    )?;
+    HashingSettings::new(
+        memory_kib,
+        iterations,
+        parallelism,
+        max_concurrent,
+        queue_limit,
+    )
+    .map_err(|error| ConfigError {
+        setting: "ARGON2_MEMORY_KIB",
+        reason: format!("argon2 rejects these parameters: {error} (it needs 8 KiB per lane)"),
     })
 }
 
@@ -500,6 +519,18 @@ mod tests {
             .err()
             .expect("rejected");
         assert_eq!(error.setting, "REDIS_POOL_SIZE");
+    }
+
+    #[test]
+    fn the_hashing_queue_limit_defaults_to_128_and_can_be_set() {
+        let default = settings_from(&[]).expect("defaults are valid");
+        assert_eq!(default.password_hashing.queue_limit, 128);
+        let set = settings_from(&[("HASHING_QUEUE_LIMIT", "16")]).expect("valid");
+        assert_eq!(set.password_hashing.queue_limit, 16);
+        let error = settings_from(&[("HASHING_QUEUE_LIMIT", "0")])
+            .err()
+            .expect("rejected");
+        assert_eq!(error.setting, "HASHING_QUEUE_LIMIT");
     }
 
     #[test]

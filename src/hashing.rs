@@ -5,8 +5,11 @@
 //! many at once would let a burst of sign-ups starve reads of CPU. So jobs
 //! queue for `max_concurrent` dedicated threads, which run at a lower
 //! scheduling priority than the request threads: when the CPU is short, the
-//! scheduler serves reads first and hashes with what is left.
+//! scheduler serves reads first and hashes with what is left. At most
+//! `queue_limit` jobs wait; a request that would be one more is refused at
+//! once (503), rather than wait longer than its client would.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -27,6 +30,8 @@ pub enum HashingError {
     Argon2(password_hash::Error),
     #[error("no hashing thread is running")]
     Closed,
+    #[error("{0} hashes already wait for a hashing thread")]
+    QueueFull(usize),
 }
 
 impl From<password_hash::Error> for HashingError {
@@ -53,6 +58,11 @@ pub struct PasswordHasher {
     params: Params,
     metrics: Arc<Metrics>,
     jobs: Sender<Job>,
+    /// Jobs queued and not yet taken by a thread, at most `queue_limit`:
+    /// past that, a request would wait longer than its client is likely
+    /// to, and a flood of sign-ups would grow the queue without bound.
+    waiting: Arc<AtomicUsize>,
+    queue_limit: usize,
     /// Verified against when a login names no user, so that case costs the
     /// same argon2 work as a wrong password.
     dummy_hash: OnceCell<PasswordHash>,
@@ -82,6 +92,8 @@ impl PasswordHasher {
             params: settings.params.clone(),
             metrics,
             jobs,
+            waiting: Arc::new(AtomicUsize::new(0)),
+            queue_limit: settings.queue_limit,
             dummy_hash: OnceCell::new(),
         }
     }
@@ -166,14 +178,27 @@ impl PasswordHasher {
             })
     }
 
-    /// Queues `job` for a hashing thread and waits for its answer.
+    /// Queues `job` for a hashing thread and waits for its answer; refuses
+    /// it at once when `queue_limit` jobs wait already.
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce(&WorkMemory) -> Result<T, HashingError> + Send + 'static,
     ) -> Result<T, HashingError> {
+        let queue_limit = self.queue_limit;
+        let admitted = self
+            .waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |waiting| {
+                (waiting < queue_limit).then_some(waiting + 1)
+            });
+        if admitted.is_err() {
+            self.metrics.argon2_refused.inc();
+            return Err(HashingError::QueueFull(queue_limit));
+        }
         let (answer, answered) = oneshot::channel();
         let metrics = Arc::clone(&self.metrics);
+        let waiting = Arc::clone(&self.waiting);
         let queued: Job = Box::new(move |memory| {
+            waiting.fetch_sub(1, Ordering::AcqRel);
             metrics.argon2_waiting.dec();
             metrics.argon2_running.inc();
             let result = job(memory);
@@ -183,6 +208,7 @@ impl PasswordHasher {
         });
         self.metrics.argon2_waiting.inc();
         if self.jobs.send(queued).is_err() {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
             self.metrics.argon2_waiting.dec();
             return Err(HashingError::Closed);
         }
@@ -266,9 +292,57 @@ mod tests {
 
     fn hasher() -> PasswordHasher {
         PasswordHasher::new(
-            &HashingSettings::new(1024, 1, 1, 2).expect("valid parameters"),
+            &HashingSettings::new(1024, 1, 1, 2, 128).expect("valid parameters"),
             Arc::new(Metrics::new().expect("metrics")),
         )
+    }
+
+    #[rocket::async_test]
+    async fn a_full_queue_refuses_a_job_at_once_and_admits_one_once_a_thread_takes_one() {
+        use std::future::{poll_fn, Future};
+        use std::pin::{pin, Pin};
+        use std::sync::mpsc::channel;
+        use std::task::Poll;
+        use std::time::Duration;
+
+        // Polls once: far enough for `run` to queue its job.
+        async fn queued<F: Future>(job: Pin<&mut F>) -> bool {
+            let mut job = job;
+            poll_fn(|cx| Poll::Ready(job.as_mut().poll(cx).is_pending())).await
+        }
+
+        let hasher = PasswordHasher::new(
+            &HashingSettings::new(1024, 1, 1, 1, 1).expect("valid parameters"),
+            Arc::new(Metrics::new().expect("metrics")),
+        );
+        // The one thread runs a job that holds it until released.
+        let (started, has_started) = channel();
+        let (release, released) = channel::<()>();
+        let mut holding = pin!(hasher.run(move |_| {
+            let _ = started.send(());
+            let _ = released.recv();
+            Ok("held")
+        }));
+        assert!(queued(holding.as_mut()).await);
+        has_started
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the thread took the first job");
+        let mut waiting = pin!(hasher.run(|_| Ok("waited")));
+        assert!(queued(waiting.as_mut()).await);
+
+        let refused =
+            rocket::tokio::time::timeout(Duration::from_secs(5), hasher.run(|_| Ok("refused")))
+                .await
+                .expect("answered at once, not queued");
+        assert!(matches!(refused, Err(HashingError::QueueFull(1))));
+
+        release.send(()).expect("the job waits for it");
+        assert_eq!(holding.await.expect("answered"), "held");
+        assert_eq!(waiting.await.expect("answered"), "waited");
+        assert_eq!(
+            hasher.run(|_| Ok("admitted")).await.expect("answered"),
+            "admitted"
+        );
     }
 
     #[rocket::async_test]
@@ -322,7 +396,7 @@ mod tests {
             .expect("hashed");
         assert!(!cheap.needs_rehash(&hash));
         let costlier = PasswordHasher::new(
-            &HashingSettings::new(2048, 1, 1, 2).expect("valid"),
+            &HashingSettings::new(2048, 1, 1, 2, 128).expect("valid"),
             Arc::new(Metrics::new().expect("metrics")),
         );
         assert!(costlier.needs_rehash(&hash));

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub read_connections_opened: IntCounter,
     pub argon2_waiting: IntGauge,
     pub argon2_running: IntGauge,
+    pub argon2_refused: IntCounter,
     pub sessions_created: IntCounter,
 }
 
@@ -71,6 +72,10 @@ impl Metrics {
         let argon2_waiting =
             IntGauge::new("argon2_jobs_waiting", "argon2 jobs waiting for a permit")?;
         let argon2_running = IntGauge::new("argon2_jobs_running", "argon2 jobs running")?;
+        let argon2_refused = IntCounter::new(
+            "argon2_jobs_refused_total",
+            "argon2 jobs refused because the queue was full",
+        )?;
         let sessions_created = IntCounter::new("sessions_created_total", "Login sessions opened")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
@@ -82,6 +87,7 @@ impl Metrics {
         registry.register(Box::new(read_connections_opened.clone()))?;
         registry.register(Box::new(argon2_waiting.clone()))?;
         registry.register(Box::new(argon2_running.clone()))?;
+        registry.register(Box::new(argon2_refused.clone()))?;
         registry.register(Box::new(sessions_created.clone()))?;
         Ok(Self {
             registry,
@@ -95,6 +101,7 @@ impl Metrics {
             read_connections_opened,
             argon2_waiting,
             argon2_running,
+            argon2_refused,
             sessions_created,
         })
     }

@@ -296,6 +296,7 @@ async fn metrics_are_served_in_prometheus_text_format() {
         "redis_read_connections_opened_total 1",
         "argon2_jobs_waiting 0",
         "argon2_jobs_running 0",
+        "argon2_jobs_refused_total 0",
         "sessions_created_total 1",
     ] {
         assert!(

@@ -240,6 +240,48 @@ async fn create_status(app: &TestApp, email: &str) -> (Status, Value, Option<Str
 }
 
 #[rocket::async_test]
+async fn sign_ups_beyond_the_hashing_queue_answer_503_and_create_nothing() {
+    // One hashing thread and one waiting place; each hash takes long enough
+    // that the later of four simultaneous sign-ups find both taken.
+    let app = TestApp::spawn_on(
+        &common::shared_redis_url(),
+        &[
+            ("HASHING_CONCURRENCY", "1"),
+            ("HASHING_QUEUE_LIMIT", "1"),
+            ("ARGON2_MEMORY_KIB", "65536"),
+            ("ARGON2_ITERATIONS", "4"),
+        ],
+    )
+    .await;
+    let emails = [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+        "d@example.com",
+    ];
+    let replies = join_all(emails.map(|email| create_status(&app, email))).await;
+    let mut created = 0;
+    let mut refused = 0;
+    for (email, (status, body, retry_after)) in emails.iter().zip(replies) {
+        let lookup = app.get_user(email).await.status;
+        if status == Status::Created {
+            created += 1;
+            assert_eq!(lookup, Status::Ok, "{email}");
+        } else {
+            refused += 1;
+            assert_eq!(status, Status::ServiceUnavailable, "{body}");
+            assert_eq!(body["type"], "/problems/unavailable");
+            assert_eq!(retry_after.as_deref(), Some("1"));
+            assert_eq!(lookup, Status::NotFound, "{email} was refused yet exists");
+        }
+    }
+    assert!(
+        created >= 1 && refused >= 1,
+        "{created} created, {refused} refused"
+    );
+}
+
+#[rocket::async_test]
 async fn the_service_starts_without_redis_and_answers_503_within_the_timeout() {
     let unreachable = format!("redis://127.0.0.1:{}/", free_port());
     let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;

@@ -98,7 +98,13 @@ impl From<StoreError> for ApiError {
 
 impl From<HashingError> for ApiError {
     fn from(error: HashingError) -> Self {
-        Self::Internal(error.into())
+        match error {
+            HashingError::QueueFull(_) => Self::Unavailable {
+                detail: "too many passwords are waiting to be checked; retry later".into(),
+                cause: error.to_string(),
+            },
+            error => Self::Internal(error.into()),
+        }
     }
 }
 
@@ -191,5 +197,24 @@ impl<'r> Responder<'r, 'static> for ApiError {
             _ => {}
         }
         problem.respond_to(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_hashing_queue_is_a_503_with_retry_after_and_a_failed_thread_a_500() {
+        let refused = ApiError::from(HashingError::QueueFull(8));
+        assert_eq!(refused.status(), Status::ServiceUnavailable);
+        assert_eq!(refused.problem_type(), "/problems/unavailable");
+        assert!(Problem::new(refused.status(), refused.to_string())
+            .retry_after
+            .is_some());
+        assert_eq!(
+            ApiError::from(HashingError::Closed).status(),
+            Status::InternalServerError
+        );
     }
 }
