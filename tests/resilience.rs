@@ -17,6 +17,22 @@ const PASSWORD: &str = "correct horse battery";
 /// How long a request may take beyond the configured Redis timeout.
 const SLACK: Duration = Duration::from_millis(1500);
 
+/// The last answer came within `timeout_ms`, with `SLACK` for a loaded machine.
+fn assert_answered_within(started: Instant, timeout_ms: u64) {
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(timeout_ms) + SLACK,
+        "the last answer came after {took:?}"
+    );
+}
+
+fn assert_unavailable(reply: &common::Reply) {
+    reply.assert_problem(
+        Status::ServiceUnavailable,
+        "the user store is unavailable; retry later",
+    );
+}
+
 #[rocket::async_test]
 async fn concurrent_creates_with_one_email_admit_exactly_one() {
     let app = TestApp::spawn().await;
@@ -287,15 +303,8 @@ async fn the_service_starts_without_redis_and_answers_503_within_the_timeout() {
     let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;
     let started = Instant::now();
     let reply = app.get_user(&uuid::Uuid::new_v4().to_string()).await;
-    assert!(
-        started.elapsed() < Duration::from_millis(300) + SLACK,
-        "took {:?}",
-        started.elapsed()
-    );
-    reply.assert_problem(
-        Status::ServiceUnavailable,
-        "the user store is unavailable; retry later",
-    );
+    assert_answered_within(started, 300);
+    assert_unavailable(&reply);
     assert_eq!(reply.header("Retry-After"), Some("1"));
 }
 
@@ -305,11 +314,7 @@ async fn writes_answer_503_when_redis_is_unreachable() {
     let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;
     let started = Instant::now();
     let (status, body, retry_after) = create_status(&app, "ada@example.com").await;
-    assert!(
-        started.elapsed() < Duration::from_millis(300) + SLACK,
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_answered_within(started, 300);
     assert_eq!(status, Status::ServiceUnavailable, "{body}");
     assert_eq!(retry_after.as_deref(), Some("1"));
 }
@@ -325,15 +330,8 @@ async fn a_redis_outage_gives_503_and_the_service_recovers_by_itself() {
     for _ in 0..3 {
         let started = Instant::now();
         let reply = app.get_user(id).await;
-        assert!(
-            started.elapsed() < Duration::from_millis(500) + SLACK,
-            "took {:?}",
-            started.elapsed()
-        );
-        reply.assert_problem(
-            Status::ServiceUnavailable,
-            "the user store is unavailable; retry later",
-        );
+        assert_answered_within(started, 500);
+        assert_unavailable(&reply);
     }
     let (status, _, _) = create_status(&app, "bob@example.com").await;
     assert_eq!(status, Status::ServiceUnavailable);
@@ -392,16 +390,9 @@ async fn concurrent_reads_from_a_redis_that_never_answers_all_get_503_within_the
 
     let started = Instant::now();
     let replies = join_all((0..8).map(|_| app.get_user(&id))).await;
-    assert!(
-        started.elapsed() < Duration::from_millis(300) + SLACK,
-        "the last answer came after {:?}",
-        started.elapsed()
-    );
+    assert_answered_within(started, 300);
     for reply in &replies {
-        reply.assert_problem(
-            Status::ServiceUnavailable,
-            "the user store is unavailable; retry later",
-        );
+        assert_unavailable(reply);
     }
 }
 
@@ -411,11 +402,7 @@ async fn readiness_answers_503_when_redis_is_down_and_liveness_stays_200() {
     let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;
     let started = Instant::now();
     let reply = app.get("/health/ready").await;
-    assert!(
-        started.elapsed() < Duration::from_millis(300) + SLACK,
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_answered_within(started, 300);
     assert_eq!(reply.status, Status::ServiceUnavailable);
     assert_eq!(reply.json()["status"], "unavailable");
     assert!(reply.json()["reason"].is_string());
@@ -443,16 +430,9 @@ async fn an_exhausted_pool_answers_503_within_the_timeout_and_health_says_why() 
         .expect("CLIENT PAUSE");
     let started = Instant::now();
     let replies = join_all((0..10).map(|_| app.current_session(&token))).await;
-    assert!(
-        started.elapsed() < Duration::from_millis(400) + SLACK,
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_answered_within(started, 400);
     for reply in &replies {
-        reply.assert_problem(
-            Status::ServiceUnavailable,
-            "the user store is unavailable; retry later",
-        );
+        assert_unavailable(reply);
     }
     let health = app.get("/health/ready").await;
     assert_eq!(health.status, Status::ServiceUnavailable);
