@@ -422,10 +422,14 @@ async fn an_exhausted_pool_answers_503_within_the_timeout_and_health_says_why() 
 
     // Redis stops answering for a while: the two pooled connections stay
     // busy waiting for replies, and further requests find no connection.
-    // (Each authenticated request renews its session: a write.)
+    // (Each authenticated request renews its session: a write.) The pause
+    // outlasts the timeout by far, so that a loaded machine's delays end
+    // neither the pause before the requests time out nor before the health
+    // check.
+    let pause = Duration::from_millis(3000);
     redis::cmd("CLIENT")
         .arg("PAUSE")
-        .arg(1500)
+        .arg(pause.as_millis().to_string())
         .exec(&mut app.redis())
         .expect("CLIENT PAUSE");
     let started = Instant::now();
@@ -438,7 +442,9 @@ async fn an_exhausted_pool_answers_503_within_the_timeout_and_health_says_why() 
     assert_eq!(health.status, Status::ServiceUnavailable);
     assert!(health.json()["reason"].is_string(), "{}", health.body);
 
-    rocket::tokio::time::sleep(Duration::from_millis(1600)).await;
+    let pause_over =
+        (started + pause + Duration::from_millis(100)).saturating_duration_since(Instant::now());
+    rocket::tokio::time::sleep(pause_over).await;
     assert_eq!(
         app.current_session(&token).await.status,
         Status::Ok,
@@ -460,9 +466,11 @@ async fn reads_are_answered_while_every_pooled_connection_waits_on_a_write() {
     let token = app.token_for("ada@example.com", PASSWORD).await;
 
     // Writes wait while reads go on: the writes hold both pooled connections.
+    // The pause outlasts the timeout by far, so that a loaded machine's
+    // delays cannot end it before the writes time out.
     redis::cmd("CLIENT")
         .arg("PAUSE")
-        .arg(1500)
+        .arg(3000)
         .arg("WRITE")
         .exec(&mut app.redis())
         .expect("CLIENT PAUSE WRITE");
