@@ -34,6 +34,13 @@ SAMPLE = 100_000
 # Users per write to redis-cli --pipe, and per ZADD (one ZADD per user would
 # double the commands for the same resulting sorted set).
 CHUNK = 1000
+
+
+def resp_command(*args):
+    """One Redis command in RESP, for redis-cli --pipe."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+
+
 LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wrk.lua")
 
 
@@ -200,36 +207,23 @@ class Bench:
     def layout_floor(self):
         """Bytes per user of the key layout itself, with no data: the same
         number of index members and user keys, each hash holding one 1-byte
-        field. Written to database 1 of the same redis-server, measured and
-        dropped. No encoding of the user's data can go below this."""
-        n = self.args.users
+        field. No encoding of the user's data can go below this."""
         rng = random.Random(20261124)
-        before = self.used_memory()
-        pipe = subprocess.Popen(
-            ["redis-cli", "-p", str(self.args.redis_port), "-n", "1", "--pipe"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )
-        for start in range(0, n, CHUNK):
+
+        def chunk(users):
             out, members = [], []
-            for i in range(start, min(start + CHUNK, n)):
+            for i in users:
                 user_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-                key = f"{PREFIX}user:{user_id}"
-                out.append(f"*4\r\n$4\r\nHSET\r\n${len(key)}\r\n{key}\r\n$1\r\nn\r\n$1\r\nx\r\n")
-                member = f"user{i + 1}@bench.example\0{user_id}"
-                members.append(f"$1\r\n0\r\n${len(member)}\r\n{member}\r\n")
-            out.append(f"*{2 + 2 * len(members)}\r\n$4\r\nZADD\r\n${len(INDEX)}\r\n{INDEX}\r\n"
-                       + "".join(members))
-            pipe.stdin.write("".join(out).encode())
-        pipe.communicate(timeout=600)
-        if pipe.returncode != 0:
-            sys.exit("writing the layout floor failed")
-        index = int(self.redis("-n", "1", "MEMORY", "USAGE", INDEX, "SAMPLES", "0"))
-        floor = self.used_memory() - before
-        self.redis("-n", "1", "FLUSHDB")
-        self.facts["layout_floor_bytes_per_user"] = round(floor / n, 1)
-        self.facts["index_bytes_per_user"] = round(index / n, 1)
-        log(f"layout floor: {floor / n:,.0f} B per user, of which the email index "
-            f"{index / n:,.0f} B")
+                key = f"{PREFIX}user:{user_id}".encode()
+                out.append(resp_command(b"HSET", key, b"n", b"x"))
+                members += [b"0", f"user{i + 1}@bench.example\0{user_id}".encode()]
+            out.append(resp_command(b"ZADD", INDEX.encode(), *members))
+            return b"".join(out)
+
+        floor, index = self.bytes_per_user_in_db1(chunk, INDEX)
+        self.facts["layout_floor_bytes_per_user"] = floor
+        self.facts["index_bytes_per_user"] = index
+        log(f"layout floor: {floor:,.0f} B per user, of which the email index {index:,.0f} B")
         self.smallest_conceivable_layout()
 
     def smallest_conceivable_layout(self):
@@ -237,35 +231,42 @@ class Bench:
         user and a sorted set of emails: each hash under the shortest unique
         binary key, holding only the 48 bytes argon2id cannot do without (a
         16-byte salt and a 32-byte hash) in a 1-byte field, and each index
-        member only the email. Written to database 1, measured and dropped."""
-        n = self.args.users
+        member only the email."""
         rng = random.Random(20261124)
-        key_bytes = max(1, (n.bit_length() + 7) // 8)
+        key_bytes = max(1, (self.args.users.bit_length() + 7) // 8)
 
-        def command(*args):
-            return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+        def chunk(users):
+            out = [resp_command(b"HSET", i.to_bytes(key_bytes, "big"), b"p", rng.randbytes(48))
+                   for i in users]
+            members = [part for i in users for part in (b"0", b"user%d@bench.example" % (i + 1))]
+            out.append(resp_command(b"ZADD", b"i", *members))
+            return b"".join(out)
 
+        smallest, index = self.bytes_per_user_in_db1(chunk, "i")
+        self.facts["smallest_layout_bytes_per_user"] = smallest
+        self.facts["smallest_layout_index_bytes_per_user"] = index
+        log(f"smallest conceivable layout: {smallest:,.0f} B per user, of which the "
+            f"email index {index:,.0f} B")
+
+    def bytes_per_user_in_db1(self, chunk, index_key):
+        """Writes `chunk(users)` for every CHUNK of users into database 1 of
+        the same redis-server, and returns the bytes per user in all and in
+        `index_key`, before dropping the database."""
+        n = self.args.users
         before = self.used_memory()
         pipe = subprocess.Popen(
             ["redis-cli", "-p", str(self.args.redis_port), "-n", "1", "--pipe"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
         for start in range(0, n, CHUNK):
-            users = range(start, min(start + CHUNK, n))
-            out = [command(b"HSET", i.to_bytes(key_bytes, "big"), b"p", rng.randbytes(48)) for i in users]
-            members = [part for i in users for part in (b"0", b"user%d@bench.example" % (i + 1))]
-            out.append(command(b"ZADD", b"i", *members))
-            pipe.stdin.write(b"".join(out))
+            pipe.stdin.write(chunk(range(start, min(start + CHUNK, n))))
         pipe.communicate(timeout=600)
         if pipe.returncode != 0:
-            sys.exit("writing the smallest conceivable layout failed")
-        index = int(self.redis("-n", "1", "MEMORY", "USAGE", "i", "SAMPLES", "0"))
-        smallest = self.used_memory() - before
+            sys.exit("writing to database 1 for a memory floor failed")
+        index = int(self.redis("-n", "1", "MEMORY", "USAGE", index_key, "SAMPLES", "0"))
+        total = self.used_memory() - before
         self.redis("-n", "1", "FLUSHDB")
-        self.facts["smallest_layout_bytes_per_user"] = round(smallest / n, 1)
-        self.facts["smallest_layout_index_bytes_per_user"] = round(index / n, 1)
-        log(f"smallest conceivable layout: {smallest / n:,.0f} B per user, of which the "
-            f"email index {index / n:,.0f} B")
+        return round(total / n, 1), round(index / n, 1)
 
     def write_sample_files(self, sample):
         out = self.args.out
