@@ -1,11 +1,20 @@
 //! user-accounts: a REST service for user accounts, backed by Redis.
 //!
-//! The layers, from the outside in:
-//! - [`api`]: HTTP only. Parses requests into domain types, calls the store,
-//!   and maps every error to an RFC 9457 problem response in one place.
-//! - [`domain`]: validated types (`UserEmail`, `UserName`, `Password`, ...).
+//! The layers, from the outside in; each calls only the ones below it:
+//! - [`api`]: HTTP only. Parses requests into domain types, calls
+//!   [`accounts`], and maps every error to an RFC 9457 problem response in
+//!   one place (`api::problem`). Names no store type.
+//! - [`accounts`]: the service layer. Every operation a route or a guard
+//!   needs, in as many steps as it takes; calls [`store`] and [`hashing`].
+//! - [`doctor`]: the `doctor` command; calls [`store`] directly, as the one
+//!   caller besides [`accounts`].
+//! - [`store`]: every Redis key and command, and the connections.
 //! - [`hashing`]: argon2id hashing, bounded so sign-ups cannot starve reads.
-//! - [`store`]: the Redis pool, the connection guard, every key and command.
+//! - [`domain`]: validated types (`UserEmail`, `UserName`, `Password`, ...),
+//!   used by every layer; calls nothing.
+//!
+//! Beside them: [`config`] (settings, read once at start), [`metrics`] and
+//! [`logging`], which any layer may use.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
@@ -24,7 +33,7 @@ use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 
-use crate::accounts::AuthPolicy;
+use crate::accounts::{Accounts, AuthPolicy};
 use crate::api::Telemetry;
 use crate::config::Settings;
 use crate::hashing::PasswordHasher;
@@ -58,10 +67,9 @@ pub fn build_with_figment(
         sessions: settings.sessions,
         login: settings.login,
     };
+    let accounts = Accounts::new(store, hasher, policy, Arc::clone(&metrics));
     Ok(api::mount(rocket::custom(figment), &settings.static_dir)
-        .manage(store)
-        .manage(hasher)
-        .manage(policy)
+        .manage(accounts)
         .manage(settings.log_format)
         .manage(AccessLogGuard {
             _flushes_on_drop: access_log_guard,
@@ -79,8 +87,7 @@ pub fn build_with_figment(
                     config.address, config.port
                 );
             })
-        }))
-        .manage(metrics))
+        })))
 }
 
 /// Held in Rocket's state: dropped with the server, it writes out the request

@@ -5,7 +5,8 @@ mod common;
 
 use std::process::Command;
 
-use common::TestApp;
+use common::{index_member, TestApp};
+use user_accounts::store::layout::user_fields;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -58,7 +59,7 @@ async fn consistent_data_passes() {
 async fn an_index_entry_without_a_user_is_reported_and_removed() {
     let app = TestApp::spawn().await;
     user(&app, "ada@example.com").await;
-    let ghost = format!("ghost@example.com\0{}", uuid::Uuid::new_v4());
+    let ghost = index_member("ghost@example.com", uuid::Uuid::new_v4());
     redis_cmd(&app, &["ZADD", &app.index_key(), "0", &ghost]);
     let run = doctor(&app, false);
     assert!(!run.success);
@@ -87,7 +88,7 @@ async fn a_malformed_index_entry_is_reported_and_removed() {
 async fn a_user_without_its_index_entry_is_reported_and_reindexed() {
     let app = TestApp::spawn().await;
     let id = user(&app, "ada@example.com").await;
-    let member = format!("ada@example.com\0{id}");
+    let member = index_member("ada@example.com", &id);
     redis_cmd(&app, &["ZREM", &app.index_key(), &member]);
     let run = doctor(&app, false);
     assert!(!run.success);
@@ -102,7 +103,12 @@ async fn a_wrong_index_entry_is_replaced_by_the_right_one() {
     let id = user(&app, "ada@example.com").await;
     redis_cmd(
         &app,
-        &["HSET", &app.user_key(&id), "email", "lovelace@example.com"],
+        &[
+            "HSET",
+            &app.user_key(&id),
+            user_fields::EMAIL,
+            "lovelace@example.com",
+        ],
     );
     let run = doctor(&app, false);
     assert!(run.stdout.contains("is stale"), "{}", run.stdout);
@@ -110,7 +116,7 @@ async fn a_wrong_index_entry_is_replaced_by_the_right_one() {
     assert!(doctor(&app, true).success);
     assert_eq!(
         app.index_members(),
-        vec![format!("lovelace@example.com\0{id}")]
+        vec![index_member("lovelace@example.com", &id)]
     );
 }
 
@@ -121,11 +127,20 @@ async fn two_users_with_one_email_are_reported_but_left_to_a_person() {
     let bob = user(&app, "bob@example.com").await;
     redis_cmd(
         &app,
-        &["HSET", &app.user_key(&bob), "email", "ada@example.com"],
+        &[
+            "HSET",
+            &app.user_key(&bob),
+            user_fields::EMAIL,
+            "ada@example.com",
+        ],
     );
     redis_cmd(
         &app,
-        &["ZREM", &app.index_key(), &format!("bob@example.com\0{bob}")],
+        &[
+            "ZREM",
+            &app.index_key(),
+            &index_member("bob@example.com", &bob),
+        ],
     );
     redis_cmd(
         &app,
@@ -133,7 +148,7 @@ async fn two_users_with_one_email_are_reported_but_left_to_a_person() {
             "ZADD",
             &app.index_key(),
             "0",
-            &format!("ada@example.com\0{bob}"),
+            &index_member("ada@example.com", &bob),
         ],
     );
     let run = doctor(&app, true);
@@ -166,7 +181,7 @@ async fn a_session_set_naming_an_expired_session_is_cleaned() {
     let app = TestApp::spawn().await;
     let id = user(&app, "ada@example.com").await;
     app.token_for("ada@example.com", PASSWORD).await;
-    let set = format!("{}sessions_of:{id}", app.prefix);
+    let set = app.sessions_of_key(&id);
     redis_cmd(&app, &["SADD", &set, &"0".repeat(64)]);
     let run = doctor(&app, false);
     assert!(!run.success);

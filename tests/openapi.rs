@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{free_port, TestApp};
+use common::{free_port, session_id, TestApp};
 use rocket::http::{ContentType, Header, Method, Status};
 use serde_json::{json, Value};
 
@@ -353,11 +353,7 @@ async fn fixture(app: &TestApp) -> Fixture {
 }
 
 fn fill(text: &str, fixture: &Fixture) -> String {
-    use sha2::{Digest, Sha256};
-    let session_id: String = Sha256::digest(fixture.token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let session_id = session_id(&fixture.token);
     text.replace("{id}", &fixture.id)
         .replace("{missing}", &uuid::Uuid::new_v4().to_string())
         .replace("{missing_session}", &"0".repeat(64))

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, RedisServer, TestApp};
+use common::{free_port, index_member, RedisServer, TestApp};
 use rocket::futures::future::join_all;
 use rocket::http::Status;
 use serde_json::{json, Value};
@@ -201,14 +201,14 @@ fn assert_index_matches_users(app: &TestApp, ids: &[String]) {
     for id in ids {
         let email: Option<String> = redis::cmd("HGET")
             .arg(app.user_key(id))
-            .arg("email")
+            .arg(user_accounts::store::layout::user_fields::EMAIL)
             .query(&mut conn)
             .expect("HGET");
         let email = email.expect("every user still exists");
         if let Some(other) = owners.insert(email.clone(), id.clone()) {
             panic!("{email} is held by both {other} and {id}");
         }
-        from_users.insert(format!("{email}\0{id}"));
+        from_users.insert(index_member(&email, id));
     }
     let from_index: HashSet<String> = app.index_members().into_iter().collect();
     assert_eq!(

@@ -4,9 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{shared_redis_url, TestApp};
+use common::{session_id, shared_redis_url, TestApp};
 use rocket::http::{Header, Method, Status};
 use serde_json::{json, Value};
+use user_accounts::store::layout::session_fields;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -18,14 +19,6 @@ async fn user_and_token(app: &TestApp, email: &str) -> (String, String) {
     let user = app.create_user("User", email, PASSWORD).await;
     let token = app.token_for(email, PASSWORD).await;
     (user["id"].as_str().expect("id").to_owned(), token)
-}
-
-fn sha256_hex(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 // ---- logging in ----
@@ -51,12 +44,12 @@ async fn login_returns_201_with_a_token_its_expiry_and_the_user() {
 async fn redis_keeps_only_the_sha256_of_the_token() {
     let app = TestApp::spawn().await;
     let (id, token) = user_and_token(&app, "ada@example.com").await;
-    let session_key = format!("{}session:{}", app.prefix, sha256_hex(&token));
+    let session_key = app.session_key(&token);
     let fields: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
         .arg(&session_key)
         .query(&mut app.redis())
         .expect("HGETALL");
-    assert_eq!(fields.get("user_id"), Some(&id));
+    assert_eq!(fields.get(session_fields::USER_ID), Some(&id));
     for key in app.keys() {
         assert!(!key.contains(&token), "{key} holds the token");
         let dump: Vec<u8> = redis::cmd("DUMP")
@@ -178,10 +171,10 @@ async fn no_renewal_extends_a_session_past_its_maximum_age() {
 async fn a_session_past_its_end_is_refused_and_removed_even_if_redis_still_holds_it() {
     let app = TestApp::spawn().await;
     let (id, token) = user_and_token(&app, "ada@example.com").await;
-    let session_id = sha256_hex(&token);
-    let session_key = format!("{}session:{session_id}", app.prefix);
+    let session_id = session_id(&token);
+    let session_key = app.session_key(&token);
     let mut redis = app.redis();
-    let sessions_of = format!("{}sessions_of:{id}", app.prefix);
+    let sessions_of = app.sessions_of_key(&id);
     let listed = |redis: &mut redis::Connection| -> bool {
         redis::cmd("SISMEMBER")
             .arg(&sessions_of)
@@ -193,7 +186,7 @@ async fn a_session_past_its_end_is_refused_and_removed_even_if_redis_still_holds
     // As when its key has not expired yet: the end is past, the key is not.
     redis::cmd("HSET")
         .arg(&session_key)
-        .arg("expires_at")
+        .arg(session_fields::EXPIRES_AT)
         .arg(1_000)
         .exec(&mut redis)
         .expect("HSET");
@@ -256,7 +249,7 @@ async fn a_user_lists_their_sessions_without_tokens() {
         .expect("the second session");
     assert_eq!(other["ip"], "192.0.2.7");
     assert_eq!(other["user_agent"], "test-agent/1.0");
-    assert_eq!(other["id"], sha256_hex(&second_token));
+    assert_eq!(other["id"], session_id(&second_token));
 }
 
 #[rocket::async_test]
@@ -299,7 +292,7 @@ async fn revoking_one_session_leaves_the_others() {
     let app = TestApp::spawn().await;
     let (id, first) = user_and_token(&app, "ada@example.com").await;
     let second = app.token_for("ada@example.com", PASSWORD).await;
-    let uri = format!("/api/users/{id}/sessions/{}", sha256_hex(&second));
+    let uri = format!("/api/users/{id}/sessions/{}", session_id(&second));
     let reply = app.with_token(Method::Delete, &uri, &first, None).await;
     assert_eq!(reply.status, Status::NoContent, "{}", reply.body);
     let gone = app
@@ -487,7 +480,8 @@ async fn a_successful_login_resets_the_account_counter() {
             "4 failures in all, never 3 in a row"
         );
     }
-    let key = format!("{}login_failures:account:ada@example.com", app.prefix);
+    let email = user_accounts::domain::UserEmail::parse("ada@example.com").expect("valid");
+    let key = app.keys_of_layout().login_failures_of_account(&email);
     let exists: bool = redis::cmd("EXISTS")
         .arg(key)
         .query(&mut app.redis())
@@ -536,7 +530,7 @@ async fn a_login_rehashes_a_password_hashed_with_other_parameters() {
 
 fn stream_events(app: &TestApp) -> Vec<std::collections::HashMap<String, String>> {
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(format!("{}events", app.prefix))
+        .arg(app.events_key())
         .arg("-")
         .arg("+")
         .query(&mut app.redis())

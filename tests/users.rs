@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::TestApp;
+use common::{index_member, TestApp};
 use rocket::http::Status;
 use serde_json::json;
 
@@ -53,7 +53,10 @@ async fn create_stores_an_argon2id_hash_and_one_index_entry() {
     let id = user["id"].as_str().expect("id");
     let hash = app.stored_password_hash(id);
     assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
-    assert_eq!(app.index_members(), vec![format!("ada@example.com\0{id}")]);
+    assert_eq!(
+        app.index_members(),
+        vec![index_member("ada@example.com", id)]
+    );
 }
 
 #[rocket::async_test]
@@ -243,7 +246,7 @@ async fn put_updates_name_and_email() {
         .assert_problem(Status::NotFound, "user ada@example.com not found");
     assert_eq!(
         app.index_members(),
-        vec![format!("lovelace@example.com\0{id}")]
+        vec![index_member("lovelace@example.com", id)]
     );
 }
 
@@ -302,7 +305,10 @@ async fn put_keeping_ones_own_email_in_another_case_is_fine() {
         .await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json()["email"], "ada@example.com");
-    assert_eq!(app.index_members(), vec![format!("ada@example.com\0{id}")]);
+    assert_eq!(
+        app.index_members(),
+        vec![index_member("ada@example.com", id)]
+    );
 }
 
 #[rocket::async_test]
@@ -417,7 +423,7 @@ async fn delete_removes_the_user_and_its_index_entry() {
         .assert_problem(Status::NotFound, &format!("id {id} not found"));
     assert_eq!(
         app.keys(),
-        vec![format!("{}events", app.prefix)],
+        vec![app.events_key()],
         "only the event stream is left"
     );
 }

@@ -1,13 +1,11 @@
 //! Liveness and readiness for orchestrators and load balancers.
 
-use std::time::Instant;
-
 use rocket::http::Status;
 use rocket::serde::json::Json;
-use rocket::{get, routes, Route, State};
+use rocket::{get, routes, Route};
 use serde::Serialize;
 
-use crate::store::Store;
+use crate::accounts::{Accounts, Readiness};
 
 pub fn routes() -> Vec<Route> {
     routes![get_live, get_ready]
@@ -31,11 +29,11 @@ struct Ready {
     redis_rtt_ms: Option<f64>,
     /// Why Redis is not usable, when it is not.
     reason: Option<String>,
-    pool: PoolState,
+    pool: PoolView,
 }
 
 #[derive(Serialize)]
-struct PoolState {
+struct PoolView {
     size: u32,
     connections: u32,
     idle: u32,
@@ -44,32 +42,31 @@ struct PoolState {
 
 /// 200 when Redis answers a PING within the timeout, 503 otherwise.
 #[get("/ready")]
-async fn get_ready(store: &State<Store>) -> (Status, Json<Ready>) {
-    let started = Instant::now();
-    let ping = store.connection().ping().await;
-    let state = store.pool_state();
-    let pool = PoolState {
-        size: store.pool_size(),
-        connections: state.connections,
-        idle: state.idle_connections,
-        in_use: state.connections - state.idle_connections,
+async fn get_ready(accounts: &Accounts) -> (Status, Json<Ready>) {
+    let readiness = accounts.readiness().await;
+    let figures = accounts.pool_figures();
+    let pool = PoolView {
+        size: figures.size,
+        connections: figures.connections,
+        idle: figures.idle,
+        in_use: figures.connections - figures.idle,
     };
-    match ping {
-        Ok(()) => (
+    match readiness {
+        Readiness::Ready { round_trip } => (
             Status::Ok,
             Json(Ready {
                 status: "ready",
-                redis_rtt_ms: Some(started.elapsed().as_secs_f64() * 1000.0),
+                redis_rtt_ms: Some(round_trip.as_secs_f64() * 1000.0),
                 reason: None,
                 pool,
             }),
         ),
-        Err(error) => (
+        Readiness::Unavailable { reason } => (
             Status::ServiceUnavailable,
             Json(Ready {
                 status: "unavailable",
                 redis_rtt_ms: None,
-                reason: Some(error.to_string()),
+                reason: Some(reason),
                 pool,
             }),
         ),

@@ -1,7 +1,9 @@
-//! HTTP: routes parse requests into domain types, call the accounts or the
-//! store, and turn errors into problem responses (see [`problem`]).
+//! HTTP: routes parse requests into domain types, call the service layer
+//! ([`crate::accounts`]), and turn errors into problem responses (see
+//! [`problem`]).
 
-mod auth;
+mod fields;
+mod guards;
 mod health;
 mod json;
 mod problem;
@@ -10,14 +12,11 @@ mod telemetry;
 mod users;
 
 use rocket::fs::FileServer;
-use std::sync::Arc;
-
 use rocket::http::{ContentType, Status};
 use rocket::request::Request;
-use rocket::{catch, catchers, get, routes, Build, Rocket, State};
+use rocket::{catch, catchers, get, routes, Build, Rocket};
 
-use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::accounts::Accounts;
 
 pub use problem::{ApiError, Problem};
 pub use telemetry::Telemetry;
@@ -54,27 +53,16 @@ fn get_docs() -> (ContentType, &'static str) {
 
 /// Prometheus text format, version 0.0.4.
 #[get("/metrics")]
-fn get_metrics(metrics: &State<Arc<Metrics>>, store: &State<Store>) -> (ContentType, String) {
-    let pool = store.pool_state();
-    metrics.pool_size.set(i64::from(store.pool_size()));
-    metrics.pool_connections.set(i64::from(pool.connections));
-    metrics.pool_idle.set(i64::from(pool.idle_connections));
+fn get_metrics(accounts: &Accounts) -> (ContentType, String) {
     let content_type = ContentType::new("text", "plain").with_params([("version", "0.0.4")]);
-    (content_type, metrics.render())
+    (content_type, accounts.render_metrics())
 }
 
-/// Rocket's own errors (no route, bad body, failed guards) as problem details.
+/// Rocket's own errors (no route, an unreadable request) as problem details.
 #[catch(default)]
-fn default_catcher(status: Status, request: &Request<'_>) -> Problem {
-    let detail = match status.code {
-        404 => format!("no resource at {}", request.uri().path()),
-        401 => "user not authenticated".to_owned(),
-        503 => "the user store is unavailable; retry later".to_owned(),
-        _ => status.reason_lossy().to_owned(),
-    };
-    let mut problem = Problem::new(status, detail);
-    if status == Status::ServiceUnavailable {
-        problem.problem_type = "/problems/unavailable";
+fn default_catcher(status: Status, request: &Request<'_>) -> ApiError {
+    match status {
+        Status::NotFound => ApiError::NotFound(format!("no resource at {}", request.uri().path())),
+        status => ApiError::Unrouted(status),
     }
-    problem
 }

@@ -9,9 +9,7 @@ use serde::Serialize;
 
 use crate::accounts::AccountError;
 use crate::domain::FieldError;
-use crate::hashing::HashingError;
 use crate::logging::log_problem;
-use crate::store::StoreError;
 
 /// How long clients should wait before retrying after a 503.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -28,12 +26,12 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
+    #[error("email already in use")]
+    Conflict,
     #[error("user not authenticated")]
     Unauthenticated,
-    #[error("{0}")]
-    Forbidden(String),
+    #[error("this session belongs to another user")]
+    Forbidden,
     #[error("too many failed logins; retry later")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
@@ -44,6 +42,9 @@ pub enum ApiError {
     Unavailable { detail: String, cause: String },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// A status Rocket answered with outside any route, by its reason.
+    #[error("{}", .0.reason_lossy())]
+    Unrouted(Status),
 }
 
 impl ApiError {
@@ -54,28 +55,29 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> Status {
+    pub fn status(&self) -> Status {
         match self {
             Self::Validation { .. } => Status::UnprocessableEntity,
             Self::BadRequest(_) => Status::BadRequest,
             Self::NotFound(_) => Status::NotFound,
-            Self::Conflict(_) => Status::Conflict,
+            Self::Conflict => Status::Conflict,
             Self::Unauthenticated => Status::Unauthorized,
-            Self::Forbidden(_) => Status::Forbidden,
+            Self::Forbidden => Status::Forbidden,
             Self::TooManyRequests { .. } => Status::TooManyRequests,
             Self::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             Self::PayloadTooLarge(_) => Status::PayloadTooLarge,
             Self::Unavailable { .. } => Status::ServiceUnavailable,
             Self::Internal(_) => Status::InternalServerError,
+            Self::Unrouted(status) => *status,
         }
     }
 
     fn problem_type(&self) -> &'static str {
         match self {
             Self::Validation { .. } => "/problems/validation",
-            Self::Conflict(_) => "/problems/email-in-use",
+            Self::Conflict => "/problems/email-in-use",
             Self::Unauthenticated => "/problems/unauthenticated",
-            Self::Forbidden(_) => "/problems/forbidden",
+            Self::Forbidden => "/problems/forbidden",
             Self::TooManyRequests { .. } => "/problems/too-many-logins",
             Self::Unavailable { .. } => "/problems/unavailable",
             _ => "about:blank",
@@ -83,37 +85,16 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::EmailInUse => Self::Conflict("email already in use".into()),
-            error if error.is_unavailable() => Self::Unavailable {
-                detail: "the user store is unavailable; retry later".into(),
-                cause: error.to_string(),
-            },
-            error => Self::Internal(error.into()),
-        }
-    }
-}
-
-impl From<HashingError> for ApiError {
-    fn from(error: HashingError) -> Self {
-        match error {
-            HashingError::QueueFull(_) => Self::Unavailable {
-                detail: "too many passwords are waiting to be checked; retry later".into(),
-                cause: error.to_string(),
-            },
-            error => Self::Internal(error.into()),
-        }
-    }
-}
-
 impl From<AccountError> for ApiError {
     fn from(error: AccountError) -> Self {
+        let detail = error.to_string();
         match error {
-            AccountError::NotFound(id) => Self::NotFound(format!("id {id} not found")),
+            AccountError::NotFound(_)
+            | AccountError::EmailNotFound(_)
+            | AccountError::SessionNotFound(_) => Self::NotFound(detail),
             AccountError::Unauthenticated => Self::Unauthenticated,
-            AccountError::WeakPassword { field, reason } => {
+            AccountError::EmailInUse => Self::Conflict,
+            AccountError::InvalidField { field, reason } => {
                 Self::invalid_fields(vec![FieldError::new(field, reason)])
             }
             AccountError::TooManyAttempts { retry_after } => Self::TooManyRequests {
@@ -121,12 +102,18 @@ impl From<AccountError> for ApiError {
                 retry_after_secs: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
             },
             AccountError::PasswordKeptChanging => Self::Unavailable {
-                detail: "the account changed during the request; retry".into(),
-                cause: "the password changed during three attempts".into(),
+                cause: detail.clone(),
+                detail,
             },
-            AccountError::Store(error) => error.into(),
-            AccountError::Hashing(error) => error.into(),
-            AccountError::StrengthCheck(error) => Self::Internal(error.into()),
+            AccountError::StoreUnavailable(cause) => Self::Unavailable {
+                detail,
+                cause: cause.to_string(),
+            },
+            AccountError::HashingBusy(cause) => Self::Unavailable {
+                detail,
+                cause: cause.to_string(),
+            },
+            AccountError::Internal(cause) => Self::Internal(cause),
         }
     }
 }
@@ -203,17 +190,18 @@ impl<'r> Responder<'r, 'static> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hashing::HashingError;
 
     #[test]
     fn a_full_hashing_queue_is_a_503_with_retry_after_and_a_failed_thread_a_500() {
-        let refused = ApiError::from(HashingError::QueueFull(8));
+        let refused = ApiError::from(AccountError::from(HashingError::QueueFull(8)));
         assert_eq!(refused.status(), Status::ServiceUnavailable);
         assert_eq!(refused.problem_type(), "/problems/unavailable");
         assert!(Problem::new(refused.status(), refused.to_string())
             .retry_after
             .is_some());
         assert_eq!(
-            ApiError::from(HashingError::Closed).status(),
+            ApiError::from(AccountError::from(HashingError::Closed)).status(),
             Status::InternalServerError
         );
     }

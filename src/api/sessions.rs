@@ -8,13 +8,12 @@ use rocket::serde::json::Json;
 use rocket::{delete, get, post, routes, Route};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Authenticated;
-use super::json::JsonBody;
+use super::fields::{candidate, Fields};
+use super::guards::Authenticated;
 use super::problem::ApiError;
-use super::users::{candidate, parse_id, Body};
-use crate::accounts::{Accounts, Client};
-use crate::domain::{parse_field, SessionId, User, UserEmail};
-use crate::store::{Event, RedisConn, SessionRecord};
+use super::users::{parse_id, Body};
+use crate::accounts::{AccountError, Accounts, Client};
+use crate::domain::{Event, Password, Session, SessionId, User, UserEmail};
 
 pub fn routes() -> Vec<Route> {
     routes![
@@ -28,10 +27,32 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
+type Caller = Result<Authenticated, ApiError>;
+
 #[derive(Deserialize)]
 struct LoginData {
     email: Option<String>,
     password: Option<String>,
+}
+
+/// An email and the password offered for it.
+struct Login {
+    email: UserEmail,
+    password: Password,
+}
+
+impl TryFrom<LoginData> for Login {
+    type Error = ApiError;
+
+    fn try_from(data: LoginData) -> Result<Self, ApiError> {
+        let mut fields = Fields::default();
+        let email = fields.required("email", data.email.as_deref(), UserEmail::parse);
+        let password = fields.required("password", data.password.as_deref(), candidate);
+        match (email, password) {
+            (Some(email), Some(password)) => Ok(Self { email, password }),
+            _ => Err(fields.into_error()),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -43,23 +64,12 @@ struct SessionCreated {
 
 #[post("/sessions", data = "<body>")]
 async fn post_session(
-    accounts: Accounts<'_>,
+    accounts: &Accounts,
     client: Client,
     body: Body<LoginData>,
 ) -> Result<Created<Json<SessionCreated>>, ApiError> {
-    let JsonBody(data) = body?;
-    let mut errors = Vec::new();
-    let email = parse_field(
-        &mut errors,
-        "email",
-        data.email.as_deref(),
-        UserEmail::parse,
-    );
-    let password = parse_field(&mut errors, "password", data.password.as_deref(), candidate);
-    let (Some(email), Some(password)) = (email, password) else {
-        return Err(ApiError::invalid_fields(errors));
-    };
-    let session = accounts.log_in(email, password, client).await?;
+    let login = Login::try_from(body?.0)?;
+    let session = accounts.log_in(login.email, login.password, client).await?;
     Ok(
         Created::new("/api/sessions/current").body(Json(SessionCreated {
             token: session.token.expose().to_owned(),
@@ -77,28 +87,19 @@ struct CurrentSession {
 
 #[get("/sessions/current")]
 async fn get_current_session(
-    caller: Authenticated,
-    accounts: Accounts<'_>,
-    conn: RedisConn,
+    caller: Caller,
+    accounts: &Accounts,
 ) -> Result<Json<CurrentSession>, ApiError> {
-    let session = caller.0;
-    let user = conn
-        .public_user_by_id(session.user_id)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
+    let session = caller?.0;
     Ok(Json(CurrentSession {
-        user,
+        user: accounts.session_user(&session).await?,
         expires_at: accounts.session_ends_at(&session),
     }))
 }
 
 #[delete("/sessions/current")]
-async fn delete_current_session(
-    caller: Authenticated,
-    mut conn: RedisConn,
-) -> Result<Status, ApiError> {
-    let session = caller.0;
-    conn.revoke_session(session.user_id, session.id).await?;
+async fn delete_current_session(caller: Caller, accounts: &Accounts) -> Result<Status, ApiError> {
+    accounts.log_out(caller?.0).await?;
     Ok(Status::NoContent)
 }
 
@@ -117,16 +118,15 @@ struct SessionView {
 #[get("/users/<id>/sessions")]
 async fn get_user_sessions(
     id: &str,
-    caller: Authenticated,
-    accounts: Accounts<'_>,
-    mut conn: RedisConn,
+    caller: Caller,
+    accounts: &Accounts,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
-    let current = caller.acting_on(parse_id(id)?)?;
-    let sessions = conn.sessions_of(current.user_id).await?;
+    let current = caller?.acting_on(parse_id(id)?)?;
+    let sessions = accounts.sessions_of(current.user_id).await?;
     Ok(Json(
         sessions
             .into_iter()
-            .map(|session: SessionRecord| SessionView {
+            .map(|session: Session| SessionView {
                 current: session.id == current.id,
                 expires_at: accounts.session_ends_at(&session),
                 id: session.id,
@@ -143,38 +143,55 @@ async fn get_user_sessions(
 async fn delete_user_session(
     id: &str,
     session_id: &str,
-    caller: Authenticated,
-    mut conn: RedisConn,
+    caller: Caller,
+    accounts: &Accounts,
 ) -> Result<Status, ApiError> {
-    let current = caller.acting_on(parse_id(id)?)?;
-    let not_found = || ApiError::NotFound(format!("session {session_id} not found"));
-    let session_id = SessionId::parse(session_id).ok_or_else(not_found)?;
-    if conn.revoke_session(current.user_id, session_id).await? {
-        Ok(Status::NoContent)
-    } else {
-        Err(not_found())
-    }
+    let current = caller?.acting_on(parse_id(id)?)?;
+    let session_id = SessionId::parse(session_id)
+        .ok_or_else(|| AccountError::SessionNotFound(session_id.to_owned()))?;
+    accounts.end_session(current.user_id, session_id).await?;
+    Ok(Status::NoContent)
 }
 
 #[delete("/users/<id>/sessions?<keep_current>")]
 async fn delete_user_sessions(
     id: &str,
     keep_current: Option<bool>,
-    caller: Authenticated,
-    mut conn: RedisConn,
+    caller: Caller,
+    accounts: &Accounts,
 ) -> Result<Status, ApiError> {
-    let current = caller.acting_on(parse_id(id)?)?;
+    let current = caller?.acting_on(parse_id(id)?)?;
     let keep = keep_current.unwrap_or(false).then(|| current.id.clone());
-    conn.revoke_sessions(current.user_id, keep).await?;
+    accounts.end_sessions(current.user_id, keep).await?;
     Ok(Status::NoContent)
+}
+
+/// An account event as clients see it.
+#[derive(Serialize)]
+struct EventView {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    user_id: String,
+    at: DateTime<Utc>,
+}
+
+impl From<Event> for EventView {
+    fn from(event: Event) -> Self {
+        Self {
+            kind: event.kind.as_str(),
+            user_id: event.user_id.to_string(),
+            at: event.at,
+        }
+    }
 }
 
 #[get("/users/<id>/activity")]
 async fn get_user_activity(
     id: &str,
-    caller: Authenticated,
-    conn: RedisConn,
-) -> Result<Json<Vec<Event>>, ApiError> {
-    let current = caller.acting_on(parse_id(id)?)?;
-    Ok(Json(conn.activity(current.user_id).await?))
+    caller: Caller,
+    accounts: &Accounts,
+) -> Result<Json<Vec<EventView>>, ApiError> {
+    let current = caller?.acting_on(parse_id(id)?)?;
+    let events = accounts.activity(current.user_id).await?;
+    Ok(Json(events.into_iter().map(EventView::from).collect()))
 }

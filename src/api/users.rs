@@ -1,18 +1,16 @@
 //! `/api/users`: create, read, update, delete and list accounts.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use rocket::response::status::Created;
 use rocket::serde::json::Json;
 use rocket::{delete, get, patch, post, put, routes, Route};
 use serde::{Deserialize, Serialize};
 
-use super::auth::MaybeAuthenticated;
+use super::fields::Fields;
+use super::guards::MaybeAuthenticated;
 use super::json::JsonBody;
 use super::problem::ApiError;
-use crate::accounts::{Accounts, NewUser, Proof};
-use crate::domain::{parse_field, FieldError, Password, User, UserEmail, UserId, UserName};
-use crate::store::{ListQuery, RedisConn};
+use crate::accounts::{AccountError, Accounts, NewUser, Proof};
+use crate::domain::{Password, User, UserEmail, UserId, UserName};
 
 pub fn routes() -> Vec<Route> {
     routes![
@@ -26,6 +24,7 @@ pub fn routes() -> Vec<Route> {
 }
 
 pub(super) type Body<T> = Result<JsonBody<T>, ApiError>;
+pub(super) type Caller = Result<MaybeAuthenticated, ApiError>;
 
 /// Absent fields are `None`, so the answer can name every missing one.
 #[derive(Deserialize)]
@@ -46,36 +45,84 @@ struct PasswordData {
     password: Option<String>,
 }
 
+impl TryFrom<UserData> for NewUser {
+    type Error = ApiError;
+
+    fn try_from(data: UserData) -> Result<Self, ApiError> {
+        let mut fields = Fields::default();
+        let name = fields.required("name", data.name.as_deref(), UserName::parse);
+        let email = fields.required("email", data.email.as_deref(), UserEmail::parse);
+        let password = fields.required("password", data.password.as_deref(), Password::parse);
+        match (name, email, password) {
+            (Some(name), Some(email), Some(password)) => Ok(NewUser {
+                name,
+                email,
+                password,
+            }),
+            _ => Err(fields.into_error()),
+        }
+    }
+}
+
+/// A new name and email, and the proof that the caller may set them.
+struct ProfileUpdate {
+    name: UserName,
+    email: UserEmail,
+    proof: Proof,
+}
+
+impl ProfileUpdate {
+    fn parse(data: UserData, caller: &MaybeAuthenticated, id: UserId) -> Result<Self, ApiError> {
+        let mut fields = Fields::default();
+        let name = fields.required("name", data.name.as_deref(), UserName::parse);
+        let email = fields.required("email", data.email.as_deref(), UserEmail::parse);
+        let proof = fields.proof(caller, id, data.password.as_deref())?;
+        match (name, email, proof) {
+            (Some(name), Some(email), Some(proof)) => Ok(Self { name, email, proof }),
+            _ => Err(fields.into_error()),
+        }
+    }
+}
+
+/// A new password, and the proof that the caller may set it.
+struct PasswordChange {
+    new_password: Password,
+    proof: Proof,
+}
+
+impl PasswordChange {
+    fn parse(
+        data: PasswordChangeData,
+        caller: &MaybeAuthenticated,
+        id: UserId,
+    ) -> Result<Self, ApiError> {
+        let mut fields = Fields::default();
+        let proof = fields.proof(caller, id, data.password.as_deref())?;
+        let new_password = fields.required(
+            "new_password",
+            data.new_password.as_deref(),
+            Password::parse,
+        );
+        match (proof, new_password) {
+            (Some(proof), Some(new_password)) => Ok(Self {
+                new_password,
+                proof,
+            }),
+            _ if data.new_password.is_none() => {
+                Err(fields.into_error_saying("Password not provided"))
+            }
+            _ => Err(fields.into_error()),
+        }
+    }
+}
+
 #[post("/users", data = "<body>")]
 async fn post_user(
-    accounts: Accounts<'_>,
+    accounts: &Accounts,
     body: Body<UserData>,
 ) -> Result<Created<Json<User>>, ApiError> {
-    let JsonBody(data) = body?;
-    let mut errors = Vec::new();
-    let name = parse_field(&mut errors, "name", data.name.as_deref(), UserName::parse);
-    let email = parse_field(
-        &mut errors,
-        "email",
-        data.email.as_deref(),
-        UserEmail::parse,
-    );
-    let password = parse_field(
-        &mut errors,
-        "password",
-        data.password.as_deref(),
-        Password::parse,
-    );
-    let (Some(name), Some(email), Some(password)) = (name, email, password) else {
-        return Err(ApiError::invalid_fields(errors));
-    };
-    let user = accounts
-        .sign_up(NewUser {
-            name,
-            email,
-            password,
-        })
-        .await?;
+    let new_user = NewUser::try_from(body?.0)?;
+    let user = accounts.sign_up(new_user).await?;
     Ok(Created::new(format!("/api/users/{}", user.id)).body(Json(user)))
 }
 
@@ -83,19 +130,13 @@ async fn post_user(
 /// both: a UUID-typed route for ids would forward every email to a second
 /// route, and Rocket logs a warning line for each forward.
 #[get("/users/<user>")]
-async fn get_user(user: &str, conn: RedisConn) -> Result<Json<User>, ApiError> {
+async fn get_user(user: &str, accounts: &Accounts) -> Result<Json<User>, ApiError> {
     let found = match UserId::parse(user) {
-        Some(id) => conn
-            .public_user_by_id(id)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("id {id} not found")))?,
+        Some(id) => accounts.user(id).await?,
         None => {
-            let not_found =
-                || ApiError::NotFound(format!("user {} not found", UserEmail::normalize(user)));
-            let email = UserEmail::parse(user).map_err(|_| not_found())?;
-            conn.public_user_by_email(&email)
-                .await?
-                .ok_or_else(not_found)?
+            let email = UserEmail::parse(user)
+                .map_err(|_| AccountError::EmailNotFound(UserEmail::normalize(user)))?;
+            accounts.user_by_email(&email).await?
         }
     };
     Ok(Json(found))
@@ -106,25 +147,16 @@ async fn get_user(user: &str, conn: RedisConn) -> Result<Json<User>, ApiError> {
 #[put("/users/<id>", data = "<body>")]
 async fn put_user(
     id: &str,
-    caller: MaybeAuthenticated,
-    accounts: Accounts<'_>,
+    caller: Caller,
+    accounts: &Accounts,
     body: Body<UserData>,
 ) -> Result<Json<User>, ApiError> {
     let id = parse_id(id)?;
-    let JsonBody(data) = body?;
-    let mut errors = Vec::new();
-    let name = parse_field(&mut errors, "name", data.name.as_deref(), UserName::parse);
-    let email = parse_field(
-        &mut errors,
-        "email",
-        data.email.as_deref(),
-        UserEmail::parse,
-    );
-    let proof = proof(&mut errors, caller, id, data.password.as_deref())?;
-    let (Some(name), Some(email), Some(proof)) = (name, email, proof) else {
-        return Err(ApiError::invalid_fields(errors));
-    };
-    Ok(Json(accounts.update_profile(id, proof, name, email).await?))
+    let update = ProfileUpdate::parse(body?.0, &caller?, id)?;
+    let user = accounts
+        .update_profile(id, update.proof, update.name, update.email)
+        .await?;
+    Ok(Json(user))
 }
 
 #[derive(Serialize)]
@@ -135,31 +167,15 @@ struct Message {
 #[patch("/users/<id>", data = "<body>")]
 async fn patch_user_password(
     id: &str,
-    caller: MaybeAuthenticated,
-    accounts: Accounts<'_>,
+    caller: Caller,
+    accounts: &Accounts,
     body: Body<PasswordChangeData>,
 ) -> Result<Json<Message>, ApiError> {
     let id = parse_id(id)?;
-    let JsonBody(data) = body?;
-    let mut errors = Vec::new();
-    let proof = proof(&mut errors, caller, id, data.password.as_deref())?;
-    let missing_new_password = data.new_password.is_none();
-    let new_password = parse_field(
-        &mut errors,
-        "new_password",
-        data.new_password.as_deref(),
-        Password::parse,
-    );
-    let (Some(proof), Some(new_password)) = (proof, new_password) else {
-        let mut error = ApiError::invalid_fields(errors);
-        if missing_new_password {
-            if let ApiError::Validation { detail, .. } = &mut error {
-                *detail = "Password not provided".into();
-            }
-        }
-        return Err(error);
-    };
-    accounts.change_password(id, proof, new_password).await?;
+    let change = PasswordChange::parse(body?.0, &caller?, id)?;
+    accounts
+        .change_password(id, change.proof, change.new_password)
+        .await?;
     Ok(Json(Message {
         message: "Password updated",
     }))
@@ -169,34 +185,21 @@ async fn patch_user_password(
 #[delete("/users/<id>", data = "<body>")]
 async fn delete_user(
     id: &str,
-    caller: MaybeAuthenticated,
-    accounts: Accounts<'_>,
+    caller: Caller,
+    accounts: &Accounts,
     body: Body<PasswordData>,
 ) -> Result<Json<User>, ApiError> {
     let id = parse_id(id)?;
+    let caller = caller?;
     let password = match (&caller.0, body) {
         (Some(_), _) => None,
         (None, body) => body?.0.password,
     };
-    let mut errors = Vec::new();
-    let Some(proof) = proof(&mut errors, caller, id, password.as_deref())? else {
-        return Err(ApiError::invalid_fields(errors));
+    let mut fields = Fields::default();
+    let Some(proof) = fields.proof(&caller, id, password.as_deref())? else {
+        return Err(fields.into_error());
     };
     Ok(Json(accounts.delete(id, proof).await?))
-}
-
-/// The caller's session when there is one (403 if it is another user's),
-/// else the `password` field, which is then required.
-fn proof(
-    errors: &mut Vec<FieldError>,
-    caller: MaybeAuthenticated,
-    id: UserId,
-    password: Option<&str>,
-) -> Result<Option<Proof>, ApiError> {
-    if caller.0.is_some() {
-        return caller.proof_for(id);
-    }
-    Ok(parse_field(errors, "password", password, candidate).map(Proof::Password))
 }
 
 #[derive(Serialize)]
@@ -214,30 +217,20 @@ async fn get_users(
     limit: Option<&str>,
     after: Option<&str>,
     prefix: Option<&str>,
-    conn: RedisConn,
+    accounts: &Accounts,
 ) -> Result<Json<UserList>, ApiError> {
-    let mut errors = Vec::new();
-    let limit = match limit {
-        None => Some(DEFAULT_PAGE),
-        Some(raw) => parse_field(&mut errors, "limit", Some(raw), parse_limit),
+    let mut fields = Fields::default();
+    let Some(limit) = fields.optional("limit", limit, parse_limit) else {
+        return Err(fields.into_error());
     };
-    let after = match after {
-        None => Some(None),
-        Some(raw) => parse_field(&mut errors, "after", Some(raw), decode_cursor).map(Some),
-    };
-    let (Some(limit), Some(after)) = (limit, after) else {
-        return Err(ApiError::invalid_fields(errors));
-    };
-    let query = ListQuery {
-        prefix: prefix.map(UserEmail::normalize).unwrap_or_default(),
-        after,
-        limit,
-    };
-    let page = conn.list_users(&query).await?;
+    let prefix = prefix.map(UserEmail::normalize).unwrap_or_default();
+    let page = accounts
+        .list_users(prefix, after, limit.unwrap_or(DEFAULT_PAGE))
+        .await?;
     Ok(Json(UserList {
         users: page.users,
         total: page.total,
-        next: page.next.as_deref().map(encode_cursor),
+        next: page.next,
     }))
 }
 
@@ -248,32 +241,9 @@ fn parse_limit(raw: &str) -> Result<usize, String> {
     }
 }
 
-/// A cursor is the last index member of a page, opaque to clients.
-fn encode_cursor(member: &str) -> String {
-    URL_SAFE_NO_PAD.encode(member)
-}
-
-fn decode_cursor(raw: &str) -> Result<String, String> {
-    URL_SAFE_NO_PAD
-        .decode(raw)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|member| crate::store::parse_index_member(member).is_some())
-        .ok_or_else(|| "is not a cursor from a previous page's next".into())
-}
-
 /// An id in the path that is not a UUID names no user.
 pub(super) fn parse_id(raw: &str) -> Result<UserId, ApiError> {
-    UserId::parse(raw).ok_or_else(|| ApiError::NotFound(format!("id {raw} not found")))
-}
-
-/// A password offered as proof of identity: any non-empty string.
-pub(super) fn candidate(raw: &str) -> Result<Password, String> {
-    if raw.is_empty() {
-        Err("must not be empty".into())
-    } else {
-        Ok(Password::candidate(raw))
-    }
+    UserId::parse(raw).ok_or_else(|| AccountError::NotFound(raw.to_owned()).into())
 }
 
 #[cfg(test)]
@@ -281,29 +251,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cursor_round_trips() {
-        let member = format!("jo@m.co\0{}", UserId::generate());
-        assert_eq!(decode_cursor(&encode_cursor(&member)), Ok(member));
-    }
-
-    #[test]
-    fn a_forged_cursor_is_rejected() {
-        assert!(decode_cursor("not base64!").is_err());
-        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("no separator")).is_err());
-    }
-
-    #[test]
     fn limits_outside_1_to_1000_are_rejected() {
         assert!(parse_limit("0").is_err());
         assert!(parse_limit("1001").is_err());
         assert!(parse_limit("ten").is_err());
         assert_eq!(parse_limit("1000"), Ok(1000));
-    }
-
-    #[test]
-    fn field_errors_name_their_field() {
-        let mut errors = Vec::new();
-        assert!(parse_field(&mut errors, "name", None, UserName::parse).is_none());
-        assert_eq!(errors, vec![FieldError::new("name", "is required")]);
     }
 }

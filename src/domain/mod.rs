@@ -1,15 +1,17 @@
 //! Validated types: once a value has one of these types, it is valid.
 
 mod email;
+mod event;
 mod name;
 mod password;
 mod session;
 mod user;
 
 pub use email::UserEmail;
+pub use event::{Event, EventKind};
 pub use name::UserName;
 pub use password::{Password, PasswordHash};
-pub use session::{SessionId, SessionToken};
+pub use session::{Session, SessionId, SessionToken};
 pub use user::{now, User, UserId};
 
 use serde::Serialize;
@@ -28,21 +30,4 @@ impl FieldError {
             message: message.into(),
         }
     }
-}
-
-/// Parses a required field, collecting its error instead of stopping at the
-/// first one, so a client learns about every bad field at once.
-pub fn parse_field<T>(
-    errors: &mut Vec<FieldError>,
-    field: &str,
-    value: Option<&str>,
-    parse: impl FnOnce(&str) -> Result<T, String>,
-) -> Option<T> {
-    let Some(value) = value else {
-        errors.push(FieldError::new(field, "is required"));
-        return None;
-    };
-    parse(value)
-        .map_err(|message| errors.push(FieldError::new(field, message)))
-        .ok()
 }

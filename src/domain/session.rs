@@ -1,10 +1,14 @@
 use std::fmt;
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use super::UserId;
 
 /// A bearer token: 256 random bits as URL-safe base64. It never prints, and
 /// the store only ever sees its [`SessionId`].
@@ -70,6 +74,30 @@ impl SessionId {
 impl fmt::Display for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A login session: whose it is, when it started and ends, and where from.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    pub created: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    /// The absolute end: no renewal goes past it.
+    pub expires_at: DateTime<Utc>,
+    pub ip: String,
+    pub user_agent: String,
+}
+
+impl Session {
+    /// When the session ends if it is not used again: the idle timeout from
+    /// `now`, capped by the absolute end.
+    pub fn ends_at(&self, now: DateTime<Utc>, idle: Duration) -> DateTime<Utc> {
+        let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
+        now.checked_add_signed(idle)
+            .unwrap_or(self.expires_at)
+            .min(self.expires_at)
     }
 }
 

@@ -6,8 +6,10 @@ use std::fmt;
 
 use redis::Connection;
 
-use super::keys::{index_member, parse_index_member, Keys};
-use super::users::{claim_email, decode_user, transact, Plan};
+use super::email_index::{add_to_index, exact_email_range};
+use super::layout::{index_member, parse_index_member, user_fields, Keys};
+use super::records::decode_user;
+use super::transaction::{transact, watch, Plan};
 use super::StoreError;
 use crate::domain::{SessionId, UserEmail, UserId};
 
@@ -104,7 +106,7 @@ pub fn examine(
         }
         for indexed in members.iter().filter(|indexed| *indexed != email) {
             findings.push(Finding::StaleIndexEntry {
-                member: format!("{indexed}\0{id}"),
+                member: index_member(indexed, *id),
                 user_email: email.clone(),
             });
         }
@@ -113,7 +115,7 @@ pub fn examine(
         if !users.contains_key(id) {
             for email in emails {
                 findings.push(Finding::OrphanIndexEntry {
-                    member: format!("{email}\0{id}"),
+                    member: index_member(email, *id),
                 });
             }
         }
@@ -289,8 +291,10 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
             let user = keys.user(id);
             let email = email.to_owned();
             transact(conn, &user, |conn| {
-                let current: Option<String> =
-                    redis::cmd("HGET").arg(&user).arg("email").query(conn)?;
+                let current: Option<String> = redis::cmd("HGET")
+                    .arg(&user)
+                    .arg(user_fields::EMAIL)
+                    .query(conn)?;
                 if current.as_deref() == Some(email.as_str()) {
                     return Ok(Plan::Answer(false)); // Consistent again.
                 }
@@ -305,10 +309,12 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
             };
             let user_key = keys.user(*user);
             transact(conn, &index, |conn| {
-                redis::cmd("WATCH").arg(&user_key).exec(conn)?;
-                let current: Option<String> =
-                    redis::cmd("HGET").arg(&user_key).arg("email").query(conn)?;
-                let (min, max) = super::keys::exact_email_range(&email);
+                watch(conn, &user_key)?;
+                let current: Option<String> = redis::cmd("HGET")
+                    .arg(&user_key)
+                    .arg(user_fields::EMAIL)
+                    .query(conn)?;
+                let (min, max) = exact_email_range(&email);
                 let holders: Vec<String> = redis::cmd("ZRANGEBYLEX")
                     .arg(&index)
                     .arg(min)
@@ -318,13 +324,7 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
                     return Ok(Plan::Answer(false));
                 }
                 let mut writes = redis::pipe();
-                writes
-                    .cmd("ZADD")
-                    .arg(&index)
-                    .arg(0)
-                    .arg(index_member(&email, *user))
-                    .ignore();
-                claim_email(&mut writes, keys, &email);
+                add_to_index(&mut writes, keys, &email, *user);
                 Ok(Plan::Write(writes, true))
             })
         }

@@ -7,33 +7,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use redis::{Connection, Script};
 
-use super::keys::Keys;
-use super::users::{email_lookup, encode_time, first_id, transact, Plan, StoredFields};
-use super::{RedisConn, StoreError};
-use crate::domain::{SessionId, UserEmail, UserId};
-
-#[derive(Clone, Debug)]
-pub struct SessionRecord {
-    pub id: SessionId,
-    pub user_id: UserId,
-    pub created: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
-    /// The absolute end: no renewal goes past it.
-    pub expires_at: DateTime<Utc>,
-    pub ip: String,
-    pub user_agent: String,
-}
-
-impl SessionRecord {
-    /// When the session ends if it is not used again: the idle timeout from
-    /// `now`, capped by the absolute end.
-    pub fn ends_at(&self, now: DateTime<Utc>, idle: Duration) -> DateTime<Utc> {
-        let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::MAX);
-        now.checked_add_signed(idle)
-            .unwrap_or(self.expires_at)
-            .min(self.expires_at)
-    }
-}
+use super::conn::RedisConn;
+use super::email_index::{email_lookup, first_id};
+use super::layout::{session_fields, Keys};
+use super::records::{decode_session, encode_time, hset_session};
+use super::session_index::watched_session_ids;
+use super::transaction::{transact, Plan};
+use super::StoreError;
+use crate::domain::{Session, SessionId, UserEmail, UserId};
 
 /// What a login needs to know before it verifies the password.
 pub struct LoginState {
@@ -55,7 +36,7 @@ impl RedisConn {
     /// `email`, in one transaction, unless the user is gone (`false`).
     pub async fn create_session(
         &mut self,
-        session: SessionRecord,
+        session: Session,
         idle: Duration,
         email: UserEmail,
     ) -> Result<bool, StoreError> {
@@ -69,14 +50,14 @@ impl RedisConn {
         &mut self,
         id: SessionId,
         idle: Duration,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    ) -> Result<Option<Session>, StoreError> {
         self.run(move |conn, keys| use_session(conn, keys, &id, idle))
             .await
     }
 
     /// The user's live sessions, oldest first. Ids of sessions that expired
     /// are dropped from the user's set on the way.
-    pub async fn sessions_of(&mut self, user: UserId) -> Result<Vec<SessionRecord>, StoreError> {
+    pub async fn sessions_of(&mut self, user: UserId) -> Result<Vec<Session>, StoreError> {
         self.run(move |conn, keys| sessions_of(conn, keys, user))
             .await
     }
@@ -110,9 +91,9 @@ impl RedisConn {
         self.run(move |conn, keys| {
             let set = keys.sessions_of(user);
             transact(conn, &set, |conn| {
-                let ids: Vec<String> = redis::cmd("SMEMBERS").arg(&set).query(conn)?;
+                let ids = watched_session_ids(conn, keys, user)?;
                 let mut writes = redis::pipe();
-                for id in ids.iter().filter_map(|id| SessionId::parse(id)) {
+                for id in ids {
                     if Some(&id) != keep.as_ref() {
                         writes.cmd("DEL").arg(keys.session(&id)).ignore();
                         writes.cmd("SREM").arg(&set).arg(id.as_str()).ignore();
@@ -192,21 +173,14 @@ impl RedisConn {
     }
 }
 
-const USER_ID: &str = "user_id";
-const CREATED: &str = "created";
-const LAST_SEEN: &str = "last_seen";
-const EXPIRES_AT: &str = "expires_at";
-const IP: &str = "ip";
-const USER_AGENT: &str = "user_agent";
-
-fn ttl_ms(session: &SessionRecord, now: DateTime<Utc>, idle: Duration) -> i64 {
+fn ttl_ms(session: &Session, now: DateTime<Utc>, idle: Duration) -> i64 {
     (session.ends_at(now, idle) - now).num_milliseconds().max(1)
 }
 
 fn create_session(
     conn: &mut Connection,
     keys: &Keys,
-    session: &SessionRecord,
+    session: &Session,
     idle: Duration,
     email: &UserEmail,
 ) -> Result<bool, StoreError> {
@@ -219,20 +193,7 @@ fn create_session(
         let key = keys.session(&session.id);
         let mut writes = redis::pipe();
         writes
-            .cmd("HSET")
-            .arg(&key)
-            .arg(USER_ID)
-            .arg(session.user_id.to_string())
-            .arg(CREATED)
-            .arg(encode_time(session.created))
-            .arg(LAST_SEEN)
-            .arg(encode_time(session.last_seen))
-            .arg(EXPIRES_AT)
-            .arg(encode_time(session.expires_at))
-            .arg(IP)
-            .arg(&session.ip)
-            .arg(USER_AGENT)
-            .arg(&session.user_agent)
+            .add_command(hset_session(&key, session))
             .ignore()
             .cmd("PEXPIRE")
             .arg(&key)
@@ -246,25 +207,6 @@ fn create_session(
             .arg(keys.login_failures_of_account(email))
             .ignore();
         Ok(Plan::Write(writes, true))
-    })
-}
-
-fn decode_session(
-    id: SessionId,
-    key: &str,
-    fields: HashMap<String, String>,
-) -> Result<SessionRecord, StoreError> {
-    let mut fields = StoredFields { key, fields };
-    Ok(SessionRecord {
-        id,
-        user_id: fields.take_parsed(USER_ID, |raw| {
-            UserId::parse(raw).ok_or_else(|| "is not a UUID".into())
-        })?,
-        created: fields.take_time(CREATED)?,
-        last_seen: fields.take_time(LAST_SEEN)?,
-        expires_at: fields.take_time(EXPIRES_AT)?,
-        ip: fields.take(IP)?,
-        user_agent: fields.take(USER_AGENT)?,
     })
 }
 
@@ -305,7 +247,7 @@ fn use_session(
     keys: &Keys,
     id: &SessionId,
     idle: Duration,
-) -> Result<Option<SessionRecord>, StoreError> {
+) -> Result<Option<Session>, StoreError> {
     let key = keys.session(id);
     let now = crate::domain::now();
     let idle_ms = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
@@ -313,8 +255,8 @@ fn use_session(
         .key(&key)
         .arg(encode_time(now))
         .arg(idle_ms)
-        .arg(EXPIRES_AT)
-        .arg(LAST_SEEN)
+        .arg(session_fields::EXPIRES_AT)
+        .arg(session_fields::LAST_SEEN)
         .invoke(conn)?;
     let Some((state, fields)) = renewed else {
         return Ok(None);
@@ -335,7 +277,7 @@ fn sessions_of(
     conn: &mut Connection,
     keys: &Keys,
     user: UserId,
-) -> Result<Vec<SessionRecord>, StoreError> {
+) -> Result<Vec<Session>, StoreError> {
     let set = keys.sessions_of(user);
     let ids: Vec<SessionId> = redis::cmd("SMEMBERS")
         .arg(&set)
@@ -369,13 +311,4 @@ fn sessions_of(
     }
     live.sort_by_key(|session| session.created);
     Ok(live)
-}
-
-/// Adds to a MULTI/EXEC the commands that end every session of `user`;
-/// the caller has WATCHed the user's session set before reading `ids`.
-pub(super) fn revoke_all(writes: &mut redis::Pipeline, keys: &Keys, user: UserId, ids: &[String]) {
-    for id in ids.iter().filter_map(|id| SessionId::parse(id)) {
-        writes.cmd("DEL").arg(keys.session(&id)).ignore();
-    }
-    writes.cmd("DEL").arg(keys.sessions_of(user)).ignore();
 }

@@ -12,6 +12,8 @@ use rocket::http::{ContentType, Header, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 use serde_json::{json, Value};
 use user_accounts::config::Settings;
+use user_accounts::domain::{SessionToken, UserId};
+use user_accounts::store::layout::{self, user_fields, Keys};
 
 /// A `redis-server` on a free loopback port, stopped when its handle drops
 /// or, for the shared one, when the test process exits.
@@ -95,6 +97,23 @@ fn ping(url: &str) -> bool {
         .and_then(|client| client.get_connection_with_timeout(Duration::from_millis(200)))
         .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn))
         .is_ok()
+}
+
+fn user_id(id: &str) -> UserId {
+    UserId::parse(id).unwrap_or_else(|| panic!("{id} is not a user id"))
+}
+
+/// The email index's member for `email` held by the user `id`.
+pub fn index_member(email: &str, id: impl std::fmt::Display) -> String {
+    layout::index_member(email, user_id(&id.to_string()))
+}
+
+/// The public id of the session `token` opened: what Redis keeps of it.
+pub fn session_id(token: &str) -> String {
+    SessionToken::parse(token)
+        .expect("a well-formed token")
+        .id()
+        .to_string()
 }
 
 pub fn free_port() -> u16 {
@@ -307,25 +326,48 @@ impl TestApp {
             .expect("test Redis reachable")
     }
 
+    /// The app's key names, from the crate's own layout.
+    pub fn keys_of_layout(&self) -> Keys {
+        Keys::new(&self.prefix)
+    }
+
     pub fn index_key(&self) -> String {
-        format!("{}users:by_email", self.prefix)
+        self.keys_of_layout().email_index()
     }
 
     pub fn user_key(&self, id: &str) -> String {
-        format!("{}user:{id}", self.prefix)
+        self.keys_of_layout().user(user_id(id))
     }
 
     /// The key a sign-up of `email` writes to abort the transactions
     /// watching that email.
     pub fn email_claim_key(&self, email: &str) -> String {
-        format!("{}email_claim:{email}", self.prefix)
+        let email = user_accounts::domain::UserEmail::parse(email).expect("a valid email");
+        self.keys_of_layout().email_claim(&email)
+    }
+
+    pub fn session_key(&self, token: &str) -> String {
+        let token = SessionToken::parse(token).expect("a well-formed token");
+        self.keys_of_layout().session(&token.id())
+    }
+
+    pub fn sessions_of_key(&self, id: &str) -> String {
+        self.keys_of_layout().sessions_of(user_id(id))
+    }
+
+    pub fn events_key(&self) -> String {
+        self.keys_of_layout().events()
     }
 
     /// The user's stored argon2 hash, reassembled as a PHC string.
     pub fn stored_password_hash(&self, id: &str) -> String {
         let (params, salt, hash): (String, String, String) = redis::cmd("HMGET")
             .arg(self.user_key(id))
-            .arg(&["password_params", "password_salt", "password_hash"])
+            .arg(&[
+                user_fields::PASSWORD_PARAMS,
+                user_fields::PASSWORD_SALT,
+                user_fields::PASSWORD_HASH,
+            ])
             .query(&mut self.redis())
             .expect("HMGET");
         format!("{params}${salt}${hash}")

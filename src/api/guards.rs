@@ -1,43 +1,58 @@
-//! Request guards for bearer sessions.
+//! Request guards: the service, bearer sessions and the client's address.
+//! Routes take the session guards as `Result<_, ApiError>` and pass a
+//! failure on with `?`, so it reaches the client as the problem it is.
 
-use rocket::http::Status;
 use rocket::outcome::try_outcome;
 use rocket::request::{FromRequest, Outcome, Request};
 
 use super::problem::ApiError;
-use crate::accounts::{AccountError, Accounts, Client, Proof};
-use crate::domain::{SessionToken, UserId};
-use crate::store::SessionRecord;
+use crate::accounts::{Accounts, Client};
+use crate::domain::{Session, SessionToken, UserId};
 
 /// A caller with a live session (`Authorization: Bearer <token>`). Without
 /// one the request fails with 401 and `WWW-Authenticate: Bearer`.
-pub struct Authenticated(pub SessionRecord);
+pub struct Authenticated(pub Session);
 
 /// A caller who may have a session: none is fine, a bad one is a 401.
-pub struct MaybeAuthenticated(pub Option<SessionRecord>);
+pub struct MaybeAuthenticated(pub Option<Session>);
 
 impl Authenticated {
     /// The caller's session, if it belongs to `user`; another user's → 403.
-    pub fn acting_on(self, user: UserId) -> Result<SessionRecord, ApiError> {
+    pub fn acting_on(self, user: UserId) -> Result<Session, ApiError> {
         if self.0.user_id == user {
             Ok(self.0)
         } else {
-            Err(ApiError::Forbidden(
-                "this session belongs to another user".into(),
-            ))
+            Err(ApiError::Forbidden)
         }
     }
 }
 
 impl MaybeAuthenticated {
-    /// Proof for acting on `user` by this session; 403 when it is another
-    /// user's. `None` when there is no session.
-    pub fn proof_for(self, user: UserId) -> Result<Option<Proof>, ApiError> {
-        match self.0 {
-            Some(session) => Authenticated(session)
-                .acting_on(user)
-                .map(|_| Some(Proof::Session)),
-            None => Ok(None),
+    /// Whether the caller acts on `user` by a session of that user; another
+    /// user's session → 403.
+    pub fn acting_on(&self, user: UserId) -> Result<bool, ApiError> {
+        match &self.0 {
+            Some(session) if session.user_id != user => Err(ApiError::Forbidden),
+            Some(_) => Ok(true),
+            None => Ok(false),
+        }
+    }
+}
+
+fn fail<T>(error: ApiError) -> Outcome<T, ApiError> {
+    Outcome::Error((error.status(), error))
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for &'r Accounts {
+    type Error = ApiError;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
+        match request.rocket().state::<Accounts>() {
+            Some(accounts) => Outcome::Success(accounts),
+            None => fail(ApiError::Internal(anyhow::anyhow!(
+                "the accounts service is not managed"
+            ))),
         }
     }
 }
@@ -53,28 +68,11 @@ fn bearer_token(request: &Request<'_>) -> Option<Option<SessionToken>> {
     Some(token)
 }
 
-async fn session_for(
-    request: &Request<'_>,
-    token: SessionToken,
-) -> Outcome<SessionRecord, ApiError> {
-    let accounts = try_outcome!(request
-        .guard::<Accounts<'_>>()
-        .await
-        .map_error(|(status, error)| (status, ApiError::Internal(anyhow::anyhow!(error)))));
+async fn session_for(request: &Request<'_>, token: SessionToken) -> Outcome<Session, ApiError> {
+    let accounts = try_outcome!(request.guard::<&Accounts>().await);
     match accounts.session(&token).await {
         Ok(session) => Outcome::Success(session),
-        Err(AccountError::Unauthenticated) => {
-            Outcome::Error((Status::Unauthorized, ApiError::Unauthenticated))
-        }
-        Err(error) => {
-            let error = ApiError::from(error);
-            let status = if matches!(error, ApiError::Unavailable { .. }) {
-                Status::ServiceUnavailable
-            } else {
-                Status::InternalServerError
-            };
-            Outcome::Error((status, error))
-        }
+        Err(error) => fail(error.into()),
     }
 }
 
@@ -85,7 +83,7 @@ impl<'r> FromRequest<'r> for Authenticated {
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
         match bearer_token(request) {
             Some(Some(token)) => session_for(request, token).await.map(Authenticated),
-            _ => Outcome::Error((Status::Unauthorized, ApiError::Unauthenticated)),
+            _ => fail(ApiError::Unauthenticated),
         }
     }
 }
@@ -97,7 +95,7 @@ impl<'r> FromRequest<'r> for MaybeAuthenticated {
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
         match bearer_token(request) {
             None => Outcome::Success(MaybeAuthenticated(None)),
-            Some(None) => Outcome::Error((Status::Unauthorized, ApiError::Unauthenticated)),
+            Some(None) => fail(ApiError::Unauthenticated),
             Some(Some(token)) => session_for(request, token)
                 .await
                 .map(|session| MaybeAuthenticated(Some(session))),

@@ -1,0 +1,138 @@
+//! The service layer: every operation on accounts, sessions and the
+//! service's own health, in as many store steps as it takes. Routes call
+//! only this; it calls the store, the hasher and the domain.
+//!
+//! - `users`: sign-up, reads, the list, profile and password changes, deletion.
+//! - `sessions`: log in, check a token, list and end sessions, activity.
+//! - `operations`: readiness and the pool figures for metrics.
+
+mod operations;
+mod sessions;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rocket::tokio::task::{self, JoinError};
+
+use crate::config::{LoginSettings, SessionSettings};
+use crate::domain::{Password, UserEmail, UserId, UserName};
+use crate::hashing::{HashingError, PasswordHasher};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, Written};
+
+pub use operations::{PoolFigures, Readiness};
+pub use sessions::{Client, NewSession};
+pub use users::{NewUser, Proof, UserList};
+
+/// The service layer's one error type. Its message is what clients read;
+/// the causes of the last three go to the log only.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("id {0} not found")]
+    NotFound(String),
+    #[error("user {0} not found")]
+    EmailNotFound(String),
+    #[error("session {0} not found")]
+    SessionNotFound(String),
+    #[error("user not authenticated")]
+    Unauthenticated,
+    #[error("email already in use")]
+    EmailInUse,
+    /// A field of the request that only the service can judge.
+    #[error("{field} {reason}")]
+    InvalidField { field: &'static str, reason: String },
+    #[error("too many failed logins; retry later")]
+    TooManyAttempts { retry_after: Duration },
+    #[error("the account changed during the request; retry")]
+    PasswordKeptChanging,
+    #[error("the user store is unavailable; retry later")]
+    StoreUnavailable(#[source] StoreError),
+    #[error("too many passwords are waiting to be checked; retry later")]
+    HashingBusy(#[source] HashingError),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl From<StoreError> for AccountError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::EmailInUse => Self::EmailInUse,
+            error if error.is_unavailable() => Self::StoreUnavailable(error),
+            error => Self::Internal(error.into()),
+        }
+    }
+}
+
+impl From<HashingError> for AccountError {
+    fn from(error: HashingError) -> Self {
+        match error {
+            HashingError::QueueFull(_) => Self::HashingBusy(error),
+            error => Self::Internal(error.into()),
+        }
+    }
+}
+
+impl From<JoinError> for AccountError {
+    fn from(error: JoinError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+/// A password change between our check and our write makes the write start
+/// over (and the check then fails if the old password no longer holds).
+const MAX_ATTEMPTS: usize = 3;
+
+/// Session and login settings.
+pub struct AuthPolicy {
+    pub sessions: SessionSettings,
+    pub login: LoginSettings,
+}
+
+/// The service, shared by every request.
+pub struct Accounts {
+    store: Store,
+    hasher: PasswordHasher,
+    policy: AuthPolicy,
+    metrics: Arc<Metrics>,
+}
+
+impl Accounts {
+    pub fn new(
+        store: Store,
+        hasher: PasswordHasher,
+        policy: AuthPolicy,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            policy,
+            metrics,
+        }
+    }
+}
+
+/// Rejects a weak new password. zxcvbn takes up to several milliseconds on a
+/// long password, so it runs on a blocking thread, not on an async worker,
+/// which also serves reads.
+async fn check_strength(
+    field: &'static str,
+    password: &Password,
+    email: &UserEmail,
+    name: &UserName,
+) -> Result<(), AccountError> {
+    let (password, email, name) = (password.clone(), email.clone(), name.clone());
+    task::spawn_blocking(move || password.check_strength(&email, &name))
+        .await?
+        .map_err(|reason| AccountError::InvalidField { field, reason })
+}
+
+/// `Some` when the write happened, `None` when it must start over.
+fn settle<T>(id: UserId, written: Written<T>) -> Result<Option<T>, AccountError> {
+    match written {
+        Written::Done(value) => Ok(Some(value)),
+        Written::Missing => Err(AccountError::NotFound(id.to_string())),
+        Written::PasswordChanged => Ok(None),
+    }
+}

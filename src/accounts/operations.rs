@@ -1,0 +1,59 @@
+//! The service's own state, for health checks and metrics.
+
+use std::time::{Duration, Instant};
+
+use super::Accounts;
+
+/// Whether Redis answered, and how fast.
+pub enum Readiness {
+    Ready {
+        round_trip: Duration,
+    },
+    /// Why not.
+    Unavailable {
+        reason: String,
+    },
+}
+
+/// The write pool at one moment.
+pub struct PoolFigures {
+    pub size: u32,
+    pub connections: u32,
+    pub idle: u32,
+}
+
+impl Accounts {
+    /// Whether Redis answers a PING within the timeout.
+    pub async fn readiness(&self) -> Readiness {
+        let started = Instant::now();
+        match self.store.connection().ping().await {
+            Ok(()) => Readiness::Ready {
+                round_trip: started.elapsed(),
+            },
+            Err(error) => Readiness::Unavailable {
+                reason: error.to_string(),
+            },
+        }
+    }
+
+    /// The pool's figures, also set on the metrics' gauges.
+    pub fn pool_figures(&self) -> PoolFigures {
+        let status = self.store.pool_status();
+        self.metrics.pool_size.set(i64::from(status.size));
+        self.metrics
+            .pool_connections
+            .set(i64::from(status.connections));
+        self.metrics.pool_idle.set(i64::from(status.idle));
+        PoolFigures {
+            size: status.size,
+            connections: status.connections,
+            idle: status.idle,
+        }
+    }
+
+    /// Every metric in the Prometheus text format, pool figures up to date.
+    pub fn render_metrics(&self) -> String {
+        self.pool_figures();
+        self.metrics.render()
+    }
+}

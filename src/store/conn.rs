@@ -1,0 +1,207 @@
+//! The way to Redis: the pool for writes, the shared connection for reads,
+//! and [`RedisConn`], one request's handle on both.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::{Connection, RedisError};
+use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use rocket::tokio::{task, time};
+
+use super::connector::Connector;
+use super::layout::Keys;
+use super::pool::RedisManager;
+use super::reads::SharedReads;
+use super::StoreError;
+use crate::config::RedisSettings;
+use crate::metrics::Metrics;
+
+/// The pool and the read connection, shared by every request through
+/// Rocket's managed state.
+pub struct Store {
+    /// Connections for writes: each WATCH/MULTI/EXEC needs one of its own.
+    pool: r2d2::Pool<RedisManager>,
+    /// One multiplexed connection for the reads that need no transaction.
+    reads: Arc<SharedReads>,
+    /// One permit per pooled connection: requests wait for a connection here,
+    /// asynchronously, so no thread ever blocks waiting for one.
+    checkouts: Arc<Semaphore>,
+    timeout: Duration,
+    keys: Arc<Keys>,
+    metrics: Arc<Metrics>,
+}
+
+impl Store {
+    /// Sets up the pool without connecting: the service starts even while
+    /// Redis is down, and connects once it answers.
+    pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
+        let connector = Arc::new(Connector::new(&settings.target, settings.timeout)?);
+        Connector::watch(&connector)?;
+        let reads = Arc::new(SharedReads::new(
+            Arc::clone(&connector),
+            Arc::clone(&metrics),
+        ));
+        let pool = r2d2::Pool::builder()
+            .max_size(settings.pool_size)
+            .min_idle(Some(0))
+            .connection_timeout(settings.timeout)
+            .test_on_check_out(true)
+            .build_unchecked(RedisManager::new(connector));
+        Ok(Self {
+            pool,
+            reads,
+            checkouts: Arc::new(Semaphore::new(settings.pool_size as usize)),
+            timeout: settings.timeout,
+            keys: Arc::new(keys_for(settings)),
+            metrics,
+        })
+    }
+
+    /// A handle that reads on the shared connection, and checks a connection
+    /// out of the pool when its first write runs.
+    pub fn connection(&self) -> RedisConn {
+        RedisConn {
+            pool: self.pool.clone(),
+            reads: Arc::clone(&self.reads),
+            connection: None,
+            checkout: None,
+            checkouts: Arc::clone(&self.checkouts),
+            timeout: self.timeout,
+            keys: Arc::clone(&self.keys),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+
+    /// A connection of its own, outside the pool, for one-off tools: to the
+    /// same server (or the same sentinels' primary) and with the same
+    /// timeouts as the pool's.
+    pub fn dedicated_connection(
+        settings: &RedisSettings,
+    ) -> Result<(Connection, Keys), StoreError> {
+        let (conn, _) = Connector::new(&settings.target, settings.timeout)?.connect()?;
+        Ok((conn, keys_for(settings)))
+    }
+
+    /// How many pooled connections exist, and how many of them are idle.
+    pub fn pool_status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        PoolStatus {
+            size: self.pool.max_size(),
+            connections: state.connections,
+            idle: state.idle_connections,
+        }
+    }
+}
+
+fn keys_for(settings: &RedisSettings) -> Keys {
+    Keys::new(&settings.key_prefix).capping_events_at(settings.events_max_len)
+}
+
+/// The write pool at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolStatus {
+    pub size: u32,
+    pub connections: u32,
+    pub idle: u32,
+}
+
+/// One operation's way to Redis. Reads that need no transaction go over the
+/// shared multiplexed connection. For writes, a pooled connection is checked
+/// out when the operation first runs one, waiting at most the configured timeout; without one, that
+/// write fails as unavailable (503). Once checked out, it stays with the
+/// handle until it is dropped.
+pub struct RedisConn {
+    pool: r2d2::Pool<RedisManager>,
+    reads: Arc<SharedReads>,
+    // Dropped before `checkout`: the connection is back in the pool before
+    // the next request may take it.
+    connection: Option<r2d2::PooledConnection<RedisManager>>,
+    checkout: Option<OwnedSemaphorePermit>,
+    checkouts: Arc<Semaphore>,
+    timeout: Duration,
+    pub(super) keys: Arc<Keys>,
+    metrics: Arc<Metrics>,
+}
+
+impl RedisConn {
+    /// Runs blocking Redis work on the blocking pool, never on an async
+    /// worker. The first call waits, asynchronously and at most the timeout,
+    /// for a pooled connection to be free, then checks it out in the same
+    /// blocking task as its first command: no thread ever sits waiting for a
+    /// connection, and one call costs one hand-off.
+    pub(super) async fn run<T, F>(&mut self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Keys) -> Result<T, StoreError> + Send + 'static,
+    {
+        let started = Instant::now();
+        if self.checkout.is_none() {
+            let free = time::timeout(self.timeout, Arc::clone(&self.checkouts).acquire_owned());
+            match free.await {
+                Ok(Ok(permit)) => self.checkout = Some(permit),
+                _ => {
+                    self.metrics.redis_errors.inc();
+                    return Err(StoreError::PoolBusy);
+                }
+            }
+        }
+        let held = self.connection.take();
+        let pool = self.pool.clone();
+        let keys = Arc::clone(&self.keys);
+        let metrics = Arc::clone(&self.metrics);
+        let (connection, result) = task::spawn_blocking(move || {
+            let mut connection = match held {
+                Some(connection) => connection,
+                None => {
+                    let checkout = pool.get();
+                    metrics
+                        .pool_wait_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    match checkout {
+                        Ok(connection) => connection,
+                        Err(error) => return (None, Err(StoreError::Unavailable(error))),
+                    }
+                }
+            };
+            let result = work(&mut connection, &keys);
+            connection.touch();
+            match &result {
+                // Dropped now, r2d2 discards it rather than pooling it.
+                Err(error) if error.breaks_connection() => {
+                    connection.mark_broken();
+                    (None, result)
+                }
+                _ => (Some(connection), result),
+            }
+        })
+        .await?;
+        self.connection = connection;
+        if let Err(StoreError::Redis(_) | StoreError::Unavailable(_)) = &result {
+            self.metrics.redis_errors.inc();
+        }
+        result
+    }
+}
+
+impl RedisConn {
+    /// Runs a read on the shared connection, on the async worker itself:
+    /// it waits for Redis without blocking a thread.
+    pub(super) async fn read<T, F, Fut>(&self, read: F) -> Result<T, StoreError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let result = self.reads.read(read).await;
+        if let Err(StoreError::Redis(_) | StoreError::NotConnected | StoreError::Task(_)) = &result
+        {
+            self.metrics.redis_errors.inc();
+        }
+        result
+    }
+
+    pub async fn ping(&mut self) -> Result<(), StoreError> {
+        self.run(|conn, _| Ok(redis::cmd("PING").exec(conn)?)).await
+    }
+}

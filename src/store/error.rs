@@ -1,0 +1,104 @@
+//! The store's one error type.
+
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+use rocket::tokio::task;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no Redis connection within the timeout: {0}")]
+    Unavailable(#[from] r2d2::Error),
+    #[error("every pooled Redis connection stayed in use through the timeout")]
+    PoolBusy,
+    #[error("no Redis connection for reads: the attempt to open one just failed")]
+    NotConnected,
+    #[error("Redis command failed: {0}")]
+    Redis(#[from] RedisError),
+    #[error("a watched key kept changing through {0} attempts")]
+    Contention(u32),
+    #[error("stored record {key} is malformed: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error("email already in use")]
+    EmailInUse,
+    #[error("a Redis task did not finish: {0}")]
+    Task(#[from] task::JoinError),
+    #[error("refused to store {0}")]
+    Invalid(&'static str),
+}
+
+/// Error codes of a Redis that refuses this client: a wrong or missing
+/// password, or an ACL user without the rights it needs.
+const REFUSED_CODES: [&str; 3] = ["WRONGPASS", "NOAUTH", "NOPERM"];
+
+impl StoreError {
+    /// Whether the failure is Redis being out of reach, overloaded or
+    /// refusing this client, which clients should retry later (and operators
+    /// fix), rather than a fault of the service.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Unavailable(_) | Self::PoolBusy | Self::NotConnected | Self::Contention(_) => {
+                true
+            }
+            Self::Redis(error) => {
+                error.is_io_error()
+                    || error.is_timeout()
+                    || error.is_connection_dropped()
+                    || error.is_connection_refusal()
+                    || error
+                        .code()
+                        .is_some_and(|code| REFUSED_CODES.contains(&code))
+                    || matches!(
+                        error.kind(),
+                        ErrorKind::AuthenticationFailed
+                            | ErrorKind::Server(ServerErrorKind::BusyLoading)
+                            | ErrorKind::Server(ServerErrorKind::TryAgain)
+                            | ErrorKind::Server(ServerErrorKind::MasterDown)
+                            | ErrorKind::Server(ServerErrorKind::ReadOnly)
+                            | ErrorKind::Server(ServerErrorKind::NoPerm)
+                    )
+            }
+            Self::Corrupt { .. } | Self::EmailInUse | Self::Invalid(_) | Self::Task(_) => false,
+        }
+    }
+
+    /// Whether the connection the error came from must not be used again:
+    /// Redis out of reach, a timeout (a reply may still be on its way), a
+    /// server that no longer takes writes (a primary demoted by a failover),
+    /// or one that no longer accepts the connection's credentials.
+    pub(super) fn breaks_connection(&self) -> bool {
+        matches!(self, Self::Redis(_)) && self.is_unavailable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis_error(kind: ServerErrorKind) -> StoreError {
+        StoreError::Redis(RedisError::from((ErrorKind::Server(kind), "reply")))
+    }
+
+    #[test]
+    fn a_failed_or_demoted_connection_is_not_reused() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(StoreError::Redis(RedisError::from(reset)).breaks_connection());
+        let timeout = std::io::Error::from(std::io::ErrorKind::WouldBlock);
+        assert!(StoreError::Redis(RedisError::from(timeout)).breaks_connection());
+        assert!(redis_error(ServerErrorKind::ReadOnly).breaks_connection());
+        assert!(redis_error(ServerErrorKind::MasterDown).breaks_connection());
+    }
+
+    #[test]
+    fn a_connection_that_merely_lost_a_race_is_reused() {
+        assert!(!StoreError::Contention(32).breaks_connection());
+        assert!(!StoreError::EmailInUse.breaks_connection());
+        assert!(!redis_error(ServerErrorKind::ResponseError).breaks_connection());
+        assert!(!redis_error(ServerErrorKind::ExecAbort).breaks_connection());
+    }
+
+    #[test]
+    fn a_redis_that_refuses_the_credentials_is_unavailable() {
+        let refused = RedisError::from((ErrorKind::AuthenticationFailed, "WRONGPASS"));
+        assert!(StoreError::Redis(refused).is_unavailable());
+        assert!(redis_error(ServerErrorKind::NoPerm).is_unavailable());
+    }
+}

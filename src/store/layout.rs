@@ -1,0 +1,195 @@
+//! The data layout: every key name, every field name and the encoding of the
+//! email index's members, in one place. README.md ("Data in Redis")
+//! describes what each key holds and why; the tests and the doctor build
+//! their keys from here, never by hand.
+
+use crate::domain::{SessionId, UserEmail, UserId};
+
+/// The fields of a user hash (`{prefix}user:{id}`).
+pub mod user_fields {
+    pub const NAME: &str = "name";
+    pub const EMAIL: &str = "email";
+    /// Unix milliseconds, as every stored time.
+    pub const CREATED: &str = "created";
+    pub const UPDATED: &str = "updated";
+    /// The argon2id PHC string is kept as its three parts, not one string:
+    /// each part stays within Redis's compact (listpack) encoding for hash
+    /// values (64 bytes by default), which a 97-character PHC string does
+    /// not, and that encoding takes a user from about 840 to about 520 bytes.
+    pub const PASSWORD_PARAMS: &str = "password_params";
+    pub const PASSWORD_SALT: &str = "password_salt";
+    pub const PASSWORD_HASH: &str = "password_hash";
+    /// What a public read fetches: no password material.
+    pub const PUBLIC: [&str; 4] = [NAME, EMAIL, CREATED, UPDATED];
+}
+
+/// The fields of a session hash (`{prefix}session:{id}`).
+pub mod session_fields {
+    pub const USER_ID: &str = "user_id";
+    pub const CREATED: &str = "created";
+    pub const LAST_SEEN: &str = "last_seen";
+    /// The absolute end: no renewal goes past it.
+    pub const EXPIRES_AT: &str = "expires_at";
+    pub const IP: &str = "ip";
+    pub const USER_AGENT: &str = "user_agent";
+}
+
+/// The fields of an entry of the event stream (`{prefix}events`).
+pub mod event_fields {
+    pub const TYPE: &str = "type";
+    pub const USER_ID: &str = "user_id";
+    pub const AT: &str = "at";
+}
+
+/// Every key name, under the configured prefix, and the cap of the event
+/// stream that lives under them.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+    events_max_len: u64,
+}
+
+/// About how many entries the event stream keeps unless told otherwise.
+const DEFAULT_EVENTS_MAX_LEN: u64 = 100_000;
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            events_max_len: DEFAULT_EVENTS_MAX_LEN,
+        }
+    }
+
+    /// The stream is trimmed to about `max_len` entries (XADD MAXLEN ~).
+    pub fn capping_events_at(self, max_len: u64) -> Self {
+        Self {
+            events_max_len: max_len,
+            ..self
+        }
+    }
+
+    pub fn events_max_len(&self) -> u64 {
+        self.events_max_len
+    }
+
+    pub fn user(&self, id: UserId) -> String {
+        format!("{}user:{id}", self.prefix)
+    }
+
+    pub fn email_index(&self) -> String {
+        format!("{}users:by_email", self.prefix)
+    }
+
+    pub fn email_claim(&self, email: &UserEmail) -> String {
+        format!("{}email_claim:{email}", self.prefix)
+    }
+
+    pub fn session(&self, id: &SessionId) -> String {
+        format!("{}session:{id}", self.prefix)
+    }
+
+    pub fn sessions_of(&self, user: UserId) -> String {
+        format!("{}sessions_of:{user}", self.prefix)
+    }
+
+    pub fn login_failures_of_account(&self, email: &UserEmail) -> String {
+        format!("{}login_failures:account:{email}", self.prefix)
+    }
+
+    pub fn login_failures_of_ip(&self, ip: &str) -> String {
+        format!("{}login_failures:ip:{ip}", self.prefix)
+    }
+
+    pub fn events(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    pub fn activity(&self, user: UserId) -> String {
+        format!("{}activity:{user}", self.prefix)
+    }
+
+    /// A SCAN pattern matching every user hash.
+    pub fn users_pattern(&self) -> String {
+        format!("{}user:*", escape_glob(&self.prefix))
+    }
+
+    /// The user id in a user hash's key.
+    pub fn user_id_of(&self, key: &str) -> Option<UserId> {
+        UserId::parse(key.strip_prefix(&self.prefix)?.strip_prefix("user:")?)
+    }
+
+    /// A SCAN pattern matching every per-user session set.
+    pub fn session_sets_pattern(&self) -> String {
+        format!("{}sessions_of:*", escape_glob(&self.prefix))
+    }
+
+    /// The user id in a session set's key.
+    pub fn owner_of_session_set(&self, key: &str) -> Option<UserId> {
+        UserId::parse(
+            key.strip_prefix(&self.prefix)?
+                .strip_prefix("sessions_of:")?,
+        )
+    }
+}
+
+/// Escapes the characters SCAN's MATCH treats as wildcards.
+fn escape_glob(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| match c {
+            '*' | '?' | '[' | ']' | '\\' => vec!['\\', c],
+            _ => vec![c],
+        })
+        .collect()
+}
+
+/// Separates the email from the id inside an index member. A valid email
+/// never holds a NUL, so `email + SEPARATOR` starts no other email's members.
+pub(super) const MEMBER_SEPARATOR: char = '\0';
+
+/// The email index's member for `email` held by `id`: `{email}\0{id}`, so
+/// members sort by email and a lexical range finds one exact email.
+pub fn index_member(email: &str, id: UserId) -> String {
+    format!("{email}{MEMBER_SEPARATOR}{id}")
+}
+
+/// Splits a member back into its email and id; `None` when it is malformed.
+pub fn parse_index_member(member: &str) -> Option<(&str, UserId)> {
+    let (email, id) = member.split_once(MEMBER_SEPARATOR)?;
+    Some((email, UserId::parse(id)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_carry_the_prefix() {
+        let keys = Keys::new("svc:");
+        let id = UserId::generate();
+        assert_eq!(keys.user(id), format!("svc:user:{id}"));
+        assert_eq!(keys.email_index(), "svc:users:by_email");
+    }
+
+    #[test]
+    fn patterns_escape_glob_characters_in_the_prefix() {
+        let keys = Keys::new("a*b:");
+        assert_eq!(keys.users_pattern(), "a\\*b:user:*");
+        let id = UserId::generate();
+        assert_eq!(keys.user_id_of(&keys.user(id)), Some(id));
+        assert_eq!(keys.owner_of_session_set(&keys.sessions_of(id)), Some(id));
+        assert_eq!(keys.user_id_of(&keys.sessions_of(id)), None);
+    }
+
+    #[test]
+    fn a_member_round_trips_to_its_email_and_id() {
+        let id = UserId::generate();
+        let member = index_member("jo@m.co", id);
+        assert_eq!(parse_index_member(&member), Some(("jo@m.co", id)));
+    }
+
+    #[test]
+    fn malformed_members_do_not_parse() {
+        assert_eq!(parse_index_member("jo@m.co"), None);
+        assert_eq!(parse_index_member("jo@m.co\0not-a-uuid"), None);
+    }
+}

@@ -1,0 +1,58 @@
+//! Optimistic transactions: WATCH, read and decide, then MULTI/EXEC, retried
+//! a bounded number of times when another client's write got in between.
+
+use std::time::Duration;
+
+use redis::{Connection, Pipeline, Value};
+
+use super::StoreError;
+
+/// A WATCH/MULTI/EXEC that another client's write aborted is retried this
+/// many times before the request gives up with 503.
+const MAX_TRANSACTION_ATTEMPTS: u32 = 32;
+
+/// What a transaction attempt decided after reading under WATCH.
+pub(super) enum Plan<T> {
+    /// Run these commands in MULTI/EXEC; on success, answer `T`.
+    Write(Pipeline, T),
+    /// Nothing to write: answer `T` at once.
+    Answer(T),
+}
+
+/// Runs optimistic transactions: WATCH `watched`, let `plan` read and decide,
+/// then EXEC its writes. An EXEC aborted by a concurrent write to a watched
+/// key starts over, at most [`MAX_TRANSACTION_ATTEMPTS`] times.
+pub(super) fn transact<T>(
+    conn: &mut Connection,
+    watched: &str,
+    mut plan: impl FnMut(&mut Connection) -> Result<Plan<T>, StoreError>,
+) -> Result<T, StoreError> {
+    for attempt in 0..MAX_TRANSACTION_ATTEMPTS {
+        watch(conn, watched)?;
+        match plan(conn) {
+            Ok(Plan::Write(mut writes, answer)) => {
+                let committed: Option<Value> = writes.atomic().query(conn)?;
+                if committed.is_some() {
+                    return Ok(answer);
+                }
+            }
+            Ok(Plan::Answer(answer)) => {
+                redis::cmd("UNWATCH").exec(conn)?;
+                return Ok(answer);
+            }
+            Err(error) => {
+                // The request fails anyway; a failed UNWATCH adds nothing to it.
+                let _ = redis::cmd("UNWATCH").exec(conn);
+                return Err(error);
+            }
+        }
+        // Contention: let the winner finish before reading again.
+        std::thread::sleep(Duration::from_micros(50 << attempt.min(6)));
+    }
+    Err(StoreError::Contention(MAX_TRANSACTION_ATTEMPTS))
+}
+
+/// Adds `key` to the keys the current transaction watches.
+pub(super) fn watch(conn: &mut Connection, key: &str) -> Result<(), StoreError> {
+    Ok(redis::cmd("WATCH").arg(key).exec(conn)?)
+}
