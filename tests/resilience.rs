@@ -320,6 +320,26 @@ async fn writes_answer_503_when_redis_is_unreachable() {
 }
 
 #[rocket::async_test]
+async fn a_redis_that_refuses_the_credentials_gives_503_on_reads_and_writes() {
+    let server = RedisServer::start_with_password("right-password");
+    // WRONGPASS, then NOAUTH.
+    for password in ["wrong-password", ""] {
+        let app = TestApp::spawn_on(&server.url_with_password(password), &[]).await;
+        for uri in [
+            format!("/api/users/{}", uuid::Uuid::new_v4()),
+            "/api/users/ada@example.com".to_owned(),
+            "/api/users".to_owned(),
+        ] {
+            let reply = app.get(&uri).await;
+            assert_unavailable(&reply);
+            assert_eq!(reply.header("Retry-After"), Some("1"), "{uri}");
+        }
+        let (status, body, _) = create_status(&app, "ada@example.com").await;
+        assert_eq!(status, Status::ServiceUnavailable, "{body}");
+    }
+}
+
+#[rocket::async_test]
 async fn a_redis_outage_gives_503_and_the_service_recovers_by_itself() {
     let mut server = RedisServer::start();
     let app = TestApp::spawn_on(&server.url(), &[("REDIS_TIMEOUT_MS", "500")]).await;

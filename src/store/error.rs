@@ -43,9 +43,7 @@ impl StoreError {
                     || error.is_timeout()
                     || error.is_connection_dropped()
                     || error.is_connection_refusal()
-                    || error
-                        .code()
-                        .is_some_and(|code| REFUSED_CODES.contains(&code))
+                    || refuses_client(error)
                     || matches!(
                         error.kind(),
                         ErrorKind::AuthenticationFailed
@@ -67,6 +65,17 @@ impl StoreError {
     pub(super) fn breaks_connection(&self) -> bool {
         matches!(self, Self::Redis(_)) && self.is_unavailable()
     }
+}
+
+/// Whether Redis refused this client, in a reply of its own or in any reply
+/// of a pipeline.
+fn refuses_client(error: &RedisError) -> bool {
+    let refused = |code: &str| REFUSED_CODES.contains(&code);
+    error.code().is_some_and(refused)
+        || error
+            .clone()
+            .into_server_errors()
+            .is_some_and(|replies| replies.iter().any(|(_, reply)| refused(reply.code())))
 }
 
 #[cfg(test)]

@@ -19,13 +19,25 @@ use user_accounts::store::layout::{self, user_fields, Keys};
 /// or, for the shared one, when the test process exits.
 pub struct RedisServer {
     port: u16,
+    /// Set with `requirepass` when given.
+    password: Option<String>,
     watchdog: Option<(Child, ChildStdin)>,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server that refuses clients without `password`.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::start_with(Some(password.to_owned()))
+    }
+
+    fn start_with(password: Option<String>) -> Self {
         let mut server = Self {
             port: free_port(),
+            password,
             watchdog: None,
         };
         server.restart();
@@ -33,7 +45,16 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let password = self.password.as_deref().unwrap_or_default();
+        self.url_with_password(password)
+    }
+
+    /// The server's URL with `password` in it, right or wrong.
+    pub fn url_with_password(&self, password: &str) -> String {
+        match password {
+            "" => format!("redis://127.0.0.1:{}/", self.port),
+            password => format!("redis://:{password}@127.0.0.1:{}/", self.port),
+        }
     }
 
     /// Starts the server (again, on the same port) and waits until it answers.
@@ -49,6 +70,11 @@ impl RedisServer {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(std::env::temp_dir())
+            .args(
+                self.password
+                    .iter()
+                    .flat_map(|password| ["--requirepass", password]),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
