@@ -3,7 +3,7 @@
 //! belong together go in one MULTI/EXEC.
 
 use redis::aio::MultiplexedConnection;
-use redis::Connection;
+use redis::{Connection, FromRedisValue};
 
 use super::conn::RedisConn;
 use super::email_index::{
@@ -59,22 +59,27 @@ pub struct UserPage {
 
 impl RedisConn {
     pub async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        let keys = &*self.keys;
-        self.read(|mut conn| async move {
-            let key = keys.user(id);
-            let fields = hgetall(&key).query_async(&mut conn).await?;
-            decode_user_fields(id, &key, fields)
-        })
-        .await
+        self.read_user(id, hgetall, decode_user_fields).await
     }
 
     /// The user's public fields only, without its password hash.
     pub async fn public_user_by_id(&self, id: UserId) -> Result<Option<User>, StoreError> {
-        let keys = &*self.keys;
+        self.read_user(id, hmget_public_fields, decode_public_values)
+            .await
+    }
+
+    /// Sends `command` for the user's hash and decodes the reply.
+    async fn read_user<T, Reply: FromRedisValue>(
+        &self,
+        id: UserId,
+        command: fn(&str) -> redis::Cmd,
+        decode: fn(UserId, &str, Reply) -> Result<Option<T>, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let key = self.keys.user(id);
+        let key = key.as_str();
         self.read(|mut conn| async move {
-            let key = keys.user(id);
-            let values = hmget_public_fields(&key).query_async(&mut conn).await?;
-            decode_public_values(id, &key, values)
+            let reply = command(key).query_async(&mut conn).await?;
+            decode(id, key, reply)
         })
         .await
     }
