@@ -4,9 +4,11 @@
 //! configuration: `Rocket.toml` and `ROCKET_*` variables.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
 /// Everything the service needs besides Rocket's HTTP settings.
@@ -17,7 +19,25 @@ pub struct Settings {
     pub static_dir: PathBuf,
     pub sessions: SessionSettings,
     pub login: LoginSettings,
+    pub access: AccessSettings,
     pub log_format: LogFormat,
+}
+
+/// Who may reach the service, and from where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessSettings {
+    /// `SIGNUP`: whether anyone may sign up, or only an admin key.
+    pub signup: Signup,
+    /// `TRUSTED_PROXIES`: the networks whose `X-Forwarded-For` and
+    /// `X-Real-IP` headers name the client. Empty: trust no header.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signup {
+    Open,
+    /// Only an admin key may create users.
+    Closed,
 }
 
 /// How request log lines are written: `LOG_FORMAT=text` or `json`.
@@ -34,13 +54,21 @@ pub struct SessionSettings {
     pub idle: Duration,
     /// No renewal extends a session past this age.
     pub max_age: Duration,
+    /// A session may change the email or password, or delete the account,
+    /// only this long after the login that created it.
+    pub reauth: Duration,
 }
 
-/// Brute-force protection for logins.
+/// Brute-force protection for every password check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LoginSettings {
-    /// Failed logins allowed per account and per client IP in one window.
+    /// Failed attempts allowed per account from one client address in one
+    /// window.
     pub max_failures: u32,
+    /// Per account from all addresses: against guessing spread over many.
+    pub max_account_failures: u32,
+    /// Per client address across accounts: against password spraying.
+    pub max_address_failures: u32,
     pub window: Duration,
 }
 
@@ -162,10 +190,26 @@ impl Settings {
                     86_400,
                     1..=31_536_000,
                 )?),
+                reauth: Duration::from_secs(env.parse_in(
+                    "SESSION_REAUTH_SECS",
+                    900,
+                    1..=31_536_000,
+                )?),
             },
+            access: access(&env)?,
             log_format: log_format(&env)?,
             login: LoginSettings {
                 max_failures: env.parse_in("LOGIN_MAX_FAILURES", 5, 1..=1_000_000)?,
+                max_account_failures: env.parse_in(
+                    "LOGIN_MAX_ACCOUNT_FAILURES",
+                    20,
+                    1..=1_000_000,
+                )?,
+                max_address_failures: env.parse_in(
+                    "LOGIN_MAX_ADDRESS_FAILURES",
+                    50,
+                    1..=1_000_000,
+                )?,
                 window: Duration::from_secs(env.parse_in(
                     "LOGIN_WINDOW_SECS",
                     900,
@@ -367,6 +411,46 @@ fn key_prefix(env: &Env) -> Result<String, ConfigError> {
         });
     }
     Ok(prefix)
+}
+
+fn access(env: &Env) -> Result<AccessSettings, ConfigError> {
+    let signup = match env
+        .get("SIGNUP")
+        .map(|value| value.trim().to_lowercase())
+        .as_deref()
+    {
+        None | Some("open") => Signup::Open,
+        Some("closed") => Signup::Closed,
+        Some(other) => {
+            return Err(ConfigError {
+                setting: "SIGNUP",
+                reason: format!("expected open or closed, got {other:?}"),
+            })
+        }
+    };
+    let trusted_proxies = env
+        .get("TRUSTED_PROXIES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError {
+                    setting: "TRUSTED_PROXIES",
+                    reason: format!(
+                        "expected a comma-separated list of addresses or CIDR networks \
+                         (10.0.0.0/8, ::1), got {entry:?}"
+                    ),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(AccessSettings {
+        signup,
+        trusted_proxies,
+    })
 }
 
 fn log_format(env: &Env) -> Result<LogFormat, ConfigError> {
@@ -669,5 +753,53 @@ mod tests {
         .err()
         .expect("rejected");
         assert_eq!(error.setting, "REDIS_SENTINEL_MASTER");
+    }
+
+    #[test]
+    fn the_trust_model_defaults_are_open_signup_no_trusted_proxy_and_three_limits() {
+        let settings = settings_from(&[]).expect("defaults are valid");
+        assert_eq!(settings.access.signup, Signup::Open);
+        assert!(settings.access.trusted_proxies.is_empty());
+        let login = settings.login;
+        assert_eq!(
+            (
+                login.max_failures,
+                login.max_account_failures,
+                login.max_address_failures
+            ),
+            (5, 20, 50)
+        );
+        assert_eq!(settings.sessions.reauth, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn trusted_proxies_take_networks_and_single_addresses() {
+        let settings = settings_from(&[("TRUSTED_PROXIES", "10.0.0.0/8, ::1")]).expect("valid");
+        let proxies: Vec<String> = settings
+            .access
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "::1/128"]);
+    }
+
+    #[test]
+    fn a_trusted_proxy_that_is_no_network_is_rejected() {
+        let error = settings_from(&[("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")])
+            .err()
+            .expect("rejected");
+        assert_eq!(error.setting, "TRUSTED_PROXIES");
+        assert!(error.reason.contains("proxy.local"), "{}", error.reason);
+    }
+
+    #[test]
+    fn signup_is_open_or_closed() {
+        let closed = settings_from(&[("SIGNUP", "Closed")]).expect("valid");
+        assert_eq!(closed.access.signup, Signup::Closed);
+        let error = settings_from(&[("SIGNUP", "invite")])
+            .err()
+            .expect("rejected");
+        assert_eq!(error.setting, "SIGNUP");
     }
 }

@@ -34,7 +34,7 @@ use rocket::{Build, Rocket};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 
 use crate::accounts::{Accounts, AuthPolicy};
-use crate::api::Telemetry;
+use crate::api::{Telemetry, TrustedProxies};
 use crate::config::Settings;
 use crate::hashing::PasswordHasher;
 use crate::logging::BatchedStdout;
@@ -47,6 +47,13 @@ use crate::store::Store;
 /// and answers 503 until it comes back.
 pub fn build(settings: Settings) -> anyhow::Result<Rocket<Build>> {
     build_with_figment(settings, rocket::Config::figment())
+}
+
+/// Rocket would take the client's address from `X-Real-IP`, which any
+/// client can set; the service reads forwarding headers itself, and only
+/// from `TRUSTED_PROXIES`.
+fn without_ip_header(figment: rocket::figment::Figment) -> rocket::figment::Figment {
+    figment.merge(("ip_header", false))
 }
 
 /// Like [`build`], with the HTTP settings taken from `figment` instead of
@@ -66,28 +73,33 @@ pub fn build_with_figment(
     let policy = AuthPolicy {
         sessions: settings.sessions,
         login: settings.login,
+        access: settings.access.clone(),
     };
     let accounts = Accounts::new(store, hasher, policy, Arc::clone(&metrics));
-    Ok(api::mount(rocket::custom(figment), &settings.static_dir)
-        .manage(accounts)
-        .manage(settings.log_format)
-        .manage(AccessLogGuard {
-            _flushes_on_drop: access_log_guard,
+    Ok(api::mount(
+        rocket::custom(without_ip_header(figment)),
+        &settings.static_dir,
+    )
+    .manage(accounts)
+    .manage(TrustedProxies(settings.access.trusted_proxies))
+    .manage(settings.log_format)
+    .manage(AccessLogGuard {
+        _flushes_on_drop: access_log_guard,
+    })
+    .attach(Telemetry {
+        metrics: Arc::clone(&metrics),
+        log_format: settings.log_format,
+        access_log,
+    })
+    .attach(AdHoc::on_liftoff("announce", |rocket| {
+        Box::pin(async move {
+            let config = rocket.config();
+            println!(
+                "user-accounts listening on http://{}:{}",
+                config.address, config.port
+            );
         })
-        .attach(Telemetry {
-            metrics: Arc::clone(&metrics),
-            log_format: settings.log_format,
-            access_log,
-        })
-        .attach(AdHoc::on_liftoff("announce", |rocket| {
-            Box::pin(async move {
-                let config = rocket.config();
-                println!(
-                    "user-accounts listening on http://{}:{}",
-                    config.address, config.port
-                );
-            })
-        })))
+    })))
 }
 
 /// Held in Rocket's state: dropped with the server, it writes out the request

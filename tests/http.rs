@@ -6,6 +6,7 @@ mod common;
 use common::TestApp;
 use rocket::http::{ContentType, Method, Status};
 use serde_json::json;
+use user_accounts::domain::KeyScope;
 
 #[rocket::async_test]
 async fn ping_answers_pong_in_plain_text() {
@@ -278,7 +279,9 @@ async fn metrics_are_served_in_prometheus_text_format() {
         .await;
     app.token_for("ada@example.com", "correct horse battery")
         .await;
-    let reply = app.get("/metrics").await;
+    let reply = app
+        .get_as("/metrics", &app.key(KeyScope::Metrics).await)
+        .await;
     assert_eq!(reply.status, Status::Ok);
     assert_eq!(
         reply.header("Content-Type"),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, index_member, RedisServer, TestApp};
+use common::{free_port, index_member, unknown_key, RedisServer, TestApp};
 use rocket::futures::future::join_all;
 use rocket::http::Status;
 use serde_json::{json, Value};
@@ -301,8 +301,9 @@ async fn sign_ups_beyond_the_hashing_queue_answer_503_and_create_nothing() {
 async fn the_service_starts_without_redis_and_answers_503_within_the_timeout() {
     let unreachable = format!("redis://127.0.0.1:{}/", free_port());
     let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;
+    let uri = format!("/api/users/{}", uuid::Uuid::new_v4());
     let started = Instant::now();
-    let reply = app.get_user(&uuid::Uuid::new_v4().to_string()).await;
+    let reply = app.get_as(&uri, &unknown_key()).await;
     assert_answered_within(started, 300);
     assert_unavailable(&reply);
     assert_eq!(reply.header("Retry-After"), Some("1"));
@@ -330,7 +331,7 @@ async fn a_redis_that_refuses_the_credentials_gives_503_on_reads_and_writes() {
             "/api/users/ada@example.com".to_owned(),
             "/api/users".to_owned(),
         ] {
-            let reply = app.get(&uri).await;
+            let reply = app.get_as(&uri, &unknown_key()).await;
             assert_unavailable(&reply);
             assert_eq!(reply.header("Retry-After"), Some("1"), "{uri}");
         }
@@ -349,7 +350,9 @@ async fn a_redis_outage_gives_503_and_the_service_recovers_by_itself() {
     server.stop();
     for _ in 0..3 {
         let started = Instant::now();
-        let reply = app.get_user(id).await;
+        let reply = app
+            .get_as(&format!("/api/users/{id}"), &unknown_key())
+            .await;
         assert_answered_within(started, 500);
         assert_unavailable(&reply);
     }
@@ -393,7 +396,7 @@ async fn a_read_after_redis_closed_every_connection_succeeds() {
         Status::Ok,
         "and by email"
     );
-    let metrics = app.get("/metrics").await.body;
+    let metrics = app.get_as_admin("/metrics").await.body;
     assert!(
         metrics.contains("redis_read_connections_opened_total 2"),
         "one new read connection after the old one was closed:\n{metrics}"
@@ -408,8 +411,10 @@ async fn concurrent_reads_from_a_redis_that_never_answers_all_get_503_within_the
     let app = TestApp::spawn_on(&url, &[("REDIS_TIMEOUT_MS", "300")]).await;
     let id = uuid::Uuid::new_v4().to_string();
 
+    let uri = format!("/api/users/{id}");
+    let key = unknown_key();
     let started = Instant::now();
-    let replies = join_all((0..8).map(|_| app.get_user(&id))).await;
+    let replies = join_all((0..8).map(|_| app.get_as(&uri, &key))).await;
     assert_answered_within(started, 300);
     for reply in &replies {
         assert_unavailable(reply);
@@ -484,6 +489,7 @@ async fn reads_are_answered_while_every_pooled_connection_waits_on_a_write() {
     let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let id = user["id"].as_str().expect("id");
     let token = app.token_for("ada@example.com", PASSWORD).await;
+    app.admin_key().await;
 
     // Writes wait while reads go on: the writes hold both pooled connections.
     // The pause outlasts the timeout by far, so that a loaded machine's

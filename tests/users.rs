@@ -483,7 +483,7 @@ async fn list_orders_by_email_and_counts_from_the_index() {
     for email in ["carol@example.com", "alice@example.com", "bob@example.com"] {
         app.create_user("User", email, PASSWORD).await;
     }
-    let reply = app.get("/api/users").await;
+    let reply = app.get_as_admin("/api/users").await;
     assert_eq!(reply.status, Status::Ok);
     let page = reply.json();
     let emails: Vec<&str> = page["users"]
@@ -510,7 +510,7 @@ async fn list_pages_with_limit_and_the_next_cursor() {
     let mut seen = Vec::new();
     let mut uri = "/api/users?limit=2".to_owned();
     loop {
-        let page = app.get(&uri).await.json();
+        let page = app.get_as_admin(&uri).await.json();
         assert_eq!(page["total"], 5);
         for user in page["users"].as_array().expect("users") {
             seen.push(user["email"].as_str().expect("email").to_owned());
@@ -530,7 +530,7 @@ async fn list_filters_by_email_prefix() {
     for email in ["jo@m.co", "jo@m.com", "joe@x.org", "ann@x.org"] {
         app.create_user("User", email, PASSWORD).await;
     }
-    let page = app.get("/api/users?prefix=JO@").await.json();
+    let page = app.get_as_admin("/api/users?prefix=JO@").await.json();
     let emails: Vec<&str> = page["users"]
         .as_array()
         .expect("users")
@@ -545,7 +545,7 @@ async fn list_filters_by_email_prefix() {
 async fn list_rejects_a_limit_outside_1_to_1000() {
     let app = TestApp::spawn().await;
     for limit in ["0", "1001", "ten"] {
-        let reply = app.get(&format!("/api/users?limit={limit}")).await;
+        let reply = app.get_as_admin(&format!("/api/users?limit={limit}")).await;
         assert_eq!(reply.status, Status::UnprocessableEntity, "limit={limit}");
         assert_eq!(reply.field_errors("limit").len(), 1);
     }
@@ -554,7 +554,7 @@ async fn list_rejects_a_limit_outside_1_to_1000() {
 #[rocket::async_test]
 async fn list_rejects_a_forged_cursor() {
     let app = TestApp::spawn().await;
-    let reply = app.get("/api/users?after=garbage!").await;
+    let reply = app.get_as_admin("/api/users?after=garbage!").await;
     assert_eq!(reply.status, Status::UnprocessableEntity);
     assert_eq!(reply.field_errors("after").len(), 1);
 }
@@ -562,7 +562,7 @@ async fn list_rejects_a_forged_cursor() {
 #[rocket::async_test]
 async fn list_of_an_empty_store_is_empty() {
     let app = TestApp::spawn().await;
-    let page = app.get("/api/users").await.json();
+    let page = app.get_as_admin("/api/users").await.json();
     assert_eq!(page, json!({"users": [], "total": 0, "next": null}));
 }
 

@@ -2,11 +2,18 @@
 //! service's own health, in as many store steps as it takes. Routes call
 //! only this; it calls the store, the hasher and the domain.
 //!
-//! - `users`: sign-up, reads, the list, profile and password changes, deletion.
+//! - `access`: who the caller is, and what each kind of caller may do.
+//! - `admin_keys`: creating, listing, revoking and checking admin keys.
+//! - `passwords`: every password check, through the attempt limiter.
+//! - `users`: sign-up, reads, the list, profile and password changes,
+//!   deletion, disabling.
 //! - `sessions`: log in, check a token, list and end sessions, activity.
 //! - `operations`: readiness and the pool figures for metrics.
 
+mod access;
+mod admin_keys;
 mod operations;
+mod passwords;
 mod sessions;
 mod users;
 
@@ -15,15 +22,17 @@ use std::time::Duration;
 
 use rocket::tokio::task::{self, JoinError};
 
-use crate::config::{LoginSettings, SessionSettings};
+use crate::config::{AccessSettings, LoginSettings, SessionSettings};
 use crate::domain::{Password, UserEmail, UserId, UserName};
 use crate::hashing::{HashingError, PasswordHasher};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, Written};
 
+pub use access::Caller;
+pub use admin_keys::AdminKeyInfo;
 pub use operations::{PoolFigures, Readiness};
 pub use sessions::{Client, NewSession};
-pub use users::{NewUser, Proof, UserList};
+pub use users::{NewUser, UserList};
 
 /// The service layer's one error type. Its message is what clients read;
 /// the causes of the last three go to the log only.
@@ -37,6 +46,17 @@ pub enum AccountError {
     SessionNotFound(String),
     #[error("user not authenticated")]
     Unauthenticated,
+    /// A credential that may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("this change needs a recent login or the current password")]
+    ReauthenticationRequired,
+    #[error("this account is disabled")]
+    AccountDisabled,
+    #[error("an admin key named {0} exists already")]
+    KeyNameTaken(String),
+    #[error("no admin key is named {0}")]
+    KeyNotFound(String),
     #[error("email already in use")]
     EmailInUse,
     /// A field of the request that only the service can judge.
@@ -83,10 +103,11 @@ impl From<JoinError> for AccountError {
 /// over (and the check then fails if the old password no longer holds).
 const MAX_ATTEMPTS: usize = 3;
 
-/// Session and login settings.
+/// Session, login and access settings.
 pub struct AuthPolicy {
     pub sessions: SessionSettings,
     pub login: LoginSettings,
+    pub access: AccessSettings,
 }
 
 /// The service, shared by every request.
@@ -95,6 +116,7 @@ pub struct Accounts {
     hasher: PasswordHasher,
     policy: AuthPolicy,
     metrics: Arc<Metrics>,
+    admin_keys: admin_keys::KeyCache,
 }
 
 impl Accounts {
@@ -109,6 +131,7 @@ impl Accounts {
             hasher,
             policy,
             metrics,
+            admin_keys: admin_keys::KeyCache::default(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::Accounts;
+use super::{AccountError, Accounts, Caller};
 
 /// Whether Redis answered, and how fast.
 pub enum Readiness {
@@ -51,9 +51,11 @@ impl Accounts {
         }
     }
 
-    /// Every metric in the Prometheus text format, pool figures up to date.
-    pub fn render_metrics(&self) -> String {
+    /// Every metric in the Prometheus text format, pool figures up to
+    /// date: for admin and metrics keys.
+    pub fn render_metrics(&self, caller: &Caller) -> Result<String, AccountError> {
+        caller.require_metrics_reader()?;
         self.pool_figures();
-        self.metrics.render()
+        Ok(self.metrics.render())
     }
 }

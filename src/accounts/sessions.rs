@@ -3,18 +3,18 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{AccountError, Accounts};
+use super::{AccountError, Accounts, Caller};
 use crate::domain::{
-    now, Event, Password, Session, SessionId, SessionToken, User, UserEmail, UserId,
+    now, ClientAddress, Event, Password, Session, SessionId, SessionToken, User, UserEmail, UserId,
 };
 use crate::store::{HashReplacement, UserRecord};
 
 /// The longest user agent a session keeps.
 const MAX_USER_AGENT_LEN: usize = 256;
 
-/// Where a login comes from, kept with its session.
+/// Where a request comes from; a login keeps it with its session.
 pub struct Client {
-    pub ip: String,
+    pub address: ClientAddress,
     pub user_agent: String,
 }
 
@@ -26,44 +26,34 @@ pub struct NewSession {
 
 impl Accounts {
     /// Checks email and password and opens a session. Unknown emails and
-    /// wrong passwords cost the same argon2 work and fail the same way.
+    /// wrong passwords cost the same argon2 work and fail the same way; a
+    /// disabled account says so only to the right password.
     pub async fn log_in(
         &self,
         email: UserEmail,
         password: Password,
         client: Client,
     ) -> Result<NewSession, AccountError> {
-        let limits = self.policy.login;
-        // Reads take no pooled connection: none is held while argon2 runs.
-        let mut conn = self.store.connection();
-        let state = conn.login_state(&email, &client.ip).await?;
-        let failures = state.failures;
-        if failures.of_account >= limits.max_failures || failures.of_ip >= limits.max_failures {
-            return Err(AccountError::TooManyAttempts {
-                retry_after: failures.retry_after,
-            });
-        }
-        let record = match state.user {
+        let conn = self.store.connection();
+        let record = match conn.user_id_by_email(&email).await? {
             Some(id) => conn.user_by_id(id).await?,
             None => None,
         };
-        let hash = match &record {
-            Some(record) => record.password_hash.clone(),
-            None => self.hasher.dummy_hash().await?,
-        };
-        let matches = self.hasher.verify(password.clone(), hash).await?;
+        let hash = record.as_ref().map(|record| record.password_hash.clone());
+        let proven = self
+            .check_password(&email, &client.address, password.clone(), hash)
+            .await?;
         let record = match record {
-            Some(record) if matches => record,
-            _ => {
-                conn.record_login_failure(email, client.ip, limits.window)
-                    .await?;
-                return Err(AccountError::Unauthenticated);
-            }
+            Some(record) if proven => record,
+            _ => return Err(AccountError::Unauthenticated),
         };
+        if record.user.disabled {
+            return Err(AccountError::AccountDisabled);
+        }
         if self.hasher.needs_rehash(&record.password_hash) {
             self.upgrade_hash(&record, password).await?;
         }
-        self.open_session(record.user, client, email).await
+        self.open_session(record.user, client).await
     }
 
     /// Replaces a hash made with old parameters. Losing a race with a
@@ -86,14 +76,7 @@ impl Accounts {
         Ok(())
     }
 
-    /// Opens a session for `user`, who logged in with `email`: that email's
-    /// failed logins are cleared in the same write.
-    async fn open_session(
-        &self,
-        user: User,
-        client: Client,
-        email: UserEmail,
-    ) -> Result<NewSession, AccountError> {
+    async fn open_session(&self, user: User, client: Client) -> Result<NewSession, AccountError> {
         let token = SessionToken::generate();
         let now = now();
         let max_age = chrono::Duration::from_std(self.policy.sessions.max_age)
@@ -106,14 +89,14 @@ impl Accounts {
             expires_at: now
                 .checked_add_signed(max_age)
                 .unwrap_or(DateTime::<Utc>::MAX_UTC),
-            ip: client.ip,
+            ip: client.address.to_string(),
             user_agent: client.user_agent.chars().take(MAX_USER_AGENT_LEN).collect(),
         };
         let expires_at = session.ends_at(now, self.policy.sessions.idle);
         let stored = self
             .store
             .connection()
-            .create_session(session, self.policy.sessions.idle, email)
+            .create_session(session, self.policy.sessions.idle)
             .await?;
         if !stored {
             // The user was deleted while logging in.
@@ -128,7 +111,7 @@ impl Accounts {
     }
 
     /// The live session a bearer token names, renewed for another idle period.
-    pub async fn session(&self, token: &SessionToken) -> Result<Session, AccountError> {
+    pub(super) async fn session(&self, token: &SessionToken) -> Result<Session, AccountError> {
         self.store
             .connection()
             .use_session(token.id(), self.policy.sessions.idle)
@@ -141,24 +124,52 @@ impl Accounts {
         session.ends_at(session.last_seen, self.policy.sessions.idle)
     }
 
-    /// The user a live session belongs to; a user deleted meanwhile leaves
-    /// the session unauthenticated.
-    pub async fn session_user(&self, session: &Session) -> Result<User, AccountError> {
-        self.store
+    /// The caller's own session, and the user it belongs to; a user deleted
+    /// meanwhile leaves the session unauthenticated.
+    pub async fn current_session(&self, caller: &Caller) -> Result<(Session, User), AccountError> {
+        let Caller::User(session) = caller else {
+            return Err(AccountError::Unauthenticated);
+        };
+        let user = self
+            .store
             .connection()
             .public_user_by_id(session.user_id)
             .await?
-            .ok_or(AccountError::Unauthenticated)
+            .ok_or(AccountError::Unauthenticated)?;
+        Ok((session.clone(), user))
+    }
+
+    /// Ends the caller's own session; one that ended meanwhile is as good.
+    pub async fn log_out(&self, caller: &Caller) -> Result<(), AccountError> {
+        let Caller::User(session) = caller else {
+            return Err(AccountError::Unauthenticated);
+        };
+        self.store
+            .connection()
+            .revoke_session(session.user_id, session.id.clone())
+            .await?;
+        Ok(())
     }
 
     /// The user's live sessions, oldest first.
-    pub async fn sessions_of(&self, user: UserId) -> Result<Vec<Session>, AccountError> {
+    pub async fn sessions_of(
+        &self,
+        caller: &Caller,
+        user: UserId,
+    ) -> Result<Vec<Session>, AccountError> {
+        caller.require_reader_of(user)?;
         Ok(self.store.connection().sessions_of(user).await?)
     }
 
     /// Ends one of the user's sessions; one that is not theirs or not live
-    /// is not found.
-    pub async fn end_session(&self, user: UserId, id: SessionId) -> Result<(), AccountError> {
+    /// is not found, and nothing changes.
+    pub async fn end_session(
+        &self,
+        caller: &Caller,
+        user: UserId,
+        id: SessionId,
+    ) -> Result<(), AccountError> {
+        caller.require_owner_or_admin(user)?;
         if self
             .store
             .connection()
@@ -171,26 +182,28 @@ impl Accounts {
         }
     }
 
-    /// Ends the caller's own session; one that ended meanwhile is as good.
-    pub async fn log_out(&self, session: Session) -> Result<(), AccountError> {
-        self.store
-            .connection()
-            .revoke_session(session.user_id, session.id)
-            .await?;
-        Ok(())
-    }
-
-    /// Ends every session of the user but `keep`.
+    /// Ends every session of the user, or all but the caller's own.
     pub async fn end_sessions(
         &self,
+        caller: &Caller,
         user: UserId,
-        keep: Option<SessionId>,
+        keep_current: bool,
     ) -> Result<(), AccountError> {
+        caller.require_owner_or_admin(user)?;
+        let keep = match caller {
+            Caller::User(session) if keep_current => Some(session.id.clone()),
+            _ => None,
+        };
         Ok(self.store.connection().revoke_sessions(user, keep).await?)
     }
 
     /// The user's last events, newest first.
-    pub async fn activity(&self, user: UserId) -> Result<Vec<Event>, AccountError> {
+    pub async fn activity(
+        &self,
+        caller: &Caller,
+        user: UserId,
+    ) -> Result<Vec<Event>, AccountError> {
+        caller.require_reader_of(user)?;
         Ok(self.store.connection().activity(user).await?)
     }
 }

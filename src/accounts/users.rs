@@ -1,7 +1,9 @@
 //! Sign-up, reads, the user list, profile and password changes, deletion.
 
-use super::{check_strength, settle, AccountError, Accounts, MAX_ATTEMPTS};
-use crate::domain::{now, Password, User, UserEmail, UserId, UserName};
+use super::access::{Proof, Sensitivity};
+use super::{check_strength, settle, AccountError, Accounts, Caller, MAX_ATTEMPTS};
+use crate::config::Signup;
+use crate::domain::{now, ClientAddress, Password, User, UserEmail, UserId, UserName};
 use crate::store::{HashReplacement, ListCursor, ListQuery, UserRecord};
 
 /// A sign-up, its fields valid.
@@ -9,14 +11,6 @@ pub struct NewUser {
     pub name: UserName,
     pub email: UserEmail,
     pub password: Password,
-}
-
-/// How a caller proves they are the user they act on.
-#[derive(Clone)]
-pub enum Proof {
-    Password(Password),
-    /// A live session of that user, checked by the request guard.
-    Session,
 }
 
 /// One page of users, and where the next one starts.
@@ -30,8 +24,11 @@ pub struct UserList {
 
 impl Accounts {
     /// Hashes the password first, outside any transaction, then stores the
-    /// user if the email is free.
-    pub async fn sign_up(&self, new: NewUser) -> Result<User, AccountError> {
+    /// user if the email is free. With sign-up closed, only an admin may.
+    pub async fn sign_up(&self, caller: &Caller, new: NewUser) -> Result<User, AccountError> {
+        if self.policy.access.signup == Signup::Closed {
+            caller.require_admin()?;
+        }
         check_strength("password", &new.password, &new.email, &new.name).await?;
         let password_hash = self.hasher.hash(new.password).await?;
         let now = now();
@@ -41,6 +38,7 @@ impl Accounts {
             email: new.email,
             created: now,
             updated: now,
+            disabled: false,
         };
         let record = UserRecord {
             user: user.clone(),
@@ -50,7 +48,8 @@ impl Accounts {
         Ok(user)
     }
 
-    pub async fn user(&self, id: UserId) -> Result<User, AccountError> {
+    pub async fn user(&self, caller: &Caller, id: UserId) -> Result<User, AccountError> {
+        caller.require_reader_of(id)?;
         self.store
             .connection()
             .public_user_by_id(id)
@@ -58,22 +57,38 @@ impl Accounts {
             .ok_or_else(|| AccountError::NotFound(id.to_string()))
     }
 
-    pub async fn user_by_email(&self, email: &UserEmail) -> Result<User, AccountError> {
-        self.store
-            .connection()
-            .public_user_by_email(email)
-            .await?
-            .ok_or_else(|| AccountError::EmailNotFound(email.to_string()))
+    /// The user holding `email`. A user's own session may look up its own
+    /// email; for anyone else's it is refused, found or not, so the answer
+    /// tells it nothing.
+    pub async fn user_by_email(
+        &self,
+        caller: &Caller,
+        email: &UserEmail,
+    ) -> Result<User, AccountError> {
+        if !matches!(caller, Caller::User(_)) {
+            caller.require_reader()?;
+        }
+        let found = self.store.connection().public_user_by_email(email).await?;
+        if let Caller::User(session) = caller {
+            if found.as_ref().is_none_or(|user| user.id != session.user_id) {
+                return Err(AccountError::Forbidden(
+                    "a session may look up its own email only",
+                ));
+            }
+        }
+        found.ok_or_else(|| AccountError::EmailNotFound(email.to_string()))
     }
 
     /// Up to `limit` users whose email starts with `prefix` (normalized),
     /// after the cursor a previous page returned.
     pub async fn list_users(
         &self,
+        caller: &Caller,
         prefix: String,
         after: Option<&str>,
         limit: usize,
     ) -> Result<UserList, AccountError> {
+        caller.require_reader()?;
         let after = after
             .map(ListCursor::decode)
             .transpose()
@@ -94,15 +109,25 @@ impl Accounts {
         })
     }
 
+    /// Sets name and email. A new email is a sensitive change.
     pub async fn update_profile(
         &self,
+        caller: &Caller,
+        client: &ClientAddress,
         id: UserId,
-        proof: Proof,
+        password: Option<Password>,
         name: UserName,
         email: UserEmail,
     ) -> Result<User, AccountError> {
         for _ in 0..MAX_ATTEMPTS {
-            let verified = self.authenticate(id, proof.clone()).await?.password_hash;
+            let current = self.current(id).await?;
+            let sensitivity = if current.user.email == email {
+                Sensitivity::Ordinary
+            } else {
+                Sensitivity::Sensitive
+            };
+            let proof = caller.proof_for(id, password.clone(), sensitivity, self.reauth())?;
+            let verified = self.prove(client, current, proof).await?.password_hash;
             let written = self
                 .store
                 .connection()
@@ -115,18 +140,24 @@ impl Accounts {
         Err(AccountError::PasswordKeptChanging)
     }
 
-    /// Sets a new password and ends every session of the user.
+    /// Sets a new password and ends every session of the user. The new
+    /// password is judged before the old one is checked, so the answer never
+    /// tells whether the old one was right.
     pub async fn change_password(
         &self,
+        caller: &Caller,
+        client: &ClientAddress,
         id: UserId,
-        proof: Proof,
+        password: Option<Password>,
         new_password: Password,
     ) -> Result<(), AccountError> {
         for _ in 0..MAX_ATTEMPTS {
-            let current = self.authenticate(id, proof.clone()).await?;
+            let current = self.current(id).await?;
             let user = &current.user;
             check_strength("new_password", &new_password, &user.email, &user.name).await?;
-            let verified = current.password_hash;
+            let proof =
+                caller.proof_for(id, password.clone(), Sensitivity::Sensitive, self.reauth())?;
+            let verified = self.prove(client, current, proof).await?.password_hash;
             let new_hash = self.hasher.hash(new_password.clone()).await?;
             let written = self
                 .store
@@ -140,9 +171,18 @@ impl Accounts {
         Err(AccountError::PasswordKeptChanging)
     }
 
-    pub async fn delete(&self, id: UserId, proof: Proof) -> Result<User, AccountError> {
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        client: &ClientAddress,
+        id: UserId,
+        password: Option<Password>,
+    ) -> Result<User, AccountError> {
         for _ in 0..MAX_ATTEMPTS {
-            let verified = self.authenticate(id, proof.clone()).await?.password_hash;
+            let current = self.current(id).await?;
+            let proof =
+                caller.proof_for(id, password.clone(), Sensitivity::Sensitive, self.reauth())?;
+            let verified = self.prove(client, current, proof).await?.password_hash;
             let written = self.store.connection().delete_user(id, verified).await?;
             if let Some(user) = settle(id, written)? {
                 return Ok(user);
@@ -151,27 +191,58 @@ impl Accounts {
         Err(AccountError::PasswordKeptChanging)
     }
 
-    /// Checks the proof against the stored user and returns it; the
-    /// following write requires its password hash to be unchanged.
-    async fn authenticate(&self, id: UserId, proof: Proof) -> Result<UserRecord, AccountError> {
-        let record = self
-            .store
+    /// Disables the user (`true`) and ends its sessions at once, or enables
+    /// it again. Admin keys only.
+    pub async fn set_disabled(
+        &self,
+        caller: &Caller,
+        id: UserId,
+        disabled: bool,
+    ) -> Result<User, AccountError> {
+        caller.require_admin()?;
+        self.store
+            .connection()
+            .set_disabled(id, disabled)
+            .await?
+            .ok_or_else(|| AccountError::NotFound(id.to_string()))
+    }
+
+    fn reauth(&self) -> std::time::Duration {
+        self.policy.sessions.reauth
+    }
+
+    /// The stored user, for a change to start from.
+    async fn current(&self, id: UserId) -> Result<UserRecord, AccountError> {
+        self.store
             .connection()
             .user_by_id(id)
             .await?
-            .ok_or_else(|| AccountError::NotFound(id.to_string()))?;
+            .ok_or_else(|| AccountError::NotFound(id.to_string()))
+    }
+
+    /// Checks `proof` against the stored user and returns it; the following
+    /// write requires its password hash to be unchanged. A password is
+    /// checked through the attempt limiter; a disabled user may change
+    /// nothing but by an admin.
+    async fn prove(
+        &self,
+        client: &ClientAddress,
+        record: UserRecord,
+        proof: Proof,
+    ) -> Result<UserRecord, AccountError> {
         let proven = match proof {
+            Proof::Admin => return Ok(record),
             Proof::Session => true,
             Proof::Password(password) => {
-                self.hasher
-                    .verify(password, record.password_hash.clone())
+                let hash = Some(record.password_hash.clone());
+                self.check_password(&record.user.email, client, password, hash)
                     .await?
             }
         };
-        if proven {
-            Ok(record)
-        } else {
-            Err(AccountError::Unauthenticated)
+        match proven {
+            false => Err(AccountError::Unauthenticated),
+            true if record.user.disabled => Err(AccountError::AccountDisabled),
+            true => Ok(record),
         }
     }
 }

@@ -1,10 +1,9 @@
 //! Turns request bodies into domain values in one step that gathers every
 //! field error, so a client learns of all its mistakes at once.
 
-use super::guards::MaybeAuthenticated;
 use super::problem::ApiError;
-use crate::accounts::Proof;
-use crate::domain::{FieldError, Password, UserId};
+use crate::accounts::Caller;
+use crate::domain::{FieldError, Password};
 
 /// The field errors of one request, gathered while its fields are parsed.
 #[derive(Default)]
@@ -42,21 +41,17 @@ impl Fields {
         }
     }
 
-    /// The proof for acting on `user`: the caller's session when there is
-    /// one (another user's is a 403 at once), else the body's `password`,
-    /// which is then required.
-    pub(super) fn proof(
+    /// The current password offered as proof in a body. Required only when
+    /// the caller has no credential that could stand in for it.
+    pub(super) fn proof_password(
         &mut self,
-        caller: &MaybeAuthenticated,
-        user: UserId,
+        caller: &Caller,
         password: Option<&str>,
-    ) -> Result<Option<Proof>, ApiError> {
-        if caller.acting_on(user)? {
-            return Ok(Some(Proof::Session));
+    ) -> Option<Option<Password>> {
+        match (password, caller) {
+            (None, Caller::Anonymous) => self.required("password", None, candidate).map(Some),
+            (password, _) => self.optional("password", password, candidate),
         }
-        Ok(self
-            .required("password", password, candidate)
-            .map(Proof::Password))
     }
 
     /// The problem listing every error gathered.

@@ -1,43 +1,21 @@
-//! Request guards: the service, bearer sessions and the client's address.
-//! Routes take the session guards as `Result<_, ApiError>` and pass a
-//! failure on with `?`, so it reaches the client as the problem it is.
+//! Request guards: the service, the caller's credential and the client's
+//! address. A guard that fails hands the route an `ApiError`; routes take
+//! such guards as `Result<_, ApiError>` and pass a failure on with `?`, so
+//! it reaches the client as the problem it is.
 
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
 use rocket::outcome::try_outcome;
 use rocket::request::{FromRequest, Outcome, Request};
 
 use super::problem::ApiError;
-use crate::accounts::{Accounts, Client};
-use crate::domain::{Session, SessionToken, UserId};
+use crate::accounts::{Accounts, Caller, Client};
+use crate::domain::ClientAddress;
 
-/// A caller with a live session (`Authorization: Bearer <token>`). Without
-/// one the request fails with 401 and `WWW-Authenticate: Bearer`.
-pub struct Authenticated(pub Session);
-
-/// A caller who may have a session: none is fine, a bad one is a 401.
-pub struct MaybeAuthenticated(pub Option<Session>);
-
-impl Authenticated {
-    /// The caller's session, if it belongs to `user`; another user's → 403.
-    pub fn acting_on(self, user: UserId) -> Result<Session, ApiError> {
-        if self.0.user_id == user {
-            Ok(self.0)
-        } else {
-            Err(ApiError::Forbidden)
-        }
-    }
-}
-
-impl MaybeAuthenticated {
-    /// Whether the caller acts on `user` by a session of that user; another
-    /// user's session → 403.
-    pub fn acting_on(&self, user: UserId) -> Result<bool, ApiError> {
-        match &self.0 {
-            Some(session) if session.user_id != user => Err(ApiError::Forbidden),
-            Some(_) => Ok(true),
-            None => Ok(false),
-        }
-    }
-}
+/// The networks whose forwarding headers name the client
+/// (`TRUSTED_PROXIES`), managed by Rocket.
+pub struct TrustedProxies(pub Vec<IpNet>);
 
 fn fail<T>(error: ApiError) -> Outcome<T, ApiError> {
     Outcome::Error((error.status(), error))
@@ -57,48 +35,30 @@ impl<'r> FromRequest<'r> for &'r Accounts {
     }
 }
 
-/// `None` without an Authorization header; `Some(None)` when it holds no
-/// well-formed bearer token.
-fn bearer_token(request: &Request<'_>) -> Option<Option<SessionToken>> {
+/// The bearer credential of `Authorization: Bearer …`, if there is one.
+fn bearer<'r>(request: &'r Request<'_>) -> Option<&'r str> {
     let header = request.headers().get_one("Authorization")?;
-    let token = header
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .and_then(|(_, token)| SessionToken::parse(token.trim()));
-    Some(token)
+    let (scheme, credential) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim())
 }
 
-async fn session_for(request: &Request<'_>, token: SessionToken) -> Outcome<Session, ApiError> {
-    let accounts = try_outcome!(request.guard::<&Accounts>().await);
-    match accounts.session(&token).await {
-        Ok(session) => Outcome::Success(session),
-        Err(error) => fail(error.into()),
-    }
-}
-
+/// The caller, by the credential in `Authorization`: an admin key or a
+/// session token. None, or one that names nothing, is an anonymous caller;
+/// the route decides whether that is enough (401 when it is not).
 #[rocket::async_trait]
-impl<'r> FromRequest<'r> for Authenticated {
+impl<'r> FromRequest<'r> for Caller {
     type Error = ApiError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
-        match bearer_token(request) {
-            Some(Some(token)) => session_for(request, token).await.map(Authenticated),
-            _ => fail(ApiError::Unauthenticated),
-        }
-    }
-}
-
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for MaybeAuthenticated {
-    type Error = ApiError;
-
-    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
-        match bearer_token(request) {
-            None => Outcome::Success(MaybeAuthenticated(None)),
-            Some(None) => fail(ApiError::Unauthenticated),
-            Some(Some(token)) => session_for(request, token)
-                .await
-                .map(|session| MaybeAuthenticated(Some(session))),
+        let Some(bearer) = bearer(request) else {
+            return Outcome::Success(Caller::Anonymous);
+        };
+        let accounts = try_outcome!(request.guard::<&Accounts>().await);
+        match accounts.caller(bearer).await {
+            Ok(caller) => Outcome::Success(caller),
+            Err(error) => fail(error.into()),
         }
     }
 }
@@ -108,15 +68,26 @@ impl<'r> FromRequest<'r> for Client {
     type Error = std::convert::Infallible;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let headers = request.headers();
+        let trusted = request
+            .rocket()
+            .state::<TrustedProxies>()
+            .map_or(&[][..], |proxies| &proxies.0[..]);
+        // Rocket's own `ip_header` is off: the peer is the TCP peer.
+        let peer = request
+            .remote()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |remote| remote.ip());
+        // Several X-Forwarded-For headers read as one list, in their order.
+        let forwarded: Vec<&str> = headers.get("X-Forwarded-For").collect();
+        let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
         Outcome::Success(Client {
-            ip: request
-                .client_ip()
-                .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
-            user_agent: request
-                .headers()
-                .get_one("User-Agent")
-                .unwrap_or_default()
-                .to_owned(),
+            address: ClientAddress::resolve(
+                peer,
+                forwarded.as_deref(),
+                headers.get_one("X-Real-IP"),
+                trusted,
+            ),
+            user_agent: headers.get_one("User-Agent").unwrap_or_default().to_owned(),
         })
     }
 }

@@ -16,8 +16,9 @@ use rocket::http::{ContentType, Status};
 use rocket::request::Request;
 use rocket::{catch, catchers, get, routes, Build, Rocket};
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, Caller};
 
+pub use guards::TrustedProxies;
 pub use problem::{ApiError, Problem};
 pub use telemetry::Telemetry;
 
@@ -53,9 +54,13 @@ fn get_docs() -> (ContentType, &'static str) {
 
 /// Prometheus text format, version 0.0.4.
 #[get("/metrics")]
-fn get_metrics(accounts: &Accounts) -> (ContentType, String) {
+fn get_metrics(
+    caller: Result<Caller, ApiError>,
+    accounts: &Accounts,
+) -> Result<(ContentType, String), ApiError> {
+    let metrics = accounts.render_metrics(&caller?)?;
     let content_type = ContentType::new("text", "plain").with_params([("version", "0.0.4")]);
-    (content_type, accounts.render_metrics())
+    Ok((content_type, metrics))
 }
 
 /// Rocket's own errors (no route, an unreadable request) as problem details.

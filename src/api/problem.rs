@@ -26,12 +26,15 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("email already in use")]
-    Conflict,
+    #[error("{0}")]
+    Conflict(String),
     #[error("user not authenticated")]
     Unauthenticated,
-    #[error("this session belongs to another user")]
-    Forbidden,
+    #[error("{detail}")]
+    Forbidden {
+        detail: String,
+        problem_type: &'static str,
+    },
     #[error("too many failed logins; retry later")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("{0}")]
@@ -55,14 +58,21 @@ impl ApiError {
         }
     }
 
+    fn forbidden(detail: String, problem_type: &'static str) -> Self {
+        Self::Forbidden {
+            detail,
+            problem_type,
+        }
+    }
+
     pub fn status(&self) -> Status {
         match self {
             Self::Validation { .. } => Status::UnprocessableEntity,
             Self::BadRequest(_) => Status::BadRequest,
             Self::NotFound(_) => Status::NotFound,
-            Self::Conflict => Status::Conflict,
+            Self::Conflict(_) => Status::Conflict,
             Self::Unauthenticated => Status::Unauthorized,
-            Self::Forbidden => Status::Forbidden,
+            Self::Forbidden { .. } => Status::Forbidden,
             Self::TooManyRequests { .. } => Status::TooManyRequests,
             Self::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             Self::PayloadTooLarge(_) => Status::PayloadTooLarge,
@@ -75,9 +85,9 @@ impl ApiError {
     fn problem_type(&self) -> &'static str {
         match self {
             Self::Validation { .. } => "/problems/validation",
-            Self::Conflict => "/problems/email-in-use",
+            Self::Conflict(_) => "/problems/email-in-use",
             Self::Unauthenticated => "/problems/unauthenticated",
-            Self::Forbidden => "/problems/forbidden",
+            Self::Forbidden { problem_type, .. } => problem_type,
             Self::TooManyRequests { .. } => "/problems/too-many-logins",
             Self::Unavailable { .. } => "/problems/unavailable",
             _ => "about:blank",
@@ -93,7 +103,13 @@ impl From<AccountError> for ApiError {
             | AccountError::EmailNotFound(_)
             | AccountError::SessionNotFound(_) => Self::NotFound(detail),
             AccountError::Unauthenticated => Self::Unauthenticated,
-            AccountError::EmailInUse => Self::Conflict,
+            AccountError::Forbidden(_) => Self::forbidden(detail, "/problems/forbidden"),
+            AccountError::ReauthenticationRequired => {
+                Self::forbidden(detail, "/problems/reauthentication-required")
+            }
+            AccountError::AccountDisabled => Self::forbidden(detail, "/problems/account-disabled"),
+            AccountError::EmailInUse | AccountError::KeyNameTaken(_) => Self::Conflict(detail),
+            AccountError::KeyNotFound(_) => Self::NotFound(detail),
             AccountError::InvalidField { field, reason } => {
                 Self::invalid_fields(vec![FieldError::new(field, reason)])
             }

@@ -9,10 +9,9 @@ use rocket::{delete, get, post, routes, Route};
 use serde::{Deserialize, Serialize};
 
 use super::fields::{candidate, Fields};
-use super::guards::Authenticated;
 use super::problem::ApiError;
 use super::users::{parse_id, Body};
-use crate::accounts::{AccountError, Accounts, Client};
+use crate::accounts::{AccountError, Accounts, Caller, Client};
 use crate::domain::{Event, Password, Session, SessionId, User, UserEmail};
 
 pub fn routes() -> Vec<Route> {
@@ -26,8 +25,6 @@ pub fn routes() -> Vec<Route> {
         get_user_activity
     ]
 }
-
-type Caller = Result<Authenticated, ApiError>;
 
 #[derive(Deserialize)]
 struct LoginData {
@@ -87,19 +84,22 @@ struct CurrentSession {
 
 #[get("/sessions/current")]
 async fn get_current_session(
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     accounts: &Accounts,
 ) -> Result<Json<CurrentSession>, ApiError> {
-    let session = caller?.0;
+    let (session, user) = accounts.current_session(&caller?).await?;
     Ok(Json(CurrentSession {
-        user: accounts.session_user(&session).await?,
+        user,
         expires_at: accounts.session_ends_at(&session),
     }))
 }
 
 #[delete("/sessions/current")]
-async fn delete_current_session(caller: Caller, accounts: &Accounts) -> Result<Status, ApiError> {
-    accounts.log_out(caller?.0).await?;
+async fn delete_current_session(
+    caller: Result<Caller, ApiError>,
+    accounts: &Accounts,
+) -> Result<Status, ApiError> {
+    accounts.log_out(&caller?).await?;
     Ok(Status::NoContent)
 }
 
@@ -118,16 +118,20 @@ struct SessionView {
 #[get("/users/<id>/sessions")]
 async fn get_user_sessions(
     id: &str,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     accounts: &Accounts,
 ) -> Result<Json<Vec<SessionView>>, ApiError> {
-    let current = caller?.acting_on(parse_id(id)?)?;
-    let sessions = accounts.sessions_of(current.user_id).await?;
+    let caller = caller?;
+    let sessions = accounts.sessions_of(&caller, parse_id(id)?).await?;
+    let current = match &caller {
+        Caller::User(session) => Some(&session.id),
+        _ => None,
+    };
     Ok(Json(
         sessions
             .into_iter()
             .map(|session: Session| SessionView {
-                current: session.id == current.id,
+                current: Some(&session.id) == current,
                 expires_at: accounts.session_ends_at(&session),
                 id: session.id,
                 created: session.created,
@@ -143,13 +147,13 @@ async fn get_user_sessions(
 async fn delete_user_session(
     id: &str,
     session_id: &str,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     accounts: &Accounts,
 ) -> Result<Status, ApiError> {
-    let current = caller?.acting_on(parse_id(id)?)?;
+    let (caller, id) = (caller?, parse_id(id)?);
     let session_id = SessionId::parse(session_id)
-        .ok_or_else(|| AccountError::SessionNotFound(session_id.to_owned()))?;
-    accounts.end_session(current.user_id, session_id).await?;
+        .ok_or_else(|| AccountError::SessionNotFound(session_id.to_owned()));
+    accounts.end_session(&caller, id, session_id?).await?;
     Ok(Status::NoContent)
 }
 
@@ -157,12 +161,13 @@ async fn delete_user_session(
 async fn delete_user_sessions(
     id: &str,
     keep_current: Option<bool>,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     accounts: &Accounts,
 ) -> Result<Status, ApiError> {
-    let current = caller?.acting_on(parse_id(id)?)?;
-    let keep = keep_current.unwrap_or(false).then(|| current.id.clone());
-    accounts.end_sessions(current.user_id, keep).await?;
+    let (caller, id) = (caller?, parse_id(id)?);
+    accounts
+        .end_sessions(&caller, id, keep_current.unwrap_or(false))
+        .await?;
     Ok(Status::NoContent)
 }
 
@@ -188,10 +193,9 @@ impl From<Event> for EventView {
 #[get("/users/<id>/activity")]
 async fn get_user_activity(
     id: &str,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
     accounts: &Accounts,
 ) -> Result<Json<Vec<EventView>>, ApiError> {
-    let current = caller?.acting_on(parse_id(id)?)?;
-    let events = accounts.activity(current.user_id).await?;
+    let events = accounts.activity(&caller?, parse_id(id)?).await?;
     Ok(Json(events.into_iter().map(EventView::from).collect()))
 }

@@ -6,10 +6,9 @@ use rocket::{delete, get, patch, post, put, routes, Route};
 use serde::{Deserialize, Serialize};
 
 use super::fields::Fields;
-use super::guards::MaybeAuthenticated;
 use super::json::JsonBody;
 use super::problem::ApiError;
-use crate::accounts::{AccountError, Accounts, NewUser, Proof};
+use crate::accounts::{AccountError, Accounts, Caller, Client, NewUser};
 use crate::domain::{Password, User, UserEmail, UserId, UserName};
 
 pub fn routes() -> Vec<Route> {
@@ -19,12 +18,13 @@ pub fn routes() -> Vec<Route> {
         put_user,
         patch_user_password,
         delete_user,
-        get_users
+        get_users,
+        post_user_disable,
+        post_user_enable
     ]
 }
 
 pub(super) type Body<T> = Result<JsonBody<T>, ApiError>;
-pub(super) type Caller = Result<MaybeAuthenticated, ApiError>;
 
 /// Absent fields are `None`, so the answer can name every missing one.
 #[derive(Deserialize)]
@@ -64,49 +64,51 @@ impl TryFrom<UserData> for NewUser {
     }
 }
 
-/// A new name and email, and the proof that the caller may set them.
+/// A new name and email, and the password that proves the caller may set
+/// them, unless the caller's credential does.
 struct ProfileUpdate {
     name: UserName,
     email: UserEmail,
-    proof: Proof,
+    password: Option<Password>,
 }
 
 impl ProfileUpdate {
-    fn parse(data: UserData, caller: &MaybeAuthenticated, id: UserId) -> Result<Self, ApiError> {
+    fn parse(data: UserData, caller: &Caller) -> Result<Self, ApiError> {
         let mut fields = Fields::default();
         let name = fields.required("name", data.name.as_deref(), UserName::parse);
         let email = fields.required("email", data.email.as_deref(), UserEmail::parse);
-        let proof = fields.proof(caller, id, data.password.as_deref())?;
-        match (name, email, proof) {
-            (Some(name), Some(email), Some(proof)) => Ok(Self { name, email, proof }),
+        let password = fields.proof_password(caller, data.password.as_deref());
+        match (name, email, password) {
+            (Some(name), Some(email), Some(password)) => Ok(Self {
+                name,
+                email,
+                password,
+            }),
             _ => Err(fields.into_error()),
         }
     }
 }
 
-/// A new password, and the proof that the caller may set it.
+/// A new password, and the current one unless the caller's credential
+/// stands in for it.
 struct PasswordChange {
     new_password: Password,
-    proof: Proof,
+    password: Option<Password>,
 }
 
 impl PasswordChange {
-    fn parse(
-        data: PasswordChangeData,
-        caller: &MaybeAuthenticated,
-        id: UserId,
-    ) -> Result<Self, ApiError> {
+    fn parse(data: PasswordChangeData, caller: &Caller) -> Result<Self, ApiError> {
         let mut fields = Fields::default();
-        let proof = fields.proof(caller, id, data.password.as_deref())?;
+        let password = fields.proof_password(caller, data.password.as_deref());
         let new_password = fields.required(
             "new_password",
             data.new_password.as_deref(),
             Password::parse,
         );
-        match (proof, new_password) {
-            (Some(proof), Some(new_password)) => Ok(Self {
+        match (password, new_password) {
+            (Some(password), Some(new_password)) => Ok(Self {
                 new_password,
-                proof,
+                password,
             }),
             _ if data.new_password.is_none() => {
                 Err(fields.into_error_saying("Password not provided"))
@@ -118,11 +120,13 @@ impl PasswordChange {
 
 #[post("/users", data = "<body>")]
 async fn post_user(
+    caller: Result<Caller, ApiError>,
     accounts: &Accounts,
     body: Body<UserData>,
 ) -> Result<Created<Json<User>>, ApiError> {
+    let caller = caller?;
     let new_user = NewUser::try_from(body?.0)?;
-    let user = accounts.sign_up(new_user).await?;
+    let user = accounts.sign_up(&caller, new_user).await?;
     Ok(Created::new(format!("/api/users/{}", user.id)).body(Json(user)))
 }
 
@@ -130,31 +134,45 @@ async fn post_user(
 /// both: a UUID-typed route for ids would forward every email to a second
 /// route, and Rocket logs a warning line for each forward.
 #[get("/users/<user>")]
-async fn get_user(user: &str, accounts: &Accounts) -> Result<Json<User>, ApiError> {
+async fn get_user(
+    user: &str,
+    caller: Result<Caller, ApiError>,
+    accounts: &Accounts,
+) -> Result<Json<User>, ApiError> {
+    let caller = caller?;
     let found = match UserId::parse(user) {
-        Some(id) => accounts.user(id).await?,
+        Some(id) => accounts.user(&caller, id).await?,
         None => {
             let email = UserEmail::parse(user)
-                .map_err(|_| AccountError::EmailNotFound(UserEmail::normalize(user)))?;
-            accounts.user_by_email(&email).await?
+                .map_err(|_| AccountError::EmailNotFound(UserEmail::normalize(user)));
+            accounts.user_by_email(&caller, &email?).await?
         }
     };
     Ok(Json(found))
 }
 
-/// Authenticated by the current password in the body, or by a Bearer
-/// session of the same user.
+/// Proven by the current password in the body, by a session of the same
+/// user, or by an admin key.
 #[put("/users/<id>", data = "<body>")]
 async fn put_user(
     id: &str,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
+    client: Client,
     accounts: &Accounts,
     body: Body<UserData>,
 ) -> Result<Json<User>, ApiError> {
     let id = parse_id(id)?;
-    let update = ProfileUpdate::parse(body?.0, &caller?, id)?;
+    let caller = caller?;
+    let update = ProfileUpdate::parse(body?.0, &caller)?;
     let user = accounts
-        .update_profile(id, update.proof, update.name, update.email)
+        .update_profile(
+            &caller,
+            &client.address,
+            id,
+            update.password,
+            update.name,
+            update.email,
+        )
         .await?;
     Ok(Json(user))
 }
@@ -167,39 +185,72 @@ struct Message {
 #[patch("/users/<id>", data = "<body>")]
 async fn patch_user_password(
     id: &str,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
+    client: Client,
     accounts: &Accounts,
     body: Body<PasswordChangeData>,
 ) -> Result<Json<Message>, ApiError> {
     let id = parse_id(id)?;
-    let change = PasswordChange::parse(body?.0, &caller?, id)?;
+    let caller = caller?;
+    let change = PasswordChange::parse(body?.0, &caller)?;
     accounts
-        .change_password(id, change.proof, change.new_password)
+        .change_password(
+            &caller,
+            &client.address,
+            id,
+            change.password,
+            change.new_password,
+        )
         .await?;
     Ok(Json(Message {
         message: "Password updated",
     }))
 }
 
-/// With a Bearer session of the user, no body is needed.
+/// With a credential that proves enough, no body is needed.
 #[delete("/users/<id>", data = "<body>")]
 async fn delete_user(
     id: &str,
-    caller: Caller,
+    caller: Result<Caller, ApiError>,
+    client: Client,
     accounts: &Accounts,
     body: Body<PasswordData>,
 ) -> Result<Json<User>, ApiError> {
     let id = parse_id(id)?;
     let caller = caller?;
-    let password = match (&caller.0, body) {
-        (Some(_), _) => None,
-        (None, body) => body?.0.password,
+    let password = match (&caller, body) {
+        (Caller::Anonymous, body) => body?.0.password,
+        (_, body) => body.ok().and_then(|body| body.0.password),
     };
     let mut fields = Fields::default();
-    let Some(proof) = fields.proof(&caller, id, password.as_deref())? else {
+    let Some(password) = fields.proof_password(&caller, password.as_deref()) else {
         return Err(fields.into_error());
     };
-    Ok(Json(accounts.delete(id, proof).await?))
+    let user = accounts
+        .delete(&caller, &client.address, id, password)
+        .await?;
+    Ok(Json(user))
+}
+
+/// Ends the user's sessions and refuses its logins until it is enabled.
+#[post("/users/<id>/disable")]
+async fn post_user_disable(
+    id: &str,
+    caller: Result<Caller, ApiError>,
+    accounts: &Accounts,
+) -> Result<Json<User>, ApiError> {
+    let id = parse_id(id)?;
+    Ok(Json(accounts.set_disabled(&caller?, id, true).await?))
+}
+
+#[post("/users/<id>/enable")]
+async fn post_user_enable(
+    id: &str,
+    caller: Result<Caller, ApiError>,
+    accounts: &Accounts,
+) -> Result<Json<User>, ApiError> {
+    let id = parse_id(id)?;
+    Ok(Json(accounts.set_disabled(&caller?, id, false).await?))
 }
 
 #[derive(Serialize)]
@@ -217,15 +268,17 @@ async fn get_users(
     limit: Option<&str>,
     after: Option<&str>,
     prefix: Option<&str>,
+    caller: Result<Caller, ApiError>,
     accounts: &Accounts,
 ) -> Result<Json<UserList>, ApiError> {
+    let caller = caller?;
     let mut fields = Fields::default();
     let Some(limit) = fields.optional("limit", limit, parse_limit) else {
         return Err(fields.into_error());
     };
     let prefix = prefix.map(UserEmail::normalize).unwrap_or_default();
     let page = accounts
-        .list_users(prefix, after, limit.unwrap_or(DEFAULT_PAGE))
+        .list_users(&caller, prefix, after, limit.unwrap_or(DEFAULT_PAGE))
         .await?;
     Ok(Json(UserList {
         users: page.users,

@@ -16,14 +16,18 @@ pub enum EventKind {
     ProfileUpdated,
     PasswordChanged,
     Deleted,
+    Disabled,
+    Enabled,
 }
 
 impl EventKind {
-    const ALL: [Self; 4] = [
+    const ALL: [Self; 6] = [
         Self::Created,
         Self::ProfileUpdated,
         Self::PasswordChanged,
         Self::Deleted,
+        Self::Disabled,
+        Self::Enabled,
     ];
 
     /// The name other services and clients see.
@@ -33,6 +37,8 @@ impl EventKind {
             Self::ProfileUpdated => "user.updated",
             Self::PasswordChanged => "user.password_changed",
             Self::Deleted => "user.deleted",
+            Self::Disabled => "user.disabled",
+            Self::Enabled => "user.enabled",
         }
     }
 

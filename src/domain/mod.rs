@@ -1,5 +1,7 @@
 //! Validated types: once a value has one of these types, it is valid.
 
+mod admin_key;
+mod client_address;
 mod email;
 mod event;
 mod name;
@@ -7,6 +9,8 @@ mod password;
 mod session;
 mod user;
 
+pub use admin_key::{AdminKey, AdminKeyDigest, KeyName, KeyScope};
+pub use client_address::ClientAddress;
 pub use email::UserEmail;
 pub use event::{Event, EventKind};
 pub use name::UserName;

@@ -38,7 +38,7 @@ impl SessionToken {
     /// The SHA-256 of the token: what Redis keeps, so a dump of Redis holds
     /// no usable token.
     pub fn id(&self) -> SessionId {
-        SessionId(hex(&Sha256::digest(self.0.as_bytes())))
+        SessionId(sha256_hex(self.0.as_bytes()))
     }
 
     pub fn expose(&self) -> &str {
@@ -101,8 +101,12 @@ impl Session {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+/// The SHA-256 of `bytes`, in lowercase hex.
+pub(super) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

@@ -46,6 +46,8 @@ pub struct User {
     pub email: UserEmail,
     pub created: DateTime<Utc>,
     pub updated: DateTime<Utc>,
+    /// An admin has disabled the account: no login, no session.
+    pub disabled: bool,
 }
 
 /// The current time at the precision the store keeps (milliseconds), so a

@@ -3,7 +3,7 @@
 //! describes what each key holds and why; the tests and the doctor build
 //! their keys from here, never by hand.
 
-use crate::domain::{SessionId, UserEmail, UserId};
+use crate::domain::{AdminKeyDigest, SessionId, UserEmail, UserId};
 
 /// The fields of a user hash (`{prefix}user:{id}`).
 pub mod user_fields {
@@ -19,8 +19,10 @@ pub mod user_fields {
     pub const PASSWORD_PARAMS: &str = "password_params";
     pub const PASSWORD_SALT: &str = "password_salt";
     pub const PASSWORD_HASH: &str = "password_hash";
+    /// `1` while an admin has disabled the user; absent otherwise.
+    pub const DISABLED: &str = "disabled";
     /// What a public read fetches: no password material.
-    pub const PUBLIC: [&str; 4] = [NAME, EMAIL, CREATED, UPDATED];
+    pub const PUBLIC: [&str; 5] = [NAME, EMAIL, CREATED, UPDATED, DISABLED];
 }
 
 /// The fields of a session hash (`{prefix}session:{id}`).
@@ -32,6 +34,14 @@ pub mod session_fields {
     pub const EXPIRES_AT: &str = "expires_at";
     pub const IP: &str = "ip";
     pub const USER_AGENT: &str = "user_agent";
+}
+
+/// The fields of an admin key's hash (`{prefix}admin_key:{digest}`).
+pub mod admin_key_fields {
+    pub const NAME: &str = "name";
+    pub const SCOPE: &str = "scope";
+    pub const CREATED: &str = "created";
+    pub const LAST_USED: &str = "last_used";
 }
 
 /// The fields of an entry of the event stream (`{prefix}events`).
@@ -96,8 +106,23 @@ impl Keys {
         format!("{}login_failures:account:{email}", self.prefix)
     }
 
-    pub fn login_failures_of_ip(&self, ip: &str) -> String {
-        format!("{}login_failures:ip:{ip}", self.prefix)
+    /// `address` is a [`crate::domain::ClientAddress::counted_as`].
+    pub fn login_failures_of_address(&self, address: &str) -> String {
+        format!("{}login_failures:ip:{address}", self.prefix)
+    }
+
+    /// An email never holds a space, so the space separates the two.
+    pub fn login_failures_of_account_at(&self, email: &UserEmail, address: &str) -> String {
+        format!("{}login_failures:account_ip:{email} {address}", self.prefix)
+    }
+
+    pub fn admin_key(&self, digest: &AdminKeyDigest) -> String {
+        format!("{}admin_key:{digest}", self.prefix)
+    }
+
+    /// A hash from each admin key's name to its digest.
+    pub fn admin_keys_by_name(&self) -> String {
+        format!("{}admin_keys", self.prefix)
     }
 
     pub fn events(&self) -> String {
@@ -106,6 +131,16 @@ impl Keys {
 
     pub fn activity(&self, user: UserId) -> String {
         format!("{}activity:{user}", self.prefix)
+    }
+
+    /// Whether `key` belongs to an admin key: its hash, or the name index.
+    pub fn is_admin_key(&self, key: &str) -> bool {
+        key == self.admin_keys_by_name()
+            || key
+                .strip_prefix(&self.prefix)
+                .and_then(|rest| rest.strip_prefix("admin_key:"))
+                .and_then(AdminKeyDigest::parse)
+                .is_some()
     }
 
     /// A SCAN pattern matching every user hash.

@@ -20,8 +20,10 @@
 //! - `outbox`: events appended in the same MULTI/EXEC as their change.
 //!
 //! The resources, which use the pieces above and never each other:
-//! `users`, `sessions`, `events` (a user's activity) and [`doctor`].
+//! `users`, `sessions`, `events` (a user's activity), `admin_keys`,
+//! `password_attempts` and [`doctor`].
 
+mod admin_keys;
 mod conn;
 mod connector;
 pub mod doctor;
@@ -30,6 +32,7 @@ mod error;
 mod events;
 pub mod layout;
 mod outbox;
+mod password_attempts;
 mod pool;
 mod reads;
 mod records;
@@ -38,9 +41,10 @@ mod sessions;
 mod transaction;
 mod users;
 
+pub use admin_keys::AdminKeyRecord;
 pub use conn::{PoolStatus, RedisConn, Store};
 pub use email_index::ListCursor;
 pub use error::StoreError;
+pub use password_attempts::Admission;
 pub use records::UserRecord;
-pub use sessions::{LoginFailures, LoginState};
 pub use users::{HashReplacement, ListQuery, UserPage, Written};

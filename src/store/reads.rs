@@ -1,5 +1,6 @@
 //! The connection reads share: one multiplexed async connection that carries
-//! every read that needs no transaction, for all requests at once.
+//! every read that needs no transaction, for all requests at once, and the
+//! single atomic scripts that need no WATCH either.
 //!
 //! Through the pool, a read costs a hand-off to a blocking thread and a
 //! blocking round trip of its own. Here the commands of many requests go out
@@ -72,7 +73,9 @@ impl SharedReads {
         }
     }
 
-    async fn read_once<T, F, Fut>(&self, read: &F) -> Result<T, StoreError>
+    /// Runs `read` on the shared connection once, never again: for a
+    /// command that changes something, atomically (one script).
+    pub async fn read_once<T, F, Fut>(&self, read: &F) -> Result<T, StoreError>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,

@@ -22,8 +22,11 @@ pub(super) fn encode_time(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
 }
 
-fn decode_time(raw: &str) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp_millis(raw.parse().ok()?)
+fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {
+    raw.parse()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or_else(|| "is not a time".into())
 }
 
 /// The fields of a hash read from Redis, taken one by one.
@@ -50,7 +53,7 @@ impl<'k> StoredFields<'k> {
             .ok_or_else(|| self.corrupt(format!("field {field} is missing")))
     }
 
-    fn take_parsed<T>(
+    pub(super) fn take_parsed<T>(
         &mut self,
         field: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
@@ -59,10 +62,28 @@ impl<'k> StoredFields<'k> {
         parse(&raw).map_err(|reason| self.corrupt(format!("{field} {reason}")))
     }
 
-    fn take_time(&mut self, field: &str) -> Result<DateTime<Utc>, StoreError> {
-        self.take_parsed(field, |raw| {
-            decode_time(raw).ok_or_else(|| "is not a time".into())
-        })
+    /// A field that is `1` when set and absent otherwise.
+    fn take_flag(&mut self, field: &str) -> Result<bool, StoreError> {
+        match self.fields.remove(field).as_deref() {
+            None => Ok(false),
+            Some("1") => Ok(true),
+            Some(other) => Err(self.corrupt(format!("{field} is {other:?}, not 1"))),
+        }
+    }
+
+    pub(super) fn take_time(&mut self, field: &str) -> Result<DateTime<Utc>, StoreError> {
+        self.take_parsed(field, parse_time)
+    }
+
+    /// A time that may not have been set yet.
+    pub(super) fn take_optional_time(
+        &mut self,
+        field: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self.fields.contains_key(field) {
+            true => self.take_time(field).map(Some),
+            false => Ok(None),
+        }
     }
 }
 
@@ -186,6 +207,7 @@ fn decode_public_user(id: UserId, fields: &mut StoredFields<'_>) -> Result<User,
         email: fields.take_parsed(user_fields::EMAIL, UserEmail::parse)?,
         created: fields.take_time(user_fields::CREATED)?,
         updated: fields.take_time(user_fields::UPDATED)?,
+        disabled: fields.take_flag(user_fields::DISABLED)?,
     })
 }
 

@@ -8,39 +8,21 @@ use chrono::{DateTime, Utc};
 use redis::{Connection, Script};
 
 use super::conn::RedisConn;
-use super::email_index::{email_lookup, first_id};
 use super::layout::{session_fields, Keys};
 use super::records::{decode_session, encode_time, hset_session};
 use super::session_index::watched_session_ids;
 use super::transaction::{transact, Plan};
 use super::StoreError;
-use crate::domain::{Session, SessionId, UserEmail, UserId};
-
-/// What a login needs to know before it verifies the password.
-pub struct LoginState {
-    pub failures: LoginFailures,
-    /// The user holding the email, if any.
-    pub user: Option<UserId>,
-}
-
-/// Failed logins counted in the current window.
-pub struct LoginFailures {
-    pub of_account: u32,
-    pub of_ip: u32,
-    /// Until the fuller of the two counters expires.
-    pub retry_after: Duration,
-}
+use crate::domain::{Session, SessionId, UserId};
 
 impl RedisConn {
-    /// Stores a new session and clears the failed logins counted against
-    /// `email`, in one transaction, unless the user is gone (`false`).
+    /// Stores a new session, unless the user is gone (`false`).
     pub async fn create_session(
         &mut self,
         session: Session,
         idle: Duration,
-        email: UserEmail,
     ) -> Result<bool, StoreError> {
-        self.run(move |conn, keys| create_session(conn, keys, &session, idle, &email))
+        self.run(move |conn, keys| create_session(conn, keys, &session, idle))
             .await
     }
 
@@ -104,73 +86,6 @@ impl RedisConn {
         })
         .await
     }
-
-    /// The failed-login counts for `email` and `ip`, and the user holding
-    /// `email`: independent reads, in one round trip.
-    pub async fn login_state(&self, email: &UserEmail, ip: &str) -> Result<LoginState, StoreError> {
-        let keys = &*self.keys;
-        self.read(|mut conn| async move {
-            let (of_account, of_ip, account_ttl, ip_ttl, members): (
-                Option<u32>,
-                Option<u32>,
-                i64,
-                i64,
-                Vec<String>,
-            ) = redis::pipe()
-                .cmd("GET")
-                .arg(keys.login_failures_of_account(email))
-                .cmd("GET")
-                .arg(keys.login_failures_of_ip(ip))
-                .cmd("PTTL")
-                .arg(keys.login_failures_of_account(email))
-                .cmd("PTTL")
-                .arg(keys.login_failures_of_ip(ip))
-                .add_command(email_lookup(keys, email))
-                .query_async(&mut conn)
-                .await?;
-            let retry_after_ms = account_ttl.max(ip_ttl).max(0);
-            Ok(LoginState {
-                failures: LoginFailures {
-                    of_account: of_account.unwrap_or(0),
-                    of_ip: of_ip.unwrap_or(0),
-                    retry_after: Duration::from_millis(u64::try_from(retry_after_ms).unwrap_or(0)),
-                },
-                user: first_id(members),
-            })
-        })
-        .await
-    }
-
-    /// Counts a failed login against the account and the IP. A window starts
-    /// with its first failure and ends `window` later.
-    pub async fn record_login_failure(
-        &mut self,
-        email: UserEmail,
-        ip: String,
-        window: Duration,
-    ) -> Result<(), StoreError> {
-        self.run(move |conn, keys| {
-            let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
-            let mut writes = redis::pipe();
-            writes.atomic();
-            for key in [
-                keys.login_failures_of_account(&email),
-                keys.login_failures_of_ip(&ip),
-            ] {
-                writes
-                    .cmd("INCR")
-                    .arg(&key)
-                    .ignore()
-                    .cmd("PEXPIRE")
-                    .arg(&key)
-                    .arg(window_ms)
-                    .arg("NX")
-                    .ignore();
-            }
-            Ok(writes.exec(conn)?)
-        })
-        .await
-    }
 }
 
 fn ttl_ms(session: &Session, now: DateTime<Utc>, idle: Duration) -> i64 {
@@ -182,7 +97,6 @@ fn create_session(
     keys: &Keys,
     session: &Session,
     idle: Duration,
-    email: &UserEmail,
 ) -> Result<bool, StoreError> {
     let user_key = keys.user(session.user_id);
     transact(conn, &user_key, |conn| {
@@ -202,9 +116,6 @@ fn create_session(
             .cmd("SADD")
             .arg(keys.sessions_of(session.user_id))
             .arg(session.id.as_str())
-            .ignore()
-            .cmd("DEL")
-            .arg(keys.login_failures_of_account(email))
             .ignore();
         Ok(Plan::Write(writes, true))
     })

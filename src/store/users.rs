@@ -89,13 +89,13 @@ impl RedisConn {
         &self,
         email: &UserEmail,
     ) -> Result<Option<User>, StoreError> {
-        match self.id_by_email(email).await? {
+        match self.user_id_by_email(email).await? {
             Some(id) => self.public_user_by_id(id).await,
             None => Ok(None),
         }
     }
 
-    async fn id_by_email(&self, email: &UserEmail) -> Result<Option<UserId>, StoreError> {
+    pub async fn user_id_by_email(&self, email: &UserEmail) -> Result<Option<UserId>, StoreError> {
         let keys = &*self.keys;
         self.read(|mut conn| async move {
             let members = email_lookup(keys, email).query_async(&mut conn).await?;
@@ -147,6 +147,17 @@ impl RedisConn {
         verified: PasswordHash,
     ) -> Result<Written<User>, StoreError> {
         self.run(move |conn, keys| delete_user(conn, keys, id, &verified))
+            .await
+    }
+
+    /// Disables the user and ends its sessions, or enables it; `None` when
+    /// there is no such user.
+    pub async fn set_disabled(
+        &mut self,
+        id: UserId,
+        disabled: bool,
+    ) -> Result<Option<User>, StoreError> {
+        self.run(move |conn, keys| set_disabled(conn, keys, id, disabled))
             .await
     }
 
@@ -234,6 +245,9 @@ fn update_profile(
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
+        if current.name == name && current.email == email {
+            return Ok(Plan::Answer(Written::Done(current)));
+        }
         let email_changes = current.email != email;
         if email_changes {
             watch(conn, &keys.email_claim(&email))?;
@@ -328,6 +342,55 @@ fn delete_user(
         revoke_all(&mut writes, keys, id, &sessions);
         outbox::record(&mut writes, keys, EventKind::Deleted, id, now());
         Ok(Plan::Write(writes, Written::Done(current)))
+    })
+}
+
+fn set_disabled(
+    conn: &mut Connection,
+    keys: &Keys,
+    id: UserId,
+    disabled: bool,
+) -> Result<Option<User>, StoreError> {
+    let key = keys.user(id);
+    transact(conn, &key, |conn| {
+        let Some(current) = read_user(conn, keys, id)?.map(|record| record.user) else {
+            return Ok(Plan::Answer(None));
+        };
+        if current.disabled == disabled {
+            return Ok(Plan::Answer(Some(current)));
+        }
+        let updated = User {
+            disabled,
+            updated: now().max(current.updated),
+            ..current
+        };
+        let mut writes = redis::pipe();
+        writes
+            .cmd("HSET")
+            .arg(&key)
+            .arg(user_fields::UPDATED)
+            .arg(encode_time(updated.updated))
+            .ignore();
+        let kind = if disabled {
+            writes
+                .cmd("HSET")
+                .arg(&key)
+                .arg(user_fields::DISABLED)
+                .arg(1)
+                .ignore();
+            let sessions = watched_session_ids(conn, keys, id)?;
+            revoke_all(&mut writes, keys, id, &sessions);
+            EventKind::Disabled
+        } else {
+            writes
+                .cmd("HDEL")
+                .arg(&key)
+                .arg(user_fields::DISABLED)
+                .ignore();
+            EventKind::Enabled
+        };
+        outbox::record(&mut writes, keys, kind, id, updated.updated);
+        Ok(Plan::Write(writes, Some(updated)))
     })
 }
 

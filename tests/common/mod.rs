@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use rocket::http::{ContentType, Header, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
+use rocket::tokio::sync::OnceCell;
 use serde_json::{json, Value};
+use user_accounts::accounts::Accounts;
 use user_accounts::config::Settings;
-use user_accounts::domain::{SessionToken, UserId};
+use user_accounts::domain::{AdminKey, KeyName, KeyScope, SessionToken, UserId};
 use user_accounts::store::layout::{self, user_fields, Keys};
 
 /// A `redis-server` on a free loopback port, stopped when its handle drops
@@ -134,6 +136,11 @@ pub fn index_member(email: &str, id: impl std::fmt::Display) -> String {
     layout::index_member(email, user_id(&id.to_string()))
 }
 
+/// A well-formed admin key that no store knows: checking it takes a look-up.
+pub fn unknown_key() -> String {
+    AdminKey::generate().expose().to_owned()
+}
+
 /// The public id of the session `token` opened: what Redis keeps of it.
 pub fn session_id(token: &str) -> String {
     SessionToken::parse(token)
@@ -182,6 +189,7 @@ pub struct TestApp {
     pub client: Client,
     pub prefix: String,
     pub redis_url: String,
+    admin_key: OnceCell<String>,
 }
 
 /// Settings for tests: cheap argon2 parameters keep the suite fast.
@@ -223,7 +231,35 @@ impl TestApp {
             client,
             prefix: prefix.to_owned(),
             redis_url: redis_url.to_owned(),
+            admin_key: OnceCell::new(),
         }
+    }
+
+    /// A new key of `scope`, made through the service as
+    /// `user-accounts admin-key create` makes one.
+    pub async fn key(&self, scope: KeyScope) -> String {
+        let accounts = self.client.rocket().state::<Accounts>().expect("managed");
+        let name = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let name = KeyName::parse(&name).expect("a valid name");
+        accounts
+            .create_admin_key(name, scope)
+            .await
+            .expect("key created")
+            .expose()
+            .to_owned()
+    }
+
+    /// This app's admin key, made on first use.
+    pub async fn admin_key(&self) -> &str {
+        self.admin_key
+            .get_or_init(|| self.key(KeyScope::Admin))
+            .await
+    }
+
+    /// `GET uri` with `Authorization: Bearer <credential>`.
+    pub async fn get_as(&self, uri: &str, credential: &str) -> Reply {
+        self.with_token(rocket::http::Method::Get, uri, credential, None)
+            .await
     }
 
     pub async fn post_user(&self, body: &Value) -> Reply {
@@ -248,8 +284,15 @@ impl TestApp {
         Reply::read(self.client.get(uri.to_owned()).dispatch().await).await
     }
 
+    /// `GET /api/users/{id_or_email}` with the app's admin key.
     pub async fn get_user(&self, id_or_email: &str) -> Reply {
-        self.get(&format!("/api/users/{id_or_email}")).await
+        let uri = format!("/api/users/{id_or_email}");
+        self.get_as(&uri, self.admin_key().await).await
+    }
+
+    /// `GET uri` with the app's admin key.
+    pub async fn get_as_admin(&self, uri: &str) -> Reply {
+        self.get_as(uri, self.admin_key().await).await
     }
 
     pub async fn put_user(&self, id: &str, body: &Value) -> Reply {
@@ -273,6 +316,23 @@ impl TestApp {
             &json!({"email": email, "password": password}),
         )
         .await
+    }
+
+    /// A login from the TCP peer `address` (no port), with extra headers.
+    pub async fn login_from(
+        &self,
+        address: &str,
+        headers: &[(&str, &str)],
+        email: &str,
+        password: &str,
+    ) -> Reply {
+        let peer = std::net::SocketAddr::new(address.parse().expect("an address"), 40_000);
+        let mut request = self.client.post("/api/sessions").remote(peer);
+        for (name, value) in headers {
+            request = request.header(Header::new(name.to_string(), value.to_string()));
+        }
+        let body = json!({"email": email, "password": password});
+        self.send_json(request, &body).await
     }
 
     /// Logs in and returns the token, failing the test otherwise.
@@ -409,9 +469,12 @@ impl TestApp {
             .expect("ZRANGE")
     }
 
-    /// Every key under this app's prefix.
+    /// Every key under this app's prefix that holds account data: the
+    /// admin keys a test makes to read with are left out.
     pub fn keys(&self) -> Vec<String> {
+        let layout = self.keys_of_layout();
         let mut keys = self.keys_with(&mut self.redis());
+        keys.retain(|key| !layout.is_admin_key(key));
         keys.sort();
         keys
     }

@@ -1,0 +1,161 @@
+//! Who is calling, and what each kind of caller may do. Every operation
+//! that needs a credential asks here first; the rules are the table in
+//! README.md ("Who may do what").
+
+use chrono::Utc;
+
+use super::{AccountError, Accounts};
+use crate::domain::{AdminKey, KeyScope, Password, Session, SessionToken, UserId};
+
+/// The credential a request carries, once checked. An unknown, revoked,
+/// expired or malformed one is no credential at all.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Anonymous,
+    /// A live session, renewed by this request.
+    User(Session),
+    Key(KeyScope),
+}
+
+/// How a caller proves they may change a user.
+pub(super) enum Proof {
+    /// The user's current password, from the body: it wins over any header.
+    Password(Password),
+    /// A session of that user.
+    Session,
+    /// An admin key: no password needed.
+    Admin,
+}
+
+/// How much a change needs: a name needs any proof of the user; an email,
+/// a password or a deletion needs a recent login when it rests on a session.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sensitivity {
+    Ordinary,
+    Sensitive,
+}
+
+const OTHER_USER: &str = "this session belongs to another user";
+const KEY_TOO_NARROW: &str = "this key's scope does not allow it";
+const NEEDS_KEY: &str = "only an admin or read key may do this";
+
+impl Accounts {
+    /// The caller a bearer credential names: an admin key (`uak_…`) or a
+    /// session token. Anything else, or one that names nothing, is
+    /// anonymous; only Redis being out of reach is an error.
+    pub async fn caller(&self, bearer: &str) -> Result<Caller, AccountError> {
+        if AdminKey::looks_like(bearer) {
+            return Ok(match AdminKey::parse(bearer) {
+                Some(key) => self
+                    .key_scope(&key)
+                    .await?
+                    .map_or(Caller::Anonymous, Caller::Key),
+                None => Caller::Anonymous,
+            });
+        }
+        match SessionToken::parse(bearer) {
+            Some(token) => match self.session(&token).await {
+                Ok(session) => Ok(Caller::User(session)),
+                Err(AccountError::Unauthenticated) => Ok(Caller::Anonymous),
+                Err(error) => Err(error),
+            },
+            None => Ok(Caller::Anonymous),
+        }
+    }
+}
+
+impl Caller {
+    /// A caller without a credential must get one (401); a caller with one
+    /// that may not do this is refused (403).
+    fn refuse(&self, reason: &'static str) -> AccountError {
+        match self {
+            Self::Anonymous => AccountError::Unauthenticated,
+            _ => AccountError::Forbidden(reason),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Self::Key(KeyScope::Admin))
+    }
+
+    /// Admin and read keys read any user.
+    pub(super) fn may_read_anyone(&self) -> bool {
+        matches!(self, Self::Key(KeyScope::Admin | KeyScope::Read))
+    }
+
+    /// The list and look-ups by email: admin and read keys.
+    pub(super) fn require_reader(&self) -> Result<(), AccountError> {
+        if self.may_read_anyone() {
+            Ok(())
+        } else {
+            Err(self.refuse(NEEDS_KEY))
+        }
+    }
+
+    /// A user's own data: their session, or an admin or read key.
+    pub(super) fn require_reader_of(&self, user: UserId) -> Result<(), AccountError> {
+        match self {
+            Self::User(session) if session.user_id == user => Ok(()),
+            Self::User(_) => Err(AccountError::Forbidden(OTHER_USER)),
+            _ if self.may_read_anyone() => Ok(()),
+            _ => Err(self.refuse(KEY_TOO_NARROW)),
+        }
+    }
+
+    /// Only an admin key.
+    pub(super) fn require_admin(&self) -> Result<(), AccountError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(self.refuse(KEY_TOO_NARROW))
+        }
+    }
+
+    /// The user's own session, or an admin key.
+    pub(super) fn require_owner_or_admin(&self, user: UserId) -> Result<(), AccountError> {
+        match self {
+            Self::User(session) if session.user_id == user => Ok(()),
+            Self::User(_) => Err(AccountError::Forbidden(OTHER_USER)),
+            _ => self.require_admin(),
+        }
+    }
+
+    /// `/metrics`: admin and metrics keys.
+    pub(super) fn require_metrics_reader(&self) -> Result<(), AccountError> {
+        match self {
+            Self::Key(KeyScope::Admin | KeyScope::Metrics) => Ok(()),
+            _ => Err(self.refuse(KEY_TOO_NARROW)),
+        }
+    }
+
+    /// The proof this caller gives for changing `user`: the body's password
+    /// first, whatever the header carries; else the user's own session
+    /// (recent enough for a sensitive change), else an admin key.
+    pub(super) fn proof_for(
+        &self,
+        user: UserId,
+        password: Option<Password>,
+        sensitivity: Sensitivity,
+        reauth: std::time::Duration,
+    ) -> Result<Proof, AccountError> {
+        if let Some(password) = password {
+            return Ok(Proof::Password(password));
+        }
+        match self {
+            Self::User(session) if session.user_id != user => {
+                Err(AccountError::Forbidden(OTHER_USER))
+            }
+            Self::User(session) => {
+                let age = (Utc::now() - session.created).to_std().unwrap_or_default();
+                if sensitivity == Sensitivity::Sensitive && age >= reauth {
+                    Err(AccountError::ReauthenticationRequired)
+                } else {
+                    Ok(Proof::Session)
+                }
+            }
+            Self::Key(KeyScope::Admin) => Ok(Proof::Admin),
+            Self::Key(_) => Err(AccountError::Forbidden(KEY_TOO_NARROW)),
+            Self::Anonymous => Err(AccountError::Unauthenticated),
+        }
+    }
+}
