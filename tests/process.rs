@@ -3,8 +3,9 @@
 
 mod common;
 
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, shared_redis_url};
@@ -143,6 +144,53 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("REDIS_POOL_SIZE"), "{stderr}");
+}
+
+/// Runs the binary to its exit, failing the test if it is still running
+/// after 20 s.
+fn run_to_exit(command: &mut Command) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("the child's status").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("the child's output");
+            panic!(
+                "the binary did not exit within 20 s:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("the child's output")
+}
+
+#[test]
+fn a_port_in_use_stops_the_start_naming_the_address_and_rocket_port() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = taken.local_addr().expect("its address").port();
+    let output = run_to_exit(
+        Command::new(env!("CARGO_BIN_EXE_user-accounts"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("REDIS_URL", shared_redis_url())
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .env("ROCKET_PORT", port.to_string()),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "exits non-zero: {stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}: ")),
+        "names the address: {stderr}"
+    );
+    assert!(
+        stderr.contains("ROCKET_PORT"),
+        "names ROCKET_PORT: {stderr}"
+    );
 }
 
 #[test]
