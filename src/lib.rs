@@ -54,6 +54,7 @@ pub fn build_with_figment(
         .lossy(false)
         .thread_name("access-log")
         .finish(BatchedStdout::default());
+    let redis = settings.redis.clone();
     let policy = AuthPolicy {
         sessions: settings.sessions,
         login: settings.login,
@@ -74,10 +75,10 @@ pub fn build_with_figment(
         .attach(AdHoc::on_liftoff("announce", |rocket| {
             Box::pin(async move {
                 let config = rocket.config();
-                println!(
-                    "user-accounts listening on http://{}:{}",
-                    config.address, config.port
-                );
+                let listening = std::net::SocketAddr::new(config.address, config.port);
+                // Its own task: a Redis that does not answer must not hold
+                // up serving until the PING times out.
+                rocket::tokio::spawn(logging::announce(listening, redis));
             })
         }))
         .manage(metrics))

@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery staple";
 
+/// How the start-up line begins.
+const STARTED: &str = "user-accounts listening on ";
+
 struct Service {
     child: Child,
     port: u16,
@@ -44,7 +47,11 @@ impl Service {
         let child = command.spawn().expect("the binary starts");
         let service = Self { child, port, log };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while ureq::get(&service.url("/health/live")).call().is_err() {
+        // Up once it serves and has printed its start-up line (which waits
+        // for a PING of Redis): later lines are then the tests' own.
+        while ureq::get(&service.url("/health/live")).call().is_err()
+            || !service.logs().contains(STARTED)
+        {
             assert!(
                 Instant::now() < deadline,
                 "the service did not start: {}",
@@ -53,6 +60,15 @@ impl Service {
             std::thread::sleep(Duration::from_millis(50));
         }
         service
+    }
+
+    /// The line the service prints once it is up.
+    fn start_up_line(&self) -> String {
+        self.logs()
+            .lines()
+            .find(|line| line.starts_with(STARTED))
+            .unwrap_or_else(|| panic!("no start-up line in:\n{}", self.logs()))
+            .to_owned()
     }
 
     fn url(&self, path: &str) -> String {
@@ -191,6 +207,40 @@ fn a_port_in_use_stops_the_start_naming_the_address_and_rocket_port() {
         stderr.contains("ROCKET_PORT"),
         "names ROCKET_PORT: {stderr}"
     );
+}
+
+#[test]
+fn the_start_up_line_names_the_redis_and_that_it_answered() {
+    let service = Service::start(&[]);
+    let redis = common::test_settings(&shared_redis_url(), "ua:", &[])
+        .redis
+        .target
+        .to_string();
+    assert_eq!(
+        service.start_up_line(),
+        format!(
+            "user-accounts listening on http://127.0.0.1:{}; Redis {redis} answered",
+            service.port
+        )
+    );
+}
+
+#[test]
+fn the_start_up_line_says_when_redis_did_not_answer_and_starts_anyway() {
+    let closed = free_port();
+    let service = Service::start(&[(
+        "REDIS_URL",
+        &format!("redis://:hunter2@127.0.0.1:{closed}/3"),
+    )]);
+    assert_eq!(
+        service.start_up_line(),
+        format!(
+            "user-accounts listening on http://127.0.0.1:{}; Redis redis://127.0.0.1:{closed}/3 \
+             did not answer (connection refused); requests answer 503 until it does",
+            service.port
+        )
+    );
+    assert!(!service.logs().contains("hunter2"), "{}", service.logs());
 }
 
 #[test]
