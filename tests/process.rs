@@ -244,6 +244,22 @@ fn the_start_up_line_says_when_redis_did_not_answer_and_starts_anyway() {
 }
 
 #[test]
+fn the_content_length_of_a_json_reply_counts_its_final_newline() {
+    let service = Service::start(&[]);
+    let mut response = ureq::get(&service.url("/health/live"))
+        .call()
+        .expect("an answer");
+    let length = response
+        .headers()
+        .get("Content-Length")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let body = response.body_mut().read_to_string().expect("a body");
+    assert_eq!(body, "{\"status\":\"live\"}\n");
+    assert_eq!(length, Some(body.len().to_string()));
+}
+
+#[test]
 fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
     let service = Service::start(&[]);
     let (status, created, _) = send(
