@@ -18,6 +18,7 @@ pub mod logging;
 pub mod metrics;
 pub mod store;
 
+use std::io::Write;
 use std::sync::Arc;
 
 use rocket::fairing::AdHoc;
@@ -46,6 +47,16 @@ pub fn build_with_figment(
     settings: Settings,
     figment: rocket::figment::Figment,
 ) -> anyhow::Result<Rocket<Build>> {
+    build_with_access_log(settings, figment, BatchedStdout::default())
+}
+
+/// Like [`build_with_figment`], with the request log lines written to
+/// `access_log` (by a thread of its own) instead of stdout.
+pub fn build_with_access_log<W: Write + Send + 'static>(
+    settings: Settings,
+    figment: rocket::figment::Figment,
+    access_log: W,
+) -> anyhow::Result<Rocket<Build>> {
     let metrics = Arc::new(Metrics::new()?);
     let store = Store::new(&settings.redis, Arc::clone(&metrics))?;
     let hasher = PasswordHasher::new(&settings.password_hashing, Arc::clone(&metrics));
@@ -53,7 +64,7 @@ pub fn build_with_figment(
     let (access_log, access_log_guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("access-log")
-        .finish(BatchedStdout::default());
+        .finish(access_log);
     let redis = settings.redis.clone();
     let policy = AuthPolicy {
         sessions: settings.sessions,
