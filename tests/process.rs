@@ -273,17 +273,19 @@ fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
         .as_str()
         .expect("id")
         .to_owned();
-    let (_, login, _) = send(
+    let (status, login, _) = send(
         "POST",
         &service.url("/api/sessions"),
         None,
         Some(&json!({"email": "ada@example.com", "password": PASSWORD})),
     );
+    assert_eq!(status, 201, "{login}");
     let token = serde_json::from_str::<Value>(&login).expect("json")["token"]
         .as_str()
         .expect("token")
         .to_owned();
     let mut bodies = vec![created];
+    // Every request succeeds, so each has gone all the way through.
     for (method, path, body) in [
         ("GET", "/api/sessions/current".to_owned(), None),
         ("GET", format!("/api/users/{id}/sessions"), None),
@@ -292,6 +294,8 @@ fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
             format!("/api/users/{id}"),
             Some(json!({"name": "Ada L.", "email": "ada@example.com"})),
         ),
+        // With the session as proof, the password field goes unchecked:
+        // the password changes.
         (
             "PATCH",
             format!("/api/users/{id}"),
@@ -300,15 +304,17 @@ fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
         ("GET", "/api/users?limit=10".to_owned(), None),
         ("GET", "/api/users/ada@example.com".to_owned(), None),
     ] {
-        let (_, text, _) = send(method, &service.url(&path), Some(&token), body.as_ref());
+        let (status, text, _) = send(method, &service.url(&path), Some(&token), body.as_ref());
+        assert_eq!(status, 200, "{method} {path}: {text}");
         bodies.push(text);
     }
-    let (_, text, last_request) = send(
+    let (status, text, last_request) = send(
         "DELETE",
         &service.url(&format!("/api/users/{id}")),
         None,
-        Some(&json!({"password": PASSWORD})),
+        Some(&json!({"password": "another passphrase here"})),
     );
+    assert_eq!(status, 200, "DELETE with the new password: {text}");
     bodies.push(text);
     let logs = service.logs_with(&last_request.expect("a request id"));
     for secret in [PASSWORD, "another passphrase here", &token, "$argon2id$"] {
