@@ -72,8 +72,10 @@ pub struct LoginSettings {
     pub window: Duration,
 }
 
+#[derive(Clone)]
 pub struct RedisSettings {
-    /// Where and how to connect; holds passwords, so it is never printed.
+    /// Where and how to connect; holds passwords, so only its `Display`,
+    /// which leaves them out, is ever printed.
     pub target: RedisTarget,
     pub pool_size: u32,
     /// The longest a request waits for a pooled connection or a Redis reply.
@@ -85,6 +87,7 @@ pub struct RedisSettings {
 }
 
 /// The Redis the service writes to.
+#[derive(Clone)]
 pub enum RedisTarget {
     /// One server: `REDIS_URL`, or `REDIS_ADDRESS` and `REDIS_PORT`.
     Server(ConnectionInfo),
@@ -99,6 +102,69 @@ pub enum RedisTarget {
         /// (`REDIS_DB`, `REDIS_USERNAME`, `REDIS_PASSWORD`).
         node: RedisConnectionInfo,
     },
+}
+
+/// Where the service connects, for log lines: addresses, database and
+/// master name, never a user name or a password.
+impl fmt::Display for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Server(info) => {
+                let db = info.redis_settings().db();
+                match info.addr() {
+                    ConnectionAddr::Tcp(host, port) => {
+                        write!(f, "redis://{}/{db}", HostPort(host, *port))
+                    }
+                    ConnectionAddr::TcpTls {
+                        host,
+                        port,
+                        insecure,
+                        ..
+                    } => {
+                        write!(f, "rediss://{}/{db}", HostPort(host, *port))?;
+                        if *insecure {
+                            f.write_str("#insecure")?;
+                        }
+                        Ok(())
+                    }
+                    ConnectionAddr::Unix(path) => {
+                        write!(f, "redis+unix://{}?db={db}", path.display())
+                    }
+                    other => write!(f, "{other} (db {db})"),
+                }
+            }
+            Self::Sentinel {
+                sentinels,
+                master_name,
+                node,
+            } => {
+                write!(f, "master {master_name} (db {}) via sentinels ", node.db())?;
+                for (index, sentinel) in sentinels.iter().enumerate() {
+                    if index > 0 {
+                        f.write_str(", ")?;
+                    }
+                    match sentinel.addr() {
+                        ConnectionAddr::Tcp(host, port) => write!(f, "{}", HostPort(host, *port))?,
+                        other => write!(f, "{other}")?,
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `host:port`, with an IPv6 address in brackets.
+struct HostPort<'a>(&'a str, u16);
+
+impl fmt::Display for HostPort<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.contains(':') {
+            write!(f, "[{}]:{}", self.0, self.1)
+        } else {
+            write!(f, "{}:{}", self.0, self.1)
+        }
+    }
 }
 
 /// argon2id cost parameters, how many hashes may run at once, and how many
@@ -376,17 +442,10 @@ fn redis_node(env: &Env) -> Result<RedisConnectionInfo, ConfigError> {
 
 fn redis_server(env: &Env) -> Result<ConnectionInfo, ConfigError> {
     if let Some(url) = env.get("REDIS_URL") {
-        return url
-            .trim()
-            .into_connection_info()
-            .map_err(|error| ConfigError {
-                setting: "REDIS_URL",
-                // The URL may hold a password: name the problem, never echo the value.
-                reason: format!(
-                    "not a usable redis://, rediss:// or redis+unix:// URL ({})",
-                    error.category()
-                ),
-            });
+        return redis_url(url.trim()).map_err(|reason| ConfigError {
+            setting: "REDIS_URL",
+            reason,
+        });
     }
     let host = env
         .get("REDIS_ADDRESS")
@@ -400,6 +459,118 @@ fn redis_server(env: &Env) -> Result<ConnectionInfo, ConfigError> {
             reason: error.to_string(),
         })?;
     Ok(info.set_redis_settings(redis))
+}
+
+/// The schemes `REDIS_URL` accepts.
+const REDIS_URL_SCHEMES: &str = "redis://, rediss:// or redis+unix://";
+
+/// The forms of `REDIS_URL`, for messages.
+const REDIS_URL_FORMS: &str = "redis://[[user]:password@]host[:port][/db], \
+    rediss://... (TLS) or redis+unix:///path/to/socket[?db=N]";
+
+/// `REDIS_URL`, checked before the redis crate reads it: its own errors do
+/// not say which part is wrong. Messages show the URL only with its
+/// password masked.
+fn redis_url(url: &str) -> Result<ConnectionInfo, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        let shown = masked(url);
+        return Err(format!(
+            "must start with {REDIS_URL_SCHEMES} (got {shown}); did you mean redis://{shown}?"
+        ));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let suggested = match scheme.as_str() {
+        "redis" | "rediss" | "redis+unix" => None,
+        "https" | "tls" | "ssl" | "valkeys" => Some("rediss"),
+        "unix" | "valkey+unix" | "file" => Some("redis+unix"),
+        _ => Some("redis"),
+    };
+    if let Some(suggested) = suggested {
+        return Err(format!(
+            "must start with {REDIS_URL_SCHEMES} (got {}); did you mean {suggested}://{}?",
+            masked(url),
+            masked(rest)
+        ));
+    }
+    let Some(parsed) = redis::parse_redis_url(url) else {
+        return Err(format!(
+            "is not a valid URL; expected {REDIS_URL_FORMS} \
+             (with / # ? @ in a password percent-encoded)"
+        ));
+    };
+    if scheme == "redis+unix" {
+        if let Some((_, db)) = parsed.query_pairs().find(|(name, _)| name == "db") {
+            if db.parse::<u16>().is_err() {
+                return Err(format!(
+                    "the database (the db= parameter) must be a whole number from 0 to \
+                     65535, as in redis+unix:///run/redis.sock?db=0 (got db={})",
+                    masked(&db)
+                ));
+            }
+        }
+    } else {
+        let db = parsed.path().trim_matches('/');
+        if !db.is_empty() && db.parse::<u16>().is_err() {
+            return Err(format!(
+                "the database (the part after host:port) must be a whole number from 0 \
+                 to 65535, as in redis://127.0.0.1:6379/0 (got {})",
+                masked(parsed.path())
+            ));
+        }
+    }
+    parsed.into_connection_info().map_err(|error| {
+        // The redis crate's messages name the problem, never the value:
+        // "<problem> - <kind>[: detail]".
+        let error = error.to_string();
+        let problem = error.split(" - ").next().unwrap_or("not a URL");
+        format!("is not usable ({problem}); expected {REDIS_URL_FORMS}")
+    })
+}
+
+/// `value` with the password of a URL (or URL-like text) replaced by `***`:
+/// the part of the user info after its first `:`, or all of it when it has
+/// none (a password written where the user name goes), and the `pass=` of a
+/// Unix socket URL. Control characters are escaped, so a message stays on
+/// one line.
+fn masked(value: &str) -> String {
+    let (scheme, rest) = match value.find("://") {
+        Some(index) => value.split_at(index + 3),
+        None => ("", value),
+    };
+    let rest = match rest.rfind('@') {
+        Some(at) => {
+            let user_info = &rest[..at];
+            let user = match user_info.split_once(':') {
+                Some((user, _)) => format!("{user}:***"),
+                None => "***".to_owned(),
+            };
+            format!("{user}{}", &rest[at..])
+        }
+        None => rest.to_owned(),
+    };
+    let masked = match rest.split_once('?') {
+        Some((before, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("pass") => format!("{name}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{before}?{}", query.join("&"))
+        }
+        None => rest,
+    };
+    format!("{scheme}{masked}")
+        .chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn key_prefix(env: &Env) -> Result<String, ConfigError> {
@@ -801,5 +972,211 @@ mod tests {
             .err()
             .expect("rejected");
         assert_eq!(error.setting, "SIGNUP");
+    }
+
+    fn redis_url_error(url: &str) -> ConfigError {
+        settings_from(&[("REDIS_URL", url)])
+            .err()
+            .unwrap_or_else(|| panic!("{url} is rejected"))
+    }
+
+    #[test]
+    fn a_redis_url_without_a_scheme_is_rejected_with_the_url_it_probably_meant() {
+        let error = redis_url_error("127.0.0.1:6379");
+        assert_eq!(error.setting, "REDIS_URL");
+        assert_eq!(
+            error.reason,
+            "must start with redis://, rediss:// or redis+unix:// (got 127.0.0.1:6379); \
+             did you mean redis://127.0.0.1:6379?"
+        );
+    }
+
+    #[test]
+    fn a_redis_url_with_an_http_scheme_is_rejected_with_the_url_it_probably_meant() {
+        let error = redis_url_error("http://127.0.0.1:6379/0");
+        assert_eq!(error.setting, "REDIS_URL");
+        assert_eq!(
+            error.reason,
+            "must start with redis://, rediss:// or redis+unix:// (got http://127.0.0.1:6379/0); \
+             did you mean redis://127.0.0.1:6379/0?"
+        );
+    }
+
+    #[test]
+    fn a_redis_url_with_an_https_scheme_is_pointed_at_rediss() {
+        let error = redis_url_error("https://cache.example:6380");
+        assert!(
+            error
+                .reason
+                .ends_with("did you mean rediss://cache.example:6380?"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_redis_url_with_a_unix_scheme_is_pointed_at_redis_unix() {
+        let error = redis_url_error("unix:///run/redis.sock");
+        assert!(
+            error
+                .reason
+                .ends_with("did you mean redis+unix:///run/redis.sock?"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_redis_url_whose_database_is_not_a_whole_number_says_what_it_must_be() {
+        for (url, got) in [
+            ("redis://127.0.0.1:6379/abc", "/abc"),
+            ("redis://127.0.0.1:6379/-1", "/-1"),
+            ("redis://127.0.0.1:6379/1.5", "/1.5"),
+            ("rediss://127.0.0.1:6379/0/1", "/0/1"),
+            ("redis://127.0.0.1:6379/65536", "/65536"),
+        ] {
+            let error = redis_url_error(url);
+            assert_eq!(error.setting, "REDIS_URL", "{url}");
+            let message = error.to_string();
+            assert!(
+                message.contains("the database (the part after host:port) must be a whole number"),
+                "{url}: {message}"
+            );
+            assert!(
+                message.contains("redis://127.0.0.1:6379/0"),
+                "{url}: {message}"
+            );
+            assert!(
+                message.ends_with(&format!("(got {got})")),
+                "{url}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_unix_socket_url_whose_db_is_not_a_whole_number_says_what_it_must_be() {
+        let error = redis_url_error("redis+unix:///run/redis.sock?db=first");
+        assert_eq!(error.setting, "REDIS_URL");
+        assert!(
+            error.reason.contains("must be a whole number")
+                && error.reason.ends_with("(got db=first)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_redis_url_without_a_scheme_is_shown_with_its_password_masked() {
+        let error = redis_url_error(":hunter2@10.0.0.5:6379");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(
+            error
+                .reason
+                .contains("did you mean redis://:***@10.0.0.5:6379?"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_password_in_the_user_name_place_is_masked_too() {
+        let error = redis_url_error("http://hunter2@10.0.0.5:6379");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(
+            error.reason.contains("(got http://***@10.0.0.5:6379)"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_unix_socket_password_is_masked() {
+        let error = redis_url_error("unix:///run/redis.sock?db=1&pass=hunter2");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+        assert!(
+            error
+                .reason
+                .contains("did you mean redis+unix:///run/redis.sock?db=1&pass=***?"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_redis_url_that_does_not_parse_names_the_expected_form_without_echoing_it() {
+        let error = redis_url_error("redis://:hunter2@10.0.0.5:port/0");
+        assert_eq!(error.setting, "REDIS_URL");
+        let message = error.to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(
+            message.contains("expected redis://[[user]:password@]host[:port][/db]"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_rejected_redis_url_stays_on_one_line() {
+        let error = redis_url_error("127.0.0.1:6379\nX-Injected: 1");
+        assert_eq!(error.to_string().lines().count(), 1, "{error}");
+    }
+
+    #[test]
+    fn a_redis_url_scheme_in_capitals_is_accepted() {
+        let settings = settings_from(&[("REDIS_URL", "REDIS://10.0.0.5:6390/3")]).expect("valid");
+        assert_eq!(server(&settings).addr().to_string(), "10.0.0.5:6390");
+    }
+
+    fn target_shown(pairs: &[(&str, &str)]) -> String {
+        settings_from(pairs)
+            .expect("valid")
+            .redis
+            .target
+            .to_string()
+    }
+
+    #[test]
+    fn a_redis_server_is_shown_with_address_and_database_but_no_credentials() {
+        let shown = target_shown(&[("REDIS_URL", "redis://app:s3cret@10.0.0.5:6390/3")]);
+        assert_eq!(shown, "redis://10.0.0.5:6390/3");
+    }
+
+    #[test]
+    fn a_redis_server_over_tls_is_shown_as_rediss() {
+        let shown = target_shown(&[("REDIS_URL", "rediss://:s3cret@cache.example:6380")]);
+        assert_eq!(shown, "rediss://cache.example:6380/0");
+    }
+
+    #[test]
+    fn a_redis_server_on_ipv6_is_shown_in_brackets() {
+        let shown = target_shown(&[("REDIS_URL", "redis://[::1]:6379/2")]);
+        assert_eq!(shown, "redis://[::1]:6379/2");
+    }
+
+    #[test]
+    fn a_redis_unix_socket_is_shown_with_its_database_but_no_password() {
+        let shown = target_shown(&[("REDIS_URL", "redis+unix:///run/redis.sock?db=4&pass=s3cret")]);
+        assert_eq!(shown, "redis+unix:///run/redis.sock?db=4");
+    }
+
+    #[test]
+    fn a_redis_server_from_separate_settings_is_shown_without_its_password() {
+        let shown = target_shown(&[
+            ("REDIS_ADDRESS", "redis.internal"),
+            ("REDIS_PORT", "6380"),
+            ("REDIS_DB", "2"),
+            ("REDIS_PASSWORD", "s3cret"),
+        ]);
+        assert_eq!(shown, "redis://redis.internal:6380/2");
+    }
+
+    #[test]
+    fn sentinels_are_shown_with_master_and_database_but_no_passwords() {
+        let shown = target_shown(&[
+            (
+                "REDIS_SENTINELS",
+                "10.0.0.1:26379,redis://:s3ntinel@10.0.0.3:26381,[::1]:26382",
+            ),
+            ("REDIS_SENTINEL_MASTER", "accounts"),
+            ("REDIS_DB", "2"),
+            ("REDIS_PASSWORD", "s3cret"),
+        ]);
+        assert_eq!(
+            shown,
+            "master accounts (db 2) via sentinels 10.0.0.1:26379, 10.0.0.3:26381, [::1]:26382"
+        );
     }
 }

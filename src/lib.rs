@@ -27,6 +27,7 @@ pub mod logging;
 pub mod metrics;
 pub mod store;
 
+use std::io::Write;
 use std::sync::Arc;
 
 use rocket::fairing::AdHoc;
@@ -62,6 +63,16 @@ pub fn build_with_figment(
     settings: Settings,
     figment: rocket::figment::Figment,
 ) -> anyhow::Result<Rocket<Build>> {
+    build_with_access_log(settings, figment, BatchedStdout::default())
+}
+
+/// Like [`build_with_figment`], with the request log lines written to
+/// `access_log` (by a thread of its own) instead of stdout.
+pub fn build_with_access_log<W: Write + Send + 'static>(
+    settings: Settings,
+    figment: rocket::figment::Figment,
+    access_log: W,
+) -> anyhow::Result<Rocket<Build>> {
     let metrics = Arc::new(Metrics::new()?);
     let store = Store::new(&settings.redis, Arc::clone(&metrics))?;
     let hasher = PasswordHasher::new(&settings.password_hashing, Arc::clone(&metrics));
@@ -69,7 +80,8 @@ pub fn build_with_figment(
     let (access_log, access_log_guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("access-log")
-        .finish(BatchedStdout::default());
+        .finish(access_log);
+    let redis = settings.redis.clone();
     let policy = AuthPolicy {
         sessions: settings.sessions,
         login: settings.login,
@@ -94,10 +106,10 @@ pub fn build_with_figment(
     .attach(AdHoc::on_liftoff("announce", |rocket| {
         Box::pin(async move {
             let config = rocket.config();
-            println!(
-                "user-accounts listening on http://{}:{}",
-                config.address, config.port
-            );
+            let listening = std::net::SocketAddr::new(config.address, config.port);
+            // Its own task: a Redis that does not answer must not hold
+            // up serving until the PING times out.
+            rocket::tokio::spawn(logging::announce(listening, redis));
         })
     })))
 }

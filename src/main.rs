@@ -1,4 +1,8 @@
+use std::io;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+
+use rocket::error::ErrorKind;
 
 use user_accounts::config::Settings;
 
@@ -48,12 +52,40 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let rocket = match rocket.ignite().await {
+        Ok(rocket) => rocket,
+        Err(error) => {
+            eprintln!("user-accounts: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let address = SocketAddr::new(rocket.config().address, rocket.config().port);
     match rocket.launch().await {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("user-accounts: {error}");
+            match error.kind() {
+                ErrorKind::Bind(cause) => eprintln!(
+                    "user-accounts: cannot listen on {address}: {cause}; {}",
+                    bind_advice(cause.kind())
+                ),
+                _ => eprintln!("user-accounts: {error}"),
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What to change when the listening socket cannot be bound.
+fn bind_advice(kind: io::ErrorKind) -> &'static str {
+    match kind {
+        io::ErrorKind::AddrNotAvailable => {
+            "set ROCKET_ADDRESS (or `address` in Rocket.toml) to an address of this host"
+        }
+        io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges: set ROCKET_PORT (or `port` in Rocket.toml) \
+             to a port above 1023"
+        }
+        _ => "set ROCKET_PORT (or `port` in Rocket.toml) to a free port",
     }
 }
 

@@ -21,6 +21,36 @@ async fn ping_answers_pong_in_plain_text() {
 }
 
 #[rocket::async_test]
+async fn a_json_body_ends_with_a_newline() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/health/live").await;
+    assert_eq!(reply.header("Content-Type"), Some("application/json"));
+    assert_eq!(reply.body, "{\"status\":\"live\"}\n");
+}
+
+#[rocket::async_test]
+async fn a_problem_body_ends_with_a_newline() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/nowhere").await;
+    assert_eq!(
+        reply.header("Content-Type"),
+        Some("application/problem+json")
+    );
+    assert!(reply.body.ends_with("}\n"), "{:?}", reply.body);
+}
+
+#[rocket::async_test]
+async fn a_body_that_ends_with_a_newline_gets_no_second_one() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/api/openapi.json").await;
+    assert!(
+        reply.body.ends_with("}\n") && !reply.body.ends_with("\n\n"),
+        "{:?}",
+        &reply.body[reply.body.len().saturating_sub(20)..]
+    );
+}
+
+#[rocket::async_test]
 async fn an_unknown_route_is_a_404_problem() {
     let app = TestApp::spawn().await;
     app.get("/nowhere")

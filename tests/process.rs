@@ -3,14 +3,18 @@
 
 mod common;
 
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, shared_redis_url};
 use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery staple";
+
+/// How the start-up line begins.
+const STARTED: &str = "user-accounts listening on ";
 
 struct Service {
     child: Child,
@@ -43,7 +47,11 @@ impl Service {
         let child = command.spawn().expect("the binary starts");
         let service = Self { child, port, log };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while ureq::get(&service.url("/health/live")).call().is_err() {
+        // Up once it serves and has printed its start-up line (which waits
+        // for a PING of Redis): later lines are then the tests' own.
+        while ureq::get(&service.url("/health/live")).call().is_err()
+            || !service.logs().contains(STARTED)
+        {
             assert!(
                 Instant::now() < deadline,
                 "the service did not start: {}",
@@ -52,6 +60,15 @@ impl Service {
             std::thread::sleep(Duration::from_millis(50));
         }
         service
+    }
+
+    /// The line the service prints once it is up.
+    fn start_up_line(&self) -> String {
+        self.logs()
+            .lines()
+            .find(|line| line.starts_with(STARTED))
+            .unwrap_or_else(|| panic!("no start-up line in:\n{}", self.logs()))
+            .to_owned()
     }
 
     fn url(&self, path: &str) -> String {
@@ -145,6 +162,103 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     assert!(stderr.contains("REDIS_POOL_SIZE"), "{stderr}");
 }
 
+/// Runs the binary to its exit, failing the test if it is still running
+/// after 20 s.
+fn run_to_exit(command: &mut Command) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("the child's status").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let output = child.wait_with_output().expect("the child's output");
+            panic!(
+                "the binary did not exit within 20 s:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("the child's output")
+}
+
+#[test]
+fn a_port_in_use_stops_the_start_naming_the_address_and_rocket_port() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let port = taken.local_addr().expect("its address").port();
+    let output = run_to_exit(
+        Command::new(env!("CARGO_BIN_EXE_user-accounts"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("REDIS_URL", shared_redis_url())
+            .env("ROCKET_ADDRESS", "127.0.0.1")
+            .env("ROCKET_PORT", port.to_string()),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "exits non-zero: {stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}: ")),
+        "names the address: {stderr}"
+    );
+    assert!(
+        stderr.contains("ROCKET_PORT"),
+        "names ROCKET_PORT: {stderr}"
+    );
+}
+
+#[test]
+fn the_start_up_line_names_the_redis_and_that_it_answered() {
+    let service = Service::start(&[]);
+    let redis = common::test_settings(&shared_redis_url(), "ua:", &[])
+        .redis
+        .target
+        .to_string();
+    assert_eq!(
+        service.start_up_line(),
+        format!(
+            "user-accounts listening on http://127.0.0.1:{}; Redis {redis} answered",
+            service.port
+        )
+    );
+}
+
+#[test]
+fn the_start_up_line_says_when_redis_did_not_answer_and_starts_anyway() {
+    let closed = free_port();
+    let service = Service::start(&[(
+        "REDIS_URL",
+        &format!("redis://:hunter2@127.0.0.1:{closed}/3"),
+    )]);
+    assert_eq!(
+        service.start_up_line(),
+        format!(
+            "user-accounts listening on http://127.0.0.1:{}; Redis redis://127.0.0.1:{closed}/3 \
+             did not answer (connection refused); requests answer 503 until it does",
+            service.port
+        )
+    );
+    assert!(!service.logs().contains("hunter2"), "{}", service.logs());
+}
+
+#[test]
+fn the_content_length_of_a_json_reply_counts_its_final_newline() {
+    let service = Service::start(&[]);
+    let mut response = ureq::get(&service.url("/health/live"))
+        .call()
+        .expect("an answer");
+    let length = response
+        .headers()
+        .get("Content-Length")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let body = response.body_mut().read_to_string().expect("a body");
+    assert_eq!(body, "{\"status\":\"live\"}\n");
+    assert_eq!(length, Some(body.len().to_string()));
+}
+
 #[test]
 fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
     let service = Service::start(&[]);
@@ -159,17 +273,19 @@ fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
         .as_str()
         .expect("id")
         .to_owned();
-    let (_, login, _) = send(
+    let (status, login, _) = send(
         "POST",
         &service.url("/api/sessions"),
         None,
         Some(&json!({"email": "ada@example.com", "password": PASSWORD})),
     );
+    assert_eq!(status, 201, "{login}");
     let token = serde_json::from_str::<Value>(&login).expect("json")["token"]
         .as_str()
         .expect("token")
         .to_owned();
     let mut bodies = vec![created];
+    // Every request succeeds, so each has gone all the way through.
     for (method, path, body) in [
         ("GET", "/api/sessions/current".to_owned(), None),
         ("GET", format!("/api/users/{id}/sessions"), None),
@@ -178,6 +294,8 @@ fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
             format!("/api/users/{id}"),
             Some(json!({"name": "Ada L.", "email": "ada@example.com"})),
         ),
+        // With the session as proof, the password field goes unchecked:
+        // the password changes.
         (
             "PATCH",
             format!("/api/users/{id}"),
@@ -186,15 +304,17 @@ fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
         ("GET", "/api/users?limit=10".to_owned(), None),
         ("GET", "/api/users/ada@example.com".to_owned(), None),
     ] {
-        let (_, text, _) = send(method, &service.url(&path), Some(&token), body.as_ref());
+        let (status, text, _) = send(method, &service.url(&path), Some(&token), body.as_ref());
+        assert_eq!(status, 200, "{method} {path}: {text}");
         bodies.push(text);
     }
-    let (_, text, last_request) = send(
+    let (status, text, last_request) = send(
         "DELETE",
         &service.url(&format!("/api/users/{id}")),
         None,
-        Some(&json!({"password": PASSWORD})),
+        Some(&json!({"password": "another passphrase here"})),
     );
+    assert_eq!(status, 200, "DELETE with the new password: {text}");
     bodies.push(text);
     let logs = service.logs_with(&last_request.expect("a request id"));
     for secret in [PASSWORD, "another passphrase here", &token, "$argon2id$"] {

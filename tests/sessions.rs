@@ -96,9 +96,7 @@ async fn login_with_missing_fields_returns_422() {
 async fn the_current_session_returns_its_user_and_expiry() {
     let app = TestApp::spawn().await;
     let (id, token) = user_and_token(&app, "ada@example.com").await;
-    let reply = app
-        .with_token(Method::Get, "/api/sessions/current", &token, None)
-        .await;
+    let reply = app.current_session(&token).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json()["user"]["id"], id);
     assert!(reply.json()["expires_at"].as_str().is_some());
@@ -111,9 +109,7 @@ async fn no_unknown_or_malformed_token_gets_401_with_www_authenticate() {
     reply.assert_problem(Status::Unauthorized, "user not authenticated");
     assert_eq!(reply.header("WWW-Authenticate"), Some("Bearer"));
     for token in ["garbage", &"A".repeat(43)] {
-        let reply = app
-            .with_token(Method::Get, "/api/sessions/current", token, None)
-            .await;
+        let reply = app.current_session(token).await;
         assert_eq!(reply.status, Status::Unauthorized, "token {token}");
         assert_eq!(reply.header("WWW-Authenticate"), Some("Bearer"));
     }
@@ -127,9 +123,7 @@ async fn logging_out_ends_the_session() {
         .with_token(Method::Delete, "/api/sessions/current", &token, None)
         .await;
     assert_eq!(reply.status, Status::NoContent);
-    let reply = app
-        .with_token(Method::Get, "/api/sessions/current", &token, None)
-        .await;
+    let reply = app.current_session(&token).await;
     assert_eq!(reply.status, Status::Unauthorized);
 }
 
@@ -139,15 +133,11 @@ async fn an_idle_session_expires_and_use_renews_it() {
     let (_, token) = user_and_token(&app, "ada@example.com").await;
     for _ in 0..3 {
         tokio_sleep(Duration::from_millis(1200)).await;
-        let reply = app
-            .with_token(Method::Get, "/api/sessions/current", &token, None)
-            .await;
+        let reply = app.current_session(&token).await;
         assert_eq!(reply.status, Status::Ok, "each use renews the idle timeout");
     }
     tokio_sleep(Duration::from_millis(2300)).await;
-    let reply = app
-        .with_token(Method::Get, "/api/sessions/current", &token, None)
-        .await;
+    let reply = app.current_session(&token).await;
     assert_eq!(reply.status, Status::Unauthorized, "idle past the timeout");
 }
 
@@ -156,14 +146,10 @@ async fn no_renewal_extends_a_session_past_its_maximum_age() {
     let app = app_with(&[("SESSION_IDLE_SECS", "60"), ("SESSION_MAX_AGE_SECS", "2")]).await;
     let (_, token) = user_and_token(&app, "ada@example.com").await;
     tokio_sleep(Duration::from_millis(1000)).await;
-    let reply = app
-        .with_token(Method::Get, "/api/sessions/current", &token, None)
-        .await;
+    let reply = app.current_session(&token).await;
     assert_eq!(reply.status, Status::Ok);
     tokio_sleep(Duration::from_millis(1300)).await;
-    let reply = app
-        .with_token(Method::Get, "/api/sessions/current", &token, None)
-        .await;
+    let reply = app.current_session(&token).await;
     assert_eq!(reply.status, Status::Unauthorized, "past the absolute cap");
 }
 
@@ -295,13 +281,9 @@ async fn revoking_one_session_leaves_the_others() {
     let uri = format!("/api/users/{id}/sessions/{}", session_id(&second));
     let reply = app.with_token(Method::Delete, &uri, &first, None).await;
     assert_eq!(reply.status, Status::NoContent, "{}", reply.body);
-    let gone = app
-        .with_token(Method::Get, "/api/sessions/current", &second, None)
-        .await;
+    let gone = app.current_session(&second).await;
     assert_eq!(gone.status, Status::Unauthorized);
-    let kept = app
-        .with_token(Method::Get, "/api/sessions/current", &first, None)
-        .await;
+    let kept = app.current_session(&first).await;
     assert_eq!(kept.status, Status::Ok);
     let again = app.with_token(Method::Delete, &uri, &first, None).await;
     assert_eq!(again.status, Status::NotFound);
@@ -320,17 +302,10 @@ async fn revoking_all_sessions_can_keep_the_current_one() {
         Status::NoContent
     );
     assert_eq!(
-        app.with_token(Method::Get, "/api/sessions/current", &other, None)
-            .await
-            .status,
+        app.current_session(&other).await.status,
         Status::Unauthorized
     );
-    assert_eq!(
-        app.with_token(Method::Get, "/api/sessions/current", &current, None)
-            .await
-            .status,
-        Status::Ok
-    );
+    assert_eq!(app.current_session(&current).await.status, Status::Ok);
     let uri = format!("/api/users/{id}/sessions");
     assert_eq!(
         app.with_token(Method::Delete, &uri, &current, None)
@@ -339,9 +314,7 @@ async fn revoking_all_sessions_can_keep_the_current_one() {
         Status::NoContent
     );
     assert_eq!(
-        app.with_token(Method::Get, "/api/sessions/current", &current, None)
-            .await
-            .status,
+        app.current_session(&current).await.status,
         Status::Unauthorized
     );
 }
@@ -379,9 +352,7 @@ async fn a_password_change_revokes_every_session() {
         .await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     for token in [&first, &second] {
-        let reply = app
-            .with_token(Method::Get, "/api/sessions/current", token, None)
-            .await;
+        let reply = app.current_session(token).await;
         assert_eq!(reply.status, Status::Unauthorized);
     }
     assert!(

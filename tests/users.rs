@@ -452,11 +452,14 @@ async fn delete_on_an_unknown_id_returns_404() {
 async fn a_deleted_users_email_can_be_taken_again() {
     let app = TestApp::spawn().await;
     let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    app.delete_user(
-        created["id"].as_str().expect("id"),
-        &json!({"password": PASSWORD}),
-    )
-    .await;
+    let deleted = app
+        .delete_user(
+            created["id"].as_str().expect("id"),
+            &json!({"password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(deleted.status, Status::Ok, "{}", deleted.body);
+    assert_eq!(deleted.json(), created, "the reply is the deleted user");
     app.create_user("New Ada", "ada@example.com", PASSWORD)
         .await;
 }

@@ -6,6 +6,7 @@ mod fields;
 mod guards;
 mod health;
 mod json;
+mod newline;
 mod problem;
 mod sessions;
 mod telemetry;
@@ -22,7 +23,8 @@ pub use guards::TrustedProxies;
 pub use problem::{ApiError, Problem};
 pub use telemetry::Telemetry;
 
-/// Mounts every route and catcher on `rocket`.
+/// Mounts every route and catcher on `rocket`, and ends every JSON body
+/// with a newline.
 pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Build> {
     rocket
         .mount("/", routes![ping])
@@ -33,6 +35,7 @@ pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Buil
         .mount("/api", sessions::routes())
         .mount("/files", FileServer::from(static_dir))
         .register("/", catchers![default_catcher])
+        .attach(newline::JsonNewline)
 }
 
 #[get("/ping")]

@@ -34,7 +34,8 @@ pub struct Telemetry {
     pub metrics: Arc<Metrics>,
     pub log_format: LogFormat,
     /// Where the request lines go: a thread of their own writes them to
-    /// stdout, so no request waits for a write or for the stdout lock.
+    /// stdout (or, in tests, to memory), so no request waits for a write or
+    /// for the stdout lock.
     pub access_log: NonBlocking,
 }
 

@@ -3,9 +3,10 @@
 #![allow(dead_code)] // Each test binary uses its own subset of the helpers.
 
 use std::collections::HashMap;
+use std::io::{self, Write};
 use std::net::TcpListener;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use rocket::http::{ContentType, Header, Status};
@@ -190,6 +191,39 @@ pub struct TestApp {
     pub prefix: String,
     pub redis_url: String,
     admin_key: OnceCell<String>,
+    /// Dropped after `client`: by then the app has written out every line.
+    request_log: RequestLog,
+}
+
+/// The app's request log, kept in memory and shown (on stderr, which the
+/// test harness captures) only when the test fails.
+#[derive(Clone, Default)]
+struct RequestLog(Arc<Mutex<Vec<u8>>>);
+
+impl Write for RequestLog {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let lines = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            eprintln!(
+                "request log of the app under test:\n{}",
+                String::from_utf8_lossy(&lines)
+            );
+        }
+    }
 }
 
 /// Settings for tests: cheap argon2 parameters keep the suite fast.
@@ -225,13 +259,16 @@ impl TestApp {
     pub async fn spawn_with_prefix(redis_url: &str, prefix: &str, extra: &[(&str, &str)]) -> Self {
         let settings = test_settings(redis_url, prefix, extra);
         let figment = rocket::Config::figment().merge(("log_level", "critical"));
-        let rocket = user_accounts::build_with_figment(settings, figment).expect("app builds");
+        let request_log = RequestLog::default();
+        let rocket = user_accounts::build_with_access_log(settings, figment, request_log.clone())
+            .expect("app builds");
         let client = Client::tracked(rocket).await.expect("valid rocket");
         Self {
             client,
             prefix: prefix.to_owned(),
             redis_url: redis_url.to_owned(),
             admin_key: OnceCell::new(),
+            request_log,
         }
     }
 
