@@ -17,8 +17,11 @@ impl Accounts {
         password: Password,
         hash: Option<PasswordHash>,
     ) -> Result<bool, AccountError> {
-        let conn = self.store.connection();
-        let admission = conn
+        // Each step takes a pooled connection of its own: none is held
+        // while argon2 runs.
+        let admission = self
+            .store
+            .connection()
             .admit_password_attempt(email, address, &self.policy.login)
             .await?;
         if let Admission::Refused { retry_after } = admission {
@@ -34,7 +37,10 @@ impl Accounts {
             }
         };
         if matches {
-            conn.password_attempt_succeeded(email, address).await?;
+            self.store
+                .connection()
+                .password_attempt_succeeded(email, address)
+                .await?;
         }
         Ok(matches)
     }

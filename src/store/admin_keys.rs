@@ -86,16 +86,13 @@ impl RedisConn {
     }
 
     /// Notes that the key with `digest` was used just now.
-    pub async fn note_admin_key_use(&self, digest: &AdminKeyDigest) -> Result<(), StoreError> {
-        let key = self.keys.admin_key(digest);
-        let key = &key;
-        self.call(|mut conn| async move {
+    pub async fn note_admin_key_use(&mut self, digest: AdminKeyDigest) -> Result<(), StoreError> {
+        self.run(move |conn, keys| {
             Ok(NOTE_USE_SCRIPT
-                .key(key)
+                .key(keys.admin_key(&digest))
                 .arg(encode_time(now()))
                 .arg(admin_key_fields::LAST_USED)
-                .invoke_async(&mut conn)
-                .await?)
+                .invoke(conn)?)
         })
         .await
     }

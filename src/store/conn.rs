@@ -197,17 +197,6 @@ impl RedisConn {
         self.counted(result)
     }
 
-    /// Runs one atomic step (a script) on the shared connection. Unlike a
-    /// read, it is not repeated after a dropped connection: it may have run.
-    pub(super) async fn call<T, F, Fut>(&self, step: F) -> Result<T, StoreError>
-    where
-        F: Fn(MultiplexedConnection) -> Fut,
-        Fut: Future<Output = Result<T, StoreError>>,
-    {
-        let result = self.reads.read_once(&step).await;
-        self.counted(result)
-    }
-
     /// Counts a failure of the shared connection in the metrics.
     fn counted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(StoreError::Redis(_) | StoreError::NotConnected | StoreError::Task(_)) = &result

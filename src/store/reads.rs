@@ -1,6 +1,8 @@
 //! The connection reads share: one multiplexed async connection that carries
-//! every read that needs no transaction, for all requests at once, and the
-//! single atomic scripts that need no WATCH either.
+//! every read that needs no transaction, for all requests at once.
+//! It carries no write: Redis answers a connection's commands in order, so
+//! one write held up (a `CLIENT PAUSE WRITE` during a failover) would hold
+//! up every read behind it.
 //!
 //! Through the pool, a read costs a hand-off to a blocking thread and a
 //! blocking round trip of its own. Here the commands of many requests go out
@@ -73,9 +75,7 @@ impl SharedReads {
         }
     }
 
-    /// Runs `read` on the shared connection once, never again: for a
-    /// command that changes something, atomically (one script).
-    pub async fn read_once<T, F, Fut>(&self, read: &F) -> Result<T, StoreError>
+    async fn read_once<T, F, Fut>(&self, read: &F) -> Result<T, StoreError>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
