@@ -19,6 +19,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod doctor;
 pub mod domain;
@@ -74,20 +75,13 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
     access_log: W,
 ) -> anyhow::Result<Rocket<Build>> {
     let metrics = Arc::new(Metrics::new()?);
-    let store = Store::new(&settings.redis, Arc::clone(&metrics))?;
-    let hasher = PasswordHasher::new(&settings.password_hashing, Arc::clone(&metrics));
+    let accounts = accounts_from(&settings, Arc::clone(&metrics))?;
     // Blocks requests rather than drop lines when the writer falls behind.
     let (access_log, access_log_guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("access-log")
         .finish(access_log);
     let redis = settings.redis.clone();
-    let policy = AuthPolicy {
-        sessions: settings.sessions,
-        login: settings.login,
-        access: settings.access.clone(),
-    };
-    let accounts = Accounts::new(store, hasher, policy, Arc::clone(&metrics));
     Ok(api::mount(
         rocket::custom(without_ip_header(figment)),
         &settings.static_dir,
@@ -112,6 +106,19 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
             rocket::tokio::spawn(logging::announce(listening, redis));
         })
     })))
+}
+
+/// The service layer from its settings, for the server and the command line.
+/// It connects nowhere yet.
+pub fn accounts_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Accounts> {
+    let store = Store::new(&settings.redis, Arc::clone(&metrics))?;
+    let hasher = PasswordHasher::new(&settings.password_hashing, Arc::clone(&metrics));
+    let policy = AuthPolicy {
+        sessions: settings.sessions,
+        login: settings.login,
+        access: settings.access.clone(),
+    };
+    Ok(Accounts::new(store, hasher, policy, metrics))
 }
 
 /// Held in Rocket's state: dropped with the server, it writes out the request

@@ -2,8 +2,10 @@ use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use clap::Parser;
 use rocket::error::ErrorKind;
 
+use user_accounts::cli::{self, Cli, Command};
 use user_accounts::config::Settings;
 
 /// Requests hop between Tokio's worker threads, so memory is often freed by
@@ -16,6 +18,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[rocket::main]
 async fn main() -> ExitCode {
+    // First, so that --help and usage errors need no settings.
+    let cli = Cli::parse();
     // A missing .env is fine: the environment alone may configure the service.
     if let Err(error) = dotenvy::dotenv() {
         if !error.not_found() {
@@ -30,21 +34,14 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
-        [] => {}
-        ["doctor"] => return doctor(&settings, false),
-        ["doctor", "--repair"] => return doctor(&settings, true),
-        _ => {
-            eprintln!("usage: user-accounts [doctor [--repair]]");
-            return ExitCode::from(2);
-        }
+    match cli.command {
+        None => serve(settings).await,
+        Some(Command::Doctor { repair }) => doctor(&settings, repair),
+        Some(Command::AdminKey(command)) => cli::admin_key(&settings, command).await,
     }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
     let rocket = match user_accounts::build(settings) {
         Ok(rocket) => rocket,
         Err(error) => {

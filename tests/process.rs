@@ -20,6 +20,8 @@ struct Service {
     child: Child,
     port: u16,
     log: PathBuf,
+    /// The settings it runs with, which its command line shares.
+    settings: Vec<(String, String)>,
 }
 
 impl Service {
@@ -27,25 +29,36 @@ impl Service {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("user-accounts-{}.log", uuid::Uuid::new_v4()));
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_user-accounts"));
-        command
+        let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        let mut settings: Vec<(String, String)> = Vec::new();
+        // The extra settings come last, so they win over the defaults.
+        for (name, value) in [
+            ("REDIS_URL", shared_redis_url().as_str()),
+            ("REDIS_KEY_PREFIX", prefix.as_str()),
+            ("ARGON2_MEMORY_KIB", "1024"),
+            ("ARGON2_ITERATIONS", "1"),
+        ]
+        .iter()
+        .chain(extra)
+        {
+            settings.retain(|(set, _)| set != name);
+            settings.push((name.to_string(), value.to_string()));
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_user-accounts"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("REDIS_URL", shared_redis_url())
-            .env(
-                "REDIS_KEY_PREFIX",
-                format!("test:{}:", uuid::Uuid::new_v4().simple()),
-            )
-            .env("ARGON2_MEMORY_KIB", "1024")
-            .env("ARGON2_ITERATIONS", "1")
+            .envs(settings.iter().map(|(name, value)| (name, value)))
             .env("ROCKET_PORT", port.to_string())
             .env("ROCKET_ADDRESS", "127.0.0.1")
             .stdout(log_file.try_clone().expect("log file"))
-            .stderr(log_file);
-        for (name, value) in extra {
-            command.env(name, value);
-        }
-        let child = command.spawn().expect("the binary starts");
-        let service = Self { child, port, log };
+            .stderr(log_file)
+            .spawn()
+            .expect("the binary starts");
+        let service = Self {
+            child,
+            port,
+            log,
+            settings,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         // Up once it serves and has printed its start-up line (which waits
         // for a PING of Redis): later lines are then the tests' own.
@@ -60,6 +73,31 @@ impl Service {
             std::thread::sleep(Duration::from_millis(50));
         }
         service
+    }
+
+    /// Runs the binary's command line with the service's settings.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_user-accounts"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .envs(self.settings.iter().map(|(name, value)| (name, value)))
+            .args(args)
+            .output()
+            .expect("the binary runs")
+    }
+
+    /// A new key of `scope`, made with `admin-key create`, which prints it
+    /// and nothing else.
+    fn admin_key(&self, scope: &str) -> String {
+        let name = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let output = self.cli(&["admin-key", "create", &name, "--scope", scope]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
+        stdout.trim().to_owned()
     }
 
     /// The line the service prints once it is up.
@@ -284,27 +322,34 @@ fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
         .as_str()
         .expect("token")
         .to_owned();
+    let admin_key = service.admin_key("admin");
     let mut bodies = vec![created];
     // Every request succeeds, so each has gone all the way through.
-    for (method, path, body) in [
-        ("GET", "/api/sessions/current".to_owned(), None),
-        ("GET", format!("/api/users/{id}/sessions"), None),
+    for (method, path, credential, body) in [
+        ("GET", "/api/sessions/current".to_owned(), &token, None),
+        ("GET", format!("/api/users/{id}/sessions"), &token, None),
         (
             "PUT",
             format!("/api/users/{id}"),
+            &token,
             Some(json!({"name": "Ada L.", "email": "ada@example.com"})),
         ),
-        // With the session as proof, the password field goes unchecked:
-        // the password changes.
+        // A fresh login's session proves a password change on its own.
         (
             "PATCH",
             format!("/api/users/{id}"),
-            Some(json!({"password": "wrong password", "new_password": "another passphrase here"})),
+            &token,
+            Some(json!({"new_password": "another passphrase here"})),
         ),
-        ("GET", "/api/users?limit=10".to_owned(), None),
-        ("GET", "/api/users/ada@example.com".to_owned(), None),
+        ("GET", "/api/users?limit=10".to_owned(), &admin_key, None),
+        (
+            "GET",
+            "/api/users/ada@example.com".to_owned(),
+            &admin_key,
+            None,
+        ),
     ] {
-        let (status, text, _) = send(method, &service.url(&path), Some(&token), body.as_ref());
+        let (status, text, _) = send(method, &service.url(&path), Some(credential), body.as_ref());
         assert_eq!(status, 200, "{method} {path}: {text}");
         bodies.push(text);
     }
@@ -317,7 +362,13 @@ fn no_password_hash_or_token_reaches_a_response_or_a_log_line() {
     assert_eq!(status, 200, "DELETE with the new password: {text}");
     bodies.push(text);
     let logs = service.logs_with(&last_request.expect("a request id"));
-    for secret in [PASSWORD, "another passphrase here", &token, "$argon2id$"] {
+    for secret in [
+        PASSWORD,
+        "another passphrase here",
+        &token,
+        &admin_key,
+        "$argon2id$",
+    ] {
         assert!(
             !logs.contains(secret),
             "a log line holds {secret:?}:\n{logs}"
@@ -367,11 +418,12 @@ fn a_lookup_by_email_logs_its_request_line_and_nothing_else() {
             .map(str::to_owned)
             .collect()
     };
+    let key = service.admin_key("read");
     let before = other_lines(&service.logs());
     let (status, _, id) = send(
         "GET",
         &service.url("/api/users/nobody@example.com"),
-        None,
+        Some(&key),
         None,
     );
     assert_eq!(status, 404);
@@ -382,10 +434,11 @@ fn a_lookup_by_email_logs_its_request_line_and_nothing_else() {
 #[test]
 fn json_log_lines_carry_the_request_fields() {
     let service = Service::start(&[("LOG_FORMAT", "json")]);
+    let key = service.admin_key("read");
     let (status, _, id) = send(
         "GET",
         &service.url(&format!("/api/users/{}", uuid::Uuid::new_v4())),
-        None,
+        Some(&key),
         None,
     );
     assert_eq!(status, 404);
@@ -522,10 +575,11 @@ fn rediss_urls_connect_over_verified_tls() {
         Some(&json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD})),
     );
     assert_eq!(status, 201, "{body}\n{}", service.logs());
+    let key = service.admin_key("read");
     let (status, _, _) = send(
         "GET",
         &service.url("/api/users/ada@example.com"),
-        None,
+        Some(&key),
         None,
     );
     assert_eq!(status, 200);
