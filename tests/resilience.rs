@@ -435,6 +435,29 @@ async fn readiness_answers_503_when_redis_is_down_and_liveness_stays_200() {
 }
 
 #[rocket::async_test]
+async fn readiness_names_the_failing_component_without_raw_error_text() {
+    let unreachable_port = free_port();
+    let unreachable = format!("redis://:hunter2@127.0.0.1:{unreachable_port}/");
+    let app = TestApp::spawn_on(&unreachable, &[("REDIS_TIMEOUT_MS", "300")]).await;
+    let reply = app.get("/health/ready").await;
+    assert_eq!(reply.json()["component"], "redis");
+    assert_eq!(
+        reply.json()["reason"],
+        "Redis is not reachable",
+        "{}",
+        reply.body
+    );
+    for raw in [
+        "hunter2",
+        &unreachable_port.to_string(),
+        "os error",
+        "refused",
+    ] {
+        assert!(!reply.body.contains(raw), "{raw} in {}", reply.body);
+    }
+}
+
+#[rocket::async_test]
 async fn an_exhausted_pool_answers_503_within_the_timeout_and_health_says_why() {
     let server = RedisServer::start();
     let app = TestApp::spawn_on(

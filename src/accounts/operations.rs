@@ -9,9 +9,11 @@ pub enum Readiness {
     Ready {
         round_trip: Duration,
     },
-    /// Why not.
+    /// Which component failed and how, in words fit for anyone to read:
+    /// no address, no raw error text.
     Unavailable {
-        reason: String,
+        component: &'static str,
+        reason: &'static str,
     },
 }
 
@@ -31,7 +33,8 @@ impl Accounts {
                 round_trip: started.elapsed(),
             },
             Err(error) => Readiness::Unavailable {
-                reason: error.to_string(),
+                component: "redis",
+                reason: error.summary(),
             },
         }
     }

@@ -27,8 +27,11 @@ struct Ready {
     status: &'static str,
     /// PING round trip, when Redis answered.
     redis_rtt_ms: Option<f64>,
-    /// Why Redis is not usable, when it is not.
-    reason: Option<String>,
+    /// The component that is not usable, when one is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    component: Option<&'static str>,
+    /// Why it is not, without addresses or raw error text.
+    reason: Option<&'static str>,
     pool: PoolView,
 }
 
@@ -57,15 +60,17 @@ async fn get_ready(accounts: &Accounts) -> (Status, Json<Ready>) {
             Json(Ready {
                 status: "ready",
                 redis_rtt_ms: Some(round_trip.as_secs_f64() * 1000.0),
+                component: None,
                 reason: None,
                 pool,
             }),
         ),
-        Readiness::Unavailable { reason } => (
+        Readiness::Unavailable { component, reason } => (
             Status::ServiceUnavailable,
             Json(Ready {
                 status: "unavailable",
                 redis_rtt_ms: None,
+                component: Some(component),
                 reason: Some(reason),
                 pool,
             }),

@@ -58,6 +58,29 @@ impl StoreError {
         }
     }
 
+    /// What went wrong, in words fit for anyone to read: no address, no
+    /// raw error text.
+    pub fn summary(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) | Self::PoolBusy => "Redis did not answer within the timeout",
+            Self::NotConnected => "Redis is not reachable",
+            Self::Contention(_) => "Redis keys kept changing under concurrent writes",
+            Self::Redis(error) if refuses_client(error) => "Redis refused the credentials",
+            Self::Redis(error) if error.is_timeout() => "Redis did not answer within the timeout",
+            Self::Redis(error) => match error.kind() {
+                ErrorKind::AuthenticationFailed => "Redis refused the credentials",
+                ErrorKind::Server(ServerErrorKind::BusyLoading) => "Redis is loading its data",
+                ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown) => {
+                    "Redis is not a writable primary"
+                }
+                _ if self.is_unavailable() => "Redis is not reachable",
+                _ => "Redis failed a command",
+            },
+            Self::Corrupt { .. } => "Redis holds a malformed record",
+            Self::EmailInUse | Self::Invalid(_) | Self::Task(_) => "the store failed",
+        }
+    }
+
     /// Whether the connection the error came from must not be used again:
     /// Redis out of reach, a timeout (a reply may still be on its way), a
     /// server that no longer takes writes (a primary demoted by a failover),
