@@ -4,7 +4,7 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use super::session::sha256_hex;
+use super::session::{is_sha256_hex, sha256_hex};
 
 /// An admin key: `uak_` and 256 random bits as URL-safe base64. It never
 /// prints, and the store only ever sees its [`AdminKeyDigest`].
@@ -60,11 +60,7 @@ pub struct AdminKeyDigest(String);
 
 impl AdminKeyDigest {
     pub fn parse(raw: &str) -> Option<Self> {
-        let well_formed = raw.len() == 64
-            && raw
-                .bytes()
-                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
-        well_formed.then(|| Self(raw.to_owned()))
+        is_sha256_hex(raw).then(|| Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

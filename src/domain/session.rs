@@ -59,11 +59,7 @@ pub struct SessionId(String);
 
 impl SessionId {
     pub fn parse(raw: &str) -> Option<Self> {
-        let well_formed = raw.len() == 64
-            && raw
-                .bytes()
-                .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
-        well_formed.then(|| Self(raw.to_owned()))
+        is_sha256_hex(raw).then(|| Self(raw.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -99,6 +95,14 @@ impl Session {
             .unwrap_or(self.expires_at)
             .min(self.expires_at)
     }
+}
+
+/// Whether `raw` has the shape of [`sha256_hex`]'s output.
+pub(super) fn is_sha256_hex(raw: &str) -> bool {
+    raw.len() == 64
+        && raw
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The SHA-256 of `bytes`, in lowercase hex.
