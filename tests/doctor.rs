@@ -182,14 +182,17 @@ async fn a_session_set_naming_an_expired_session_is_cleaned() {
     let id = user(&app, "ada@example.com").await;
     app.token_for("ada@example.com", PASSWORD).await;
     let set = app.sessions_of_key(&id);
-    redis_cmd(&app, &["SADD", &set, &"0".repeat(64)]);
+    let far_future = (chrono::Utc::now().timestamp_millis() + 3_600_000).to_string();
+    redis_cmd(&app, &["ZADD", &set, &far_future, &"0".repeat(64)]);
     let run = doctor(&app, false);
     assert!(!run.success);
     assert!(run.stdout.contains("which has expired"), "{}", run.stdout);
     assert!(doctor(&app, true).success);
-    let members: Vec<String> = redis::cmd("SMEMBERS")
+    let members: Vec<String> = redis::cmd("ZRANGE")
         .arg(&set)
+        .arg(0)
+        .arg(-1)
         .query(&mut app.redis())
-        .expect("SMEMBERS");
+        .expect("ZRANGE");
     assert_eq!(members.len(), 1, "the live session stays");
 }

@@ -176,11 +176,12 @@ async fn a_session_past_its_end_is_refused_and_removed_even_if_redis_still_holds
     let mut redis = app.redis();
     let sessions_of = app.sessions_of_key(&id);
     let listed = |redis: &mut redis::Connection| -> bool {
-        redis::cmd("SISMEMBER")
+        redis::cmd("ZSCORE")
             .arg(&sessions_of)
             .arg(&session_id)
-            .query(redis)
-            .expect("SISMEMBER")
+            .query::<Option<f64>>(redis)
+            .expect("ZSCORE")
+            .is_some()
     };
     assert!(listed(&mut redis), "the user's sessions list it");
     // As when its key has not expired yet: the end is past, the key is not.

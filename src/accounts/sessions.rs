@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 
 use super::{AccountError, Accounts};
 use crate::domain::{
-    now, Event, Password, Session, SessionId, SessionToken, User, UserEmail, UserId,
+    now, Event, Password, PasswordHash, Session, SessionId, SessionToken, User, UserEmail, UserId,
 };
-use crate::store::{HashReplacement, UserRecord};
+use crate::store::{HashReplacement, UserRecord, Written};
 
 /// The longest user agent a session keeps.
 const MAX_USER_AGENT_LEN: usize = 256;
@@ -60,37 +60,49 @@ impl Accounts {
                 return Err(AccountError::Unauthenticated);
             }
         };
-        if self.hasher.needs_rehash(&record.password_hash) {
-            self.upgrade_hash(&record, password).await?;
-        }
-        self.open_session(record.user, client, email).await
+        let verified = if self.hasher.needs_rehash(&record.password_hash) {
+            self.upgrade_hash(&record, password).await?
+        } else {
+            record.password_hash
+        };
+        self.open_session(record.user, verified, client, email)
+            .await
     }
 
-    /// Replaces a hash made with old parameters. Losing a race with a
-    /// password change is fine: that change wins.
+    /// Replaces a hash made with old parameters, and answers the hash the
+    /// user holds now as far as this login knows: the new one, or the old
+    /// one when the rehash lost a race with a password change (that change
+    /// wins, and the session the login then asks for is refused).
     async fn upgrade_hash(
         &self,
         record: &UserRecord,
         password: Password,
-    ) -> Result<(), AccountError> {
+    ) -> Result<PasswordHash, AccountError> {
         let new_hash = self.hasher.hash(password).await?;
-        self.store
+        let written = self
+            .store
             .connection()
             .replace_password_hash(
                 record.user.id,
                 record.password_hash.clone(),
-                new_hash,
+                new_hash.clone(),
                 HashReplacement::Rehash,
             )
             .await?;
-        Ok(())
+        Ok(match written {
+            Written::Done(()) => new_hash,
+            Written::Missing | Written::PasswordChanged => record.password_hash.clone(),
+        })
     }
 
-    /// Opens a session for `user`, who logged in with `email`: that email's
-    /// failed logins are cleared in the same write.
+    /// Opens a session for `user`, who logged in with `email` and a password
+    /// that matched `verified`: that email's failed logins are cleared in
+    /// the same write, which happens only if `verified` is still the user's
+    /// hash.
     async fn open_session(
         &self,
         user: User,
+        verified: PasswordHash,
         client: Client,
         email: UserEmail,
     ) -> Result<NewSession, AccountError> {
@@ -110,13 +122,21 @@ impl Accounts {
             user_agent: client.user_agent.chars().take(MAX_USER_AGENT_LEN).collect(),
         };
         let expires_at = session.ends_at(now, self.policy.sessions.idle);
+        let sessions = self.policy.sessions;
         let stored = self
             .store
             .connection()
-            .create_session(session, self.policy.sessions.idle, email)
+            .create_session(
+                session,
+                verified,
+                sessions.idle,
+                sessions.max_per_user,
+                email,
+            )
             .await?;
         if !stored {
-            // The user was deleted while logging in.
+            // The user was deleted, or its password changed, while logging
+            // in: the password this login proved is no longer the user's.
             return Err(AccountError::Unauthenticated);
         }
         self.metrics.sessions_created.inc();
@@ -151,13 +171,13 @@ impl Accounts {
             .ok_or(AccountError::Unauthenticated)
     }
 
-    /// The user's live sessions, oldest first.
+    /// The user's live sessions, oldest login first.
     pub async fn sessions_of(&self, user: UserId) -> Result<Vec<Session>, AccountError> {
         Ok(self.store.connection().sessions_of(user).await?)
     }
 
     /// Ends one of the user's sessions; one that is not theirs or not live
-    /// is not found.
+    /// is not found, and stays as it was.
     pub async fn end_session(&self, user: UserId, id: SessionId) -> Result<(), AccountError> {
         if self
             .store

@@ -377,8 +377,14 @@ impl TestApp {
         self.keys_of_layout().session(&token.id())
     }
 
+    /// The user's session index: a sorted set of session ids.
     pub fn sessions_of_key(&self, id: &str) -> String {
-        self.keys_of_layout().sessions_of(user_id(id))
+        self.keys_of_layout().session_index(user_id(id))
+    }
+
+    /// The plain set of session ids that versions before the index kept.
+    pub fn legacy_sessions_of_key(&self, id: &str) -> String {
+        self.keys_of_layout().legacy_session_set(user_id(id))
     }
 
     pub fn events_key(&self) -> String {
