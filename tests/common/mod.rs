@@ -352,6 +352,15 @@ impl TestApp {
             .expect("test Redis reachable")
     }
 
+    /// The crate's own store over this app's data, for tests that call it
+    /// directly between two steps the HTTP API takes at once.
+    pub fn store(&self) -> user_accounts::store::Store {
+        let settings = test_settings(&self.redis_url, &self.prefix, &[]);
+        let metrics = user_accounts::metrics::Metrics::new().expect("metrics register");
+        user_accounts::store::Store::new(&settings.redis, std::sync::Arc::new(metrics))
+            .expect("a store over the test Redis")
+    }
+
     /// The app's key names, from the crate's own layout.
     pub fn keys_of_layout(&self) -> Keys {
         Keys::new(&self.prefix)
