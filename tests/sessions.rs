@@ -872,6 +872,24 @@ async fn a_login_drops_the_ended_sessions_from_the_index_which_expires_with_the_
     );
 }
 
+#[rocket::async_test]
+async fn using_a_session_moves_the_index_expiry_to_its_new_end() {
+    let app = app_with(&[("SESSION_IDLE_SECS", "2")]).await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    tokio_sleep(Duration::from_millis(1200)).await;
+
+    assert_eq!(app.current_session(&token).await.status, Status::Ok);
+
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(app.sessions_of_key(&id))
+        .query(&mut app.redis())
+        .expect("PTTL");
+    assert!(
+        (1500..=2000).contains(&ttl),
+        "the index lives as long as the renewed session: PTTL {ttl}"
+    );
+}
+
 // ---- another user's session ids ----
 
 #[rocket::async_test]

@@ -349,10 +349,16 @@ static REVOKE_SESSION_SCRIPT: LazyLock<Script> =
 
 /// Renews a live session in one atomic step and returns its fields, so that
 /// concurrent requests with one session never abort each other's renewal
-/// (as a WATCH/MULTI/EXEC on the session would). The same step moves the
-/// session's entry in its user's index to the new end (adding it if it was
-/// missing, as for a session listed in a legacy set, which it leaves). A
-/// session past its absolute end is deleted and answered as `expired`.
+/// (as a WATCH/MULTI/EXEC on the session would). A session past its absolute
+/// end is deleted and answered as `expired`.
+///
+/// The same step moves the session's entry in its user's index to the new
+/// end and pushes the index's expiry to it (`GT`: a renewal only ever moves
+/// an end later). Only when the entry was missing (a session listed in a
+/// legacy set, or dropped from the index by a clock running ahead) does it
+/// take the session out of the legacy set and tidy the whole index: on
+/// every request, that tidying cost Redis about 8 µs more per call (20
+/// instead of 12; 9 before the index), measured with `INFO commandstats`.
 ///
 /// The index's name is built from the session's `user_id`, which only the
 /// session holds: this script touches a key it is not given, which a single
@@ -375,24 +381,28 @@ for i = 1, #fields, 2 do
     user_id = fields[i + 1]
   end
 end
-local uuid = '^' .. string.rep('%x', 8) .. '%-' .. string.rep('%x', 4) .. '%-'
-  .. string.rep('%x', 4) .. '%-' .. string.rep('%x', 4) .. '%-' .. string.rep('%x', 12) .. '$'
+local uuid = '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$'
 if expires_at == nil or user_id == nil or not string.find(user_id, uuid) then
   return {'unreadable', fields}
 end
 local index, legacy = ARGV[6] .. user_id, ARGV[7] .. user_id
-redis.call('SREM', legacy, ARGV[8])
 if expires_at <= now then
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', index, ARGV[8])
+  redis.call('SREM', legacy, ARGV[8])
   tidy_index(index, now)
   return {'expired', fields}
 end
 local ends_at = math.min(now + idle, expires_at)
 redis.call('HSET', KEYS[1], ARGV[4], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], math.max(1, ends_at - now))
-redis.call('ZADD', index, 'GT', string.format('%d', ends_at), ARGV[8])
-tidy_index(index, now)
+local ends = string.format('%d', ends_at)
+if redis.call('ZADD', index, 'GT', ends, ARGV[8]) == 1 then
+  redis.call('SREM', legacy, ARGV[8])
+  tidy_index(index, now)
+else
+  redis.call('PEXPIREAT', index, ends, 'GT')
+end
 return {'live', fields}
 ";
 
