@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::{session_id, shared_redis_url, TestApp};
 use rocket::http::{Header, Method, Status};
 use serde_json::{json, Value};
+use user_accounts::domain::{PasswordHash, Session, SessionToken, UserId};
 use user_accounts::store::layout::session_fields;
 
 const PASSWORD: &str = "correct horse battery";
@@ -162,11 +163,12 @@ async fn a_session_past_its_end_is_refused_and_removed_even_if_redis_still_holds
     let mut redis = app.redis();
     let sessions_of = app.sessions_of_key(&id);
     let listed = |redis: &mut redis::Connection| -> bool {
-        redis::cmd("SISMEMBER")
+        redis::cmd("ZSCORE")
             .arg(&sessions_of)
             .arg(&session_id)
-            .query(redis)
-            .expect("SISMEMBER")
+            .query::<Option<f64>>(redis)
+            .expect("ZSCORE")
+            .is_some()
     };
     assert!(listed(&mut redis), "the user's sessions list it");
     // As when its key has not expired yet: the end is past, the key is not.
@@ -529,4 +531,361 @@ async fn concurrent_requests_with_one_session_all_succeed() {
         statuses.iter().all(|status| *status == Status::Ok),
         "{statuses:?}"
     );
+}
+
+// ---- a login bound to the password it verified ----
+
+/// A session for `user` as a login would write it, opened now.
+fn new_session(user: &str) -> Session {
+    let now = chrono::Utc::now();
+    Session {
+        id: SessionToken::generate().id(),
+        user_id: UserId::parse(user).expect("a user id"),
+        created: now,
+        last_seen: now,
+        expires_at: now + chrono::Duration::hours(1),
+        ip: "192.0.2.1".into(),
+        user_agent: "test".into(),
+    }
+}
+
+#[rocket::async_test]
+async fn no_session_is_stored_when_the_password_changed_after_it_was_verified() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = user["id"].as_str().expect("id");
+    let verified = PasswordHash::from_phc(app.stored_password_hash(id));
+    let reply = app
+        .patch_user(
+            id,
+            &json!({"password": PASSWORD, "new_password": "a brand new passphrase"}),
+        )
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let session = new_session(id);
+    let session_key = app.keys_of_layout().session(&session.id);
+
+    let stored = app
+        .store()
+        .connection()
+        .create_session(session, verified, Duration::from_secs(3600), 50)
+        .await
+        .expect("Redis answers");
+
+    assert!(!stored, "the verified hash is no longer the user's");
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&session_key)
+        .query(&mut app.redis())
+        .expect("EXISTS");
+    assert!(!exists, "no session was written");
+}
+
+#[rocket::async_test]
+async fn a_session_is_stored_while_the_verified_hash_is_still_the_users() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = user["id"].as_str().expect("id");
+    let verified = PasswordHash::from_phc(app.stored_password_hash(id));
+    let session = new_session(id);
+    let session_key = app.keys_of_layout().session(&session.id);
+
+    let stored = app
+        .store()
+        .connection()
+        .create_session(session, verified, Duration::from_secs(3600), 50)
+        .await
+        .expect("Redis answers");
+
+    assert!(stored);
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(&session_key)
+        .query(&mut app.redis())
+        .expect("EXISTS");
+    assert!(exists, "the session was written");
+}
+
+// ---- the cap on a user's sessions ----
+
+/// Logs in `count` times, a few milliseconds apart so that every login is
+/// older than the next, and returns the tokens in order.
+async fn tokens_in_order(app: &TestApp, email: &str, count: usize) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for _ in 0..count {
+        tokens.push(app.token_for(email, PASSWORD).await);
+        tokio_sleep(Duration::from_millis(5)).await;
+    }
+    tokens
+}
+
+fn index_members(app: &TestApp, user: &str) -> Vec<String> {
+    redis::cmd("ZRANGE")
+        .arg(app.sessions_of_key(user))
+        .arg(0)
+        .arg(-1)
+        .query(&mut app.redis())
+        .expect("ZRANGE")
+}
+
+#[rocket::async_test]
+async fn a_login_past_the_cap_ends_the_session_with_the_oldest_login() {
+    let app = app_with(&[("SESSIONS_MAX_PER_USER", "3")]).await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+
+    let tokens = tokens_in_order(&app, "ada@example.com", 4).await;
+
+    let statuses: Vec<Status> =
+        rocket::futures::future::join_all(tokens.iter().map(|token| app.current_session(token)))
+            .await
+            .iter()
+            .map(|reply| reply.status)
+            .collect();
+    assert_eq!(
+        statuses,
+        [Status::Unauthorized, Status::Ok, Status::Ok, Status::Ok],
+        "the first login's session ended"
+    );
+}
+
+#[rocket::async_test]
+async fn the_listing_shows_the_sessions_within_the_cap_oldest_login_first() {
+    let app = app_with(&[("SESSIONS_MAX_PER_USER", "3")]).await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = user["id"].as_str().expect("id");
+    let tokens = tokens_in_order(&app, "ada@example.com", 4).await;
+
+    let reply = app
+        .with_token(
+            Method::Get,
+            &format!("/api/users/{id}/sessions"),
+            &tokens[3],
+            None,
+        )
+        .await;
+
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let listed: Vec<String> = reply
+        .json()
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|session| session["id"].as_str().expect("an id").to_owned())
+        .collect();
+    let expected: Vec<String> = tokens[1..].iter().map(|token| session_id(token)).collect();
+    assert_eq!(listed, expected);
+}
+
+#[rocket::async_test]
+async fn concurrent_logins_never_leave_more_sessions_than_the_cap() {
+    // Each login in flight counts against the limiter until it succeeds.
+    let app = app_with(&[
+        ("SESSIONS_MAX_PER_USER", "5"),
+        ("REDIS_POOL_SIZE", "32"),
+        ("LOGIN_MAX_FAILURES", "100"),
+        ("LOGIN_MAX_ACCOUNT_FAILURES", "100"),
+    ])
+    .await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = user["id"].as_str().expect("id");
+
+    let replies =
+        rocket::futures::future::join_all((0..20).map(|_| app.login("ada@example.com", PASSWORD)))
+            .await;
+
+    let statuses: Vec<Status> = replies.iter().map(|reply| reply.status).collect();
+    assert!(
+        statuses.iter().all(|status| *status == Status::Created),
+        "{statuses:?}"
+    );
+    let sessions = app
+        .keys()
+        .into_iter()
+        .filter(|key| app.keys_of_layout().session_id_of(key).is_some())
+        .count();
+    assert_eq!(sessions, 5, "sessions stored");
+    assert_eq!(index_members(&app, id).len(), 5, "sessions indexed");
+}
+
+#[rocket::async_test]
+async fn a_login_drops_the_ended_sessions_from_the_index_which_expires_with_the_last_one() {
+    let app = app_with(&[("SESSION_IDLE_SECS", "3")]).await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = user["id"].as_str().expect("id");
+    for _ in 0..29 {
+        app.token_for("ada@example.com", PASSWORD).await;
+    }
+    // A login halfway keeps the index alive after the first 29 have ended.
+    tokio_sleep(Duration::from_millis(1500)).await;
+    let bridge = app.token_for("ada@example.com", PASSWORD).await;
+    tokio_sleep(Duration::from_millis(1600)).await;
+
+    let last = app.token_for("ada@example.com", PASSWORD).await;
+
+    let mut indexed = index_members(&app, id);
+    indexed.sort();
+    let mut live = vec![session_id(&bridge), session_id(&last)];
+    live.sort();
+    assert_eq!(indexed, live, "only the sessions that have not ended");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(app.sessions_of_key(id))
+        .query(&mut app.redis())
+        .expect("PTTL");
+    assert!(
+        (2000..=3000).contains(&ttl),
+        "the index expires with its last session: PTTL {ttl}"
+    );
+}
+
+#[rocket::async_test]
+async fn using_a_session_moves_the_index_expiry_to_its_new_end() {
+    let app = app_with(&[("SESSION_IDLE_SECS", "2")]).await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    tokio_sleep(Duration::from_millis(1200)).await;
+
+    assert_eq!(app.current_session(&token).await.status, Status::Ok);
+
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(app.sessions_of_key(&id))
+        .query(&mut app.redis())
+        .expect("PTTL");
+    assert!(
+        (1500..=2000).contains(&ttl),
+        "the index lives as long as the renewed session: PTTL {ttl}"
+    );
+}
+
+// ---- another user's session ids ----
+
+#[rocket::async_test]
+async fn revoking_another_users_session_id_answers_404_and_leaves_that_session() {
+    let app = TestApp::spawn().await;
+    let (ada, ada_token) = user_and_token(&app, "ada@example.com").await;
+    let (_, bob_token) = user_and_token(&app, "bob@example.com").await;
+    let uri = format!("/api/users/{ada}/sessions/{}", session_id(&bob_token));
+
+    let reply = app.with_token(Method::Delete, &uri, &ada_token, None).await;
+
+    reply.assert_problem(
+        Status::NotFound,
+        &format!("session {} not found", session_id(&bob_token)),
+    );
+    assert_eq!(app.current_session(&bob_token).await.status, Status::Ok);
+}
+
+// ---- sessions listed in the set of earlier versions ----
+
+/// Moves the session of `token` from the user's index into a legacy set, as
+/// a version before the index would have listed it.
+fn list_in_legacy_set(app: &TestApp, user: &str, token: &str) {
+    let id = session_id(token);
+    redis::pipe()
+        .cmd("ZREM")
+        .arg(app.sessions_of_key(user))
+        .arg(&id)
+        .cmd("SADD")
+        .arg(app.legacy_sessions_of_key(user))
+        .arg(&id)
+        .exec(&mut app.redis())
+        .expect("ZREM, SADD");
+}
+
+#[rocket::async_test]
+async fn a_password_change_also_ends_the_sessions_of_a_legacy_set() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    list_in_legacy_set(&app, &id, &token);
+
+    let reply = app
+        .patch_user(
+            &id,
+            &json!({"password": PASSWORD, "new_password": "a brand new passphrase"}),
+        )
+        .await;
+
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(
+        app.current_session(&token).await.status,
+        Status::Unauthorized
+    );
+    assert!(
+        !app.keys().iter().any(|key| key.contains(":session")),
+        "{:?}",
+        app.keys()
+    );
+}
+
+#[rocket::async_test]
+async fn deleting_a_user_also_ends_the_sessions_of_a_legacy_set() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    list_in_legacy_set(&app, &id, &token);
+
+    let reply = app.delete_user(&id, &json!({"password": PASSWORD})).await;
+
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(
+        app.current_session(&token).await.status,
+        Status::Unauthorized
+    );
+    assert!(
+        !app.keys().iter().any(|key| key.contains(":session")),
+        "{:?}",
+        app.keys()
+    );
+}
+
+#[rocket::async_test]
+async fn revoking_all_sessions_ends_those_of_a_legacy_set() {
+    let app = TestApp::spawn().await;
+    let (id, current) = user_and_token(&app, "ada@example.com").await;
+    let old = app.token_for("ada@example.com", PASSWORD).await;
+    list_in_legacy_set(&app, &id, &old);
+    let uri = format!("/api/users/{id}/sessions?keep_current=true");
+
+    let reply = app.with_token(Method::Delete, &uri, &current, None).await;
+
+    assert_eq!(reply.status, Status::NoContent, "{}", reply.body);
+    assert_eq!(app.current_session(&old).await.status, Status::Unauthorized);
+    assert_eq!(app.current_session(&current).await.status, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn the_listing_includes_the_sessions_of_a_legacy_set() {
+    let app = TestApp::spawn().await;
+    let (id, old) = user_and_token(&app, "ada@example.com").await;
+    tokio_sleep(Duration::from_millis(5)).await;
+    let current = app.token_for("ada@example.com", PASSWORD).await;
+    list_in_legacy_set(&app, &id, &old);
+
+    let reply = app
+        .with_token(
+            Method::Get,
+            &format!("/api/users/{id}/sessions"),
+            &current,
+            None,
+        )
+        .await;
+
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let listed: Vec<Value> = reply.json().as_array().expect("a list").clone();
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|session| session["id"].as_str().expect("an id"))
+        .collect();
+    assert_eq!(ids, [session_id(&old), session_id(&current)]);
+}
+
+#[rocket::async_test]
+async fn using_a_session_of_a_legacy_set_moves_it_into_the_index() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    list_in_legacy_set(&app, &id, &token);
+
+    assert_eq!(app.current_session(&token).await.status, Status::Ok);
+
+    assert_eq!(index_members(&app, &id), [session_id(&token)]);
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(app.legacy_sessions_of_key(&id))
+        .query(&mut app.redis())
+        .expect("EXISTS");
+    assert!(!exists, "the legacy set emptied and went");
 }

@@ -449,6 +449,15 @@ impl TestApp {
             .expect("test Redis reachable")
     }
 
+    /// The crate's own store over this app's data, for tests that call it
+    /// directly between two steps the HTTP API takes at once.
+    pub fn store(&self) -> user_accounts::store::Store {
+        let settings = test_settings(&self.redis_url, &self.prefix, &[]);
+        let metrics = user_accounts::metrics::Metrics::new().expect("metrics register");
+        user_accounts::store::Store::new(&settings.redis, std::sync::Arc::new(metrics))
+            .expect("a store over the test Redis")
+    }
+
     /// The app's key names, from the crate's own layout.
     pub fn keys_of_layout(&self) -> Keys {
         Keys::new(&self.prefix)
@@ -474,8 +483,14 @@ impl TestApp {
         self.keys_of_layout().session(&token.id())
     }
 
+    /// The user's session index: a sorted set of session ids.
     pub fn sessions_of_key(&self, id: &str) -> String {
-        self.keys_of_layout().sessions_of(user_id(id))
+        self.keys_of_layout().session_index(user_id(id))
+    }
+
+    /// The plain set of session ids that versions before the index kept.
+    pub fn legacy_sessions_of_key(&self, id: &str) -> String {
+        self.keys_of_layout().legacy_session_set(user_id(id))
     }
 
     pub fn events_key(&self) -> String {
