@@ -32,7 +32,14 @@ impl Accounts {
     /// Hashes the password first, outside any transaction, then stores the
     /// user if the email is free.
     pub async fn sign_up(&self, new: NewUser) -> Result<User, AccountError> {
-        check_strength("password", &new.password, &new.email, &new.name).await?;
+        check_strength(
+            &self.hasher,
+            "password",
+            &new.password,
+            &new.email,
+            &new.name,
+        )
+        .await?;
         let password_hash = self.hasher.hash(new.password).await?;
         let now = now();
         let user = User {
@@ -125,7 +132,14 @@ impl Accounts {
         for _ in 0..MAX_ATTEMPTS {
             let current = self.authenticate(id, proof.clone()).await?;
             let user = &current.user;
-            check_strength("new_password", &new_password, &user.email, &user.name).await?;
+            check_strength(
+                &self.hasher,
+                "new_password",
+                &new_password,
+                &user.email,
+                &user.name,
+            )
+            .await?;
             let verified = current.password_hash;
             let new_hash = self.hasher.hash(new_password.clone()).await?;
             let written = self
