@@ -136,7 +136,9 @@ const L33T: &str = "4@8({[<3691!|70$5+%2";
 /// its repeats, cut into windows. A window costs zxcvbn at most 36
 /// combinations of substitutes tried on each of its substrings (528 of 32
 /// characters); 128 characters make at most four such windows, and shorter
-/// windows cost less.
+/// windows cost less. The costliest four we could make took 9 to 22 ms in
+/// all in a release build, on two busy cores; whole, a 128-character
+/// keyboard walk took 1.9 s there.
 fn judged_parts(chars: &[char]) -> Vec<&[char]> {
     unrepeated_runs(chars)
         .into_iter()
