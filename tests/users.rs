@@ -626,3 +626,16 @@ async fn patch_rejects_a_new_password_built_from_the_users_email() {
     assert_eq!(reply.status, Status::UnprocessableEntity);
     assert_eq!(reply.field_errors("new_password").len(), 1);
 }
+
+// ---- one address, however it is spelled ----
+
+#[rocket::async_test]
+async fn create_with_a_fullwidth_spelling_of_a_taken_email_returns_409() {
+    let app = TestApp::spawn().await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let reply = app
+        .post_user(&json!({"name": "Other", "email": "ＡＤＡ＠ｅｘａｍｐｌｅ．ｃｏｍ", "password": PASSWORD}))
+        .await;
+    reply.assert_problem(Status::Conflict, "email already in use");
+    assert_eq!(app.index_members().len(), 1);
+}
