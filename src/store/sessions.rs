@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use redis::aio::MultiplexedConnection;
 use redis::{Connection, Script};
 
 use super::conn::RedisConn;
@@ -45,12 +46,16 @@ impl RedisConn {
 
     /// The live session `id`, renewed for another idle period; `None` when
     /// it does not exist or has passed its absolute end.
+    /// One script on the shared script connection: one round trip, and no
+    /// hand-off to a blocking thread, on every authenticated request.
     pub async fn use_session(
-        &mut self,
+        &self,
         id: SessionId,
         idle: Duration,
     ) -> Result<Option<Session>, StoreError> {
-        self.run(move |conn, keys| use_session(conn, keys, &id, idle))
+        let keys = &*self.keys;
+        let id = &id;
+        self.script(|mut conn| async move { use_session(&mut conn, keys, id, idle).await })
             .await
     }
 
@@ -323,8 +328,8 @@ return {'live', fields}
 static RENEW_SESSION_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{TIDY_INDEX_LUA}{RENEW_SESSION}")));
 
-fn use_session(
-    conn: &mut Connection,
+async fn use_session(
+    conn: &mut MultiplexedConnection,
     keys: &Keys,
     id: &SessionId,
     idle: Duration,
@@ -342,7 +347,8 @@ fn use_session(
         .arg(keys.session_index_prefix())
         .arg(keys.legacy_session_set_prefix())
         .arg(id.as_str())
-        .invoke(conn)?;
+        .invoke_async(conn)
+        .await?;
     let Some((state, fields)) = renewed else {
         return Ok(None);
     };
