@@ -13,13 +13,16 @@ import os
 import platform
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "scripts"))
+import harness  # noqa: E402  (scripts/harness.py)
 
 PASSWORD = "correct horse battery staple"
 PREFIX = "bench:"  # REDIS_KEY_PREFIX, as bench/run sets it
@@ -138,7 +141,7 @@ class Bench:
         return password
 
     def seed(self, password):
-        """Writes N users in the service's layout (src/store/keys.rs):
+        """Writes N users in the service's layout (README.md, "Data in Redis"):
         hash {prefix}user:{id} with name, email, created, updated (Unix ms)
         and the real user's password_params, password_salt, password_hash,
         and member "{email}\\0{id}", score 0, in {prefix}users:by_email.
@@ -663,7 +666,7 @@ def main():
     args = parser.parse_args()
     # bench/run stops us with SIGTERM; exiting through SystemExit lets
     # subprocess.run kill the wrk or redis-cli it is waiting for.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    harness.exit_on_sigterm()
 
     bench = Bench(args)
     started = time.monotonic()
