@@ -1,6 +1,7 @@
-"""What the Python scripts share (scripts/reliability, bench/compare): free
-loopback ports, throwaway redis-servers, the service started on a free port
-and waited for, and a small Redis client. Standard library only.
+"""What the Python scripts share (scripts/reliability, bench/compare,
+bench/bench.py): free loopback ports, throwaway redis-servers, the service
+started on a free port and waited for, a small Redis client, and SIGTERM
+handling. Standard library only.
 
     sys.path.insert(0, "<repository>/scripts")
     import harness
