@@ -237,15 +237,18 @@ class Bench:
         member only the email."""
         rng = random.Random(20261124)
         key_bytes = max(1, (self.args.users.bit_length() + 7) // 8)
+        # One byte longer than every user key, so no user key is the index
+        # (with 1-byte keys, user 105 would be "i").
+        index_key = "i" * (key_bytes + 1)
 
         def chunk(users):
             out = [resp_command(b"HSET", i.to_bytes(key_bytes, "big"), b"p", rng.randbytes(48))
                    for i in users]
             members = [part for i in users for part in (b"0", b"user%d@bench.example" % (i + 1))]
-            out.append(resp_command(b"ZADD", b"i", *members))
+            out.append(resp_command(b"ZADD", index_key.encode(), *members))
             return b"".join(out)
 
-        smallest, index = self.bytes_per_user_in_db1(chunk, "i")
+        smallest, index = self.bytes_per_user_in_db1(chunk, index_key)
         self.facts["smallest_layout_bytes_per_user"] = smallest
         self.facts["smallest_layout_index_bytes_per_user"] = index
         log(f"smallest conceivable layout: {smallest:,.0f} B per user, of which the "
