@@ -13,13 +13,16 @@ import os
 import platform
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "scripts"))
+import harness  # noqa: E402  (scripts/harness.py)
 
 PASSWORD = "correct horse battery staple"
 PREFIX = "bench:"  # REDIS_KEY_PREFIX, as bench/run sets it
@@ -138,7 +141,7 @@ class Bench:
         return password
 
     def seed(self, password):
-        """Writes N users in the service's layout (src/store/keys.rs):
+        """Writes N users in the service's layout (README.md, "Data in Redis"):
         hash {prefix}user:{id} with name, email, created, updated (Unix ms)
         and the real user's password_params, password_salt, password_hash,
         and member "{email}\\0{id}", score 0, in {prefix}users:by_email.
@@ -234,15 +237,18 @@ class Bench:
         member only the email."""
         rng = random.Random(20261124)
         key_bytes = max(1, (self.args.users.bit_length() + 7) // 8)
+        # One byte longer than every user key, so no user key is the index
+        # (with 1-byte keys, user 105 would be "i").
+        index_key = "i" * (key_bytes + 1)
 
         def chunk(users):
             out = [resp_command(b"HSET", i.to_bytes(key_bytes, "big"), b"p", rng.randbytes(48))
                    for i in users]
             members = [part for i in users for part in (b"0", b"user%d@bench.example" % (i + 1))]
-            out.append(resp_command(b"ZADD", b"i", *members))
+            out.append(resp_command(b"ZADD", index_key.encode(), *members))
             return b"".join(out)
 
-        smallest, index = self.bytes_per_user_in_db1(chunk, "i")
+        smallest, index = self.bytes_per_user_in_db1(chunk, index_key)
         self.facts["smallest_layout_bytes_per_user"] = smallest
         self.facts["smallest_layout_index_bytes_per_user"] = index
         log(f"smallest conceivable layout: {smallest:,.0f} B per user, of which the "
@@ -663,7 +669,7 @@ def main():
     args = parser.parse_args()
     # bench/run stops us with SIGTERM; exiting through SystemExit lets
     # subprocess.run kill the wrk or redis-cli it is waiting for.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    harness.exit_on_sigterm()
 
     bench = Bench(args)
     started = time.monotonic()
