@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, "target", "debug", "user-accounts")
@@ -171,6 +172,17 @@ class Service:
             return answers(self.port, self.ready_path)
 
         wait_for(started, seconds, f"the service to start (its log: {self.log_path})")
+
+    def admin_key(self, scope="admin"):
+        """A new admin key of `scope`, made with the binary's command line and
+        the service's settings."""
+        name = f"{scope}-{uuid.uuid4().hex}"
+        made = subprocess.run([self.binary, "admin-key", "create", name, "--scope", scope],
+                              cwd=ROOT, env=self.env(), capture_output=True, text=True,
+                              check=False)
+        if made.returncode != 0:
+            raise SystemExit(f"admin-key create failed: {made.stderr.strip()}")
+        return made.stdout.strip()
 
     def stop(self):
         """SIGTERM, and waits for the graceful shutdown."""
