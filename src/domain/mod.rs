@@ -2,6 +2,7 @@
 
 mod admin_key;
 mod client_address;
+mod code;
 mod email;
 mod event;
 mod name;
@@ -11,6 +12,7 @@ mod user;
 
 pub use admin_key::{AdminKey, AdminKeyDigest, KeyName, KeyScope};
 pub use client_address::ClientAddress;
+pub use code::{CodePurpose, CodeSecret, OneTimeCode};
 pub use email::UserEmail;
 pub use event::{Event, EventKind};
 pub use name::UserName;
