@@ -120,7 +120,11 @@ mod tests {
     fn codes_are_six_digits() {
         for _ in 0..100 {
             let code = OneTimeCode::generate();
-            assert!(OneTimeCode::parse(code.expose()).is_ok(), "{}", code.expose());
+            assert!(
+                OneTimeCode::parse(code.expose()).is_ok(),
+                "{}",
+                code.expose()
+            );
         }
     }
 
@@ -139,9 +143,15 @@ mod tests {
         let (ada, bob) = (UserId::generate(), UserId::generate());
         let verify = secret.digest(CodePurpose::VerifyEmail, ada, &code);
         assert_eq!(verify, secret.digest(CodePurpose::VerifyEmail, ada, &code));
-        assert_ne!(verify, secret.digest(CodePurpose::ResetPassword, ada, &code));
+        assert_ne!(
+            verify,
+            secret.digest(CodePurpose::ResetPassword, ada, &code)
+        );
         assert_ne!(verify, secret.digest(CodePurpose::VerifyEmail, bob, &code));
-        assert_ne!(verify, CodeSecret::generate().digest(CodePurpose::VerifyEmail, ada, &code));
+        assert_ne!(
+            verify,
+            CodeSecret::generate().digest(CodePurpose::VerifyEmail, ada, &code)
+        );
     }
 
     #[test]
