@@ -11,6 +11,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
+mod mail;
+
+pub use mail::{
+    MailSettings, MailTransport, SmtpCredentials, SmtpSecurity, SmtpSettings, MAX_RETRY_DELAY,
+};
+
 /// Everything the service needs besides Rocket's HTTP settings.
 pub struct Settings {
     pub redis: RedisSettings,
@@ -21,6 +27,7 @@ pub struct Settings {
     pub login: LoginSettings,
     pub access: AccessSettings,
     pub log_format: LogFormat,
+    pub mail: MailSettings,
 }
 
 /// Who may reach the service, and from where.
@@ -264,6 +271,7 @@ impl Settings {
             },
             access: access(&env)?,
             log_format: log_format(&env)?,
+            mail: mail::mail(&env)?,
             login: LoginSettings {
                 max_failures: env.parse_in("LOGIN_MAX_FAILURES", 5, 1..=1_000_000)?,
                 max_account_failures: env.parse_in(
