@@ -98,9 +98,13 @@ impl Composer {
             link,
             public_url: self.public_url.clone(),
             queued_at: mail.queued_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-            expires_in_minutes: mail
-                .expires_at
-                .map(|at| (at - mail.queued_at).num_minutes().max(1)),
+            // Rounded up: a code queued a moment after its expiry was set
+            // still says "15 minutes", not 14.
+            expires_in_minutes: mail.expires_at.map(|at| {
+                ((at - mail.queued_at).num_seconds() + 59)
+                    .div_euclid(60)
+                    .max(1)
+            }),
         }
     }
 

@@ -178,8 +178,9 @@ impl Sender {
                         self.log(
                             "WARN",
                             &format!(
-                                "mail: {}; messages stay queued until it answers",
-                                error.summary()
+                                "mail: {} ({}); messages stay queued until it answers",
+                                error.summary(),
+                                one_line(&error.to_string())
                             ),
                         );
                     }
@@ -419,6 +420,10 @@ fn describe(mail: &QueuedMail) -> String {
         mail.id,
         mail.recipient_domain()
     )
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn gauge(count: u64) -> i64 {

@@ -126,7 +126,9 @@ fn smtp_reason(error: &lettre::transport::smtp::Error) -> String {
         };
         return format!("the SMTP server {kind} it ({code})");
     }
-    if error.is_timeout() {
+    if let Some(tls) = tls_failure(error) {
+        format!("TLS with the SMTP server failed ({tls})")
+    } else if error.is_timeout() {
         "the SMTP server did not answer in time".into()
     } else if error.is_tls() {
         "TLS with the SMTP server failed".into()
@@ -137,6 +139,27 @@ fn smtp_reason(error: &lettre::transport::smtp::Error) -> String {
     } else {
         "no connection to the SMTP server".into()
     }
+}
+
+/// The TLS error under `error`, if there is one: rustls names it in fixed
+/// words (an unknown issuer, a name mismatch, an expired certificate).
+fn tls_failure(error: &lettre::transport::smtp::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(current) = cause {
+        if let Some(tls) = current.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        // An I/O error hides what it wraps from `source`.
+        if let Some(tls) = current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(tls.to_string());
+        }
+        cause = current.source();
+    }
+    None
 }
 
 /// Writes `{dir}/{id}.eml` so that no reader ever sees part of it: first

@@ -168,8 +168,11 @@ impl MailConsumer {
         });
         match read {
             Ok(entries) => Ok(entries.into_iter().map(Delivery::from).collect()),
-            // Someone deleted the queue and its group: make them again.
-            Err(StoreError::Redis(error)) if error.code() == Some("NOGROUP") => {
+            // Someone deleted the queue and its group (while the read waited,
+            // or before): make them again.
+            Err(StoreError::Redis(error))
+                if matches!(error.code(), Some("NOGROUP" | "UNBLOCKED")) =>
+            {
                 self.join()?;
                 Ok(Vec::new())
             }
