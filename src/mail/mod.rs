@@ -6,8 +6,9 @@
 //!   mail, compiled in, each overridable by a file in `MAIL_TEMPLATES_DIR`.
 //! - [`Composer`] (here): a queued message, rendered into an RFC 5322
 //!   message with a `Message-ID` made of its stable id.
-//! - `transport`: SMTP (lettre, STARTTLS or TLS over rustls) or a directory
-//!   of `.eml` files.
+//! - `transport`: SMTP or a directory of `.eml` files; `smtp`: the SMTP
+//!   client (lettre's protocol, connections with TCP_NODELAY, STARTTLS or
+//!   TLS over rustls, a timeout on the whole hand-over, a small pool).
 //! - `sender`: the task. It reads the queue through a consumer group shared
 //!   with the other instances, retries with exponential backoff, moves a
 //!   message that failed every attempt to the dead letters, and takes over
@@ -21,6 +22,7 @@
 //! its address, code or link.
 
 mod sender;
+mod smtp;
 mod templates;
 mod transport;
 

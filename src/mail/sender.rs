@@ -21,7 +21,7 @@ use rocket::tokio::task::{self, JoinHandle};
 use rocket::tokio::time;
 use rocket::{Orbit, Rocket};
 
-use super::transport::SMTP_CONNECTIONS;
+use super::smtp::SMTP_CONNECTIONS;
 use super::{after, backoff, Composer, MailError, SendFailure, Transport};
 use crate::config::{LogFormat, MailSettings, RedisSettings};
 use crate::domain::QueuedMail;
@@ -296,7 +296,7 @@ impl Sender {
                     (delivery, outcome)
                 }
             })
-            .buffer_unordered(SMTP_CONNECTIONS as usize)
+            .buffer_unordered(SMTP_CONNECTIONS)
             .collect()
             .await;
         let mut failed = Vec::new();

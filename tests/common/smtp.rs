@@ -68,6 +68,8 @@ fn imports_aiosmtpd(python: &Path) -> bool {
 #[derive(Clone, Debug)]
 pub enum Security {
     Plain,
+    /// Plain, keeping only each message's `.eml`: no parsing, for speed.
+    PlainRaw,
     /// Offers and requires STARTTLS with this certificate and key.
     StartTls {
         cert: PathBuf,
@@ -124,6 +126,9 @@ impl SmtpServer {
             .arg(&self.dir);
         match &self.security {
             Security::Plain => {}
+            Security::PlainRaw => {
+                command.arg("--raw");
+            }
             Security::StartTls { cert, key } => {
                 command.arg("--starttls").arg(cert).arg(key);
             }
@@ -190,6 +195,18 @@ impl SmtpServer {
                 Received(serde_json::from_str(&text).expect("JSON"))
             })
             .collect()
+    }
+
+    /// How many `.eml` files the server has written.
+    pub fn eml_count(&self) -> usize {
+        std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "eml"))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// The messages once there are at least `count`, failing the test after
