@@ -836,7 +836,8 @@ fn the_service_logs_no_code_and_no_address_and_stops_on_sigterm_leaving_unsent_m
     };
     let stopped_in = started.elapsed();
     assert!(exit.success(), "{exit:?}: {}", service.logs());
-    // Rocket's grace is 5 s (Rocket.toml); the sender is waited for within it.
+    // Rocket's grace is 5 s (Rocket.toml): the sends under way get 4 s of
+    // it, then the sender puts back what it holds and stops.
     assert!(
         stopped_in < Duration::from_secs(7),
         "stopped in {stopped_in:?}"
@@ -846,6 +847,20 @@ fn the_service_logs_no_code_and_no_address_and_stops_on_sigterm_leaving_unsent_m
         .query(&mut conn)
         .expect("XLEN");
     assert_eq!(queued, 40, "every unsent message is still queued");
+    let held: redis::Value = redis::cmd("XPENDING")
+        .arg(keys.mail_queue())
+        .arg(MAIL_GROUP)
+        .query(&mut conn)
+        .expect("XPENDING");
+    assert!(
+        matches!(&held, redis::Value::Array(summary) if summary.first() == Some(&redis::Value::Int(0))),
+        "what it had taken went back to the queue, held by no one: {held:?}"
+    );
+    let logs = service.logs();
+    assert!(
+        logs.contains("message(s) not sent go back to the queue"),
+        "{logs}"
+    );
     eprintln!("stopped {stopped_in:?} after SIGTERM with 40 messages queued");
     cleanup(&mut conn, &prefix);
 }
@@ -953,4 +968,87 @@ async fn the_figures_latency_from_queue_to_server_and_messages_per_second() {
         mean_send * 1000.0,
     );
     assert!(median < Duration::from_secs(2), "median {median:?}");
+}
+
+#[rocket::async_test]
+async fn a_malformed_retry_entry_goes_to_the_dead_letters_and_the_rest_still_flows() {
+    let server = SmtpServer::start();
+    let app = mail_app(&server.url(), &[]).await;
+    redis::cmd("ZADD")
+        .arg(keys(&app).mail_retry())
+        .arg(0)
+        .arg("{not json")
+        .exec(&mut app.redis())
+        .expect("ZADD");
+    let dead = keys(&app).mail_dead();
+    eventually("the entry is dead", Duration::from_secs(10), || {
+        stream_len(&app, &dead) == 1
+    })
+    .await;
+    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(&dead)
+        .arg("-")
+        .arg("+")
+        .query(&mut app.redis())
+        .expect("XRANGE");
+    assert_eq!(entries[0].1["raw"], "{not json");
+    assert_eq!(entries[0].1["reason"], "malformed retry entry");
+    queue(&app, &notice(MailKind::Test, "ops@example.com")).await;
+    arrived(&server, 1, Duration::from_secs(10)).await;
+}
+
+#[test]
+fn readers_of_stopped_instances_leave_the_group_unless_they_hold_a_message() {
+    use user_accounts::store::MailConsumer;
+
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let settings = common::test_settings(&shared_redis_url(), &prefix, &[]);
+    let (mut conn, keys) = redis_at(&prefix);
+    let mut sender = MailConsumer::new(&settings.redis, "alive".into());
+    sender.join().expect("the group exists");
+    // Two killed instances: one took a message, one took nothing.
+    queue_raw(
+        &mut conn,
+        &keys,
+        &notice(MailKind::Test, "ops@example.com"),
+        None,
+    );
+    redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(MAIL_GROUP)
+        .arg("killed-holding")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(keys.mail_queue())
+        .arg(">")
+        .exec(&mut conn)
+        .expect("XREADGROUP");
+    redis::cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg(keys.mail_queue())
+        .arg(MAIL_GROUP)
+        .arg("killed-empty")
+        .exec(&mut conn)
+        .expect("XGROUP CREATECONSUMER");
+    let forgotten = sender
+        .forget_stopped(Duration::ZERO)
+        .expect("readers looked at");
+    assert_eq!(forgotten, 1);
+    let readers: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(keys.mail_queue())
+        .arg(MAIL_GROUP)
+        .query(&mut conn)
+        .expect("XINFO");
+    let names: HashSet<String> = readers
+        .iter()
+        .filter_map(|reader| redis::from_redis_value_ref(&reader["name"]).ok())
+        .collect();
+    assert_eq!(
+        names,
+        HashSet::from(["killed-holding".to_owned()]),
+        "the one holding a message stays, for its message to be claimed"
+    );
+    cleanup(&mut conn, &prefix);
 }

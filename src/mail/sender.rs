@@ -5,17 +5,18 @@
 //! several at once. A sent message leaves the queue at once; a failed one
 //! waits for its retry, or joins the dead letters after its last attempt.
 //!
-//! On shutdown it finishes the round it is in (a read blocks for at most
-//! [`MAX_BLOCK`]; a send is bounded by `MAIL_TIMEOUT_MS`) and stops; Rocket
-//! waits for it up to the shutdown grace period. Whatever it had not read
-//! stays queued for the next instance.
+//! On shutdown it starts no new send, lets the sends under way finish for
+//! up to the shutdown grace period less a second, puts every message it
+//! took and did not finish back in the queue for another instance, leaves
+//! the consumer group and stops; Rocket waits for it that long. A read in
+//! progress blocks for at most [`MAX_BLOCK`].
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rocket::fairing::{Fairing, Info, Kind};
-use rocket::futures::stream::{self, StreamExt};
+use rocket::futures::stream::{FuturesUnordered, StreamExt};
 use rocket::tokio::sync::watch;
 use rocket::tokio::task::{self, JoinHandle};
 use rocket::tokio::time;
@@ -41,6 +42,10 @@ const FIGURES_EVERY: Duration = Duration::from_secs(5);
 
 /// After a Redis failure, the sender tries again this much later.
 const REDIS_PAUSE: Duration = Duration::from_secs(1);
+
+/// A reader of the group that holds nothing and has not read for this long
+/// is an instance that was killed: it is removed from the group.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 /// The fairing that starts the sender at liftoff and stops it on shutdown.
 pub struct MailSender {
@@ -83,6 +88,7 @@ impl MailSender {
             claim_after: mail.claim_after,
             metrics,
             log_format,
+            drain: Duration::from_secs(4),
         };
         Ok(Some(Self {
             ready: Mutex::new(Some(sender)),
@@ -148,6 +154,8 @@ struct Sender {
     claim_after: Duration,
     metrics: Arc<Metrics>,
     log_format: LogFormat,
+    /// On shutdown, how long the sends under way may take to finish.
+    drain: Duration,
 }
 
 /// What one round left for the next.
@@ -166,7 +174,7 @@ impl Sender {
         };
         let mut failing = false;
         while !*stopping.borrow() {
-            match self.round(&mut schedule).await {
+            match self.round(&mut schedule, &stopping).await {
                 Ok(()) if failing => {
                     failing = false;
                     self.log("INFO", "mail: Redis answers again; sending resumes");
@@ -197,7 +205,11 @@ impl Sender {
         let _ = self.redis(MailConsumer::leave).await;
     }
 
-    async fn round(&mut self, schedule: &mut Schedule) -> Result<(), StoreError> {
+    async fn round(
+        &mut self,
+        schedule: &mut Schedule,
+        stopping: &watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
         if !schedule.joined {
             self.redis(MailConsumer::join).await?;
             schedule.joined = true;
@@ -209,7 +221,10 @@ impl Sender {
         if Instant::now() >= schedule.next_claim {
             let idle = self.claim_after;
             let claimed = self
-                .redis(move |consumer| consumer.claim_stale(idle, BATCH))
+                .redis(move |consumer| {
+                    consumer.forget_stopped(FORGET_AFTER)?;
+                    consumer.claim_stale(idle, BATCH)
+                })
                 .await?;
             schedule.next_claim = if claimed.len() == BATCH {
                 Instant::now()
@@ -224,7 +239,7 @@ impl Sender {
                         claimed.len()
                     ),
                 );
-                return self.deliver(claimed).await;
+                return self.deliver(claimed, stopping.clone()).await;
             }
         }
         if Instant::now() >= schedule.next_figures {
@@ -248,13 +263,19 @@ impl Sender {
         let batch = self
             .redis(move |consumer| consumer.read_new(BATCH, block))
             .await?;
-        self.deliver(batch).await
+        self.deliver(batch, stopping.clone()).await
     }
 
     /// Sends a batch, several messages at once, then settles each: sent and
     /// expired ones leave the queue together, failed ones are rescheduled or
-    /// buried one by one.
-    async fn deliver(&mut self, batch: Vec<Delivery>) -> Result<(), StoreError> {
+    /// buried one by one. Once the service is stopping, no further send
+    /// starts; those under way get [`Sender::drain`] to finish, and every
+    /// message not finished goes back to the queue.
+    async fn deliver(
+        &mut self,
+        batch: Vec<Delivery>,
+        mut stopping: watch::Receiver<bool>,
+    ) -> Result<(), StoreError> {
         let now = Utc::now();
         let mut finished = Vec::new();
         let mut sendable = Vec::new();
@@ -279,40 +300,90 @@ impl Sender {
                     self.metrics.mail_expired.inc();
                     finished.push(delivery.entry);
                 }
-                Ok(_) => sendable.push(delivery),
+                Ok(mail) => {
+                    let mail = mail.clone();
+                    sendable.push((delivery, mail));
+                }
             }
         }
-        let composer = Arc::clone(&self.composer);
-        let transport = Arc::clone(&self.transport);
-        let metrics = Arc::clone(&self.metrics);
-        let outcomes: Vec<(Delivery, Result<(), SendFailure>)> = stream::iter(sendable)
-            .map(|delivery| {
-                let (composer, transport, metrics) = (&composer, &transport, &metrics);
-                async move {
-                    let outcome = match &delivery.mail {
-                        Ok(mail) => send(composer, transport, metrics, mail).await,
-                        Err(_) => Err(SendFailure::Permanent("malformed queue entry".into())),
-                    };
-                    (delivery, outcome)
+
+        // Each send owns a copy of its message; the deliveries stay here, so
+        // that the unfinished ones can be put back however the sends end.
+        let mut deliveries: Vec<Option<Delivery>> = Vec::with_capacity(sendable.len());
+        let mut waiting = Vec::with_capacity(sendable.len());
+        for (index, (delivery, mail)) in sendable.into_iter().enumerate() {
+            deliveries.push(Some(delivery));
+            waiting.push((index, mail));
+        }
+        let mut waiting = waiting.into_iter();
+        let mut under_way = FuturesUnordered::new();
+        let mut outcomes = Vec::new();
+        let mut deadline = (*stopping.borrow()).then(|| time::Instant::now() + self.drain);
+        loop {
+            while deadline.is_none() && under_way.len() < SMTP_CONNECTIONS {
+                let Some((index, mail)) = waiting.next() else {
+                    break;
+                };
+                let (composer, transport, metrics) = (
+                    Arc::clone(&self.composer),
+                    Arc::clone(&self.transport),
+                    Arc::clone(&self.metrics),
+                );
+                under_way.push(async move {
+                    let outcome = send(&composer, &transport, &metrics, &mail).await;
+                    (index, mail, outcome)
+                });
+            }
+            if under_way.is_empty() {
+                break;
+            }
+            let drained = async {
+                match deadline {
+                    Some(deadline) => time::sleep_until(deadline).await,
+                    None => std::future::pending().await,
                 }
-            })
-            .buffer_unordered(SMTP_CONNECTIONS)
-            .collect()
-            .await;
+            };
+            rocket::tokio::select! {
+                Some(done) = under_way.next() => outcomes.push(done),
+                changed = stopping.changed(), if deadline.is_none() => {
+                    // A closed channel (the fairing is gone) means stop too.
+                    let _ = changed;
+                    deadline = Some(time::Instant::now() + self.drain);
+                }
+                () = drained => break,
+            }
+        }
+        drop(under_way);
+
         let mut failed = Vec::new();
-        for (delivery, outcome) in outcomes {
+        for (index, mail, outcome) in outcomes {
+            let Some(delivery) = deliveries.get_mut(index).and_then(Option::take) else {
+                continue;
+            };
             match outcome {
                 Ok(()) => {
                     self.metrics.mail_sent.inc();
                     finished.push(delivery.entry);
                 }
-                Err(failure) => failed.push((delivery, failure)),
+                Err(failure) => failed.push((delivery, mail, failure)),
             }
         }
         self.redis(move |consumer| consumer.finish(&finished))
             .await?;
-        for (delivery, failure) in failed {
-            self.settle_failure(delivery, failure).await?;
+        for (delivery, mail, failure) in failed {
+            self.settle_failure(delivery, mail, failure).await?;
+        }
+        let unfinished: Vec<Delivery> = deliveries.into_iter().flatten().collect();
+        if !unfinished.is_empty() {
+            self.log(
+                "INFO",
+                &format!(
+                    "mail: stopping; {} message(s) not sent go back to the queue",
+                    unfinished.len()
+                ),
+            );
+            self.redis(move |consumer| consumer.hand_back(&unfinished))
+                .await?;
         }
         Ok(())
     }
@@ -321,12 +392,9 @@ impl Sender {
     async fn settle_failure(
         &mut self,
         delivery: Delivery,
+        mut mail: QueuedMail,
         failure: SendFailure,
     ) -> Result<(), StoreError> {
-        let Ok(mail) = &delivery.mail else {
-            return Ok(());
-        };
-        let mut mail = mail.clone();
         mail.attempts = mail.attempts.saturating_add(1);
         let now = Utc::now();
         let permanent = matches!(failure, SendFailure::Permanent(_));

@@ -47,19 +47,29 @@ pub struct MailCounts {
     pub dead: u64,
 }
 
-/// KEYS: the retry set, the queue. ARGV: now (Unix ms), the most to move.
-/// Moves due messages (each a JSON object of its fields) to the queue;
-/// returns how many moved and the score of the next one waiting, if any.
+/// KEYS: the retry set, the queue, the dead letters. ARGV: now (Unix ms),
+/// the most to move, the dead letters' reason and failed_at field names.
+/// Moves due messages (each a JSON object of its fields) to the queue, and
+/// one that is no JSON object to the dead letters as it is; returns how
+/// many moved and the score of the next one waiting, if any.
 const RELEASE_DUE: &str = r"
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[1], member)
+  local ok, decoded = pcall(cjson.decode, member)
   local fields = {}
-  for name, value in pairs(cjson.decode(member)) do
-    table.insert(fields, name)
-    table.insert(fields, value)
+  if ok and type(decoded) == 'table' then
+    for name, value in pairs(decoded) do
+      table.insert(fields, name)
+      table.insert(fields, tostring(value))
+    end
   end
-  redis.call('XADD', KEYS[2], '*', unpack(fields))
+  if #fields > 0 then
+    redis.call('XADD', KEYS[2], '*', unpack(fields))
+  else
+    redis.call('XADD', KEYS[3], '*', 'raw', member,
+      ARGV[3], 'malformed retry entry', ARGV[4], ARGV[1])
+  end
 end
 local next = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return {#due, next[2] or false}
@@ -221,8 +231,11 @@ impl MailConsumer {
             let (moved, next): (u64, Option<String>) = RELEASE_DUE_SCRIPT
                 .key(keys.mail_retry())
                 .key(keys.mail_queue())
+                .key(keys.mail_dead())
                 .arg(now.timestamp_millis())
                 .arg(limit)
+                .arg(mail_fields::REASON)
+                .arg(mail_fields::FAILED_AT)
                 .invoke(conn)?;
             let next = next
                 .and_then(|score| score.parse::<f64>().ok())
@@ -308,31 +321,100 @@ impl MailConsumer {
         self.with_conn(None, counts)
     }
 
+    /// Puts messages this reader took but will not send (it is stopping)
+    /// back at the end of the queue, at once, for another reader: the same
+    /// fields in a new entry, and the old entry gone, in one MULTI/EXEC.
+    pub fn hand_back(&mut self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        if deliveries.is_empty() {
+            return Ok(());
+        }
+        self.with_conn(None, |conn, keys| {
+            let mut writes = redis::pipe();
+            writes.atomic();
+            let mut entries = Vec::new();
+            for delivery in deliveries {
+                let fields: Vec<(&String, &String)> = delivery.fields.iter().collect();
+                writes
+                    .cmd("XADD")
+                    .arg(keys.mail_queue())
+                    .arg("*")
+                    .arg(fields)
+                    .ignore();
+                entries.push(delivery.entry.clone());
+            }
+            acknowledge(&mut writes, keys, &entries);
+            Ok(writes.exec(conn)?)
+        })
+    }
+
+    /// Removes from the group the readers that hold no message and have not
+    /// read for `idle`: instances that stopped without leaving (killed).
+    /// Returns how many went.
+    pub fn forget_stopped(&mut self, idle: Duration) -> Result<u64, StoreError> {
+        let me = self.name.clone();
+        self.with_conn(None, move |conn, keys| {
+            let readers: Vec<HashMap<String, Value>> = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(keys.mail_queue())
+                .arg(MAIL_GROUP)
+                .query(conn)?;
+            let mut forgotten = 0;
+            for reader in readers {
+                let number = |field: &str| -> Option<i64> {
+                    reader
+                        .get(field)
+                        .and_then(|value| redis::from_redis_value_ref(value).ok())
+                };
+                let name: Option<String> = reader
+                    .get("name")
+                    .and_then(|value| redis::from_redis_value_ref(value).ok());
+                let (Some(name), Some(pending), Some(idle_ms)) =
+                    (name, number("pending"), number("idle"))
+                else {
+                    continue;
+                };
+                if name != me && pending == 0 && idle_ms as u128 >= idle.as_millis() {
+                    forgotten += u64::from(remove_if_idle(conn, keys, &name)?);
+                }
+            }
+            Ok(forgotten)
+        })
+    }
+
     /// Leaves the group when this reader holds no message, so that stopped
     /// instances do not pile up in it. One that holds some stays, for
     /// another reader to claim them from.
     pub fn leave(&mut self) -> Result<(), StoreError> {
         let name = self.name.clone();
         self.with_conn(None, move |conn, keys| {
-            let pending: Vec<Value> = redis::cmd("XPENDING")
-                .arg(keys.mail_queue())
-                .arg(MAIL_GROUP)
-                .arg("-")
-                .arg("+")
-                .arg(1)
-                .arg(&name)
-                .query(conn)?;
-            if pending.is_empty() {
-                redis::cmd("XGROUP")
-                    .arg("DELCONSUMER")
-                    .arg(keys.mail_queue())
-                    .arg(MAIL_GROUP)
-                    .arg(&name)
-                    .exec(conn)?;
-            }
+            remove_if_idle(conn, keys, &name)?;
             Ok(())
         })
     }
+}
+
+/// KEYS: the queue. ARGV: the group, a reader. Removes the reader from the
+/// group if it holds no message, in one step: a reader removed while it
+/// held one would leave that message pending for no one, never sent.
+const REMOVE_IF_IDLE: &str = r"
+local held = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #held > 0 then
+  return 0
+end
+redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+return 1
+";
+
+static REMOVE_IF_IDLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REMOVE_IF_IDLE));
+
+/// Whether `reader` held nothing and so left the group.
+fn remove_if_idle(conn: &mut Connection, keys: &Keys, reader: &str) -> Result<bool, StoreError> {
+    let removed: i64 = REMOVE_IF_IDLE_SCRIPT
+        .key(keys.mail_queue())
+        .arg(MAIL_GROUP)
+        .arg(reader)
+        .invoke(conn)?;
+    Ok(removed == 1)
 }
 
 /// `XACK` and `XDEL` of `entries`, for a MULTI/EXEC: a message leaves the
