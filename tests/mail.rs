@@ -1052,3 +1052,44 @@ fn readers_of_stopped_instances_leave_the_group_unless_they_hold_a_message() {
     );
     cleanup(&mut conn, &prefix);
 }
+
+#[rocket::async_test]
+async fn mail_send_test_queues_a_message_a_running_instance_sends_and_mail_status_counts() {
+    let server = SmtpServer::start();
+    let app = mail_app(&server.url(), &[]).await;
+    let settings = [("MAIL_URL", server.url()), ("MAIL_FROM", FROM.to_owned())];
+    let settings: Vec<(&str, &str)> = settings
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    let sent = cli(
+        &app.prefix,
+        &settings,
+        &["mail", "send-test", "Ops@Example.com"],
+    );
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let id = String::from_utf8_lossy(&sent.stdout).trim().to_owned();
+    let messages = arrived(&server, 1, Duration::from_secs(10)).await;
+    assert_eq!(
+        messages[0].header("Message-ID"),
+        Some(format!("<{id}@mail.example.com>"))
+    );
+    assert_eq!(messages[0].envelope_to(), ["ops@example.com"]);
+    queue_drained(&app).await;
+    let status = cli(&app.prefix, &settings, &["mail", "status"]);
+    assert!(status.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout),
+        "queued 0\nretrying 0\ndead 0\n"
+    );
+    let refused = cli(
+        &app.prefix,
+        &settings,
+        &["mail", "send-test", "not-an-address"],
+    );
+    assert!(!refused.status.success(), "clap rejects a bad address");
+}

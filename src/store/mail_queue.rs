@@ -17,7 +17,9 @@ use super::StoreError;
 use crate::domain::{MailCode, MailContent, MailId, MailKind, QueuedMail, UserEmail, UserName};
 
 /// Adds the command that queues `mail` to a MULTI/EXEC pipeline. The queue
-/// has no length cap: no message is dropped to make room.
+/// has no length cap: no message is dropped to make room. Queue only while
+/// mail is on (`Accounts::mail_enabled`), and once the EXEC has succeeded,
+/// count it: `self.metrics.mail_queued.inc()` on the [`RedisConn`].
 pub(super) fn enqueue(writes: &mut Pipeline, keys: &Keys, mail: &QueuedMail) {
     writes
         .cmd("XADD")
