@@ -13,13 +13,16 @@ import os
 import platform
 import random
 import re
-import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "scripts"))
+import harness  # noqa: E402  (scripts/harness.py)
 
 PASSWORD = "correct horse battery staple"
 PREFIX = "bench:"  # REDIS_KEY_PREFIX, as bench/run sets it
@@ -91,6 +94,7 @@ class Bench:
         self.runs = {}  # every wrk run's raw figures, by name
         self.facts = {}  # everything else measured
         self.other = OtherWork([args.service_pid, args.redis_pid])
+        self.admin_key = None  # made once the users are seeded
 
     # --- Redis -------------------------------------------------------------
     def redis(self, *command):
@@ -105,11 +109,13 @@ class Bench:
         return int(re.search(r"^used_memory:(\d+)", info, re.M).group(1))
 
     # --- HTTP (setup and checks only; the load is wrk's) -------------------
-    def http(self, method, path, body=None):
+    def http(self, method, path, body=None, token=None):
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.base + path, data=data, method=method)
         if data is not None:
             request.add_header("Content-Type", "application/json")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read() or b"null")
@@ -138,7 +144,7 @@ class Bench:
         return password
 
     def seed(self, password):
-        """Writes N users in the service's layout (src/store/keys.rs):
+        """Writes N users in the service's layout (README.md, "Data in Redis"):
         hash {prefix}user:{id} with name, email, created, updated (Unix ms)
         and the real user's password_params, password_salt, password_hash,
         and member "{email}\\0{id}", score 0, in {prefix}users:by_email.
@@ -234,15 +240,18 @@ class Bench:
         member only the email."""
         rng = random.Random(20261124)
         key_bytes = max(1, (self.args.users.bit_length() + 7) // 8)
+        # One byte longer than every user key, so no user key is the index
+        # (with 1-byte keys, user 105 would be "i").
+        index_key = "i" * (key_bytes + 1)
 
         def chunk(users):
             out = [resp_command(b"HSET", i.to_bytes(key_bytes, "big"), b"p", rng.randbytes(48))
                    for i in users]
             members = [part for i in users for part in (b"0", b"user%d@bench.example" % (i + 1))]
-            out.append(resp_command(b"ZADD", b"i", *members))
+            out.append(resp_command(b"ZADD", index_key.encode(), *members))
             return b"".join(out)
 
-        smallest, index = self.bytes_per_user_in_db1(chunk, "i")
+        smallest, index = self.bytes_per_user_in_db1(chunk, index_key)
         self.facts["smallest_layout_bytes_per_user"] = smallest
         self.facts["smallest_layout_index_bytes_per_user"] = index
         log(f"smallest conceivable layout: {smallest:,.0f} B per user, of which the "
@@ -286,26 +295,35 @@ class Bench:
         if total != self.args.users + 1:  # + the real user
             sys.exit(f"the email index holds {total} members, expected {self.args.users + 1}")
         user_id, email = sample[0]
-        status, by_id = self.http("GET", f"/api/users/{user_id}")
-        status2, by_email = self.http("GET", f"/api/users/{email}")
+        status, by_id = self.http("GET", f"/api/users/{user_id}", token=self.admin_key)
+        status2, by_email = self.http("GET", f"/api/users/{email}", token=self.admin_key)
         status3, login = self.http("POST", "/api/sessions", {"email": email, "password": PASSWORD})
         if status != 200 or status2 != 200 or by_id.get("email") != email \
                 or by_email.get("id") != user_id or status3 != 201:
             sys.exit(f"the service does not read the seeded users: {status} {by_id} / "
                      f"{status2} {by_email} / login {status3}")
-        status, page = self.http("GET", "/api/users?limit=50")
+        status, page = self.http("GET", "/api/users?limit=50", token=self.admin_key)
         if status != 200 or page.get("total") != self.args.users + 1 or len(page["users"]) != 50:
             sys.exit(f"listing the seeded users failed: {status}")
         log("the service reads, finds, lists and logs in seeded users")
 
-    def doctor(self):
-        """The service's own consistency check, over the seeded data."""
+    def command_line(self, *args):
+        """The service's command line, with the service's Redis settings."""
         env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{self.args.redis_port}/0",
                    REDIS_KEY_PREFIX=PREFIX)
-        result = subprocess.run(
-            ["target/release/user-accounts", "doctor"], env=env, capture_output=True,
-            text=True, timeout=300,
-        )
+        return subprocess.run(["target/release/user-accounts", *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    def make_admin_key(self):
+        """An admin key, for the reads that need one."""
+        result = self.command_line("admin-key", "create", "bench")
+        if result.returncode != 0:
+            sys.exit(f"admin-key create failed: {result.stderr}")
+        self.admin_key = result.stdout.strip()
+
+    def doctor(self):
+        """The service's own consistency check, over the seeded data."""
+        result = self.command_line("doctor")
         last = (result.stdout.strip().splitlines() or ["(no output)"])[-1]
         self.facts["doctor"] = last
         if result.returncode != 0:
@@ -367,8 +385,10 @@ class Bench:
         return round(kib / 1024, 1)
 
     def measure(self, sample_id):
-        ids, emails, logins = ["paths", self.ids_file], ["paths", self.emails_file], \
+        key = self.admin_key
+        ids, emails, logins = ["paths", self.ids_file, key], ["paths", self.emails_file, key], \
             ["login", self.logins_file, PASSWORD]
+        list_page = ["bearer", key]
         rss = self.facts["peak_rss_mib"] = {"at_start": self.rss_mib()}
         since = self.other.snapshot()
         time.sleep(1)
@@ -386,7 +406,7 @@ class Bench:
         self.facts["hgetall_c1"] = self.redis_benchmark(key, 1, 50_000)
         self.wrk("GET /api/users/{id} c=1", 1, ids)
         self.wrk("GET /api/users/{email} c=1", 1, emails)
-        self.wrk("GET /api/users?limit=50 c=1", 1, ["fixed"], "/api/users?limit=50")
+        self.wrk("GET /api/users?limit=50 c=1", 1, list_page, "/api/users?limit=50")
         # The c=64 targets set two throughputs against each other, and a busy
         # neighbour on a shared machine only ever slows a run down: each of
         # them is the best of ROUNDS rounds, the ceiling's runs taking turns
@@ -399,7 +419,7 @@ class Bench:
             self.wrk("GET /ping c=64", 64, ["fixed"], "/ping")
             self.wrk("GET /api/users/{id} c=64", 64, ids)
             self.wrk("GET /api/users/{email} c=64", 64, emails)
-        self.wrk("GET /api/users?limit=50 c=64", 64, ["fixed"], "/api/users?limit=50")
+        self.wrk("GET /api/users?limit=50 c=64", 64, list_page, "/api/users?limit=50")
         rss["after_gets"] = self.rss_mib()
         log("")
         self.wrk("POST /api/users c=2", 2, ["signup", "c2", PASSWORD])
@@ -411,14 +431,19 @@ class Bench:
             self.wrk("POST /api/users c=16", 16, ["signup", f"c16r{round_number}", PASSWORD])
             self.wrk("POST /api/sessions c=16", 16, logins)
         rss["after_argon2"] = self.rss_mib()
-        # An authenticated request: the session is read and renewed (a
-        # WATCH/MULTI/EXEC on a pooled connection), then the user is read.
+        # Authenticated by a session: the session is checked and renewed (one
+        # script), then the user is read. Against the same run's /ping.
         status, session = self.http("POST", "/api/sessions",
                                     {"email": "real.user@bench.example", "password": PASSWORD})
         if status != 201:
             sys.exit(f"logging in the real user answered {status}: {session}")
-        self.wrk("GET /api/sessions/current c=64", 64, ["bearer", session["token"]],
-                 "/api/sessions/current")
+        own = ["bearer", session["token"]]
+        for _ in range(ROUNDS):
+            self.wrk("GET /ping c=64 (session round)", 64, ["fixed"], "/ping")
+            self.wrk("GET /api/users/{id} c=64 with its own session", 64, own,
+                     f"/api/users/{self.facts['real_user_id']}")
+            self.wrk("GET /api/users/{id} c=64 with an admin key", 64, ids)
+        self.wrk("GET /api/sessions/current c=64", 64, own, "/api/sessions/current")
         # The storm target compares two p99s, and a p99 of one short run on a
         # shared machine is noisy: ROUNDS pairs of a quiet run and a storm
         # run right after it, and the pair with the median ratio counts.
@@ -443,7 +468,7 @@ class Bench:
     def storm_pair(self, round_number):
         """GET by id at c=64 alone, then again while sign-ups at c=16 keep
         argon2 busy: (quiet run, storm run, sign-ups per second)."""
-        ids = ["paths", self.ids_file]
+        ids = ["paths", self.ids_file, self.admin_key]
         quiet = self.wrk("GET /api/users/{id} c=64 before the storm", 64, ids, quiet=True)
         # The sign-ups start first and end last, so the whole GET run
         # overlaps them.
@@ -560,6 +585,9 @@ def figures(bench):
     http_row("GET /api/users?limit=50 c=1")
     http_row("GET /api/users?limit=50 c=64")
     http_row("GET /api/sessions/current c=64")
+    ping_rounds = runs["GET /ping c=64 (session round)"]["ok_per_s"]
+    http_row("GET /api/users/{id} c=64 with an admin key", "/ping c=64", ping_rounds, 0.75)
+    http_row("GET /api/users/{id} c=64 with its own session", "/ping c=64", ping_rounds, 0.60)
     for route in ("POST /api/users", "POST /api/sessions"):
         http_row(f"{route} c=2", "argon2", argon2)
         http_row(f"{route} c=16", "argon2", argon2, 0.90)
@@ -663,7 +691,7 @@ def main():
     args = parser.parse_args()
     # bench/run stops us with SIGTERM; exiting through SystemExit lets
     # subprocess.run kill the wrk or redis-cli it is waiting for.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    harness.exit_on_sigterm()
 
     bench = Bench(args)
     started = time.monotonic()
@@ -682,6 +710,7 @@ def main():
             "CONFIG", "GET", "hash-max-listpack-value").splitlines()[-1]),
     }
     bench.layout_floor()
+    bench.make_admin_key()
     bench.write_sample_files(sample)
     bench.check_seed(sample)
     if args.users <= 100_000:

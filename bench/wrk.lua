@@ -2,7 +2,8 @@
 -- argument after "--":
 --   fixed                  every request is the URL given to wrk
 --   bearer TOKEN           the same, with "Authorization: Bearer TOKEN"
---   paths FILE             GET a random line of FILE (a path) per request
+--   paths FILE [TOKEN]     GET a random line of FILE (a path) per request,
+--                          with "Authorization: Bearer TOKEN" when given
 --   signup TAG PASSWORD    POST /api/users, every email new (TAG keeps runs apart)
 --   login FILE PASSWORD    POST /api/sessions as a random email from FILE
 -- Whatever the mode, done() prints one line "BENCH_JSON {...}" with the
@@ -17,7 +18,7 @@ function setup(thread)
    thread:set("tid", next_tid)
 end
 
-local mode, lines, tag, password, fixed_request
+local mode, lines, tag, password, fixed_request, auth_headers
 local counter = 0
 local json_headers = { ["Content-Type"] = "application/json" }
 
@@ -40,6 +41,7 @@ function init(args)
       fixed_request = wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. args[2] })
    elseif mode == "paths" then
       lines = read_lines(args[2])
+      if args[3] then auth_headers = { ["Authorization"] = "Bearer " .. args[3] } end
    elseif mode == "signup" then
       tag, password = args[2], args[3]
    elseif mode == "login" then
@@ -55,7 +57,7 @@ function request()
    if mode == "fixed" or mode == "bearer" then
       return fixed_request
    elseif mode == "paths" then
-      return wrk.format("GET", lines[math.random(#lines)])
+      return wrk.format("GET", lines[math.random(#lines)], auth_headers)
    elseif mode == "signup" then
       counter = counter + 1
       local body = string.format(

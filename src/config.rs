@@ -64,6 +64,9 @@ pub struct SessionSettings {
     /// A session may change the email or password, or delete the account,
     /// only this long after the login that created it.
     pub reauth: Duration,
+    /// A login past this many live sessions of one user ends the session
+    /// with the oldest login.
+    pub max_per_user: u32,
 }
 
 /// Brute-force protection for every password check.
@@ -268,6 +271,7 @@ impl Settings {
                     900,
                     1..=31_536_000,
                 )?),
+                max_per_user: env.parse_in("SESSIONS_MAX_PER_USER", 50, 1..=u32::MAX)?,
             },
             access: access(&env)?,
             log_format: log_format(&env)?,
@@ -794,6 +798,20 @@ mod tests {
             .err()
             .expect("rejected");
         assert_eq!(error.setting, "HASHING_QUEUE_LIMIT");
+    }
+
+    #[test]
+    fn sessions_per_user_default_to_50_and_take_any_whole_number_from_1() {
+        let default = settings_from(&[]).expect("defaults are valid");
+        assert_eq!(default.sessions.max_per_user, 50);
+        let set = settings_from(&[("SESSIONS_MAX_PER_USER", "1")]).expect("valid");
+        assert_eq!(set.sessions.max_per_user, 1);
+        for bad in ["0", "-3", "many", "2.5"] {
+            let error = settings_from(&[("SESSIONS_MAX_PER_USER", bad)])
+                .err()
+                .unwrap_or_else(|| panic!("{bad} is rejected"));
+            assert_eq!(error.setting, "SESSIONS_MAX_PER_USER", "{bad}");
+        }
     }
 
     #[test]

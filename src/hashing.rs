@@ -8,6 +8,9 @@
 //! scheduler serves reads first and hashes with what is left. At most
 //! `queue_limit` jobs wait; a request that would be one more is refused at
 //! once (503), rather than wait longer than its client would.
+//!
+//! The strength check of a new password (zxcvbn, up to tens of milliseconds)
+//! is a job of the same queue, for the same reasons.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -21,7 +24,7 @@ use rocket::tokio::sync::{oneshot, OnceCell};
 use thread_priority::{ThreadPriority, ThreadPriorityValue};
 
 use crate::config::HashingSettings;
-use crate::domain::{Password, PasswordHash};
+use crate::domain::{Password, PasswordHash, UserEmail, UserName};
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +152,20 @@ impl PasswordHasher {
             Ok(output == expected)
         })
         .await
+    }
+
+    /// Whether `password` is hard enough to guess for the user with this
+    /// email and name (`Password::check_strength`: the reason if not), judged
+    /// on a hashing thread as a job of the queue.
+    pub async fn check_strength(
+        &self,
+        password: &Password,
+        email: &UserEmail,
+        name: &UserName,
+    ) -> Result<Result<(), String>, HashingError> {
+        let (password, email, name) = (password.clone(), email.clone(), name.clone());
+        self.run(move |_| Ok(password.check_strength(&email, &name)))
+            .await
     }
 
     /// A hash of a random password, made with the configured parameters.
@@ -343,6 +360,81 @@ mod tests {
             hasher.run(|_| Ok("admitted")).await.expect("answered"),
             "admitted"
         );
+    }
+
+    fn ada() -> (UserEmail, UserName) {
+        (
+            UserEmail::parse("ada.lovelace@example.com").expect("valid"),
+            UserName::parse("Ada Lovelace").expect("valid"),
+        )
+    }
+
+    #[rocket::async_test]
+    async fn a_full_queue_refuses_a_strength_check_at_once_and_admits_one_once_a_thread_takes_one()
+    {
+        use std::future::{poll_fn, Future};
+        use std::pin::{pin, Pin};
+        use std::sync::mpsc::channel;
+        use std::task::Poll;
+        use std::time::Duration;
+
+        // Polls once: far enough for `run` to queue its job.
+        async fn queued<F: Future>(job: Pin<&mut F>) -> bool {
+            let mut job = job;
+            poll_fn(|cx| Poll::Ready(job.as_mut().poll(cx).is_pending())).await
+        }
+
+        let hasher = PasswordHasher::new(
+            &HashingSettings::new(1024, 1, 1, 1, 1).expect("valid parameters"),
+            Arc::new(Metrics::new().expect("metrics")),
+        );
+        let (email, name) = ada();
+        let strong = Password::parse("correct horse battery").expect("valid");
+        // The one thread runs a job that holds it until released.
+        let (started, has_started) = channel();
+        let (release, released) = channel::<()>();
+        let mut holding = pin!(hasher.run(move |_| {
+            let _ = started.send(());
+            let _ = released.recv();
+            Ok("held")
+        }));
+        assert!(queued(holding.as_mut()).await);
+        has_started
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the thread took the first job");
+        let mut waiting = pin!(hasher.check_strength(&strong, &email, &name));
+        assert!(queued(waiting.as_mut()).await);
+
+        let refused = rocket::tokio::time::timeout(
+            Duration::from_secs(5),
+            hasher.check_strength(&strong, &email, &name),
+        )
+        .await
+        .expect("answered at once, not queued");
+        assert!(matches!(refused, Err(HashingError::QueueFull(1))));
+
+        release.send(()).expect("the job waits for it");
+        assert_eq!(holding.await.expect("answered"), "held");
+        assert_eq!(waiting.await.expect("answered"), Ok(()));
+        assert_eq!(
+            hasher
+                .check_strength(&strong, &email, &name)
+                .await
+                .expect("answered"),
+            Ok(())
+        );
+    }
+
+    #[rocket::async_test]
+    async fn a_strength_check_on_a_hashing_thread_says_why_a_password_is_weak() {
+        let (email, name) = ada();
+        let weak = Password::parse("password123").expect("valid");
+        let verdict = hasher()
+            .check_strength(&weak, &email, &name)
+            .await
+            .expect("answered");
+        let reason = verdict.expect_err("weak");
+        assert!(reason.starts_with("is too easy to guess"), "{reason}");
     }
 
     #[rocket::async_test]

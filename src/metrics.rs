@@ -16,6 +16,7 @@ pub struct Metrics {
     pub pool_idle: IntGauge,
     pub redis_errors: IntCounter,
     pub read_connections_opened: IntCounter,
+    pub script_connections_opened: IntCounter,
     pub argon2_waiting: IntGauge,
     pub argon2_running: IntGauge,
     pub argon2_refused: IntCounter,
@@ -78,6 +79,10 @@ impl Metrics {
             "redis_read_connections_opened_total",
             "Shared read connections opened: the first, then one after each failure",
         )?;
+        let script_connections_opened = IntCounter::new(
+            "redis_script_connections_opened_total",
+            "Shared connections for atomic scripts opened: the first, then one after each failure",
+        )?;
         let argon2_waiting =
             IntGauge::new("argon2_jobs_waiting", "argon2 jobs waiting for a permit")?;
         let argon2_running = IntGauge::new("argon2_jobs_running", "argon2 jobs running")?;
@@ -128,6 +133,7 @@ impl Metrics {
         registry.register(Box::new(pool_idle.clone()))?;
         registry.register(Box::new(redis_errors.clone()))?;
         registry.register(Box::new(read_connections_opened.clone()))?;
+        registry.register(Box::new(script_connections_opened.clone()))?;
         registry.register(Box::new(argon2_waiting.clone()))?;
         registry.register(Box::new(argon2_running.clone()))?;
         registry.register(Box::new(argon2_refused.clone()))?;
@@ -151,6 +157,7 @@ impl Metrics {
             pool_idle,
             redis_errors,
             read_connections_opened,
+            script_connections_opened,
             argon2_waiting,
             argon2_running,
             argon2_refused,

@@ -6,16 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::{index_member, session_id, shared_redis_url, Reply, TestApp};
+use common::{index_member, session_id, Reply, TestApp};
 use rocket::http::{Method, Status};
 use serde_json::{json, Value};
 use user_accounts::domain::KeyScope;
 
 const PASSWORD: &str = "correct horse battery";
-
-async fn app_with(settings: &[(&str, &str)]) -> TestApp {
-    TestApp::spawn_on(&shared_redis_url(), settings).await
-}
 
 /// A user and a session of theirs.
 struct Member {
@@ -47,32 +43,56 @@ async fn send(app: &TestApp, method: Method, uri: &str, credential: &str, body: 
     app.with_token(method, uri, credential, Some(&body)).await
 }
 
+/// Asserts that `GET uri` answers 401 without a credential, 403 to the
+/// session `token` and to a key of scope `refused`, and 200 to a key of
+/// each scope in `allowed`; the replies to those keys.
+async fn assert_only_keys_may_get(
+    app: &TestApp,
+    uri: &str,
+    token: &str,
+    refused: KeyScope,
+    allowed: [KeyScope; 2],
+) -> Vec<Reply> {
+    assert_needs_a_credential(&app.get(uri).await);
+    assert_forbidden(&app.get_as(uri, token).await, "/problems/forbidden");
+    let key = app.key(refused).await;
+    assert_forbidden(&app.get_as(uri, &key).await, "/problems/forbidden");
+    let mut replies = Vec::new();
+    for scope in allowed {
+        let reply = app.get_as(uri, &app.key(scope).await).await;
+        assert_eq!(reply.status, Status::Ok, "{scope}");
+        replies.push(reply);
+    }
+    replies
+}
+
+/// Asserts that an admin key's `DELETE uri` answers 204 and ends the
+/// session of `token`.
+async fn assert_an_admin_key_ends(app: &TestApp, uri: &str, token: &str) {
+    let reply = app
+        .with_token(Method::Delete, uri, app.admin_key().await, None)
+        .await;
+    assert_eq!(reply.status, Status::NoContent);
+    app.assert_signed_out(token).await;
+}
+
 // ---- reading ----
 
 #[rocket::async_test]
 async fn the_user_list_needs_an_admin_or_read_key() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
-    assert_needs_a_credential(&app.get("/api/users").await);
-    assert_forbidden(
-        &app.get_as("/api/users", &ada.token).await,
-        "/problems/forbidden",
-    );
-    let metrics = app.key(KeyScope::Metrics).await;
-    assert_forbidden(
-        &app.get_as("/api/users", &metrics).await,
-        "/problems/forbidden",
-    );
-    for scope in [KeyScope::Read, KeyScope::Admin] {
-        let reply = app.get_as("/api/users", &app.key(scope).await).await;
-        assert_eq!(reply.status, Status::Ok, "{scope}");
+    let readers = [KeyScope::Read, KeyScope::Admin];
+    let replies =
+        assert_only_keys_may_get(&app, "/api/users", &ada.token, KeyScope::Metrics, readers).await;
+    for reply in replies {
         assert_eq!(reply.json()["total"], 1);
     }
 }
 
 #[rocket::async_test]
 async fn a_lookup_by_email_needs_a_key_or_a_session_looking_up_its_own_email() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     member(&app, "bob@example.com").await;
     assert_needs_a_credential(&app.get("/api/users/bob@example.com").await);
@@ -90,7 +110,7 @@ async fn a_lookup_by_email_needs_a_key_or_a_session_looking_up_its_own_email() {
 
 #[rocket::async_test]
 async fn a_session_looking_up_another_email_learns_nothing_of_whether_it_exists() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     member(&app, "bob@example.com").await;
     let taken = app.get_as("/api/users/bob@example.com", &ada.token).await;
@@ -103,7 +123,7 @@ async fn a_session_looking_up_another_email_learns_nothing_of_whether_it_exists(
 
 #[rocket::async_test]
 async fn a_user_by_id_is_read_by_its_own_session_or_a_key() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let bob = member(&app, "bob@example.com").await;
     let uri = format!("/api/users/{}", ada.id);
@@ -116,7 +136,7 @@ async fn a_user_by_id_is_read_by_its_own_session_or_a_key() {
 
 #[rocket::async_test]
 async fn sessions_and_activity_are_read_by_their_user_or_a_key() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let bob = member(&app, "bob@example.com").await;
     let reader = app.key(KeyScope::Read).await;
@@ -137,7 +157,7 @@ async fn sessions_and_activity_are_read_by_their_user_or_a_key() {
 
 #[rocket::async_test]
 async fn an_unknown_or_malformed_credential_counts_as_none() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let uri = format!("/api/users/{}", ada.id);
     for credential in [
@@ -160,27 +180,15 @@ async fn an_unknown_or_malformed_credential_counts_as_none() {
 
 #[rocket::async_test]
 async fn metrics_need_an_admin_or_metrics_key() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
-    assert_needs_a_credential(&app.get("/metrics").await);
-    assert_forbidden(
-        &app.get_as("/metrics", &ada.token).await,
-        "/problems/forbidden",
-    );
-    let reader = app.key(KeyScope::Read).await;
-    assert_forbidden(
-        &app.get_as("/metrics", &reader).await,
-        "/problems/forbidden",
-    );
-    for scope in [KeyScope::Metrics, KeyScope::Admin] {
-        let reply = app.get_as("/metrics", &app.key(scope).await).await;
-        assert_eq!(reply.status, Status::Ok, "{scope}");
-    }
+    let scrapers = [KeyScope::Metrics, KeyScope::Admin];
+    assert_only_keys_may_get(&app, "/metrics", &ada.token, KeyScope::Read, scrapers).await;
 }
 
 #[rocket::async_test]
 async fn health_ping_and_docs_need_no_credential() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     for uri in [
         "/ping",
         "/health/live",
@@ -196,7 +204,7 @@ async fn health_ping_and_docs_need_no_credential() {
 
 #[rocket::async_test]
 async fn the_password_in_the_body_is_the_proof_whatever_session_the_header_carries() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let bob = member(&app, "bob@example.com").await;
     let uri = format!("/api/users/{}", ada.id);
@@ -214,7 +222,7 @@ async fn the_password_in_the_body_is_the_proof_whatever_session_the_header_carri
 
 #[rocket::async_test]
 async fn a_read_key_changes_nothing() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let reader = app.key(KeyScope::Read).await;
     let uri = format!("/api/users/{}", ada.id);
@@ -228,7 +236,7 @@ async fn a_read_key_changes_nothing() {
 
 #[rocket::async_test]
 async fn an_admin_key_changes_a_password_without_the_old_one_and_ends_the_sessions() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let admin = app.admin_key().await.to_owned();
     let uri = format!("/api/users/{}", ada.id);
@@ -241,10 +249,7 @@ async fn an_admin_key_changes_a_password_without_the_old_one_and_ends_the_sessio
     )
     .await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
-    assert_eq!(
-        app.current_session(&ada.token).await.status,
-        Status::Unauthorized
-    );
+    app.assert_signed_out(&ada.token).await;
     assert_eq!(
         app.login("ada@example.com", "a new passphrase")
             .await
@@ -255,7 +260,7 @@ async fn an_admin_key_changes_a_password_without_the_old_one_and_ends_the_sessio
 
 #[rocket::async_test]
 async fn an_old_session_may_rename_but_not_change_email_password_or_delete() {
-    let app = app_with(&[("SESSION_REAUTH_SECS", "1")]).await;
+    let app = TestApp::spawn_with(&[("SESSION_REAUTH_SECS", "1")]).await;
     let ada = member(&app, "ada@example.com").await;
     rocket::tokio::time::sleep(Duration::from_millis(1100)).await;
     let uri = format!("/api/users/{}", ada.id);
@@ -279,7 +284,7 @@ async fn an_old_session_may_rename_but_not_change_email_password_or_delete() {
 
 #[rocket::async_test]
 async fn a_fresh_session_may_change_the_email() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let uri = format!("/api/users/{}", ada.id);
     let body = json!({"name": "Ada", "email": "lovelace@example.com"});
@@ -293,7 +298,7 @@ async fn a_fresh_session_may_change_the_email() {
 
 #[rocket::async_test]
 async fn a_put_that_changes_nothing_records_no_event() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let uri = format!("/api/users/{}", ada.id);
     let same = json!({"name": "Member", "email": ada.email});
@@ -316,7 +321,7 @@ async fn a_put_that_changes_nothing_records_no_event() {
 
 #[rocket::async_test]
 async fn only_an_admin_key_disables_a_user() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let uri = format!("/api/users/{}/disable", ada.id);
     assert_needs_a_credential(&app.send_raw(Method::Post, &uri, None, "").await);
@@ -329,17 +334,14 @@ async fn only_an_admin_key_disables_a_user() {
 
 #[rocket::async_test]
 async fn a_disabled_user_loses_its_sessions_and_cannot_log_in_until_enabled() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let admin = app.admin_key().await.to_owned();
     let disable = format!("/api/users/{}/disable", ada.id);
     let reply = app.with_token(Method::Post, &disable, &admin, None).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json()["disabled"], true);
-    assert_eq!(
-        app.current_session(&ada.token).await.status,
-        Status::Unauthorized
-    );
+    app.assert_signed_out(&ada.token).await;
     assert_forbidden(
         &app.login("ada@example.com", PASSWORD).await,
         "/problems/account-disabled",
@@ -357,7 +359,7 @@ async fn a_disabled_user_loses_its_sessions_and_cannot_log_in_until_enabled() {
 
 #[rocket::async_test]
 async fn a_wrong_password_for_a_disabled_user_is_just_wrong() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let admin = app.admin_key().await.to_owned();
     let disable = format!("/api/users/{}/disable", ada.id);
@@ -368,38 +370,26 @@ async fn a_wrong_password_for_a_disabled_user_is_just_wrong() {
 
 #[rocket::async_test]
 async fn ending_all_of_a_users_sessions_takes_the_user_or_an_admin_key() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let bob = member(&app, "bob@example.com").await;
     let uri = format!("/api/users/{}/sessions", ada.id);
     let reply = app.with_token(Method::Delete, &uri, &bob.token, None).await;
     assert_forbidden(&reply, "/problems/forbidden");
-    let admin = app.admin_key().await.to_owned();
-    let reply = app.with_token(Method::Delete, &uri, &admin, None).await;
-    assert_eq!(reply.status, Status::NoContent);
-    assert_eq!(
-        app.current_session(&ada.token).await.status,
-        Status::Unauthorized
-    );
+    assert_an_admin_key_ends(&app, &uri, &ada.token).await;
 }
 
 #[rocket::async_test]
 async fn an_admin_key_ends_one_session_of_a_user() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
-    let admin = app.admin_key().await.to_owned();
     let uri = format!("/api/users/{}/sessions/{}", ada.id, session_id(&ada.token));
-    let reply = app.with_token(Method::Delete, &uri, &admin, None).await;
-    assert_eq!(reply.status, Status::NoContent);
-    assert_eq!(
-        app.current_session(&ada.token).await.status,
-        Status::Unauthorized
-    );
+    assert_an_admin_key_ends(&app, &uri, &ada.token).await;
 }
 
 #[rocket::async_test]
 async fn with_sign_up_closed_only_an_admin_key_creates_users() {
-    let app = app_with(&[("SIGNUP", "closed")]).await;
+    let app = TestApp::spawn_with(&[("SIGNUP", "closed")]).await;
     let body = json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD});
     assert_needs_a_credential(&app.post_user(&body).await);
     let reader = app.key(KeyScope::Read).await;
@@ -412,7 +402,7 @@ async fn with_sign_up_closed_only_an_admin_key_creates_users() {
 
 #[rocket::async_test]
 async fn a_revoked_key_stops_working_within_five_seconds() {
-    let app = app_with(&[]).await;
+    let app = TestApp::spawn().await;
     let key = app.key(KeyScope::Read).await;
     assert_eq!(app.get_as("/api/users", &key).await.status, Status::Ok);
     let accounts = app

@@ -182,14 +182,88 @@ async fn a_session_set_naming_an_expired_session_is_cleaned() {
     let id = user(&app, "ada@example.com").await;
     app.token_for("ada@example.com", PASSWORD).await;
     let set = app.sessions_of_key(&id);
-    redis_cmd(&app, &["SADD", &set, &"0".repeat(64)]);
+    let far_future = (chrono::Utc::now().timestamp_millis() + 3_600_000).to_string();
+    redis_cmd(&app, &["ZADD", &set, &far_future, &"0".repeat(64)]);
     let run = doctor(&app, false);
     assert!(!run.success);
     assert!(run.stdout.contains("which has expired"), "{}", run.stdout);
     assert!(doctor(&app, true).success);
-    let members: Vec<String> = redis::cmd("SMEMBERS")
+    let members: Vec<String> = redis::cmd("ZRANGE")
         .arg(&set)
+        .arg(0)
+        .arg(-1)
         .query(&mut app.redis())
-        .expect("SMEMBERS");
+        .expect("ZRANGE");
     assert_eq!(members.len(), 1, "the live session stays");
+}
+
+fn index_scores(app: &TestApp, id: &str) -> Vec<(String, f64)> {
+    redis::cmd("ZRANGE")
+        .arg(app.sessions_of_key(id))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut app.redis())
+        .expect("ZRANGE")
+}
+
+/// A user with one session in the index and, as an earlier version kept
+/// them, a live one and an ended one in a legacy set. Returns the user and
+/// the two live sessions' ids, the indexed one first.
+async fn user_with_a_legacy_set(app: &TestApp) -> (String, String, String) {
+    let id = user(app, "ada@example.com").await;
+    let indexed = common::session_id(&app.token_for("ada@example.com", PASSWORD).await);
+    let legacy = common::session_id(&app.token_for("ada@example.com", PASSWORD).await);
+    redis_cmd(app, &["ZREM", &app.sessions_of_key(&id), &legacy]);
+    let set = app.legacy_sessions_of_key(&id);
+    redis_cmd(app, &["SADD", &set, &legacy, &"0".repeat(64)]);
+    (id, indexed, legacy)
+}
+
+#[rocket::async_test]
+async fn a_session_set_of_an_earlier_version_is_reported() {
+    let app = TestApp::spawn().await;
+    let (id, _, _) = user_with_a_legacy_set(&app).await;
+
+    let run = doctor(&app, false);
+
+    assert!(!run.success, "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!(
+            "user {id} has a session set in the old format (2 session ids)"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("--repair fixes this"), "{}", run.stdout);
+}
+
+#[rocket::async_test]
+async fn repairing_moves_the_live_sessions_of_an_old_set_into_the_index() {
+    let app = TestApp::spawn().await;
+    let (id, indexed, legacy) = user_with_a_legacy_set(&app).await;
+
+    let run = doctor(&app, true);
+
+    assert!(run.success, "{}", run.stdout);
+    let scores = index_scores(&app, &id);
+    let mut ids: Vec<&str> = scores.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort_unstable();
+    let mut expected = vec![indexed.as_str(), legacy.as_str()];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "the ended session is dropped");
+    let now = chrono::Utc::now().timestamp_millis() as f64;
+    for (id, ends_at) in &scores {
+        // The default idle timeout is an hour.
+        assert!(
+            (now..=now + 3_600_000.0).contains(ends_at),
+            "{id} ends at {ends_at}"
+        );
+    }
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(app.legacy_sessions_of_key(&id))
+        .query(&mut app.redis())
+        .expect("EXISTS");
+    assert!(!exists, "the old set is gone");
+    assert!(doctor(&app, false).success);
 }

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::TestApp;
-use rocket::http::{ContentType, Method, Status};
+use common::{user_body, TestApp};
+use rocket::http::{ContentType, Status};
 use serde_json::json;
 use user_accounts::domain::KeyScope;
 
@@ -62,18 +62,9 @@ async fn an_unknown_route_is_a_404_problem() {
 async fn malformed_json_is_a_400_problem() {
     let app = TestApp::spawn().await;
     let reply = app
-        .send_raw(
-            Method::Post,
-            "/api/users",
-            Some(ContentType::JSON),
-            "{\"name\": ",
-        )
+        .post_user_raw(Some(ContentType::JSON), "{\"name\": ")
         .await;
-    assert_eq!(reply.status, Status::BadRequest);
-    assert_eq!(
-        reply.header("Content-Type"),
-        Some("application/problem+json")
-    );
+    reply.assert_problem_status(Status::BadRequest);
     assert!(reply.json()["detail"]
         .as_str()
         .is_some_and(|d| d.starts_with("malformed JSON")));
@@ -82,23 +73,15 @@ async fn malformed_json_is_a_400_problem() {
 #[rocket::async_test]
 async fn trailing_garbage_after_json_is_a_400_problem() {
     let app = TestApp::spawn().await;
-    let reply = app
-        .send_raw(Method::Post, "/api/users", Some(ContentType::JSON), "{} {}")
-        .await;
+    let reply = app.post_user_raw(Some(ContentType::JSON), "{} {}").await;
     assert_eq!(reply.status, Status::BadRequest, "{}", reply.body);
 }
 
 #[rocket::async_test]
 async fn invalid_utf8_is_a_400_problem() {
     let app = TestApp::spawn().await;
-    let reply = app
-        .send_raw(
-            Method::Post,
-            "/api/users",
-            Some(ContentType::JSON),
-            b"{\"name\": \"\xff\xfe\"}",
-        )
-        .await;
+    let body = b"{\"name\": \"\xff\xfe\"}";
+    let reply = app.post_user_raw(Some(ContentType::JSON), body).await;
     assert_eq!(reply.status, Status::BadRequest, "{}", reply.body);
 }
 
@@ -110,9 +93,7 @@ async fn deeply_nested_json_is_a_client_error_not_a_crash() {
         format!("{{\"deep\": {nested}}}"),
         format!("{{\"name\": {nested}}}"),
     ] {
-        let reply = app
-            .send_raw(Method::Post, "/api/users", Some(ContentType::JSON), body)
-            .await;
+        let reply = app.post_user_raw(Some(ContentType::JSON), body).await;
         assert_eq!(reply.status, Status::UnprocessableEntity, "{}", reply.body);
     }
     assert!(app.keys().is_empty());
@@ -121,14 +102,7 @@ async fn deeply_nested_json_is_a_client_error_not_a_crash() {
 #[rocket::async_test]
 async fn a_body_that_is_not_an_object_is_a_422_problem() {
     let app = TestApp::spawn().await;
-    let reply = app
-        .send_raw(
-            Method::Post,
-            "/api/users",
-            Some(ContentType::JSON),
-            "[1, 2]",
-        )
-        .await;
+    let reply = app.post_user_raw(Some(ContentType::JSON), "[1, 2]").await;
     assert_eq!(reply.status, Status::UnprocessableEntity, "{}", reply.body);
     assert_eq!(reply.field_errors("body"), vec!["must be a JSON object"]);
 }
@@ -136,21 +110,12 @@ async fn a_body_that_is_not_an_object_is_a_422_problem() {
 #[rocket::async_test]
 async fn a_wrong_content_type_is_a_415_problem() {
     let app = TestApp::spawn().await;
-    let body = json!({"name": "Ada", "email": "a@b.co", "password": "long enough"}).to_string();
+    let body = user_body("Ada", "a@b.co", "long enough").to_string();
     let reply = app
-        .send_raw(
-            Method::Post,
-            "/api/users",
-            Some(ContentType::Form),
-            body.clone(),
-        )
+        .post_user_raw(Some(ContentType::Form), body.clone())
         .await;
-    assert_eq!(reply.status, Status::UnsupportedMediaType);
-    assert_eq!(
-        reply.header("Content-Type"),
-        Some("application/problem+json")
-    );
-    let reply = app.send_raw(Method::Post, "/api/users", None, body).await;
+    reply.assert_problem_status(Status::UnsupportedMediaType);
+    let reply = app.post_user_raw(None, body).await;
     assert_eq!(
         reply.status,
         Status::UnsupportedMediaType,
@@ -164,18 +129,9 @@ async fn a_body_over_16_kib_is_a_413_problem() {
     let app = TestApp::spawn().await;
     let body = json!({"name": "x".repeat(17 * 1024), "email": "a@b.co", "password": "long enough"});
     let reply = app
-        .send_raw(
-            Method::Post,
-            "/api/users",
-            Some(ContentType::JSON),
-            body.to_string(),
-        )
+        .post_user_raw(Some(ContentType::JSON), body.to_string())
         .await;
-    assert_eq!(reply.status, Status::PayloadTooLarge);
-    assert_eq!(
-        reply.header("Content-Type"),
-        Some("application/problem+json")
-    );
+    reply.assert_problem_status(Status::PayloadTooLarge);
     assert!(app.keys().is_empty());
 }
 
@@ -183,9 +139,7 @@ async fn a_body_over_16_kib_is_a_413_problem() {
 async fn a_10000_character_email_is_a_422_problem() {
     let app = TestApp::spawn().await;
     let email = format!("{}@example.com", "a".repeat(10_000));
-    let reply = app
-        .post_user(&json!({"name": "Ada", "email": email, "password": "long enough"}))
-        .await;
+    let reply = app.sign_up("Ada", &email, "long enough").await;
     assert_eq!(reply.status, Status::UnprocessableEntity);
     assert_eq!(reply.field_errors("email").len(), 1);
 }
@@ -198,9 +152,7 @@ async fn emails_with_the_index_separator_or_control_characters_are_rejected() {
         "a\u{7}b@example.com",
         "a\nb@example.com",
     ] {
-        let reply = app
-            .post_user(&json!({"name": "Ada", "email": email, "password": "long enough"}))
-            .await;
+        let reply = app.sign_up("Ada", email, "long enough").await;
         assert_eq!(reply.status, Status::UnprocessableEntity, "{email:?}");
     }
     assert!(app.keys().is_empty());

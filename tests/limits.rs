@@ -5,25 +5,29 @@ mod common;
 
 use std::time::Duration;
 
-use common::{shared_redis_url, TestApp};
+use common::TestApp;
 use rocket::futures::future::join_all;
 use rocket::http::Status;
 use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn app_with(settings: &[(&str, &str)]) -> TestApp {
-    TestApp::spawn_on(&shared_redis_url(), settings).await
-}
-
 async fn app_with_ada(settings: &[(&str, &str)]) -> (TestApp, String) {
-    let app = app_with(settings).await;
+    let app = TestApp::spawn_with(settings).await;
     let ada = app.create_user("Ada", "ada@example.com", PASSWORD).await;
     (app, ada["id"].as_str().expect("id").to_owned())
 }
 
 async fn login_from(app: &TestApp, address: &str, email: &str, password: &str) -> Status {
     app.login_from(address, &[], email, password).await.status
+}
+
+/// A login of Ada from `client`, as the proxy at 10.0.0.2 forwards it.
+async fn login_behind_proxy(app: &TestApp, client: &str, password: &str) -> Status {
+    let headers = [("X-Forwarded-For", client)];
+    app.login_from("10.0.0.2", &headers, "ada@example.com", password)
+        .await
+        .status
 }
 
 #[rocket::async_test]
@@ -165,37 +169,15 @@ async fn a_trusted_proxy_names_the_client_that_is_counted() {
         ("LOGIN_MAX_FAILURES", "2"),
     ])
     .await;
-    let behind = |client: &'static str| [("X-Forwarded-For", client)];
     for _ in 0..2 {
-        let reply = app
-            .login_from(
-                "10.0.0.2",
-                &behind("203.0.113.7"),
-                "ada@example.com",
-                "wrong",
-            )
-            .await;
-        assert_eq!(reply.status, Status::Unauthorized);
+        let status = login_behind_proxy(&app, "203.0.113.7", "wrong").await;
+        assert_eq!(status, Status::Unauthorized);
     }
-    let locked = app
-        .login_from(
-            "10.0.0.2",
-            &behind("203.0.113.7"),
-            "ada@example.com",
-            PASSWORD,
-        )
-        .await;
-    assert_eq!(locked.status, Status::TooManyRequests);
-    let other = app
-        .login_from(
-            "10.0.0.2",
-            &behind("203.0.113.8"),
-            "ada@example.com",
-            PASSWORD,
-        )
-        .await;
+    let locked = login_behind_proxy(&app, "203.0.113.7", PASSWORD).await;
+    assert_eq!(locked, Status::TooManyRequests);
+    let other = login_behind_proxy(&app, "203.0.113.8", PASSWORD).await;
     assert_eq!(
-        other.status,
+        other,
         Status::Created,
         "another client behind the same proxy"
     );

@@ -16,7 +16,7 @@ use common::smtp::{test_certificates, Received, Security, SmtpServer};
 use common::{free_port, shared_redis_url, TestApp};
 use rocket::http::Status;
 use user_accounts::accounts::Accounts;
-use user_accounts::domain::{MailCode, MailContent, MailKind, QueuedMail, UserEmail, UserName};
+use user_accounts::domain::{MailContent, MailKind, OneTimeCode, QueuedMail, UserEmail, UserName};
 use user_accounts::store::layout::{Keys, MAIL_GROUP};
 
 const PUBLIC_URL: &str = "https://accounts.example.com/app";
@@ -44,7 +44,7 @@ fn email(raw: &str) -> UserEmail {
 }
 
 fn code_mail(kind: MailKind, to: &str, code: &str) -> QueuedMail {
-    let code = MailCode::parse(code).expect("six digits");
+    let code = OneTimeCode::parse(code).expect("six digits");
     let content = MailContent::of_kind(kind, Some(code)).expect("a kind with a code");
     QueuedMail::new(
         email(to),

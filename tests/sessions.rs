@@ -4,16 +4,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{session_id, shared_redis_url, TestApp};
+use common::{id_of, session_id, Reply, TestApp};
 use rocket::http::{Header, Method, Status};
 use serde_json::{json, Value};
+use user_accounts::domain::{PasswordHash, Session, SessionToken, UserId};
 use user_accounts::store::layout::session_fields;
 
 const PASSWORD: &str = "correct horse battery";
-
-async fn app_with(settings: &[(&str, &str)]) -> TestApp {
-    TestApp::spawn_on(&shared_redis_url(), settings).await
-}
 
 async fn user_and_token(app: &TestApp, email: &str) -> (String, String) {
     let user = app.create_user("User", email, PASSWORD).await;
@@ -123,13 +120,12 @@ async fn logging_out_ends_the_session() {
         .with_token(Method::Delete, "/api/sessions/current", &token, None)
         .await;
     assert_eq!(reply.status, Status::NoContent);
-    let reply = app.current_session(&token).await;
-    assert_eq!(reply.status, Status::Unauthorized);
+    app.assert_signed_out(&token).await;
 }
 
 #[rocket::async_test]
 async fn an_idle_session_expires_and_use_renews_it() {
-    let app = app_with(&[("SESSION_IDLE_SECS", "2")]).await;
+    let app = TestApp::spawn_with(&[("SESSION_IDLE_SECS", "2")]).await;
     let (_, token) = user_and_token(&app, "ada@example.com").await;
     for _ in 0..3 {
         tokio_sleep(Duration::from_millis(1200)).await;
@@ -143,7 +139,8 @@ async fn an_idle_session_expires_and_use_renews_it() {
 
 #[rocket::async_test]
 async fn no_renewal_extends_a_session_past_its_maximum_age() {
-    let app = app_with(&[("SESSION_IDLE_SECS", "60"), ("SESSION_MAX_AGE_SECS", "2")]).await;
+    let app =
+        TestApp::spawn_with(&[("SESSION_IDLE_SECS", "60"), ("SESSION_MAX_AGE_SECS", "2")]).await;
     let (_, token) = user_and_token(&app, "ada@example.com").await;
     tokio_sleep(Duration::from_millis(1000)).await;
     let reply = app.current_session(&token).await;
@@ -162,11 +159,12 @@ async fn a_session_past_its_end_is_refused_and_removed_even_if_redis_still_holds
     let mut redis = app.redis();
     let sessions_of = app.sessions_of_key(&id);
     let listed = |redis: &mut redis::Connection| -> bool {
-        redis::cmd("SISMEMBER")
+        redis::cmd("ZSCORE")
             .arg(&sessions_of)
             .arg(&session_id)
-            .query(redis)
-            .expect("SISMEMBER")
+            .query::<Option<f64>>(redis)
+            .expect("ZSCORE")
+            .is_some()
     };
     assert!(listed(&mut redis), "the user's sessions list it");
     // As when its key has not expired yet: the end is past, the key is not.
@@ -184,11 +182,7 @@ async fn a_session_past_its_end_is_refused_and_removed_even_if_redis_still_holds
     let reply = app.current_session(&token).await;
 
     assert_eq!(reply.status, Status::Unauthorized);
-    let exists: bool = redis::cmd("EXISTS")
-        .arg(&session_key)
-        .query(&mut redis)
-        .expect("EXISTS");
-    assert!(!exists, "the session is deleted");
+    assert!(!app.exists(&session_key), "the session is deleted");
     assert!(!listed(&mut redis), "and gone from the user's sessions");
 }
 
@@ -216,14 +210,7 @@ async fn a_user_lists_their_sessions_without_tokens() {
         .as_str()
         .expect("token")
         .to_owned();
-    let reply = app
-        .with_token(
-            Method::Get,
-            &format!("/api/users/{id}/sessions"),
-            &token,
-            None,
-        )
-        .await;
+    let reply = app.list_sessions(&id, &token).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     let sessions = reply.json();
     let sessions = sessions.as_array().expect("a list");
@@ -243,32 +230,12 @@ async fn another_users_session_gets_403() {
     let app = TestApp::spawn().await;
     let (ada, _) = user_and_token(&app, "ada@example.com").await;
     let (_, bob_token) = user_and_token(&app, "bob@example.com").await;
-    let reply = app
-        .with_token(
-            Method::Get,
-            &format!("/api/users/{ada}/sessions"),
-            &bob_token,
-            None,
-        )
-        .await;
+    let reply = app.list_sessions(&ada, &bob_token).await;
     reply.assert_problem(Status::Forbidden, "this session belongs to another user");
-    let reply = app
-        .with_token(
-            Method::Put,
-            &format!("/api/users/{ada}"),
-            &bob_token,
-            Some(&json!({"name": "Hacked", "email": "ada@example.com"})),
-        )
-        .await;
+    let hacked = json!({"name": "Hacked", "email": "ada@example.com"});
+    let reply = app.put_user_as(&ada, &bob_token, &hacked).await;
     assert_eq!(reply.status, Status::Forbidden);
-    let reply = app
-        .with_token(
-            Method::Delete,
-            &format!("/api/users/{ada}"),
-            &bob_token,
-            None,
-        )
-        .await;
+    let reply = app.delete_user_as(&ada, &bob_token).await;
     assert_eq!(reply.status, Status::Forbidden);
     assert_eq!(app.get_user(&ada).await.json()["name"], "User");
 }
@@ -281,10 +248,8 @@ async fn revoking_one_session_leaves_the_others() {
     let uri = format!("/api/users/{id}/sessions/{}", session_id(&second));
     let reply = app.with_token(Method::Delete, &uri, &first, None).await;
     assert_eq!(reply.status, Status::NoContent, "{}", reply.body);
-    let gone = app.current_session(&second).await;
-    assert_eq!(gone.status, Status::Unauthorized);
-    let kept = app.current_session(&first).await;
-    assert_eq!(kept.status, Status::Ok);
+    app.assert_signed_out(&second).await;
+    app.assert_signed_in(&first).await;
     let again = app.with_token(Method::Delete, &uri, &first, None).await;
     assert_eq!(again.status, Status::NotFound);
 }
@@ -295,28 +260,14 @@ async fn revoking_all_sessions_can_keep_the_current_one() {
     let (id, current) = user_and_token(&app, "ada@example.com").await;
     let other = app.token_for("ada@example.com", PASSWORD).await;
     let uri = format!("/api/users/{id}/sessions?keep_current=true");
-    assert_eq!(
-        app.with_token(Method::Delete, &uri, &current, None)
-            .await
-            .status,
-        Status::NoContent
-    );
-    assert_eq!(
-        app.current_session(&other).await.status,
-        Status::Unauthorized
-    );
-    assert_eq!(app.current_session(&current).await.status, Status::Ok);
+    let reply = app.with_token(Method::Delete, &uri, &current, None).await;
+    assert_eq!(reply.status, Status::NoContent);
+    app.assert_signed_out(&other).await;
+    app.assert_signed_in(&current).await;
     let uri = format!("/api/users/{id}/sessions");
-    assert_eq!(
-        app.with_token(Method::Delete, &uri, &current, None)
-            .await
-            .status,
-        Status::NoContent
-    );
-    assert_eq!(
-        app.current_session(&current).await.status,
-        Status::Unauthorized
-    );
+    let reply = app.with_token(Method::Delete, &uri, &current, None).await;
+    assert_eq!(reply.status, Status::NoContent);
+    app.assert_signed_out(&current).await;
 }
 
 // ---- sessions instead of passwords ----
@@ -325,14 +276,8 @@ async fn revoking_all_sessions_can_keep_the_current_one() {
 async fn a_session_of_the_user_authorizes_put_without_password() {
     let app = TestApp::spawn().await;
     let (id, token) = user_and_token(&app, "ada@example.com").await;
-    let reply = app
-        .with_token(
-            Method::Put,
-            &format!("/api/users/{id}"),
-            &token,
-            Some(&json!({"name": "Ada L.", "email": "ada@example.com"})),
-        )
-        .await;
+    let body = json!({"name": "Ada L.", "email": "ada@example.com"});
+    let reply = app.put_user_as(&id, &token, &body).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json()["name"], "Ada L.");
 }
@@ -342,40 +287,23 @@ async fn a_password_change_revokes_every_session() {
     let app = TestApp::spawn().await;
     let (id, first) = user_and_token(&app, "ada@example.com").await;
     let second = app.token_for("ada@example.com", PASSWORD).await;
-    let reply = app
-        .with_token(
-            Method::Patch,
-            &format!("/api/users/{id}"),
-            &first,
-            Some(&json!({"new_password": "a brand new passphrase"})),
-        )
-        .await;
+    let body = json!({"new_password": "a brand new passphrase"});
+    let reply = app.patch_user_as(&id, &first, &body).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     for token in [&first, &second] {
-        let reply = app.current_session(token).await;
-        assert_eq!(reply.status, Status::Unauthorized);
+        app.assert_signed_out(token).await;
     }
-    assert!(
-        !app.keys().iter().any(|key| key.contains(":session")),
-        "{:?}",
-        app.keys()
-    );
+    app.assert_no_session_keys();
 }
 
 #[rocket::async_test]
 async fn deleting_a_user_by_session_removes_the_user_and_its_sessions() {
     let app = TestApp::spawn().await;
     let (id, token) = user_and_token(&app, "ada@example.com").await;
-    let reply = app
-        .with_token(Method::Delete, &format!("/api/users/{id}"), &token, None)
-        .await;
+    let reply = app.delete_user_as(&id, &token).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(app.get_user(&id).await.status, Status::NotFound);
-    assert!(
-        !app.keys().iter().any(|key| key.contains(":session")),
-        "{:?}",
-        app.keys()
-    );
+    app.assert_no_session_keys();
 }
 
 // ---- password hash upgrades ----
@@ -417,21 +345,10 @@ fn stream_events(app: &TestApp) -> Vec<std::collections::HashMap<String, String>
 async fn every_change_appends_an_event_without_secrets() {
     let app = TestApp::spawn().await;
     let (id, token) = user_and_token(&app, "ada@example.com").await;
-    let uri = format!("/api/users/{id}");
-    app.with_token(
-        Method::Put,
-        &uri,
-        &token,
-        Some(&json!({"name": "Ada L.", "email": "ada@example.com"})),
-    )
-    .await;
-    app.with_token(
-        Method::Patch,
-        &uri,
-        &token,
-        Some(&json!({"new_password": "another passphrase"})),
-    )
-    .await;
+    let renamed = json!({"name": "Ada L.", "email": "ada@example.com"});
+    app.put_user_as(&id, &token, &renamed).await;
+    let new_password = json!({"new_password": "another passphrase"});
+    app.patch_user_as(&id, &token, &new_password).await;
     app.delete_user(&id, &json!({"password": "another passphrase"}))
         .await;
     let events = stream_events(&app);
@@ -456,9 +373,7 @@ async fn every_change_appends_an_event_without_secrets() {
 async fn a_rejected_write_appends_no_event() {
     let app = TestApp::spawn().await;
     app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let reply = app
-        .post_user(&json!({"name": "Twin", "email": "ada@example.com", "password": PASSWORD}))
-        .await;
+    let reply = app.sign_up("Twin", "ada@example.com", PASSWORD).await;
     assert_eq!(reply.status, Status::Conflict);
     assert_eq!(stream_events(&app).len(), 1);
 }
@@ -467,17 +382,10 @@ async fn a_rejected_write_appends_no_event() {
 async fn the_activity_feed_lists_the_users_events_newest_first() {
     let app = TestApp::spawn().await;
     let (id, token) = user_and_token(&app, "ada@example.com").await;
-    let uri = format!("/api/users/{id}");
-    app.with_token(
-        Method::Put,
-        &uri,
-        &token,
-        Some(&json!({"name": "Ada L.", "email": "ada@example.com"})),
-    )
-    .await;
-    let reply = app
-        .with_token(Method::Get, &format!("{uri}/activity"), &token, None)
-        .await;
+    let activity = format!("/api/users/{id}/activity");
+    let renamed = json!({"name": "Ada L.", "email": "ada@example.com"});
+    app.put_user_as(&id, &token, &renamed).await;
+    let reply = app.get_as(&activity, &token).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     let kinds: Vec<String> = reply
         .json()
@@ -488,9 +396,7 @@ async fn the_activity_feed_lists_the_users_events_newest_first() {
         .collect();
     assert_eq!(kinds, ["user.updated", "user.created"]);
     let (_, bob_token) = user_and_token(&app, "bob@example.com").await;
-    let reply = app
-        .with_token(Method::Get, &format!("{uri}/activity"), &bob_token, None)
-        .await;
+    let reply = app.get_as(&activity, &bob_token).await;
     assert_eq!(reply.status, Status::Forbidden);
 }
 
@@ -498,18 +404,12 @@ async fn the_activity_feed_lists_the_users_events_newest_first() {
 async fn the_activity_feed_keeps_the_last_50_events() {
     let app = TestApp::spawn().await;
     let (id, token) = user_and_token(&app, "ada@example.com").await;
-    let uri = format!("/api/users/{id}");
     for n in 0..55 {
-        app.with_token(
-            Method::Put,
-            &uri,
-            &token,
-            Some(&json!({"name": format!("Ada {n}"), "email": "ada@example.com"})),
-        )
-        .await;
+        let renamed = json!({"name": format!("Ada {n}"), "email": "ada@example.com"});
+        app.put_user_as(&id, &token, &renamed).await;
     }
     let reply = app
-        .with_token(Method::Get, &format!("{uri}/activity"), &token, None)
+        .get_as(&format!("/api/users/{id}/activity"), &token)
         .await;
     assert_eq!(reply.json().as_array().expect("list").len(), 50);
 }
@@ -517,7 +417,7 @@ async fn the_activity_feed_keeps_the_last_50_events() {
 #[rocket::async_test]
 async fn concurrent_requests_with_one_session_all_succeed() {
     // Enough pooled connections for every request to renew the session at once.
-    let app = TestApp::spawn_on(&shared_redis_url(), &[("REDIS_POOL_SIZE", "64")]).await;
+    let app = TestApp::spawn_with(&[("REDIS_POOL_SIZE", "64")]).await;
     app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let token = app.token_for("ada@example.com", PASSWORD).await;
 
@@ -529,4 +429,322 @@ async fn concurrent_requests_with_one_session_all_succeed() {
         statuses.iter().all(|status| *status == Status::Ok),
         "{statuses:?}"
     );
+}
+
+// ---- a login bound to the password it verified ----
+
+/// Stores a new session of `user` as a login that verified the password
+/// hash `verified` would: whether the store took it, and whether its key
+/// exists afterwards.
+async fn store_session_after_verifying(
+    app: &TestApp,
+    user: &str,
+    verified: PasswordHash,
+) -> (bool, bool) {
+    let session = new_session(user);
+    let session_key = app.keys_of_layout().session(&session.id);
+    let stored = app
+        .store()
+        .connection()
+        .create_session(session, verified, Duration::from_secs(3600), 50)
+        .await
+        .expect("Redis answers");
+    (stored, app.exists(&session_key))
+}
+
+/// A session for `user` as a login would write it, opened now.
+fn new_session(user: &str) -> Session {
+    let now = chrono::Utc::now();
+    Session {
+        id: SessionToken::generate().id(),
+        user_id: UserId::parse(user).expect("a user id"),
+        created: now,
+        last_seen: now,
+        expires_at: now + chrono::Duration::hours(1),
+        ip: "192.0.2.1".into(),
+        user_agent: "test".into(),
+    }
+}
+
+#[rocket::async_test]
+async fn no_session_is_stored_when_the_password_changed_after_it_was_verified() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = id_of(&user);
+    let verified = PasswordHash::from_phc(app.stored_password_hash(id));
+    let body = json!({"password": PASSWORD, "new_password": "a brand new passphrase"});
+    let reply = app.patch_user(id, &body).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+
+    let (stored, written) = store_session_after_verifying(&app, id, verified).await;
+
+    assert!(!stored, "the verified hash is no longer the user's");
+    assert!(!written, "no session was written");
+}
+
+#[rocket::async_test]
+async fn a_session_is_stored_while_the_verified_hash_is_still_the_users() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = id_of(&user);
+    let verified = PasswordHash::from_phc(app.stored_password_hash(id));
+
+    let (stored, written) = store_session_after_verifying(&app, id, verified).await;
+
+    assert!(stored);
+    assert!(written, "the session was written");
+}
+
+// ---- the cap on a user's sessions ----
+
+/// Logs in `count` times, a few milliseconds apart so that every login is
+/// older than the next, and returns the tokens in order.
+async fn tokens_in_order(app: &TestApp, email: &str, count: usize) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for _ in 0..count {
+        tokens.push(app.token_for(email, PASSWORD).await);
+        tokio_sleep(Duration::from_millis(5)).await;
+    }
+    tokens
+}
+
+/// The milliseconds until the session index of `user` expires.
+fn index_ttl_ms(app: &TestApp, user: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(app.sessions_of_key(user))
+        .query(&mut app.redis())
+        .expect("PTTL")
+}
+
+/// The ids of the sessions a listing shows, in its order.
+fn listed_ids(reply: &Reply) -> Vec<String> {
+    reply
+        .json()
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|session| session["id"].as_str().expect("an id").to_owned())
+        .collect()
+}
+
+fn index_members(app: &TestApp, user: &str) -> Vec<String> {
+    redis::cmd("ZRANGE")
+        .arg(app.sessions_of_key(user))
+        .arg(0)
+        .arg(-1)
+        .query(&mut app.redis())
+        .expect("ZRANGE")
+}
+
+#[rocket::async_test]
+async fn a_login_past_the_cap_ends_the_session_with_the_oldest_login() {
+    let app = TestApp::spawn_with(&[("SESSIONS_MAX_PER_USER", "3")]).await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+
+    let tokens = tokens_in_order(&app, "ada@example.com", 4).await;
+
+    let statuses: Vec<Status> =
+        rocket::futures::future::join_all(tokens.iter().map(|token| app.current_session(token)))
+            .await
+            .iter()
+            .map(|reply| reply.status)
+            .collect();
+    assert_eq!(
+        statuses,
+        [Status::Unauthorized, Status::Ok, Status::Ok, Status::Ok],
+        "the first login's session ended"
+    );
+}
+
+#[rocket::async_test]
+async fn the_listing_shows_the_sessions_within_the_cap_oldest_login_first() {
+    let app = TestApp::spawn_with(&[("SESSIONS_MAX_PER_USER", "3")]).await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let tokens = tokens_in_order(&app, "ada@example.com", 4).await;
+
+    let reply = app.list_sessions(id_of(&user), &tokens[3]).await;
+
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let expected: Vec<String> = tokens[1..].iter().map(|token| session_id(token)).collect();
+    assert_eq!(listed_ids(&reply), expected);
+}
+
+#[rocket::async_test]
+async fn concurrent_logins_never_leave_more_sessions_than_the_cap() {
+    // Each login in flight counts against the limiter until it succeeds.
+    let app = TestApp::spawn_with(&[
+        ("SESSIONS_MAX_PER_USER", "5"),
+        ("REDIS_POOL_SIZE", "32"),
+        ("LOGIN_MAX_FAILURES", "100"),
+        ("LOGIN_MAX_ACCOUNT_FAILURES", "100"),
+    ])
+    .await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+
+    let replies =
+        rocket::futures::future::join_all((0..20).map(|_| app.login("ada@example.com", PASSWORD)))
+            .await;
+
+    let statuses: Vec<Status> = replies.iter().map(|reply| reply.status).collect();
+    assert!(
+        statuses.iter().all(|status| *status == Status::Created),
+        "{statuses:?}"
+    );
+    let sessions = app
+        .keys()
+        .into_iter()
+        .filter(|key| app.keys_of_layout().session_id_of(key).is_some())
+        .count();
+    assert_eq!(sessions, 5, "sessions stored");
+    assert_eq!(
+        index_members(&app, id_of(&user)).len(),
+        5,
+        "sessions indexed"
+    );
+}
+
+#[rocket::async_test]
+async fn a_login_drops_the_ended_sessions_from_the_index_which_expires_with_the_last_one() {
+    let app = TestApp::spawn_with(&[("SESSION_IDLE_SECS", "3")]).await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = id_of(&user);
+    for _ in 0..29 {
+        app.token_for("ada@example.com", PASSWORD).await;
+    }
+    // A login halfway keeps the index alive after the first 29 have ended.
+    tokio_sleep(Duration::from_millis(1500)).await;
+    let bridge = app.token_for("ada@example.com", PASSWORD).await;
+    tokio_sleep(Duration::from_millis(1600)).await;
+
+    let last = app.token_for("ada@example.com", PASSWORD).await;
+
+    let mut indexed = index_members(&app, id);
+    indexed.sort();
+    let mut live = vec![session_id(&bridge), session_id(&last)];
+    live.sort();
+    assert_eq!(indexed, live, "only the sessions that have not ended");
+    let ttl = index_ttl_ms(&app, id);
+    assert!(
+        (2000..=3000).contains(&ttl),
+        "the index expires with its last session: PTTL {ttl}"
+    );
+}
+
+#[rocket::async_test]
+async fn using_a_session_moves_the_index_expiry_to_its_new_end() {
+    let app = TestApp::spawn_with(&[("SESSION_IDLE_SECS", "2")]).await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    tokio_sleep(Duration::from_millis(1200)).await;
+
+    assert_eq!(app.current_session(&token).await.status, Status::Ok);
+
+    let ttl = index_ttl_ms(&app, &id);
+    assert!(
+        (1500..=2000).contains(&ttl),
+        "the index lives as long as the renewed session: PTTL {ttl}"
+    );
+}
+
+// ---- another user's session ids ----
+
+#[rocket::async_test]
+async fn revoking_another_users_session_id_answers_404_and_leaves_that_session() {
+    let app = TestApp::spawn().await;
+    let (ada, ada_token) = user_and_token(&app, "ada@example.com").await;
+    let (_, bob_token) = user_and_token(&app, "bob@example.com").await;
+    let uri = format!("/api/users/{ada}/sessions/{}", session_id(&bob_token));
+
+    let reply = app.with_token(Method::Delete, &uri, &ada_token, None).await;
+
+    reply.assert_problem(
+        Status::NotFound,
+        &format!("session {} not found", session_id(&bob_token)),
+    );
+    app.assert_signed_in(&bob_token).await;
+}
+
+// ---- sessions listed in the set of earlier versions ----
+
+/// Moves the session of `token` from the user's index into a legacy set, as
+/// a version before the index would have listed it.
+fn list_in_legacy_set(app: &TestApp, user: &str, token: &str) {
+    let id = session_id(token);
+    redis::pipe()
+        .cmd("ZREM")
+        .arg(app.sessions_of_key(user))
+        .arg(&id)
+        .cmd("SADD")
+        .arg(app.legacy_sessions_of_key(user))
+        .arg(&id)
+        .exec(&mut app.redis())
+        .expect("ZREM, SADD");
+}
+
+#[rocket::async_test]
+async fn a_password_change_also_ends_the_sessions_of_a_legacy_set() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    list_in_legacy_set(&app, &id, &token);
+
+    let body = json!({"password": PASSWORD, "new_password": "a brand new passphrase"});
+    let reply = app.patch_user(&id, &body).await;
+
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    app.assert_signed_out(&token).await;
+    app.assert_no_session_keys();
+}
+
+#[rocket::async_test]
+async fn deleting_a_user_also_ends_the_sessions_of_a_legacy_set() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    list_in_legacy_set(&app, &id, &token);
+
+    let reply = app.delete_user(&id, &json!({"password": PASSWORD})).await;
+
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    app.assert_signed_out(&token).await;
+    app.assert_no_session_keys();
+}
+
+#[rocket::async_test]
+async fn revoking_all_sessions_ends_those_of_a_legacy_set() {
+    let app = TestApp::spawn().await;
+    let (id, current) = user_and_token(&app, "ada@example.com").await;
+    let old = app.token_for("ada@example.com", PASSWORD).await;
+    list_in_legacy_set(&app, &id, &old);
+    let uri = format!("/api/users/{id}/sessions?keep_current=true");
+
+    let reply = app.with_token(Method::Delete, &uri, &current, None).await;
+
+    assert_eq!(reply.status, Status::NoContent, "{}", reply.body);
+    app.assert_signed_out(&old).await;
+    app.assert_signed_in(&current).await;
+}
+
+#[rocket::async_test]
+async fn the_listing_includes_the_sessions_of_a_legacy_set() {
+    let app = TestApp::spawn().await;
+    let (id, old) = user_and_token(&app, "ada@example.com").await;
+    tokio_sleep(Duration::from_millis(5)).await;
+    let current = app.token_for("ada@example.com", PASSWORD).await;
+    list_in_legacy_set(&app, &id, &old);
+
+    let reply = app.list_sessions(&id, &current).await;
+
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(listed_ids(&reply), [session_id(&old), session_id(&current)]);
+}
+
+#[rocket::async_test]
+async fn using_a_session_of_a_legacy_set_moves_it_into_the_index() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    list_in_legacy_set(&app, &id, &token);
+
+    assert_eq!(app.current_session(&token).await.status, Status::Ok);
+
+    assert_eq!(index_members(&app, &id), [session_id(&token)]);
+    let legacy_set = app.legacy_sessions_of_key(&id);
+    assert!(!app.exists(&legacy_set), "the legacy set emptied and went");
 }

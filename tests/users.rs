@@ -2,20 +2,57 @@
 
 mod common;
 
-use common::{index_member, TestApp};
+use common::{emails_on, id_of, index_member, user_body, Reply, TestApp};
 use rocket::http::Status;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const PASSWORD: &str = "correct horse battery";
+
+/// A fresh app where Ada has signed up; her user as the API returned it.
+async fn app_with_ada() -> (TestApp, Value) {
+    let app = TestApp::spawn().await;
+    let ada = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    (app, ada)
+}
+
+/// Asserts that a sign-up of `email` is refused as taken, and that the
+/// index still holds the one email taken before.
+async fn assert_sign_up_is_taken(app: &TestApp, email: &str) {
+    app.sign_up("Other", email, PASSWORD)
+        .await
+        .assert_problem(Status::Conflict, "email already in use");
+    assert_eq!(app.index_members().len(), 1);
+}
+
+/// Asserts that the email index holds `email` of the user `id`, alone.
+fn assert_only_indexed(app: &TestApp, email: &str, id: &str) {
+    assert_eq!(app.index_members(), vec![index_member(email, id)]);
+}
+
+/// Asserts that looking up `email` finds no user.
+async fn assert_no_user_at(app: &TestApp, email: &str) {
+    app.get_user(email)
+        .await
+        .assert_problem(Status::NotFound, &format!("user {email} not found"));
+}
+
+/// Asserts the answer to a route given an `id` that no user has.
+fn assert_no_user_with_id(reply: &Reply, id: impl std::fmt::Display) {
+    reply.assert_problem(Status::NotFound, &format!("id {id} not found"));
+}
+
+/// Asserts a 422 that names `field` with each of `messages`.
+fn assert_invalid(reply: &Reply, field: &str, messages: &[&str]) {
+    assert_eq!(reply.status, Status::UnprocessableEntity);
+    assert_eq!(reply.field_errors(field), messages);
+}
 
 // ---- create ----
 
 #[rocket::async_test]
 async fn create_returns_201_with_location_and_the_user() {
     let app = TestApp::spawn().await;
-    let reply = app
-        .post_user(&json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD}))
-        .await;
+    let reply = app.sign_up("Ada", "ada@example.com", PASSWORD).await;
     assert_eq!(reply.status, Status::Created, "{}", reply.body);
     let user = reply.json();
     let id = user["id"].as_str().expect("id is a string");
@@ -38,9 +75,7 @@ async fn create_returns_201_with_location_and_the_user() {
 #[rocket::async_test]
 async fn create_never_returns_the_password_or_its_hash() {
     let app = TestApp::spawn().await;
-    let reply = app
-        .post_user(&json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD}))
-        .await;
+    let reply = app.sign_up("Ada", "ada@example.com", PASSWORD).await;
     assert!(!reply.body.contains(PASSWORD));
     assert!(!reply.body.contains("argon2"));
     assert!(!reply.body.contains("password"));
@@ -50,13 +85,9 @@ async fn create_never_returns_the_password_or_its_hash() {
 async fn create_stores_an_argon2id_hash_and_one_index_entry() {
     let app = TestApp::spawn().await;
     let user = app.create_user("Ada", "Ada@Example.com", PASSWORD).await;
-    let id = user["id"].as_str().expect("id");
-    let hash = app.stored_password_hash(id);
+    let hash = app.stored_password_hash(id_of(&user));
     assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
-    assert_eq!(
-        app.index_members(),
-        vec![index_member("ada@example.com", id)]
-    );
+    assert_only_indexed(&app, "ada@example.com", id_of(&user));
 }
 
 #[rocket::async_test]
@@ -65,10 +96,9 @@ async fn a_user_hash_is_stored_in_the_compact_listpack_encoding() {
     let user = app
         .create_user("Ada Lovelace", "ada@example.com", PASSWORD)
         .await;
-    let id = user["id"].as_str().expect("id");
     let encoding: String = redis::cmd("OBJECT")
         .arg("ENCODING")
-        .arg(app.user_key(id))
+        .arg(app.user_key(id_of(&user)))
         .query(&mut app.redis())
         .expect("OBJECT ENCODING");
     assert_eq!(encoding, "listpack");
@@ -83,21 +113,14 @@ async fn create_normalizes_the_email() {
 
 #[rocket::async_test]
 async fn create_with_a_taken_email_returns_409() {
-    let app = TestApp::spawn().await;
-    app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let reply = app
-        .post_user(&json!({"name": "Other", "email": "ADA@example.com", "password": PASSWORD}))
-        .await;
-    reply.assert_problem(Status::Conflict, "email already in use");
-    assert_eq!(app.index_members().len(), 1);
+    let (app, _) = app_with_ada().await;
+    assert_sign_up_is_taken(&app, "ADA@example.com").await;
 }
 
 #[rocket::async_test]
 async fn create_with_invalid_fields_returns_422_naming_each_field() {
     let app = TestApp::spawn().await;
-    let reply = app
-        .post_user(&json!({"name": "", "email": "not-an-email", "password": "short"}))
-        .await;
+    let reply = app.sign_up("", "not-an-email", "short").await;
     reply.assert_problem(
         Status::UnprocessableEntity,
         "the request has invalid fields",
@@ -106,7 +129,7 @@ async fn create_with_invalid_fields_returns_422_naming_each_field() {
     assert_eq!(reply.field_errors("email").len(), 1);
     assert_eq!(
         reply.field_errors("password"),
-        vec!["must be at least 8 characters"]
+        ["must be at least 8 characters"]
     );
     assert!(app.keys().is_empty(), "nothing was written");
 }
@@ -114,35 +137,22 @@ async fn create_with_invalid_fields_returns_422_naming_each_field() {
 #[rocket::async_test]
 async fn create_rejects_a_name_over_100_characters() {
     let app = TestApp::spawn().await;
-    let reply = app
-        .post_user(&json!({"name": "n".repeat(101), "email": "a@b.co", "password": PASSWORD}))
-        .await;
-    assert_eq!(reply.status, Status::UnprocessableEntity);
-    assert_eq!(
-        reply.field_errors("name"),
-        vec!["must be at most 100 characters"]
-    );
+    let reply = app.sign_up(&"n".repeat(101), "a@b.co", PASSWORD).await;
+    assert_invalid(&reply, "name", &["must be at most 100 characters"]);
 }
 
 #[rocket::async_test]
 async fn create_rejects_a_password_over_128_characters() {
     let app = TestApp::spawn().await;
-    let reply = app
-        .post_user(&json!({"name": "Ada", "email": "a@b.co", "password": "p".repeat(129)}))
-        .await;
-    assert_eq!(reply.status, Status::UnprocessableEntity);
-    assert_eq!(
-        reply.field_errors("password"),
-        vec!["must be at most 128 characters"]
-    );
+    let reply = app.sign_up("Ada", "a@b.co", &"p".repeat(129)).await;
+    assert_invalid(&reply, "password", &["must be at most 128 characters"]);
 }
 
 #[rocket::async_test]
 async fn create_with_missing_fields_names_them() {
     let app = TestApp::spawn().await;
     let reply = app.post_user(&json!({"name": "Ada"})).await;
-    assert_eq!(reply.status, Status::UnprocessableEntity);
-    assert_eq!(reply.field_errors("email"), vec!["is required"]);
+    assert_invalid(&reply, "email", &["is required"]);
     assert_eq!(reply.field_errors("password"), vec!["is required"]);
 }
 
@@ -169,29 +179,25 @@ async fn create_accepts_unicode_names() {
 
 #[rocket::async_test]
 async fn get_by_id_returns_the_user() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let reply = app.get_user(created["id"].as_str().expect("id")).await;
+    let (app, ada) = app_with_ada().await;
+    let reply = app.get_user(id_of(&ada)).await;
     assert_eq!(reply.status, Status::Ok);
-    assert_eq!(reply.json(), created);
+    assert_eq!(reply.json(), ada);
 }
 
 #[rocket::async_test]
 async fn get_by_unknown_id_returns_404() {
     let app = TestApp::spawn().await;
     let id = uuid::Uuid::new_v4();
-    app.get_user(&id.to_string())
-        .await
-        .assert_problem(Status::NotFound, &format!("id {id} not found"));
+    assert_no_user_with_id(&app.get_user(&id.to_string()).await, id);
 }
 
 #[rocket::async_test]
 async fn get_by_email_returns_the_user_case_insensitively() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let (app, ada) = app_with_ada().await;
     let reply = app.get_user("ADA@Example.com").await;
     assert_eq!(reply.status, Status::Ok);
-    assert_eq!(reply.json(), created);
+    assert_eq!(reply.json(), ada);
 }
 
 #[rocket::async_test]
@@ -201,126 +207,87 @@ async fn get_by_email_is_an_exact_match_never_a_prefix() {
     let long = app.create_user("Long", "jo@m.com", PASSWORD).await;
     assert_eq!(app.get_user("jo@m.co").await.json()["id"], short["id"]);
     assert_eq!(app.get_user("jo@m.com").await.json()["id"], long["id"]);
-    app.get_user("jo@m.c")
-        .await
-        .assert_problem(Status::NotFound, "user jo@m.c not found");
+    assert_no_user_at(&app, "jo@m.c").await;
 }
 
 #[rocket::async_test]
 async fn get_by_unknown_email_returns_404() {
     let app = TestApp::spawn().await;
-    app.get_user("nobody@example.com")
-        .await
-        .assert_problem(Status::NotFound, "user nobody@example.com not found");
+    assert_no_user_at(&app, "nobody@example.com").await;
 }
 
 #[rocket::async_test]
 async fn get_by_a_segment_that_is_no_email_returns_404() {
     let app = TestApp::spawn().await;
-    app.get_user("12345")
-        .await
-        .assert_problem(Status::NotFound, "user 12345 not found");
+    assert_no_user_at(&app, "12345").await;
 }
 
 // ---- update ----
 
 #[rocket::async_test]
 async fn put_updates_name_and_email() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let id = created["id"].as_str().expect("id");
+    let (app, ada) = app_with_ada().await;
+    let id = id_of(&ada);
     let reply = app
-        .put_user(
-            id,
-            &json!({"name": "Ada L.", "email": "lovelace@example.com", "password": PASSWORD}),
-        )
+        .put_user(id, &user_body("Ada L.", "lovelace@example.com", PASSWORD))
         .await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     let updated = reply.json();
     assert_eq!(updated["name"], "Ada L.");
     assert_eq!(updated["email"], "lovelace@example.com");
-    assert_eq!(updated["created"], created["created"]);
+    assert_eq!(updated["created"], ada["created"]);
     assert_eq!(app.get_user("lovelace@example.com").await.json()["id"], id);
-    app.get_user("ada@example.com")
-        .await
-        .assert_problem(Status::NotFound, "user ada@example.com not found");
-    assert_eq!(
-        app.index_members(),
-        vec![index_member("lovelace@example.com", id)]
-    );
+    assert_no_user_at(&app, "ada@example.com").await;
+    assert_only_indexed(&app, "lovelace@example.com", id);
 }
 
 #[rocket::async_test]
 async fn put_with_a_wrong_password_returns_401_and_changes_nothing() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let id = created["id"].as_str().expect("id");
-    app.put_user(
-        id,
-        &json!({"name": "Eve", "email": "eve@example.com", "password": "wrong password"}),
-    )
-    .await
-    .assert_problem(Status::Unauthorized, "user not authenticated");
-    assert_eq!(app.get_user(id).await.json(), created);
+    let (app, ada) = app_with_ada().await;
+    let id = id_of(&ada);
+    app.put_user(id, &user_body("Eve", "eve@example.com", "wrong password"))
+        .await
+        .assert_problem(Status::Unauthorized, "user not authenticated");
+    assert_eq!(app.get_user(id).await.json(), ada);
 }
 
 #[rocket::async_test]
 async fn put_on_an_unknown_id_returns_404() {
     let app = TestApp::spawn().await;
     let id = uuid::Uuid::new_v4();
-    app.put_user(
-        &id.to_string(),
-        &json!({"name": "Ada", "email": "a@b.co", "password": PASSWORD}),
-    )
-    .await
-    .assert_problem(Status::NotFound, &format!("id {id} not found"));
+    let body = user_body("Ada", "a@b.co", PASSWORD);
+    assert_no_user_with_id(&app.put_user(&id.to_string(), &body).await, id);
 }
 
 #[rocket::async_test]
 async fn put_to_an_email_of_another_user_returns_409() {
-    let app = TestApp::spawn().await;
-    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let (app, _) = app_with_ada().await;
     let bob = app.create_user("Bob", "bob@example.com", PASSWORD).await;
-    let id = bob["id"].as_str().expect("id");
-    app.put_user(
-        id,
-        &json!({"name": "Bob", "email": "Ada@example.com", "password": PASSWORD}),
-    )
-    .await
-    .assert_problem(Status::Conflict, "email already in use");
+    let id = id_of(&bob);
+    app.put_user(id, &user_body("Bob", "Ada@example.com", PASSWORD))
+        .await
+        .assert_problem(Status::Conflict, "email already in use");
     assert_eq!(app.get_user(id).await.json(), bob);
     assert_eq!(app.index_members().len(), 2);
 }
 
 #[rocket::async_test]
 async fn put_keeping_ones_own_email_in_another_case_is_fine() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let id = created["id"].as_str().expect("id");
+    let (app, ada) = app_with_ada().await;
+    let id = id_of(&ada);
     let reply = app
-        .put_user(
-            id,
-            &json!({"name": "Ada Lovelace", "email": "ADA@example.com", "password": PASSWORD}),
-        )
+        .put_user(id, &user_body("Ada Lovelace", "ADA@example.com", PASSWORD))
         .await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json()["email"], "ada@example.com");
-    assert_eq!(
-        app.index_members(),
-        vec![index_member("ada@example.com", id)]
-    );
+    assert_only_indexed(&app, "ada@example.com", id);
 }
 
 #[rocket::async_test]
 async fn put_with_invalid_fields_returns_422() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let reply = app
-        .put_user(
-            created["id"].as_str().expect("id"),
-            &json!({"name": "Ada", "email": "nope", "password": PASSWORD}),
-        )
-        .await;
+    let (app, ada) = app_with_ada().await;
+    let body = user_body("Ada", "nope", PASSWORD);
+    let reply = app.put_user(id_of(&ada), &body).await;
     assert_eq!(reply.status, Status::UnprocessableEntity);
     assert_eq!(reply.field_errors("email").len(), 1);
 }
@@ -329,9 +296,8 @@ async fn put_with_invalid_fields_returns_422() {
 
 #[rocket::async_test]
 async fn patch_changes_the_password() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let id = created["id"].as_str().expect("id");
+    let (app, ada) = app_with_ada().await;
+    let id = id_of(&ada);
     let reply = app
         .patch_user(
             id,
@@ -340,87 +306,58 @@ async fn patch_changes_the_password() {
         .await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json(), json!({"message": "Password updated"}));
-    app.put_user(
-        id,
-        &json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD}),
-    )
-    .await
-    .assert_problem(Status::Unauthorized, "user not authenticated");
+    app.put_user(id, &user_body("Ada", "ada@example.com", PASSWORD))
+        .await
+        .assert_problem(Status::Unauthorized, "user not authenticated");
     let reply = app
-        .put_user(
-            id,
-            &json!({"name": "Ada", "email": "ada@example.com", "password": "a new passphrase"}),
-        )
+        .put_user(id, &user_body("Ada", "ada@example.com", "a new passphrase"))
         .await;
     assert_eq!(reply.status, Status::Ok, "the new password works");
 }
 
 #[rocket::async_test]
 async fn patch_without_new_password_returns_422_password_not_provided() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    app.patch_user(
-        created["id"].as_str().expect("id"),
-        &json!({"password": PASSWORD}),
-    )
-    .await
-    .assert_problem(Status::UnprocessableEntity, "Password not provided");
+    let (app, ada) = app_with_ada().await;
+    app.patch_user(id_of(&ada), &json!({"password": PASSWORD}))
+        .await
+        .assert_problem(Status::UnprocessableEntity, "Password not provided");
 }
 
 #[rocket::async_test]
 async fn patch_with_a_wrong_password_returns_401() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    app.patch_user(
-        created["id"].as_str().expect("id"),
-        &json!({"password": "wrong password", "new_password": "a new passphrase"}),
-    )
-    .await
-    .assert_problem(Status::Unauthorized, "user not authenticated");
+    let (app, ada) = app_with_ada().await;
+    let body = json!({"password": "wrong password", "new_password": "a new passphrase"});
+    app.patch_user(id_of(&ada), &body)
+        .await
+        .assert_problem(Status::Unauthorized, "user not authenticated");
 }
 
 #[rocket::async_test]
 async fn patch_on_an_unknown_id_returns_404() {
     let app = TestApp::spawn().await;
     let id = uuid::Uuid::new_v4();
-    app.patch_user(
-        &id.to_string(),
-        &json!({"password": PASSWORD, "new_password": "a new passphrase"}),
-    )
-    .await
-    .assert_problem(Status::NotFound, &format!("id {id} not found"));
+    let body = json!({"password": PASSWORD, "new_password": "a new passphrase"});
+    assert_no_user_with_id(&app.patch_user(&id.to_string(), &body).await, id);
 }
 
 #[rocket::async_test]
 async fn patch_enforces_the_policy_on_the_new_password() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let reply = app
-        .patch_user(
-            created["id"].as_str().expect("id"),
-            &json!({"password": PASSWORD, "new_password": "short"}),
-        )
-        .await;
-    assert_eq!(reply.status, Status::UnprocessableEntity);
-    assert_eq!(
-        reply.field_errors("new_password"),
-        vec!["must be at least 8 characters"]
-    );
+    let (app, ada) = app_with_ada().await;
+    let body = json!({"password": PASSWORD, "new_password": "short"});
+    let reply = app.patch_user(id_of(&ada), &body).await;
+    assert_invalid(&reply, "new_password", &["must be at least 8 characters"]);
 }
 
 // ---- delete ----
 
 #[rocket::async_test]
 async fn delete_removes_the_user_and_its_index_entry() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let id = created["id"].as_str().expect("id");
+    let (app, ada) = app_with_ada().await;
+    let id = id_of(&ada);
     let reply = app.delete_user(id, &json!({"password": PASSWORD})).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
-    assert_eq!(reply.json(), created);
-    app.get_user(id)
-        .await
-        .assert_problem(Status::NotFound, &format!("id {id} not found"));
+    assert_eq!(reply.json(), ada);
+    assert_no_user_with_id(&app.get_user(id).await, id);
     assert_eq!(
         app.keys(),
         vec![app.events_key()],
@@ -430,9 +367,8 @@ async fn delete_removes_the_user_and_its_index_entry() {
 
 #[rocket::async_test]
 async fn delete_with_a_wrong_password_returns_401_and_keeps_the_user() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let id = created["id"].as_str().expect("id");
+    let (app, ada) = app_with_ada().await;
+    let id = id_of(&ada);
     app.delete_user(id, &json!({"password": "wrong password"}))
         .await
         .assert_problem(Status::Unauthorized, "user not authenticated");
@@ -443,23 +379,18 @@ async fn delete_with_a_wrong_password_returns_401_and_keeps_the_user() {
 async fn delete_on_an_unknown_id_returns_404() {
     let app = TestApp::spawn().await;
     let id = uuid::Uuid::new_v4();
-    app.delete_user(&id.to_string(), &json!({"password": PASSWORD}))
-        .await
-        .assert_problem(Status::NotFound, &format!("id {id} not found"));
+    let body = json!({"password": PASSWORD});
+    assert_no_user_with_id(&app.delete_user(&id.to_string(), &body).await, id);
 }
 
 #[rocket::async_test]
 async fn a_deleted_users_email_can_be_taken_again() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let (app, ada) = app_with_ada().await;
     let deleted = app
-        .delete_user(
-            created["id"].as_str().expect("id"),
-            &json!({"password": PASSWORD}),
-        )
+        .delete_user(id_of(&ada), &json!({"password": PASSWORD}))
         .await;
     assert_eq!(deleted.status, Status::Ok, "{}", deleted.body);
-    assert_eq!(deleted.json(), created, "the reply is the deleted user");
+    assert_eq!(deleted.json(), ada, "the reply is the deleted user");
     app.create_user("New Ada", "ada@example.com", PASSWORD)
         .await;
 }
@@ -467,12 +398,9 @@ async fn a_deleted_users_email_can_be_taken_again() {
 #[rocket::async_test]
 async fn routes_with_an_id_that_is_no_uuid_return_404() {
     let app = TestApp::spawn().await;
-    app.put_user(
-        "not-a-uuid",
-        &json!({"name": "A", "email": "a@b.co", "password": PASSWORD}),
-    )
-    .await
-    .assert_problem(Status::NotFound, "id not-a-uuid not found");
+    app.put_user("not-a-uuid", &user_body("A", "a@b.co", PASSWORD))
+        .await
+        .assert_problem(Status::NotFound, "id not-a-uuid not found");
     app.delete_user("not-a-uuid", &json!({"password": PASSWORD}))
         .await
         .assert_problem(Status::NotFound, "id not-a-uuid not found");
@@ -489,14 +417,8 @@ async fn list_orders_by_email_and_counts_from_the_index() {
     let reply = app.get_as_admin("/api/users").await;
     assert_eq!(reply.status, Status::Ok);
     let page = reply.json();
-    let emails: Vec<&str> = page["users"]
-        .as_array()
-        .expect("users array")
-        .iter()
-        .filter_map(|user| user["email"].as_str())
-        .collect();
     assert_eq!(
-        emails,
+        emails_on(&page),
         ["alice@example.com", "bob@example.com", "carol@example.com"]
     );
     assert_eq!(page["total"], 3);
@@ -515,9 +437,7 @@ async fn list_pages_with_limit_and_the_next_cursor() {
     loop {
         let page = app.get_as_admin(&uri).await.json();
         assert_eq!(page["total"], 5);
-        for user in page["users"].as_array().expect("users") {
-            seen.push(user["email"].as_str().expect("email").to_owned());
-        }
+        seen.extend(emails_on(&page).into_iter().map(str::to_owned));
         match page["next"].as_str() {
             Some(next) => uri = format!("/api/users?limit=2&after={next}"),
             None => break,
@@ -534,13 +454,7 @@ async fn list_filters_by_email_prefix() {
         app.create_user("User", email, PASSWORD).await;
     }
     let page = app.get_as_admin("/api/users?prefix=JO@").await.json();
-    let emails: Vec<&str> = page["users"]
-        .as_array()
-        .expect("users")
-        .iter()
-        .filter_map(|user| user["email"].as_str())
-        .collect();
-    assert_eq!(emails, ["jo@m.co", "jo@m.com"]);
+    assert_eq!(emails_on(&page), ["jo@m.co", "jo@m.com"]);
     assert_eq!(page["total"], 2);
 }
 
@@ -573,13 +487,10 @@ async fn list_of_an_empty_store_is_empty() {
 
 #[rocket::async_test]
 async fn a_new_instance_sees_the_data() {
-    let app = TestApp::spawn().await;
-    let created = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let (app, ada) = app_with_ada().await;
     let restarted = TestApp::spawn_with_prefix(&app.redis_url, &app.prefix, &[]).await;
-    let reply = restarted
-        .get_user(created["id"].as_str().expect("id"))
-        .await;
-    assert_eq!(reply.json(), created);
+    let reply = restarted.get_user(id_of(&ada)).await;
+    assert_eq!(reply.json(), ada);
 }
 
 // ---- password strength ----
@@ -587,9 +498,7 @@ async fn a_new_instance_sees_the_data() {
 #[rocket::async_test]
 async fn create_rejects_a_common_password_and_says_why() {
     let app = TestApp::spawn().await;
-    let reply = app
-        .post_user(&json!({"name": "Ada", "email": "ada@example.com", "password": "password123"}))
-        .await;
+    let reply = app.sign_up("Ada", "ada@example.com", "password123").await;
     assert_eq!(reply.status, Status::UnprocessableEntity);
     let reasons = reply.field_errors("password");
     assert_eq!(reasons.len(), 1);
@@ -605,7 +514,7 @@ async fn create_rejects_a_common_password_and_says_why() {
 async fn create_rejects_a_password_built_from_the_users_own_name() {
     let app = TestApp::spawn().await;
     let reply = app
-        .post_user(&json!({"name": "Ada Lovelace", "email": "ada@example.com", "password": "adalovelace1"}))
+        .sign_up("Ada Lovelace", "ada@example.com", "adalovelace1")
         .await;
     assert_eq!(reply.status, Status::UnprocessableEntity);
     assert_eq!(reply.field_errors("password").len(), 1);
@@ -617,12 +526,16 @@ async fn patch_rejects_a_new_password_built_from_the_users_email() {
     let created = app
         .create_user("Ada", "ada.lovelace@example.com", PASSWORD)
         .await;
-    let reply = app
-        .patch_user(
-            created["id"].as_str().expect("id"),
-            &json!({"password": PASSWORD, "new_password": "ada.lovelace@example.com"}),
-        )
-        .await;
+    let body = json!({"password": PASSWORD, "new_password": "ada.lovelace@example.com"});
+    let reply = app.patch_user(id_of(&created), &body).await;
     assert_eq!(reply.status, Status::UnprocessableEntity);
     assert_eq!(reply.field_errors("new_password").len(), 1);
+}
+
+// ---- one address, however it is spelled ----
+
+#[rocket::async_test]
+async fn create_with_a_fullwidth_spelling_of_a_taken_email_returns_409() {
+    let (app, _) = app_with_ada().await;
+    assert_sign_up_is_taken(&app, "ＡＤＡ＠ｅｘａｍｐｌｅ．ｃｏｍ").await;
 }

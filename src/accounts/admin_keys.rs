@@ -106,13 +106,13 @@ impl Accounts {
         if let Some(scope) = self.admin_keys.fresh(&digest) {
             return Ok(Some(scope));
         }
-        let mut conn = self.store.connection();
+        let conn = self.store.connection();
         let scope = conn.admin_key_scope(&digest).await?;
         if scope.is_some() {
             // Off the request's path: a Redis that takes no writes for a
             // while must not hold up reads, and a lost note harms nothing.
             let digest = digest.clone();
-            task::spawn(async move { conn.note_admin_key_use(digest).await });
+            task::spawn(async move { conn.note_admin_key_use(&digest).await });
         }
         self.admin_keys.remember(digest, scope);
         Ok(scope)

@@ -23,8 +23,6 @@ mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rocket::tokio::task::{self, JoinError};
-
 use crate::config::{AccessSettings, LoginSettings, SessionSettings};
 use crate::domain::{Password, UserEmail, UserId, UserName};
 use crate::hashing::{HashingError, PasswordHasher};
@@ -98,12 +96,6 @@ impl From<HashingError> for AccountError {
     }
 }
 
-impl From<JoinError> for AccountError {
-    fn from(error: JoinError) -> Self {
-        Self::Internal(error.into())
-    }
-}
-
 /// A password change between our check and our write makes the write start
 /// over (and the check then fails if the old password no longer holds).
 const MAX_ATTEMPTS: usize = 3;
@@ -152,17 +144,19 @@ impl Accounts {
     }
 }
 
-/// Rejects a weak new password. zxcvbn takes up to several milliseconds on a
-/// long password, so it runs on a blocking thread, not on an async worker,
-/// which also serves reads.
+/// Rejects a weak new password. zxcvbn takes up to tens of milliseconds on a
+/// long password, so it runs as a job of the hashing queue: on its threads,
+/// not on an async worker, which also serves reads, nor on the blocking pool,
+/// which Redis calls need; and past its limit it is refused at once (503).
 async fn check_strength(
+    hasher: &PasswordHasher,
     field: &'static str,
     password: &Password,
     email: &UserEmail,
     name: &UserName,
 ) -> Result<(), AccountError> {
-    let (password, email, name) = (password.clone(), email.clone(), name.clone());
-    task::spawn_blocking(move || password.check_strength(&email, &name))
+    hasher
+        .check_strength(password, email, name)
         .await?
         .map_err(|reason| AccountError::InvalidField { field, reason })
 }

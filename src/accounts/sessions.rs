@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 
 use super::{AccountError, Accounts, Caller};
 use crate::domain::{
-    now, ClientAddress, Event, Password, Session, SessionId, SessionToken, User, UserEmail, UserId,
+    now, ClientAddress, Event, Password, PasswordHash, Session, SessionId, SessionToken, User,
+    UserEmail, UserId,
 };
-use crate::store::{HashReplacement, UserRecord};
+use crate::store::{HashReplacement, UserRecord, Written};
 
 /// The longest user agent a session keeps.
 const MAX_USER_AGENT_LEN: usize = 256;
@@ -50,33 +51,48 @@ impl Accounts {
         if record.user.disabled {
             return Err(AccountError::AccountDisabled);
         }
-        if self.hasher.needs_rehash(&record.password_hash) {
-            self.upgrade_hash(&record, password).await?;
-        }
-        self.open_session(record.user, client).await
+        let verified = if self.hasher.needs_rehash(&record.password_hash) {
+            self.upgrade_hash(&record, password).await?
+        } else {
+            record.password_hash
+        };
+        self.open_session(record.user, verified, client).await
     }
 
-    /// Replaces a hash made with old parameters. Losing a race with a
-    /// password change is fine: that change wins.
+    /// Replaces a hash made with old parameters, and answers the hash the
+    /// user holds now as far as this login knows: the new one, or the old
+    /// one when the rehash lost a race with a password change (that change
+    /// wins, and the session the login then asks for is refused).
     async fn upgrade_hash(
         &self,
         record: &UserRecord,
         password: Password,
-    ) -> Result<(), AccountError> {
+    ) -> Result<PasswordHash, AccountError> {
         let new_hash = self.hasher.hash(password).await?;
-        self.store
+        let written = self
+            .store
             .connection()
             .replace_password_hash(
                 record.user.id,
                 record.password_hash.clone(),
-                new_hash,
+                new_hash.clone(),
                 HashReplacement::Rehash,
             )
             .await?;
-        Ok(())
+        Ok(match written {
+            Written::Done(()) => new_hash,
+            Written::Missing | Written::PasswordChanged => record.password_hash.clone(),
+        })
     }
 
-    async fn open_session(&self, user: User, client: Client) -> Result<NewSession, AccountError> {
+    /// Opens a session for `user`, whose password matched `verified`: it
+    /// happens only if `verified` is still the user's hash.
+    async fn open_session(
+        &self,
+        user: User,
+        verified: PasswordHash,
+        client: Client,
+    ) -> Result<NewSession, AccountError> {
         let token = SessionToken::generate();
         let now = now();
         let max_age = chrono::Duration::from_std(self.policy.sessions.max_age)
@@ -93,13 +109,15 @@ impl Accounts {
             user_agent: client.user_agent.chars().take(MAX_USER_AGENT_LEN).collect(),
         };
         let expires_at = session.ends_at(now, self.policy.sessions.idle);
+        let sessions = self.policy.sessions;
         let stored = self
             .store
             .connection()
-            .create_session(session, self.policy.sessions.idle)
+            .create_session(session, verified, sessions.idle, sessions.max_per_user)
             .await?;
         if !stored {
-            // The user was deleted while logging in.
+            // The user was deleted, or its password changed, while logging
+            // in: the password this login proved is no longer the user's.
             return Err(AccountError::Unauthenticated);
         }
         self.metrics.sessions_created.inc();

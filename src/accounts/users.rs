@@ -29,7 +29,14 @@ impl Accounts {
         if self.policy.access.signup == Signup::Closed {
             caller.require_admin()?;
         }
-        check_strength("password", &new.password, &new.email, &new.name).await?;
+        check_strength(
+            &self.hasher,
+            "password",
+            &new.password,
+            &new.email,
+            &new.name,
+        )
+        .await?;
         let password_hash = self.hasher.hash(new.password).await?;
         let now = now();
         let user = User {
@@ -154,7 +161,14 @@ impl Accounts {
         for _ in 0..MAX_ATTEMPTS {
             let current = self.current(id).await?;
             let user = &current.user;
-            check_strength("new_password", &new_password, &user.email, &user.name).await?;
+            check_strength(
+                &self.hasher,
+                "new_password",
+                &new_password,
+                &user.email,
+                &user.name,
+            )
+            .await?;
             let proof =
                 caller.proof_for(id, password.clone(), Sensitivity::Sensitive, self.reauth())?;
             let verified = self.prove(client, current, proof).await?.password_hash;

@@ -2,8 +2,10 @@ use std::fmt;
 
 use email_address::{EmailAddress, Options};
 use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
 
-/// An email address, trimmed and lowercased: the form the index stores.
+/// An email address, trimmed, NFKC-normalized and lowercased: the form the
+/// index stores.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct UserEmail(String);
@@ -37,9 +39,16 @@ impl UserEmail {
         Ok(Self(normalized))
     }
 
-    /// The form two spellings of one address share: trimmed, lowercase.
+    /// The form two spellings of one address share: trimmed, in NFKC (so
+    /// fullwidth `ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ`, ligatures like `ﬁ` and composed
+    /// or decomposed accents are their plain forms), and lowercase. NFKC
+    /// comes again after lowercasing, which can leave a sequence NFKC would
+    /// compose (`ᾼ` and an acute accent become `ᾳ` and one, which is `ᾴ`):
+    /// so the result is its own normal form, as a stored email read back
+    /// must be.
     pub fn normalize(raw: &str) -> String {
-        raw.trim().to_lowercase()
+        let compatible: String = raw.trim().nfkc().collect();
+        compatible.to_lowercase().nfkc().collect()
     }
 
     pub fn as_str(&self) -> &str {
@@ -75,6 +84,65 @@ mod tests {
             UserEmail::parse("JO@M.CO").expect("valid"),
             UserEmail::parse("jo@m.co").expect("valid")
         );
+    }
+
+    #[test]
+    fn fullwidth_and_ascii_spellings_of_one_address_are_equal() {
+        assert_eq!(
+            UserEmail::parse("ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ").expect("valid"),
+            UserEmail::parse("ADA@example.com").expect("valid")
+        );
+    }
+
+    #[test]
+    fn composed_and_decomposed_accents_are_one_address() {
+        assert_eq!(
+            UserEmail::parse("jos\u{E9}@example.com").expect("valid"),
+            UserEmail::parse("JOSE\u{301}@example.com").expect("valid")
+        );
+    }
+
+    #[test]
+    fn compatibility_characters_become_their_plain_forms() {
+        assert_eq!(
+            UserEmail::parse("\u{FB01}n\u{2460}@example.com")
+                .expect("valid")
+                .as_str(),
+            "fin1@example.com"
+        );
+    }
+
+    #[test]
+    fn normalize_gives_the_form_parse_stores() {
+        for raw in [
+            "ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+            "  Jo.Doe@Example.COM ",
+            "\u{1FBC}\u{301}@m.co",
+        ] {
+            assert_eq!(
+                UserEmail::normalize(raw),
+                UserEmail::parse(raw).expect("valid").as_str(),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_normalized_address_normalizes_to_itself() {
+        for raw in [
+            "ａｄａ＠ｅｘａｍｐｌｅ．ｃｏｍ",
+            "\u{1FBC}\u{301}@m.co",
+            "\u{3AA}\u{301}@m.co",
+            "K\u{212A}\u{2126}@m.co",
+        ] {
+            let once = UserEmail::normalize(raw);
+            assert_eq!(UserEmail::normalize(&once), once, "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_fullwidth_prefix_normalizes_like_the_addresses_it_starts() {
+        assert_eq!(UserEmail::normalize("ＡＤＡ"), "ada");
     }
 
     #[test]

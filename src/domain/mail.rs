@@ -1,12 +1,11 @@
-//! Mail the service sends: its kinds, the codes some of them carry, and a
-//! queued message as the sender reads it back.
+//! Mail the service sends: its kinds, what each says (some carry a
+//! [`OneTimeCode`]), and a queued message as the sender reads it back.
 
 use std::fmt;
 
-use argon2::password_hash::rand_core::{OsRng, RngCore};
 use chrono::{DateTime, Utc};
 
-use super::{UserEmail, UserName};
+use super::{OneTimeCode, UserEmail, UserName};
 
 /// What a message is for; each kind has its own templates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,7 +46,7 @@ impl MailKind {
         Self::ALL.into_iter().find(|kind| kind.as_str() == raw)
     }
 
-    /// Whether messages of this kind carry a [`MailCode`].
+    /// Whether messages of this kind carry a [`OneTimeCode`].
     pub fn carries_code(self) -> bool {
         matches!(self, Self::VerifyEmail | Self::ResetPassword)
     }
@@ -56,44 +55,6 @@ impl MailKind {
 impl fmt::Display for MailKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-/// A one-time code: six decimal digits from the OS generator. It never
-/// prints; [`MailCode::expose`] hands it to the template and the store.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MailCode(String);
-
-const CODE_DIGITS: usize = 6;
-const CODE_SPACE: u32 = 1_000_000;
-
-impl MailCode {
-    pub fn generate() -> Self {
-        // The largest multiple of a million a u32 holds: values at or above
-        // it are drawn again, so every code is equally likely.
-        const LIMIT: u32 = u32::MAX - u32::MAX % CODE_SPACE;
-        loop {
-            let value = OsRng.next_u32();
-            if value < LIMIT {
-                return Self(format!("{:06}", value % CODE_SPACE));
-            }
-        }
-    }
-
-    /// Exactly six ASCII digits, nothing around them.
-    pub fn parse(raw: &str) -> Option<Self> {
-        (raw.len() == CODE_DIGITS && raw.bytes().all(|byte| byte.is_ascii_digit()))
-            .then(|| Self(raw.to_owned()))
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for MailCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MailCode(***)")
     }
 }
 
@@ -123,8 +84,8 @@ impl fmt::Display for MailId {
 /// What a message says, by kind, with the values its templates need.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MailContent {
-    VerifyEmail { code: MailCode },
-    ResetPassword { code: MailCode },
+    VerifyEmail { code: OneTimeCode },
+    ResetPassword { code: OneTimeCode },
     PasswordChanged,
     EmailChanged,
     Test,
@@ -141,7 +102,7 @@ impl MailContent {
         }
     }
 
-    pub fn code(&self) -> Option<&MailCode> {
+    pub fn code(&self) -> Option<&OneTimeCode> {
         match self {
             Self::VerifyEmail { code } | Self::ResetPassword { code } => Some(code),
             Self::PasswordChanged | Self::EmailChanged | Self::Test => None,
@@ -149,7 +110,7 @@ impl MailContent {
     }
 
     /// The content of `kind`, from its code when it carries one.
-    pub fn of_kind(kind: MailKind, code: Option<MailCode>) -> Result<Self, &'static str> {
+    pub fn of_kind(kind: MailKind, code: Option<OneTimeCode>) -> Result<Self, &'static str> {
         match (kind, code) {
             (MailKind::VerifyEmail, Some(code)) => Ok(Self::VerifyEmail { code }),
             (MailKind::ResetPassword, Some(code)) => Ok(Self::ResetPassword { code }),
@@ -241,28 +202,8 @@ mod tests {
     }
 
     #[test]
-    fn codes_are_six_digits_and_vary() {
-        let codes: std::collections::HashSet<String> = (0..200)
-            .map(|_| MailCode::generate().expose().to_owned())
-            .collect();
-        assert!(codes.len() > 190, "200 codes, {} distinct", codes.len());
-        for code in &codes {
-            assert_eq!(code.len(), 6, "{code}");
-            assert!(code.bytes().all(|b| b.is_ascii_digit()), "{code}");
-        }
-    }
-
-    #[test]
-    fn a_code_parses_only_as_six_digits() {
-        assert!(MailCode::parse("012345").is_some());
-        for bad in ["12345", "1234567", "12345a", " 123456", "１２３４５６", ""] {
-            assert!(MailCode::parse(bad).is_none(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn a_code_never_prints() {
-        let code = MailCode::parse("424242").expect("valid");
+        let code = OneTimeCode::parse("424242").expect("valid");
         let content = MailContent::VerifyEmail { code };
         assert!(!format!("{content:?}").contains("424242"));
     }
@@ -278,12 +219,12 @@ mod tests {
 
     #[test]
     fn content_matches_its_kind_and_code() {
-        let code = || Some(MailCode::generate());
+        let code = || Some(OneTimeCode::generate());
         assert!(MailContent::of_kind(MailKind::VerifyEmail, code()).is_ok());
         assert!(MailContent::of_kind(MailKind::VerifyEmail, None).is_err());
         assert!(MailContent::of_kind(MailKind::PasswordChanged, code()).is_err());
         for kind in MailKind::ALL {
-            let code = kind.carries_code().then(MailCode::generate);
+            let code = kind.carries_code().then(OneTimeCode::generate);
             let content = MailContent::of_kind(kind, code).expect("matching");
             assert_eq!(content.kind(), kind);
         }

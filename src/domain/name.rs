@@ -1,7 +1,10 @@
 use serde::Serialize;
 use std::fmt;
 
-/// A display name: trimmed, 1 to 100 characters, no control characters.
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
+/// A display name: trimmed, 1 to 100 characters, no control characters and
+/// no invisible format characters.
 #[derive(Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct UserName(String);
@@ -17,8 +20,8 @@ impl UserName {
         if trimmed.chars().count() > MAX_LEN {
             return Err(format!("must be at most {MAX_LEN} characters"));
         }
-        if trimmed.chars().any(char::is_control) {
-            return Err("must not contain control characters".into());
+        if trimmed.chars().any(is_control_or_format) {
+            return Err("must not contain control or invisible formatting characters".into());
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -26,6 +29,15 @@ impl UserName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Control characters (Cc) and format characters (Cf): the latter print as
+/// nothing yet change what is shown around them. A bidi override (U+202E)
+/// makes "Ada\u{202E}ecilA" read "AdaAlice"; zero-width ones (U+200B,
+/// U+200D, U+FEFF) make two names that look alike differ. This also refuses
+/// emoji joined with U+200D (👩‍💻) and the U+200C some scripts use.
+fn is_control_or_format(c: char) -> bool {
+    c.is_control() || c.general_category() == GeneralCategory::Format
 }
 
 impl fmt::Debug for UserName {
@@ -65,7 +77,31 @@ mod tests {
     }
 
     #[test]
+    fn rejects_invisible_format_characters_and_says_so() {
+        for (raw, what) in [
+            ("Ada\u{202E}ecalevoL", "right-to-left override"),
+            ("Ada\u{2066}Lovelace\u{2069}", "left-to-right isolate"),
+            ("Ada\u{200B}Lovelace", "zero-width space"),
+            ("Ada\u{200D}Lovelace", "zero-width joiner"),
+            ("Ada\u{FEFF}Lovelace", "byte order mark"),
+            ("Ada\u{AD}Lovelace", "soft hyphen"),
+            ("Ada\u{E0041}", "tag character"),
+        ] {
+            let error = UserName::parse(raw).expect_err(what);
+            assert_eq!(
+                error, "must not contain control or invisible formatting characters",
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_a_name_that_is_only_a_format_character() {
+        assert!(UserName::parse("\u{200B}").is_err());
+    }
+
+    #[test]
     fn accepts_unicode_names() {
-        assert!(UserName::parse("José Ñúñez 李小龍 👩‍💻").is_ok());
+        assert!(UserName::parse("José Ñúñez 李小龍 Ἀριστοτέλης 👩🏽 ❤️").is_ok());
     }
 }

@@ -183,7 +183,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::{MailCode, MailContent, UserEmail, UserName};
+    use crate::domain::{MailContent, OneTimeCode, UserEmail, UserName};
 
     fn composer() -> Composer {
         let settings = crate::config::Settings::from_lookup(|name| match name {
@@ -196,7 +196,7 @@ mod tests {
     }
 
     fn code_mail(kind: MailKind, to: &str, name: &str, code: &str) -> QueuedMail {
-        let code = MailCode::parse(code).expect("six digits");
+        let code = OneTimeCode::parse(code).expect("six digits");
         let content = MailContent::of_kind(kind, Some(code)).expect("a code kind");
         QueuedMail::new(
             UserEmail::parse(to).expect("valid"),

@@ -86,13 +86,16 @@ impl RedisConn {
     }
 
     /// Notes that the key with `digest` was used just now.
-    pub async fn note_admin_key_use(&mut self, digest: AdminKeyDigest) -> Result<(), StoreError> {
-        self.run(move |conn, keys| {
+    pub async fn note_admin_key_use(&self, digest: &AdminKeyDigest) -> Result<(), StoreError> {
+        let key = self.keys.admin_key(digest);
+        let key = &key;
+        self.script(|mut conn| async move {
             Ok(NOTE_USE_SCRIPT
-                .key(keys.admin_key(&digest))
+                .key(key)
                 .arg(encode_time(now()))
                 .arg(admin_key_fields::LAST_USED)
-                .invoke(conn)?)
+                .invoke_async(&mut conn)
+                .await?)
         })
         .await
     }

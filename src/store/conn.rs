@@ -1,4 +1,5 @@
-//! The way to Redis: the pool for writes, the shared connection for reads,
+//! The way to Redis: the pool for transactions, the shared connections for
+//! reads and for scripts,
 //! and [`RedisConn`], one request's handle on both.
 
 use std::future::Future;
@@ -13,18 +14,20 @@ use rocket::tokio::{task, time};
 use super::connector::Connector;
 use super::layout::Keys;
 use super::pool::RedisManager;
-use super::reads::SharedReads;
+use super::shared::SharedConnection;
 use super::StoreError;
 use crate::config::RedisSettings;
 use crate::metrics::Metrics;
 
-/// The pool and the read connection, shared by every request through
+/// The pool and the shared connections, shared by every request through
 /// Rocket's managed state.
 pub struct Store {
     /// Connections for writes: each WATCH/MULTI/EXEC needs one of its own.
     pool: r2d2::Pool<RedisManager>,
     /// One multiplexed connection for the reads that need no transaction.
-    reads: Arc<SharedReads>,
+    reads: Arc<SharedConnection>,
+    /// One multiplexed connection for the writes that are one atomic script.
+    scripts: Arc<SharedConnection>,
     /// One permit per pooled connection: requests wait for a connection here,
     /// asynchronously, so no thread ever blocks waiting for one.
     checkouts: Arc<Semaphore>,
@@ -39,9 +42,13 @@ impl Store {
     pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
         let connector = Arc::new(Connector::new(&settings.target, settings.timeout)?);
         Connector::watch(&connector)?;
-        let reads = Arc::new(SharedReads::new(
+        let reads = Arc::new(SharedConnection::new(
             Arc::clone(&connector),
-            Arc::clone(&metrics),
+            metrics.read_connections_opened.clone(),
+        ));
+        let scripts = Arc::new(SharedConnection::new(
+            Arc::clone(&connector),
+            metrics.script_connections_opened.clone(),
         ));
         let pool = r2d2::Pool::builder()
             .max_size(settings.pool_size)
@@ -52,6 +59,7 @@ impl Store {
         Ok(Self {
             pool,
             reads,
+            scripts,
             checkouts: Arc::new(Semaphore::new(settings.pool_size as usize)),
             timeout: settings.timeout,
             keys: Arc::new(keys_for(settings)),
@@ -59,12 +67,13 @@ impl Store {
         })
     }
 
-    /// A handle that reads on the shared connection, and checks a connection
-    /// out of the pool when its first write runs.
+    /// A handle that reads and runs scripts on the shared connections, and
+    /// checks a connection out of the pool when its first transaction runs.
     pub fn connection(&self) -> RedisConn {
         RedisConn {
             pool: self.pool.clone(),
             reads: Arc::clone(&self.reads),
+            scripts: Arc::clone(&self.scripts),
             connection: None,
             checkout: None,
             checkouts: Arc::clone(&self.checkouts),
@@ -107,14 +116,16 @@ pub struct PoolStatus {
     pub idle: u32,
 }
 
-/// One operation's way to Redis. Reads that need no transaction go over the
-/// shared multiplexed connection. For writes, a pooled connection is checked
-/// out when the operation first runs one, waiting at most the configured timeout; without one, that
-/// write fails as unavailable (503). Once checked out, it stays with the
-/// handle until it is dropped.
+/// One operation's way to Redis. Reads that need no transaction, and writes
+/// that are one script, go over the shared multiplexed connections. For a
+/// transaction, a pooled connection is checked out when the operation first
+/// runs one, waiting at most the configured timeout; without one, it fails as
+/// unavailable (503). Once checked out, it stays with the handle until it is
+/// dropped.
 pub struct RedisConn {
     pool: r2d2::Pool<RedisManager>,
-    reads: Arc<SharedReads>,
+    reads: Arc<SharedConnection>,
+    scripts: Arc<SharedConnection>,
     // Dropped before `checkout`: the connection is back in the pool before
     // the next request may take it.
     connection: Option<r2d2::PooledConnection<RedisManager>>,
@@ -194,6 +205,18 @@ impl RedisConn {
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let result = self.reads.read(read).await;
+        self.counted(result)
+    }
+
+    /// Runs one atomic write (a script) on the shared script connection.
+    /// Unlike a read, it is not repeated after a dropped connection: it may
+    /// have run.
+    pub(super) async fn script<T, F, Fut>(&self, step: F) -> Result<T, StoreError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let result = self.scripts.once(&step).await;
         self.counted(result)
     }
 

@@ -7,11 +7,12 @@ use std::fmt;
 use redis::Connection;
 
 use super::email_index::{add_to_index, exact_email_range};
-use super::layout::{index_member, parse_index_member, user_fields, Keys};
-use super::records::decode_user;
+use super::layout::{index_member, parse_index_member, session_fields, user_fields, Keys};
+use super::records::{decode_user, encode_time};
+use super::session_index::{decode_index, index_entries, update, Listed};
 use super::transaction::{transact, watch, Plan};
 use super::StoreError;
-use crate::domain::{SessionId, UserEmail, UserId};
+use crate::domain::{now, SessionId, UserEmail, UserId};
 
 /// How many keys or members one round trip handles.
 const BATCH: usize = 1000;
@@ -30,8 +31,10 @@ pub enum Finding {
     SharedEmail { email: String, users: Vec<UserId> },
     /// A user hash that misses fields or holds invalid values.
     MalformedUser { key: String, reason: String },
-    /// A session set naming a session that has expired.
+    /// A session index naming a session that has ended.
     StaleSessionReference { user: UserId, session: String },
+    /// A session set in the format of versions before the session index.
+    LegacySessionSet { user: UserId, sessions: usize },
 }
 
 impl Finding {
@@ -74,6 +77,11 @@ impl fmt::Display for Finding {
             Self::StaleSessionReference { user, session } => {
                 write!(f, "user {user} lists session {session}, which has expired")
             }
+            Self::LegacySessionSet { user, sessions } => write!(
+                f,
+                "user {user} has a session set in the old format ({sessions} session ids), \
+                 not yet moved into the session index"
+            ),
         }
     }
 }
@@ -237,25 +245,14 @@ fn check_session_sets(
     progress: &mut dyn Progress,
     findings: &mut Vec<Finding>,
 ) -> Result<(), StoreError> {
-    let sets: Vec<String> = scan(conn, &keys.session_sets_pattern(), "set")?;
-    progress.phase("session sets", Some(sets.len() as u64));
-    for (done, set) in sets.iter().enumerate() {
-        let Some(user) = keys.owner_of_session_set(set) else {
+    let indexes: Vec<String> = scan(conn, &keys.session_indexes_pattern(), "zset")?;
+    progress.phase("session indexes", Some(indexes.len() as u64));
+    for (done, index) in indexes.iter().enumerate() {
+        let Some(user) = keys.owner_of_session_index(index) else {
             continue;
         };
-        let ids: Vec<String> = redis::cmd("SMEMBERS").arg(set).query(conn)?;
-        let mut exists = redis::pipe();
-        for id in &ids {
-            match SessionId::parse(id) {
-                Some(session) => exists.cmd("EXISTS").arg(keys.session(&session)),
-                None => exists.cmd("ECHO").arg(0),
-            };
-        }
-        let live: Vec<bool> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            exists.query(conn)?
-        };
+        let ids: Vec<String> = redis::cmd("ZRANGE").arg(index).arg(0).arg(-1).query(conn)?;
+        let live = sessions_exist(conn, keys, &ids)?;
         for (id, live) in ids.into_iter().zip(live) {
             if !live {
                 findings.push(Finding::StaleSessionReference { user, session: id });
@@ -263,7 +260,100 @@ fn check_session_sets(
         }
         progress.advance(done as u64 + 1);
     }
+    let legacy: Vec<String> = scan(conn, &keys.legacy_session_sets_pattern(), "set")?;
+    progress.phase("old session sets", Some(legacy.len() as u64));
+    for (done, set) in legacy.iter().enumerate() {
+        if let Some(user) = keys.owner_of_legacy_session_set(set) {
+            let sessions: usize = redis::cmd("SCARD").arg(set).query(conn)?;
+            findings.push(Finding::LegacySessionSet { user, sessions });
+        }
+        progress.advance(done as u64 + 1);
+    }
     Ok(())
+}
+
+/// Whether each of `ids` names a session that exists; one round trip.
+fn sessions_exist(
+    conn: &mut Connection,
+    keys: &Keys,
+    ids: &[String],
+) -> Result<Vec<bool>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut exists = redis::pipe();
+    for id in ids {
+        match SessionId::parse(id) {
+            Some(session) => exists.cmd("EXISTS").arg(keys.session(&session)),
+            None => exists.cmd("ECHO").arg(0),
+        };
+    }
+    Ok(exists.query(conn)?)
+}
+
+/// Moves the live sessions of a user's legacy set into its index, each
+/// scored by its end as its TTL tells it, and deletes the set, in one
+/// MULTI/EXEC under WATCH of both. Ids of sessions that ended, or that
+/// belong to another user, are dropped.
+fn fold_legacy_set(conn: &mut Connection, keys: &Keys, user: UserId) -> Result<bool, StoreError> {
+    let set = keys.legacy_session_set(user);
+    let index = keys.session_index(user);
+    transact(conn, &set, |conn| {
+        let (ids, indexed): (Vec<String>, Vec<(String, f64)>) = redis::pipe()
+            .cmd("WATCH")
+            .arg(&index)
+            .ignore()
+            .cmd("SMEMBERS")
+            .arg(&set)
+            .add_command(index_entries(&index))
+            .query(conn)?;
+        if ids.is_empty() {
+            return Ok(Plan::Answer(false)); // Gone meanwhile.
+        }
+        let ids: Vec<SessionId> = ids.iter().filter_map(|id| SessionId::parse(id)).collect();
+        let mut fetch = redis::pipe();
+        for id in &ids {
+            fetch
+                .cmd("HMGET")
+                .arg(keys.session(id))
+                .arg(session_fields::USER_ID)
+                .arg(session_fields::EXPIRES_AT)
+                .cmd("PTTL")
+                .arg(keys.session(id));
+        }
+        let replies: Vec<redis::Value> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            fetch.query(conn)?
+        };
+        let now = encode_time(now());
+        let owner = user.to_string();
+        let mut moved = Vec::new();
+        for (id, pair) in ids.into_iter().zip(replies.chunks(2)) {
+            let [fields, ttl] = pair else { continue };
+            let (of, expires_at): (Option<String>, Option<i64>) =
+                redis::from_redis_value_ref(fields).map_err(redis::RedisError::from)?;
+            let ttl: i64 = redis::from_redis_value_ref(ttl).map_err(redis::RedisError::from)?;
+            let ends_at = match (ttl, expires_at) {
+                (ttl, _) if ttl > 0 => now + ttl,
+                // A session without a TTL ends at its absolute end at the latest.
+                (-1, Some(expires_at)) => expires_at,
+                _ => continue,
+            };
+            if of.as_deref() == Some(owner.as_str()) && ends_at > now {
+                moved.push(Listed { id, ends_at });
+            }
+        }
+        let ends_last = decode_index(indexed)
+            .iter()
+            .chain(&moved)
+            .map(|listed| listed.ends_at)
+            .max();
+        let mut writes = redis::pipe();
+        update(&mut writes, &index, now, &[], &moved, ends_last);
+        writes.cmd("DEL").arg(&set).ignore();
+        Ok(Plan::Write(writes, true))
+    })
 }
 
 fn scan(conn: &mut Connection, pattern: &str, kind: &str) -> Result<Vec<String>, StoreError> {
@@ -335,7 +425,7 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
             })
         }
         Finding::StaleSessionReference { user, session } => {
-            let set = keys.sessions_of(*user);
+            let index = keys.session_index(*user);
             let live = match SessionId::parse(session) {
                 Some(id) => redis::cmd("EXISTS").arg(keys.session(&id)).query(conn)?,
                 None => false,
@@ -343,9 +433,10 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
             if live {
                 return Ok(false);
             }
-            let removed: u32 = redis::cmd("SREM").arg(set).arg(session).query(conn)?;
+            let removed: u32 = redis::cmd("ZREM").arg(index).arg(session).query(conn)?;
             Ok(removed == 1)
         }
+        Finding::LegacySessionSet { user, .. } => fold_legacy_set(conn, keys, *user),
         Finding::SharedEmail { .. } | Finding::MalformedUser { .. } => Ok(false),
     }
 }

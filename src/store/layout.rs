@@ -127,8 +127,28 @@ impl Keys {
         format!("{}session:{id}", self.prefix)
     }
 
-    pub fn sessions_of(&self, user: UserId) -> String {
-        format!("{}sessions_of:{user}", self.prefix)
+    /// The user's session index: a sorted set of session ids, each scored by
+    /// the session's end (Unix milliseconds), expiring with its last session.
+    pub fn session_index(&self, user: UserId) -> String {
+        format!("{}{SESSION_INDEX}{user}", self.prefix)
+    }
+
+    /// What [`Keys::session_index`] puts before the user id: scripts that
+    /// learn the user from a session build the index's name with it.
+    pub fn session_index_prefix(&self) -> String {
+        format!("{}{SESSION_INDEX}", self.prefix)
+    }
+
+    /// The plain set of session ids that versions before the session index
+    /// kept per user. Still read wherever all of a user's sessions end, and
+    /// folded into the index by the doctor.
+    pub fn legacy_session_set(&self, user: UserId) -> String {
+        format!("{}{LEGACY_SESSION_SET}{user}", self.prefix)
+    }
+
+    /// What [`Keys::legacy_session_set`] puts before the user id.
+    pub fn legacy_session_set_prefix(&self) -> String {
+        format!("{}{LEGACY_SESSION_SET}", self.prefix)
     }
 
     pub fn login_failures_of_account(&self, email: &UserEmail) -> String {
@@ -178,6 +198,11 @@ impl Keys {
         format!("{}mail:dead", self.prefix)
     }
 
+    /// The session id in a session hash's key.
+    pub fn session_id_of(&self, key: &str) -> Option<SessionId> {
+        SessionId::parse(key.strip_prefix(&self.prefix)?.strip_prefix("session:")?)
+    }
+
     /// Whether `key` belongs to an admin key: its hash, or the name index.
     pub fn is_admin_key(&self, key: &str) -> bool {
         key == self.admin_keys_by_name()
@@ -198,19 +223,39 @@ impl Keys {
         UserId::parse(key.strip_prefix(&self.prefix)?.strip_prefix("user:")?)
     }
 
-    /// A SCAN pattern matching every per-user session set.
-    pub fn session_sets_pattern(&self) -> String {
-        format!("{}sessions_of:*", escape_glob(&self.prefix))
+    /// A SCAN pattern matching every per-user session index.
+    pub fn session_indexes_pattern(&self) -> String {
+        format!("{}{SESSION_INDEX}*", escape_glob(&self.prefix))
     }
 
-    /// The user id in a session set's key.
-    pub fn owner_of_session_set(&self, key: &str) -> Option<UserId> {
+    /// The user id in a session index's key.
+    pub fn owner_of_session_index(&self, key: &str) -> Option<UserId> {
         UserId::parse(
             key.strip_prefix(&self.prefix)?
-                .strip_prefix("sessions_of:")?,
+                .strip_prefix(SESSION_INDEX)?,
+        )
+    }
+
+    /// A SCAN pattern matching every legacy per-user session set.
+    pub fn legacy_session_sets_pattern(&self) -> String {
+        format!("{}{LEGACY_SESSION_SET}*", escape_glob(&self.prefix))
+    }
+
+    /// The user id in a legacy session set's key.
+    pub fn owner_of_legacy_session_set(&self, key: &str) -> Option<UserId> {
+        UserId::parse(
+            key.strip_prefix(&self.prefix)?
+                .strip_prefix(LEGACY_SESSION_SET)?,
         )
     }
 }
+
+/// The session index's name, before the user id. A new name rather than the
+/// legacy set's: a deployment's existing sets stay readable as they are.
+const SESSION_INDEX: &str = "sessions:";
+
+/// The legacy session set's name, before the user id.
+const LEGACY_SESSION_SET: &str = "sessions_of:";
 
 /// Escapes the characters SCAN's MATCH treats as wildcards.
 fn escape_glob(text: &str) -> String {
@@ -256,8 +301,35 @@ mod tests {
         assert_eq!(keys.users_pattern(), "a\\*b:user:*");
         let id = UserId::generate();
         assert_eq!(keys.user_id_of(&keys.user(id)), Some(id));
-        assert_eq!(keys.owner_of_session_set(&keys.sessions_of(id)), Some(id));
-        assert_eq!(keys.user_id_of(&keys.sessions_of(id)), None);
+        assert_eq!(
+            keys.owner_of_session_index(&keys.session_index(id)),
+            Some(id)
+        );
+        assert_eq!(keys.user_id_of(&keys.session_index(id)), None);
+    }
+
+    #[test]
+    fn the_session_index_and_the_legacy_set_have_distinct_names() {
+        let keys = Keys::new("ua:");
+        let id = UserId::generate();
+        assert_eq!(keys.session_index(id), format!("ua:sessions:{id}"));
+        assert_eq!(keys.legacy_session_set(id), format!("ua:sessions_of:{id}"));
+        assert_eq!(
+            keys.owner_of_legacy_session_set(&keys.legacy_session_set(id)),
+            Some(id)
+        );
+        assert_eq!(
+            keys.owner_of_session_index(&keys.legacy_session_set(id)),
+            None
+        );
+        assert_eq!(
+            keys.owner_of_legacy_session_set(&keys.session_index(id)),
+            None
+        );
+        assert_eq!(
+            keys.session_index(id),
+            format!("{}{id}", keys.session_index_prefix())
+        );
     }
 
     #[test]

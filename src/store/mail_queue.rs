@@ -14,7 +14,7 @@ use redis::Pipeline;
 use super::conn::RedisConn;
 use super::layout::{mail_fields, Keys};
 use super::StoreError;
-use crate::domain::{MailCode, MailContent, MailId, MailKind, QueuedMail, UserEmail, UserName};
+use crate::domain::{MailContent, MailId, MailKind, OneTimeCode, QueuedMail, UserEmail, UserName};
 
 /// Adds the command that queues `mail` to a MULTI/EXEC pipeline. The queue
 /// has no length cap: no message is dropped to make room. Queue only while
@@ -68,7 +68,7 @@ pub(super) fn decode(fields: &HashMap<String, String>) -> Result<QueuedMail, Str
         .transpose()
         .map_err(|reason| format!("the name {reason}"))?;
     let code = field(mail_fields::CODE)
-        .map(|code| MailCode::parse(code).ok_or("the code is not six digits"))
+        .map(|code| OneTimeCode::parse(code).map_err(|_| "the code is not six digits"))
         .transpose()?;
     let content = MailContent::of_kind(kind, code)?;
     let queued_at = millis(required(mail_fields::QUEUED_AT)?, mail_fields::QUEUED_AT)?;
@@ -128,7 +128,7 @@ mod tests {
 
     #[test]
     fn a_message_round_trips_through_its_fields() {
-        let code = MailCode::parse("042917").expect("valid");
+        let code = OneTimeCode::parse("042917").expect("valid");
         let mut mail = QueuedMail::new(
             email("jo@example.com"),
             Some(UserName::parse("Jo Doe").expect("valid")),
@@ -147,7 +147,7 @@ mod tests {
             email("jo@example.com"),
             None,
             MailContent::VerifyEmail {
-                code: MailCode::parse("123456").expect("valid"),
+                code: OneTimeCode::parse("123456").expect("valid"),
             },
         );
         let mut fields = as_map(encode(&mail));

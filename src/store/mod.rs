@@ -5,8 +5,8 @@
 //! - [`conn`]: [`Store`] (the pool and the shared read connection) and
 //!   [`RedisConn`], one operation's handle on both.
 //! - `connector`: opens connections to one server or to the primary the
-//!   sentinels name; `pool`: the r2d2 manager; `reads`: the shared
-//!   multiplexed connection for reads.
+//!   sentinels name; `pool`: the r2d2 manager; `shared`: the multiplexed
+//!   connections all requests share, one for reads, one for scripts.
 //! - `error`: [`StoreError`].
 //!
 //! What is stored and how:
@@ -39,10 +39,10 @@ mod mail_queue;
 mod outbox;
 mod password_attempts;
 mod pool;
-mod reads;
 mod records;
 mod session_index;
 mod sessions;
+mod shared;
 mod transaction;
 mod users;
 

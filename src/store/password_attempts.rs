@@ -90,21 +90,22 @@ impl RedisConn {
     /// Counts an attempt to check a password of `email` from `address`,
     /// unless a limit is reached.
     pub async fn admit_password_attempt(
-        &mut self,
+        &self,
         email: &UserEmail,
         address: &ClientAddress,
         limits: &LoginSettings,
     ) -> Result<Admission, StoreError> {
         let keys = counters(&self.keys, email, address);
-        let limits = *limits;
-        self.run(move |conn, _| {
+        let keys = &keys;
+        self.script(|mut conn| async move {
             let wait_ms: u64 = ADMIT_SCRIPT
                 .key(&keys[..])
                 .arg(millis(limits.window))
                 .arg(limits.max_failures)
                 .arg(limits.max_account_failures)
                 .arg(limits.max_address_failures)
-                .invoke(conn)?;
+                .invoke_async(&mut conn)
+                .await?;
             Ok(match wait_ms {
                 0 => Admission::Admitted,
                 ms => Admission::Refused {
@@ -117,12 +118,18 @@ impl RedisConn {
 
     /// The attempt admitted for `email` from `address` had the right password.
     pub async fn password_attempt_succeeded(
-        &mut self,
+        &self,
         email: &UserEmail,
         address: &ClientAddress,
     ) -> Result<(), StoreError> {
         let keys = counters(&self.keys, email, address);
-        self.run(move |conn, _| Ok(SUCCEEDED_SCRIPT.key(&keys[..]).invoke(conn)?))
-            .await
+        let keys = &keys;
+        self.script(|mut conn| async move {
+            Ok(SUCCEEDED_SCRIPT
+                .key(&keys[..])
+                .invoke_async(&mut conn)
+                .await?)
+        })
+        .await
     }
 }

@@ -161,6 +161,33 @@ pub(super) fn decode_user_fields(
     decode_user(id, key, fields).map(Some)
 }
 
+/// The HMGET of the three parts of a user's password hash.
+pub(super) fn hmget_password_fields(key: &str) -> redis::Cmd {
+    redis::cmd("HMGET")
+        .arg(key)
+        .arg(user_fields::PASSWORD_PARAMS)
+        .arg(user_fields::PASSWORD_SALT)
+        .arg(user_fields::PASSWORD_HASH)
+        .take()
+}
+
+/// The reply to [`hmget_password_fields`]: `None` when the user does not exist.
+pub(super) fn decode_password_values(
+    key: &str,
+    values: Vec<Option<String>>,
+) -> Result<Option<PasswordHash>, StoreError> {
+    match <[Option<String>; 3]>::try_from(values) {
+        Ok([None, None, None]) => Ok(None),
+        Ok([Some(params), Some(salt), Some(hash)]) => {
+            Ok(Some(StoredPasswordHash::join(&params, &salt, &hash)))
+        }
+        _ => Err(StoreError::Corrupt {
+            key: key.to_owned(),
+            reason: "the password hash is incomplete".into(),
+        }),
+    }
+}
+
 pub(super) fn hmget_public_fields(key: &str) -> redis::Cmd {
     let mut hmget = redis::cmd("HMGET");
     hmget.arg(key).arg(&user_fields::PUBLIC[..]);

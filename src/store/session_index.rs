@@ -1,31 +1,174 @@
-//! The per-user session set (`{prefix}sessions_of:{id}`), as the writes of
-//! users and sessions both use it: read under WATCH, then end them all.
+//! The per-user session index (`{prefix}sessions:{id}`), as the writes of
+//! users and sessions both use it.
+//!
+//! The index is a sorted set of session ids, each scored by when its session
+//! ends if it is not used again (Unix milliseconds: the idle end, capped by
+//! the absolute end). Every write to it drops the ids whose score has passed
+//! and sets the key to expire at its highest score, so the index goes with
+//! the user's last session.
+//!
+//! Versions before the index kept a plain set, `{prefix}sessions_of:{id}`,
+//! which no write adds to any more. Ending all of a user's sessions still
+//! reads and deletes it, a use of a session listed there moves it into the
+//! index, and the doctor folds what is left into the index.
 
 use redis::{Connection, Pipeline};
 
 use super::layout::Keys;
-use super::transaction::watch;
 use super::StoreError;
 use crate::domain::{SessionId, UserId};
 
-/// WATCHes the user's session set and reads it, so a login that adds a
-/// session meanwhile aborts the transaction that revokes them all.
+/// A session id as the index lists it, with the end of its session.
+#[derive(Clone, Debug)]
+pub(super) struct Listed {
+    pub id: SessionId,
+    /// Unix milliseconds.
+    pub ends_at: i64,
+}
+
+/// What both of a user's session lists hold, read under WATCH.
+pub(super) struct WatchedSessions {
+    /// In the index, in order of their ends, ended ones included.
+    pub indexed: Vec<Listed>,
+    /// In the legacy set only.
+    pub legacy: Vec<SessionId>,
+}
+
+impl WatchedSessions {
+    /// Every id either list holds, once.
+    pub fn ids(&self) -> Vec<SessionId> {
+        self.indexed
+            .iter()
+            .map(|listed| listed.id.clone())
+            .chain(self.legacy.iter().cloned())
+            .collect()
+    }
+}
+
+/// The command that reads the whole index with its scores, lowest first.
+pub(super) fn index_entries(index: &str) -> redis::Cmd {
+    redis::cmd("ZRANGE")
+        .arg(index)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .take()
+}
+
+/// The reply to [`index_entries`]; members that are not session ids are left out.
+pub(super) fn decode_index(reply: Vec<(String, f64)>) -> Vec<Listed> {
+    reply
+        .into_iter()
+        .filter_map(|(id, score)| {
+            Some(Listed {
+                id: SessionId::parse(&id)?,
+                // Every score is a whole number of milliseconds.
+                ends_at: score as i64,
+            })
+        })
+        .collect()
+}
+
+/// WATCHes the user's index and legacy set and reads both, so that a login,
+/// a renewal or a revocation meanwhile aborts the transaction that acts on
+/// them. One round trip.
+pub(super) fn watched_sessions(
+    conn: &mut Connection,
+    keys: &Keys,
+    user: UserId,
+) -> Result<WatchedSessions, StoreError> {
+    let index = keys.session_index(user);
+    let legacy = keys.legacy_session_set(user);
+    let (indexed, legacy_ids): (Vec<(String, f64)>, Vec<String>) = redis::pipe()
+        .cmd("WATCH")
+        .arg(&index)
+        .arg(&legacy)
+        .ignore()
+        .add_command(index_entries(&index))
+        .cmd("SMEMBERS")
+        .arg(&legacy)
+        .query(conn)?;
+    let indexed = decode_index(indexed);
+    let legacy = legacy_ids
+        .iter()
+        .filter_map(|id| SessionId::parse(id))
+        .filter(|id| !indexed.iter().any(|listed| &listed.id == id))
+        .collect();
+    Ok(WatchedSessions { indexed, legacy })
+}
+
+/// WATCHes the user's session lists and reads every id they hold, so a
+/// login that adds a session meanwhile aborts the transaction that revokes
+/// them all.
 pub(super) fn watched_session_ids(
     conn: &mut Connection,
     keys: &Keys,
     user: UserId,
 ) -> Result<Vec<SessionId>, StoreError> {
-    let set = keys.sessions_of(user);
-    watch(conn, &set)?;
-    let ids: Vec<String> = redis::cmd("SMEMBERS").arg(&set).query(conn)?;
-    Ok(ids.iter().filter_map(|id| SessionId::parse(id)).collect())
+    Ok(watched_sessions(conn, keys, user)?.ids())
 }
 
 /// Adds to a MULTI/EXEC the commands that end every session of `user` in
-/// `ids` (read with [`watched_session_ids`]) and the set itself.
+/// `ids` (read with [`watched_session_ids`]), the index and the legacy set.
 pub(super) fn revoke_all(writes: &mut Pipeline, keys: &Keys, user: UserId, ids: &[SessionId]) {
     for id in ids {
         writes.cmd("DEL").arg(keys.session(id)).ignore();
     }
-    writes.cmd("DEL").arg(keys.sessions_of(user)).ignore();
+    writes
+        .cmd("DEL")
+        .arg(keys.session_index(user))
+        .arg(keys.legacy_session_set(user))
+        .ignore();
 }
+
+/// Adds to a MULTI/EXEC the commands that bring the index up to date:
+/// drop the ids whose end is at or before `now`, `remove` some, `add` some,
+/// and expire the key with the last session. `ends_last` is the highest end
+/// among the ids that stay, as the caller read and wrote them.
+pub(super) fn update(
+    writes: &mut Pipeline,
+    index: &str,
+    now: i64,
+    remove: &[SessionId],
+    add: &[Listed],
+    ends_last: Option<i64>,
+) {
+    writes
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(index)
+        .arg("-inf")
+        .arg(now)
+        .ignore();
+    if !remove.is_empty() {
+        writes
+            .cmd("ZREM")
+            .arg(index)
+            .arg(remove.iter().map(SessionId::as_str).collect::<Vec<_>>())
+            .ignore();
+    }
+    for listed in add {
+        writes
+            .cmd("ZADD")
+            .arg(index)
+            .arg("GT")
+            .arg(listed.ends_at)
+            .arg(listed.id.as_str())
+            .ignore();
+    }
+    if let Some(ends_last) = ends_last.filter(|end| *end > now) {
+        writes.cmd("PEXPIREAT").arg(index).arg(ends_last).ignore();
+    }
+}
+
+/// A Lua function for scripts that write to an index: `tidy_index(index,
+/// now)` drops the ids whose end is at or before `now` and expires the key
+/// with its last session. Scripts start with it.
+pub(super) const TIDY_INDEX_LUA: &str = r"
+local function tidy_index(index, now)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
+  local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')
+  if #last == 2 then
+    redis.call('PEXPIREAT', index, last[2])
+  end
+end
+";

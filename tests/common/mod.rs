@@ -11,7 +11,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use rocket::http::{ContentType, Header, Status};
+use rocket::http::{ContentType, Header, Method, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 use rocket::tokio::sync::OnceCell;
 use serde_json::{json, Value};
@@ -139,6 +139,26 @@ pub fn index_member(email: &str, id: impl std::fmt::Display) -> String {
     layout::index_member(email, user_id(&id.to_string()))
 }
 
+/// The id of a user as the API returns it.
+pub fn id_of(user: &Value) -> &str {
+    user["id"].as_str().expect("a user has a string id")
+}
+
+/// The body of a sign-up, or of a `PUT` that proves itself with a password.
+pub fn user_body(name: &str, email: &str, password: &str) -> Value {
+    json!({"name": name, "email": email, "password": password})
+}
+
+/// The email of each user on a page of `GET /api/users`, in order.
+pub fn emails_on(page: &Value) -> Vec<&str> {
+    page["users"]
+        .as_array()
+        .expect("a page has a users array")
+        .iter()
+        .map(|user| user["email"].as_str().expect("each user has an email"))
+        .collect()
+}
+
 /// A well-formed admin key that no store knows: checking it takes a look-up.
 pub fn unknown_key() -> String {
     AdminKey::generate().expose().to_owned()
@@ -251,6 +271,11 @@ impl TestApp {
         Self::spawn_on(&shared_redis_url(), &[]).await
     }
 
+    /// An app on the shared Redis with a fresh prefix and extra settings.
+    pub async fn spawn_with(extra: &[(&str, &str)]) -> Self {
+        Self::spawn_on(&shared_redis_url(), extra).await
+    }
+
     /// An app on `redis_url` with a fresh prefix and extra settings.
     pub async fn spawn_on(redis_url: &str, extra: &[(&str, &str)]) -> Self {
         let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
@@ -305,11 +330,14 @@ impl TestApp {
         self.send_json(self.client.post("/api/users"), body).await
     }
 
+    /// `POST /api/users` with a name, an email and a password.
+    pub async fn sign_up(&self, name: &str, email: &str, password: &str) -> Reply {
+        self.post_user(&user_body(name, email, password)).await
+    }
+
     /// Creates a user and returns its JSON, failing the test otherwise.
     pub async fn create_user(&self, name: &str, email: &str, password: &str) -> Value {
-        let reply = self
-            .post_user(&json!({"name": name, "email": email, "password": password}))
-            .await;
+        let reply = self.sign_up(name, email, password).await;
         assert_eq!(
             reply.status,
             Status::Created,
@@ -374,6 +402,33 @@ impl TestApp {
         self.send_json(request, &body).await
     }
 
+    /// `PUT /api/users/{id}` with `Authorization: Bearer <credential>`.
+    pub async fn put_user_as(&self, id: &str, credential: &str, body: &Value) -> Reply {
+        let uri = format!("/api/users/{id}");
+        self.with_token(Method::Put, &uri, credential, Some(body))
+            .await
+    }
+
+    /// `PATCH /api/users/{id}` with `Authorization: Bearer <credential>`.
+    pub async fn patch_user_as(&self, id: &str, credential: &str, body: &Value) -> Reply {
+        let uri = format!("/api/users/{id}");
+        self.with_token(Method::Patch, &uri, credential, Some(body))
+            .await
+    }
+
+    /// `DELETE /api/users/{id}` with `Authorization: Bearer <credential>`.
+    pub async fn delete_user_as(&self, id: &str, credential: &str) -> Reply {
+        let uri = format!("/api/users/{id}");
+        self.with_token(Method::Delete, &uri, credential, None)
+            .await
+    }
+
+    /// `GET /api/users/{id}/sessions` with `Authorization: Bearer <credential>`.
+    pub async fn list_sessions(&self, id: &str, credential: &str) -> Reply {
+        self.get_as(&format!("/api/users/{id}/sessions"), credential)
+            .await
+    }
+
     /// Logs in and returns the token, failing the test otherwise.
     pub async fn token_for(&self, email: &str, password: &str) -> String {
         let reply = self.login(email, password).await;
@@ -395,6 +450,28 @@ impl TestApp {
             None,
         )
         .await
+    }
+
+    /// Asserts that the session of `token` has ended.
+    pub async fn assert_signed_out(&self, token: &str) {
+        let reply = self.current_session(token).await;
+        assert_eq!(
+            reply.status,
+            Status::Unauthorized,
+            "the session goes on: {}",
+            reply.body
+        );
+    }
+
+    /// Asserts that the session of `token` goes on (which renews it).
+    pub async fn assert_signed_in(&self, token: &str) {
+        let reply = self.current_session(token).await;
+        assert_eq!(
+            reply.status,
+            Status::Ok,
+            "the session ended: {}",
+            reply.body
+        );
     }
 
     /// A request with `Authorization: Bearer <token>` and an optional JSON body.
@@ -445,10 +522,29 @@ impl TestApp {
         Reply::read(request.dispatch().await).await
     }
 
+    /// `POST /api/users` with `body` sent as it is, under `content_type`.
+    pub async fn post_user_raw(
+        &self,
+        content_type: Option<ContentType>,
+        body: impl AsRef<[u8]>,
+    ) -> Reply {
+        self.send_raw(Method::Post, "/api/users", content_type, body)
+            .await
+    }
+
     pub fn redis(&self) -> redis::Connection {
         redis::Client::open(self.redis_url.as_str())
             .and_then(|client| client.get_connection())
             .expect("test Redis reachable")
+    }
+
+    /// The crate's own store over this app's data, for tests that call it
+    /// directly between two steps the HTTP API takes at once.
+    pub fn store(&self) -> user_accounts::store::Store {
+        let settings = test_settings(&self.redis_url, &self.prefix, &[]);
+        let metrics = user_accounts::metrics::Metrics::new().expect("metrics register");
+        user_accounts::store::Store::new(&settings.redis, std::sync::Arc::new(metrics))
+            .expect("a store over the test Redis")
     }
 
     /// The app's key names, from the crate's own layout.
@@ -476,8 +572,14 @@ impl TestApp {
         self.keys_of_layout().session(&token.id())
     }
 
+    /// The user's session index: a sorted set of session ids.
     pub fn sessions_of_key(&self, id: &str) -> String {
-        self.keys_of_layout().sessions_of(user_id(id))
+        self.keys_of_layout().session_index(user_id(id))
+    }
+
+    /// The plain set of session ids that versions before the index kept.
+    pub fn legacy_sessions_of_key(&self, id: &str) -> String {
+        self.keys_of_layout().legacy_session_set(user_id(id))
     }
 
     pub fn events_key(&self) -> String {
@@ -506,6 +608,20 @@ impl TestApp {
             .arg(-1)
             .query(&mut self.redis())
             .expect("ZRANGE")
+    }
+
+    /// Whether Redis holds `key`.
+    pub fn exists(&self, key: &str) -> bool {
+        redis::cmd("EXISTS")
+            .arg(key)
+            .query(&mut self.redis())
+            .expect("EXISTS")
+    }
+
+    /// Asserts that no session is left, nor any index of sessions.
+    pub fn assert_no_session_keys(&self) {
+        let keys = self.keys();
+        assert!(!keys.iter().any(|key| key.contains(":session")), "{keys:?}");
     }
 
     /// Every key under this app's prefix that holds account data: the
@@ -585,14 +701,19 @@ impl Reply {
             .map(|(_, value)| value.as_str())
     }
 
-    /// Asserts an RFC 9457 problem response with `status` and `detail`.
-    pub fn assert_problem(&self, status: Status, detail: &str) {
+    /// Asserts an RFC 9457 problem response with `status`, whatever its detail.
+    pub fn assert_problem_status(&self, status: Status) {
         assert_eq!(self.status, status, "body: {}", self.body);
         assert_eq!(
             self.header("Content-Type"),
             Some("application/problem+json"),
             "problem responses are application/problem+json"
         );
+    }
+
+    /// Asserts an RFC 9457 problem response with `status` and `detail`.
+    pub fn assert_problem(&self, status: Status, detail: &str) {
+        self.assert_problem_status(status);
         let body = self.json();
         assert_eq!(body["status"], status.code, "status field: {body}");
         assert_eq!(body["detail"], detail, "detail field: {body}");

@@ -1,14 +1,15 @@
-//! The connection reads share: one multiplexed async connection that carries
-//! every read that needs no transaction, for all requests at once.
-//! It carries no write: Redis answers a connection's commands in order, so
-//! one write held up (a `CLIENT PAUSE WRITE` during a failover) would hold
-//! up every read behind it.
+//! A connection all requests share: one multiplexed async connection. The
+//! store keeps two: one carries every read that needs no transaction, the
+//! other every write that is one atomic command (a script), and neither
+//! carries the other's kind. Redis answers a connection's commands in
+//! order, so one write held up (a `CLIENT PAUSE WRITE` during a failover)
+//! would hold up every read behind it on the same connection.
 //!
-//! Through the pool, a read costs a hand-off to a blocking thread and a
+//! Through the pool, a command costs a hand-off to a blocking thread and a
 //! blocking round trip of its own. Here the commands of many requests go out
 //! on one socket, one read of the socket brings back many replies, and no
-//! thread waits. Writes stay on pooled connections: `WATCH` belongs to a
-//! connection, so each WATCH/MULTI/EXEC needs one of its own.
+//! thread waits. WATCH/MULTI/EXEC stays on pooled connections: `WATCH`
+//! belongs to a connection, so each transaction needs one of its own.
 //!
 //! The connection is opened on first use, and replaced after an I/O error or
 //! a timeout, or when the sentinels name another primary.
@@ -17,6 +18,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use prometheus::IntCounter;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 use rocket::tokio::sync::Mutex as AsyncMutex;
@@ -24,11 +26,11 @@ use rocket::tokio::task;
 
 use super::connector::Connector;
 use super::StoreError;
-use crate::metrics::Metrics;
 
-pub struct SharedReads {
+pub struct SharedConnection {
     connector: Arc<Connector>,
-    metrics: Arc<Metrics>,
+    /// Counts the connections opened.
+    opened: IntCounter,
     current: Mutex<Option<Opened>>,
     /// Held while opening a connection, so that requests finding the old one
     /// gone wait for one new connection rather than each opening its own.
@@ -47,12 +49,12 @@ struct Opened {
     serial: u64,
 }
 
-impl SharedReads {
-    /// Connects nowhere yet: the first read opens the connection.
-    pub fn new(connector: Arc<Connector>, metrics: Arc<Metrics>) -> Self {
+impl SharedConnection {
+    /// Connects nowhere yet: the first command opens the connection.
+    pub fn new(connector: Arc<Connector>, opened: IntCounter) -> Self {
         Self {
             connector,
-            metrics,
+            opened,
             current: Mutex::new(None),
             opening: AsyncMutex::new(()),
             attempts: AtomicU64::new(0),
@@ -67,22 +69,24 @@ impl SharedReads {
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        match self.read_once(&read).await {
+        match self.once(&read).await {
             Err(StoreError::Redis(error)) if error.is_connection_dropped() => {
-                self.read_once(&read).await
+                self.once(&read).await
             }
             result => result,
         }
     }
 
-    async fn read_once<T, F, Fut>(&self, read: &F) -> Result<T, StoreError>
+    /// Runs `step` on the shared connection once, never again: for a
+    /// command that changes something.
+    pub async fn once<T, F, Fut>(&self, step: &F) -> Result<T, StoreError>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let opened = self.connection().await?;
         let serial = opened.serial;
-        let result = read(opened.connection).await;
+        let result = step(opened.connection).await;
         if let Err(error) = &result {
             if error.breaks_connection() {
                 self.retire(serial);
@@ -129,7 +133,7 @@ impl SharedReads {
             serial: self.attempts.load(Ordering::Acquire),
         };
         *self.current() = Some(opened.clone());
-        self.metrics.read_connections_opened.inc();
+        self.opened.inc();
         Ok(opened)
     }
 
