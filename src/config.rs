@@ -13,6 +13,12 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionI
 
 use crate::domain::CodeSecret;
 
+mod mail;
+
+pub use mail::{
+    MailSettings, MailTransport, SmtpCredentials, SmtpSecurity, SmtpSettings, MAX_RETRY_DELAY,
+};
+
 /// Everything the service needs besides Rocket's HTTP settings.
 pub struct Settings {
     pub redis: RedisSettings,
@@ -24,6 +30,7 @@ pub struct Settings {
     pub access: AccessSettings,
     pub codes: CodeSettings,
     pub log_format: LogFormat,
+    pub mail: MailSettings,
 }
 
 /// One-time codes for email verification and password reset.
@@ -303,6 +310,7 @@ impl Settings {
                 require_verified_email: flag(&env, "REQUIRE_VERIFIED_EMAIL")?,
             },
             log_format: log_format(&env)?,
+            mail: mail::mail(&env)?,
             login: LoginSettings {
                 max_failures: env.parse_in("LOGIN_MAX_FAILURES", 5, 1..=1_000_000)?,
                 max_account_failures: env.parse_in(

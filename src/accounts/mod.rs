@@ -9,9 +9,12 @@
 //!   deletion, disabling.
 //! - `sessions`: log in, check a token, list and end sessions, activity.
 //! - `operations`: readiness and the pool figures for metrics.
+//! - `mail`: whether mail is on, a message queued on its own, the dead
+//!   letters.
 
 mod access;
 mod admin_keys;
+mod mail;
 mod operations;
 mod passwords;
 mod sessions;
@@ -31,6 +34,8 @@ pub use admin_keys::AdminKeyInfo;
 pub use operations::{PoolFigures, Readiness};
 pub use sessions::{Client, NewSession};
 pub use users::{NewUser, UserList};
+
+pub use crate::store::MailCounts;
 
 /// The service layer's one error type. Its message is what clients read;
 /// the causes of the last three go to the log only.
@@ -109,6 +114,8 @@ pub struct Accounts {
     policy: AuthPolicy,
     metrics: Arc<Metrics>,
     admin_keys: admin_keys::KeyCache,
+    /// Whether `MAIL_URL` is set; while it is not, nothing is queued.
+    mail_enabled: bool,
 }
 
 impl Accounts {
@@ -124,6 +131,15 @@ impl Accounts {
             policy,
             metrics,
             admin_keys: admin_keys::KeyCache::default(),
+            mail_enabled: false,
+        }
+    }
+
+    /// The same service, with mail on or off.
+    pub fn sending_mail(self, enabled: bool) -> Self {
+        Self {
+            mail_enabled: enabled,
+            ..self
         }
     }
 }

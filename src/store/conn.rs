@@ -133,7 +133,7 @@ pub struct RedisConn {
     checkouts: Arc<Semaphore>,
     timeout: Duration,
     pub(super) keys: Arc<Keys>,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl RedisConn {

@@ -51,6 +51,35 @@ pub mod event_fields {
     pub const AT: &str = "at";
 }
 
+/// The fields of a queued message: an entry of the queue
+/// (`{prefix}mail:queue`) or of the dead letters (`{prefix}mail:dead`), and
+/// the JSON object of a message waiting to be retried (`{prefix}mail:retry`).
+pub mod mail_fields {
+    /// The message's stable id, which its `Message-ID` header is made of.
+    pub const ID: &str = "id";
+    /// A [`crate::domain::MailKind`] name.
+    pub const KIND: &str = "kind";
+    pub const TO: &str = "to";
+    /// The name the message greets, when there is one.
+    pub const NAME: &str = "name";
+    /// The six digits of a code mail, in clear while the message waits.
+    pub const CODE: &str = "code";
+    /// Unix milliseconds, as every stored time.
+    pub const QUEUED_AT: &str = "queued_at";
+    /// Past this, the message is dropped unsent; absent: never.
+    pub const EXPIRES_AT: &str = "expires_at";
+    /// Delivery attempts that failed so far.
+    pub const ATTEMPTS: &str = "attempts";
+    /// Dead letters only: why the last attempt failed, in fixed words.
+    pub const REASON: &str = "reason";
+    /// Dead letters only: when the last attempt failed.
+    pub const FAILED_AT: &str = "failed_at";
+}
+
+/// The consumer group through which the senders of every instance share the
+/// mail queue: each entry goes to one of them.
+pub const MAIL_GROUP: &str = "senders";
+
 /// Every key name, under the configured prefix, and the cap of the event
 /// stream that lives under them.
 #[derive(Clone, Debug)]
@@ -151,6 +180,22 @@ impl Keys {
 
     pub fn activity(&self, user: UserId) -> String {
         format!("{}activity:{user}", self.prefix)
+    }
+
+    /// The stream of messages waiting to be sent, read by [`MAIL_GROUP`].
+    pub fn mail_queue(&self) -> String {
+        format!("{}mail:queue", self.prefix)
+    }
+
+    /// A sorted set of messages waiting to be retried, scored by the Unix
+    /// millisecond at which each goes back to the queue.
+    pub fn mail_retry(&self) -> String {
+        format!("{}mail:retry", self.prefix)
+    }
+
+    /// The stream of messages that failed every attempt (dead letters).
+    pub fn mail_dead(&self) -> String {
+        format!("{}mail:dead", self.prefix)
     }
 
     /// The session id in a session hash's key.
