@@ -41,6 +41,7 @@ use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use crate::accounts::{Accounts, AuthPolicy};
 use crate::api::{Telemetry, TrustedProxies};
 use crate::config::Settings;
+use crate::domain::CodeSecret;
 use crate::hashing::PasswordHasher;
 use crate::logging::BatchedStdout;
 use crate::mail::MailSender;
@@ -94,6 +95,12 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
     if mail_sender.is_none() {
         eprintln!("user-accounts: mail is off (MAIL_URL is unset): no mail is queued or sent");
     }
+    if settings.codes.secret.is_none() {
+        eprintln!(
+            "user-accounts: TOKEN_SECRET is unset: codes are hashed under a key made at start, \
+             so they survive neither a restart nor a hand-over to another instance"
+        );
+    }
     let redis = settings.redis.clone();
     let rocket = api::mount(
         rocket::custom(without_ip_header(figment)),
@@ -134,6 +141,12 @@ pub fn accounts_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Resu
         sessions: settings.sessions,
         login: settings.login,
         access: settings.access.clone(),
+        codes: settings.codes.clone(),
+        code_secret: settings
+            .codes
+            .secret
+            .clone()
+            .unwrap_or_else(CodeSecret::generate),
     };
     Ok(Accounts::new(store, hasher, policy, metrics)
         .sending_mail(settings.mail.transport.is_some()))

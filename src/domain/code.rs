@@ -4,7 +4,7 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::UserId;
+use super::{UserEmail, UserId};
 
 /// A one-time code: six random digits, mailed to the user. It never prints.
 #[derive(Clone, PartialEq, Eq)]
@@ -89,12 +89,24 @@ impl CodeSecret {
         Self(bytes)
     }
 
-    /// HMAC-SHA256 of the code, bound to its user and purpose, in hex.
-    pub fn digest(&self, purpose: CodePurpose, user: UserId, code: &OneTimeCode) -> String {
+    /// HMAC-SHA256 of the code, bound to its purpose, its user and the
+    /// email it was sent to, in hex.
+    pub fn digest(
+        &self,
+        purpose: CodePurpose,
+        user: UserId,
+        email: &UserEmail,
+        code: &OneTimeCode,
+    ) -> String {
         // Any key length is accepted by HMAC: this cannot fail.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        for part in [purpose.as_str(), &user.to_string(), code.expose()] {
+        for part in [
+            purpose.as_str(),
+            &user.to_string(),
+            email.as_str(),
+            code.expose(),
+        ] {
             mac.update(part.as_bytes());
             mac.update(b"\0");
         }
@@ -137,20 +149,35 @@ mod tests {
     }
 
     #[test]
-    fn a_digest_binds_the_code_to_its_user_and_purpose() {
+    fn a_digest_binds_the_code_to_its_purpose_user_and_email() {
         let secret = CodeSecret::generate();
         let code = OneTimeCode::parse("123456").expect("a code");
         let (ada, bob) = (UserId::generate(), UserId::generate());
-        let verify = secret.digest(CodePurpose::VerifyEmail, ada, &code);
-        assert_eq!(verify, secret.digest(CodePurpose::VerifyEmail, ada, &code));
-        assert_ne!(
+        let email = UserEmail::parse("ada@example.com").expect("valid");
+        let other = UserEmail::parse("ada@example.org").expect("valid");
+        let digest =
+            |secret: &CodeSecret, purpose, user, email| secret.digest(purpose, user, email, &code);
+        let verify = digest(&secret, CodePurpose::VerifyEmail, ada, &email);
+        assert_eq!(
             verify,
-            secret.digest(CodePurpose::ResetPassword, ada, &code)
+            digest(&secret, CodePurpose::VerifyEmail, ada, &email)
         );
-        assert_ne!(verify, secret.digest(CodePurpose::VerifyEmail, bob, &code));
         assert_ne!(
             verify,
-            CodeSecret::generate().digest(CodePurpose::VerifyEmail, ada, &code)
+            digest(&secret, CodePurpose::ResetPassword, ada, &email)
+        );
+        assert_ne!(
+            verify,
+            digest(&secret, CodePurpose::VerifyEmail, bob, &email)
+        );
+        assert_ne!(
+            verify,
+            digest(&secret, CodePurpose::VerifyEmail, ada, &other)
+        );
+        let another_secret = CodeSecret::generate();
+        assert_ne!(
+            verify,
+            digest(&another_secret, CodePurpose::VerifyEmail, ada, &email)
         );
     }
 

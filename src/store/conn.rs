@@ -220,6 +220,11 @@ impl RedisConn {
         self.counted(result)
     }
 
+    /// Counts `count` messages queued by a write that just succeeded.
+    pub(super) fn count_queued(&self, count: usize) {
+        self.metrics.mail_queued.inc_by(count as u64);
+    }
+
     /// Counts a failure of the shared connection in the metrics.
     fn counted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(StoreError::Redis(_) | StoreError::NotConnected | StoreError::Task(_)) = &result

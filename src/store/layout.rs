@@ -3,7 +3,7 @@
 //! describes what each key holds and why; the tests and the doctor build
 //! their keys from here, never by hand.
 
-use crate::domain::{AdminKeyDigest, SessionId, UserEmail, UserId};
+use crate::domain::{AdminKeyDigest, CodePurpose, SessionId, UserEmail, UserId};
 
 /// The fields of a user hash (`{prefix}user:{id}`).
 pub mod user_fields {
@@ -21,8 +21,10 @@ pub mod user_fields {
     pub const PASSWORD_HASH: &str = "password_hash";
     /// `1` while an admin has disabled the user; absent otherwise.
     pub const DISABLED: &str = "disabled";
+    /// `1` once the user confirmed a code sent to its current email.
+    pub const EMAIL_VERIFIED: &str = "email_verified";
     /// What a public read fetches: no password material.
-    pub const PUBLIC: [&str; 5] = [NAME, EMAIL, CREATED, UPDATED, DISABLED];
+    pub const PUBLIC: [&str; 6] = [NAME, EMAIL, CREATED, UPDATED, DISABLED, EMAIL_VERIFIED];
 }
 
 /// The fields of a session hash (`{prefix}session:{id}`).
@@ -34,6 +36,14 @@ pub mod session_fields {
     pub const EXPIRES_AT: &str = "expires_at";
     pub const IP: &str = "ip";
     pub const USER_AGENT: &str = "user_agent";
+}
+
+/// The fields of a one-time code's hash (`{prefix}code:{purpose}:{user id}`).
+pub mod code_fields {
+    /// The code's keyed hash: never the code.
+    pub const DIGEST: &str = "digest";
+    /// Wrong codes tried against it so far.
+    pub const TRIES: &str = "tries";
 }
 
 /// The fields of an admin key's hash (`{prefix}admin_key:{digest}`).
@@ -163,6 +173,27 @@ impl Keys {
     /// An email never holds a space, so the space separates the two.
     pub fn login_failures_of_account_at(&self, email: &UserEmail, address: &str) -> String {
         format!("{}login_failures:account_ip:{email} {address}", self.prefix)
+    }
+
+    /// The live one-time code of `purpose` for `user`: at most one.
+    pub fn code(&self, purpose: CodePurpose, user: UserId) -> String {
+        format!("{}code:{}:{user}", self.prefix, purpose.as_str())
+    }
+
+    /// Set while a new code of `purpose` for `user` may not be sent yet.
+    pub fn code_sent(&self, purpose: CodePurpose, user: UserId) -> String {
+        format!("{}code_sent:{}:{user}", self.prefix, purpose.as_str())
+    }
+
+    /// Code requests from one client address in the current hour.
+    pub fn code_requests_of_address(&self, address: &str) -> String {
+        format!("{}code_requests:ip:{address}", self.prefix)
+    }
+
+    /// The client addresses whose account-and-address login counters for
+    /// `email` are live, so that a password reset can clear them all.
+    pub fn login_failure_addresses(&self, email: &UserEmail) -> String {
+        format!("{}login_failures:addresses:{email}", self.prefix)
     }
 
     pub fn admin_key(&self, digest: &AdminKeyDigest) -> String {

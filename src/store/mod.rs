@@ -18,6 +18,8 @@
 //! - `session_index`: the per-user session set, shared by the writes of
 //!   users and sessions.
 //! - `outbox`: events appended in the same MULTI/EXEC as their change.
+//! - `attempt_counters`: the limiter's counters, which a password reset clears.
+//! - `code_writes`: how a one-time code and its mail are written.
 //! - `mail_queue`: mail queued in the same MULTI/EXEC as the change that
 //!   causes it (or on its own), and a queued message's fields.
 //!
@@ -27,6 +29,9 @@
 //! queue: the consumer group, retries, dead letters) and [`doctor`].
 
 mod admin_keys;
+mod attempt_counters;
+mod code_writes;
+mod codes;
 mod conn;
 mod connector;
 pub mod doctor;
@@ -47,10 +52,12 @@ mod transaction;
 mod users;
 
 pub use admin_keys::AdminKeyRecord;
+pub use attempt_counters::Admission;
+pub use code_writes::NewCode;
+pub use codes::{Resend, Reset, MAX_CODE_TRIES};
 pub use conn::{PoolStatus, RedisConn, Store};
 pub use email_index::ListCursor;
 pub use error::StoreError;
 pub use mail_delivery::{Delivery, MailConsumer, MailCounts};
-pub use password_attempts::Admission;
 pub use records::UserRecord;
-pub use users::{HashReplacement, ListQuery, UserPage, Written};
+pub use users::{EmailChange, HashReplacement, ListQuery, UserPage, Written};
