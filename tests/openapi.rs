@@ -10,9 +10,14 @@ use std::collections::BTreeSet;
 use common::{free_port, session_id, TestApp};
 use rocket::http::{ContentType, Header, Method, Status};
 use serde_json::{json, Value};
-use user_accounts::domain::KeyScope;
+use user_accounts::domain::{CodePurpose, CodeSecret, KeyScope, OneTimeCode, UserEmail, UserId};
+use user_accounts::store::layout::code_fields;
 
 const PASSWORD: &str = "correct horse battery";
+/// The `TOKEN_SECRET` of every app below, so the test can store codes.
+const SECRET: &str = "a test secret of at least thirty-two bytes";
+/// The code every fixture's user holds, for verification and for reset.
+const CODE: &str = "135790";
 
 fn document() -> Value {
     serde_json::from_str(include_str!("../src/api/openapi.json")).expect("the document is JSON")
@@ -448,6 +453,10 @@ enum Target {
     Reauth,
     /// The fixture's user was disabled first.
     Disabled,
+    /// `REQUIRE_VERIFIED_EMAIL=true`: the fixture's user is unverified.
+    VerifiedOnly,
+    /// `MAIL_MAX_PER_ADDRESS=1`, and one request for a code was made first.
+    CodesThrottled,
 }
 
 #[derive(Clone, Copy)]
@@ -876,12 +885,90 @@ fn session_cases() -> Vec<Case> {
     cases
 }
 
+fn code_cases() -> Vec<Case> {
+    use Method::*;
+    let verify = "/api/email-verification";
+    let verify_confirm = "/api/email-verification/confirm";
+    let reset = "/api/password-reset";
+    let reset_confirm = "/api/password-reset/confirm";
+    let admin_reset = "/api/users/{id}/password-reset";
+    let confirm = json!({"email": "{email}", "code": "{code}"});
+    let wrong = json!({"email": "{email}", "code": "000000"});
+    let new_password = "an entirely new passphrase";
+    let reset_body = json!({"email": "{email}", "code": "{code}", "new_password": new_password});
+    let mut cases = Vec::new();
+    for request in [verify, reset] {
+        cases.extend([
+            case(Post, request, 202, request).json(json!({"email": "{email}"})),
+            case(Post, request, 202, request).json(json!({"email": "{fresh}"})),
+            case(Post, request, 422, request).json(json!({"email": "not an email"})),
+            case(Post, request, 429, request)
+                .on(Target::CodesThrottled)
+                .json(json!({"email": "{email}"})),
+            case(Post, request, 503, request)
+                .on(Target::Down)
+                .json(json!({"email": "{email}"})),
+        ]);
+    }
+    cases.extend([
+        case(Post, verify_confirm, 200, verify_confirm).json(confirm.clone()),
+        case(Post, verify_confirm, 422, verify_confirm)
+            .json(wrong.clone())
+            .problem("/problems/invalid-code"),
+        case(Post, verify_confirm, 429, verify_confirm)
+            .on(Target::Throttled)
+            .json(confirm.clone()),
+        case(Post, verify_confirm, 503, verify_confirm)
+            .on(Target::Down)
+            .json(confirm),
+        case(Post, reset_confirm, 200, reset_confirm).json(reset_body.clone()),
+        case(Post, reset_confirm, 422, reset_confirm)
+            .json(json!({"email": "{email}", "code": "000000", "new_password": new_password}))
+            .problem("/problems/invalid-code"),
+        case(Post, reset_confirm, 422, reset_confirm)
+            .json(json!({"email": "{email}", "code": "{code}", "new_password": "password123"})),
+        case(Post, reset_confirm, 429, reset_confirm)
+            .on(Target::Throttled)
+            .json(reset_body.clone()),
+        case(Post, reset_confirm, 503, reset_confirm)
+            .on(Target::Down)
+            .json(reset_body),
+        case(Post, admin_reset, 202, "/api/users/{id}/password-reset").auth(Auth::AdminKey),
+        case(Post, admin_reset, 401, "/api/users/{id}/password-reset"),
+        case(Post, admin_reset, 403, "/api/users/{id}/password-reset")
+            .auth(Auth::ReadKey)
+            .problem(FORBIDDEN),
+        case(Post, admin_reset, 403, "/api/users/{id}/password-reset")
+            .auth(Auth::Own)
+            .problem(FORBIDDEN),
+        case(
+            Post,
+            admin_reset,
+            404,
+            "/api/users/{missing}/password-reset",
+        )
+        .auth(Auth::AdminKey),
+        case(Post, admin_reset, 503, "/api/users/{id}/password-reset")
+            .on(Target::Down)
+            .auth(Auth::Forged),
+        case(Post, "/api/sessions", 403, "/api/sessions")
+            .on(Target::VerifiedOnly)
+            .json(json!({"email": "{email}", "password": PASSWORD}))
+            .problem("/problems/email-not-verified"),
+    ]);
+    for uri in [verify, verify_confirm, reset, reset_confirm] {
+        cases.extend(body_failures(Post, uri, uri));
+    }
+    cases
+}
+
 fn cases() -> Vec<Case> {
     use Method::*;
     let mut cases = operations_cases();
     cases.extend(user_cases());
     cases.extend(admin_cases());
     cases.extend(session_cases());
+    cases.extend(code_cases());
     for (method, uri) in [(Post, "/api/users"), (Post, "/api/sessions")] {
         cases.extend(body_failures(method, uri, uri));
     }
@@ -919,6 +1006,10 @@ async fn fixture(app: &TestApp, old: &Old) -> Fixture {
     let other_email = format!("o{}@example.com", uuid::Uuid::new_v4().simple());
     let user = app.create_user("User", &email, PASSWORD).await;
     app.create_user("Other", &other_email, PASSWORD).await;
+    let id = user["id"].as_str().expect("id");
+    for purpose in [CodePurpose::VerifyEmail, CodePurpose::ResetPassword] {
+        store_code(app, purpose, id, &email);
+    }
     Fixture {
         id: user["id"].as_str().expect("id").to_owned(),
         token: app.token_for(&email, PASSWORD).await,
@@ -929,9 +1020,38 @@ async fn fixture(app: &TestApp, old: &Old) -> Fixture {
     }
 }
 
+/// An app over `up`'s data with one setting of its own.
+async fn beside(up: &TestApp, setting: (&str, &str)) -> TestApp {
+    TestApp::spawn_with_prefix(
+        &up.redis_url,
+        &up.prefix,
+        &[setting, ("TOKEN_SECRET", SECRET)],
+    )
+    .await
+}
+
+/// Gives the user `id` the live code [`CODE`] of `purpose`, as a mail
+/// would have brought it.
+fn store_code(app: &TestApp, purpose: CodePurpose, id: &str, email: &str) {
+    let secret = CodeSecret::parse(SECRET.as_bytes()).expect("a valid secret");
+    let user = UserId::parse(id).expect("a user id");
+    let email = UserEmail::parse(email).expect("a valid email");
+    let code = OneTimeCode::parse(CODE).expect("six digits");
+    let digest = secret.digest(purpose, user, &email, &code);
+    redis::cmd("HSET")
+        .arg(app.keys_of_layout().code(purpose, user))
+        .arg(code_fields::DIGEST)
+        .arg(digest)
+        .arg(code_fields::TRIES)
+        .arg(0)
+        .exec(&mut app.redis())
+        .expect("HSET");
+}
+
 fn fill(text: &str, fixture: &Fixture) -> String {
     let session_id = session_id(&fixture.token);
-    text.replace("{old_id}", &fixture.old.id)
+    text.replace("{code}", CODE)
+        .replace("{old_id}", &fixture.old.id)
         .replace("{old_email}", &fixture.old.email)
         .replace("{id}", &fixture.id)
         .replace("{missing}", &uuid::Uuid::new_v4().to_string())
@@ -1042,7 +1162,11 @@ async fn every_documented_response_is_provoked_by_a_request() {
     // Wrong passwords below must not throttle the loopback client's IP...
     let up = TestApp::spawn_on(
         &common::shared_redis_url(),
-        &[("LOGIN_MAX_FAILURES", "100000")],
+        &[
+            ("LOGIN_MAX_FAILURES", "100000"),
+            ("MAIL_MAX_PER_ADDRESS", "1000000"),
+            ("TOKEN_SECRET", SECRET),
+        ],
     )
     .await;
     // The old session: opened now, too old for SESSION_REAUTH_SECS=1 once
@@ -1056,13 +1180,11 @@ async fn every_documented_response_is_provoked_by_a_request() {
     };
     let logged_in = std::time::Instant::now();
     // ...except here, where one failure is the limit.
-    let strict =
-        TestApp::spawn_with_prefix(&up.redis_url, &up.prefix, &[("LOGIN_MAX_FAILURES", "1")]).await;
-    let closed =
-        TestApp::spawn_with_prefix(&up.redis_url, &up.prefix, &[("SIGNUP", "closed")]).await;
-    let reauth =
-        TestApp::spawn_with_prefix(&up.redis_url, &up.prefix, &[("SESSION_REAUTH_SECS", "1")])
-            .await;
+    let strict = beside(&up, ("LOGIN_MAX_FAILURES", "1")).await;
+    let closed = beside(&up, ("SIGNUP", "closed")).await;
+    let reauth = beside(&up, ("SESSION_REAUTH_SECS", "1")).await;
+    let verified_only = beside(&up, ("REQUIRE_VERIFIED_EMAIL", "true")).await;
+    let codes_strict = beside(&up, ("MAIL_MAX_PER_ADDRESS", "1")).await;
     let down = TestApp::spawn_on(
         &format!("redis://127.0.0.1:{}/", free_port()),
         &[("REDIS_TIMEOUT_MS", "200")],
@@ -1105,6 +1227,12 @@ async fn every_documented_response_is_provoked_by_a_request() {
             }
             Target::Closed => &closed,
             Target::Reauth => &reauth,
+            Target::VerifiedOnly => &verified_only,
+            Target::CodesThrottled => {
+                let body = json!({"email": fixture.email});
+                codes_strict.post_json("/api/password-reset", &body).await;
+                &codes_strict
+            }
             Target::Disabled => {
                 let disable = format!("/api/users/{}/disable", fixture.id);
                 let reply = up
