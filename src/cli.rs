@@ -1,4 +1,5 @@
-//! The command line: serve (no subcommand), the doctor, and admin keys.
+//! The command line: serve (no subcommand), the doctor, admin keys, and
+//! the mail queue.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::accounts::Accounts;
 use crate::config::Settings;
-use crate::domain::{KeyName, KeyScope};
+use crate::domain::{KeyName, KeyScope, UserEmail};
 use crate::metrics::Metrics;
 
 #[derive(Parser)]
@@ -33,6 +34,28 @@ pub enum Command {
     /// Create, list and revoke the admin keys trusted callers authenticate with.
     #[command(subcommand)]
     AdminKey(AdminKeyCommand),
+    /// Look after the mail queue: its dead letters, a test message.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Subcommand)]
+pub enum MailCommand {
+    /// Move every dead letter back to the queue, with a fresh count of
+    /// attempts, and print how many moved.
+    RetryDead,
+    /// Queue a test message to ADDRESS and print its id; a running instance
+    /// sends it. Needs MAIL_URL, as the service does.
+    SendTest {
+        #[arg(value_parser = parse_email)]
+        address: UserEmail,
+    },
+    /// Print how many messages are queued, waiting for a retry, and dead.
+    Status,
+}
+
+fn parse_email(raw: &str) -> Result<UserEmail, String> {
+    UserEmail::parse(raw).map_err(|reason| format!("the address {reason}"))
 }
 
 #[derive(Subcommand)]
@@ -61,17 +84,59 @@ fn parse_scope(raw: &str) -> Result<KeyScope, String> {
 
 /// Runs an admin-key command against the configured Redis.
 pub async fn admin_key(settings: &Settings, command: AdminKeyCommand) -> ExitCode {
-    let accounts = match Metrics::new()
-        .map_err(anyhow::Error::from)
-        .and_then(|metrics| crate::accounts_from(settings, Arc::new(metrics)))
-    {
+    let accounts = match accounts(settings) {
         Ok(accounts) => accounts,
-        Err(error) => return fail(&error),
+        Err(error) => return fail("admin-key", &error),
     };
     match run_admin_key(&accounts, command).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(&error),
+        Err(error) => fail("admin-key", &error),
     }
+}
+
+/// Runs a mail command against the configured Redis.
+pub async fn mail(settings: &Settings, command: MailCommand) -> ExitCode {
+    let accounts = match accounts(settings) {
+        Ok(accounts) => accounts,
+        Err(error) => return fail("mail", &error),
+    };
+    match run_mail(&accounts, command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail("mail", &error),
+    }
+}
+
+fn accounts(settings: &Settings) -> anyhow::Result<Accounts> {
+    let metrics = Metrics::new()?;
+    crate::accounts_from(settings, Arc::new(metrics))
+}
+
+async fn run_mail(accounts: &Accounts, command: MailCommand) -> anyhow::Result<()> {
+    match command {
+        MailCommand::RetryDead => {
+            let moved = accounts.retry_dead_mail().await?;
+            println!("{moved}");
+            eprintln!("moved {moved} dead letter(s) back to the mail queue");
+            if !accounts.mail_enabled() {
+                eprintln!("note: MAIL_URL is unset here; the instances that have it set send them");
+            }
+        }
+        MailCommand::SendTest { address } => match accounts.queue_test_mail(address).await? {
+            Some(id) => {
+                println!("{id}");
+                eprintln!("queued test message {id}; a running instance sends it");
+            }
+            None => anyhow::bail!("mail is off (MAIL_URL is unset): nothing was queued"),
+        },
+        MailCommand::Status => {
+            let counts = accounts.mail_counts().await?;
+            println!(
+                "queued {}\nretrying {}\ndead {}",
+                counts.queued, counts.retrying, counts.dead
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn run_admin_key(accounts: &Accounts, command: AdminKeyCommand) -> anyhow::Result<()> {
@@ -113,7 +178,7 @@ fn time(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn fail(error: &anyhow::Error) -> ExitCode {
-    eprintln!("user-accounts admin-key: {error:#}");
+fn fail(command: &str, error: &anyhow::Error) -> ExitCode {
+    eprintln!("user-accounts {command}: {error:#}");
     ExitCode::FAILURE
 }

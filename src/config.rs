@@ -11,6 +11,14 @@ use std::time::Duration;
 use ipnet::IpNet;
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo};
 
+use crate::domain::CodeSecret;
+
+mod mail;
+
+pub use mail::{
+    MailSettings, MailTransport, SmtpCredentials, SmtpSecurity, SmtpSettings, MAX_RETRY_DELAY,
+};
+
 /// Everything the service needs besides Rocket's HTTP settings.
 pub struct Settings {
     pub redis: RedisSettings,
@@ -20,7 +28,26 @@ pub struct Settings {
     pub sessions: SessionSettings,
     pub login: LoginSettings,
     pub access: AccessSettings,
+    pub codes: CodeSettings,
     pub log_format: LogFormat,
+    pub mail: MailSettings,
+}
+
+/// One-time codes for email verification and password reset.
+#[derive(Clone, Debug)]
+pub struct CodeSettings {
+    /// `TOKEN_SECRET`: the key codes are hashed under; `None` when unset,
+    /// and the service then makes one at start.
+    pub secret: Option<CodeSecret>,
+    /// `CODE_TTL_SECS`: how long a code works.
+    pub ttl: Duration,
+    /// `MAIL_RESEND_SECS`: no second code of one purpose for one account
+    /// within this time.
+    pub resend: Duration,
+    /// `MAIL_MAX_PER_ADDRESS`: code requests per client address per hour.
+    pub max_per_address: u32,
+    /// `REQUIRE_VERIFIED_EMAIL`: logins of unverified users are refused.
+    pub require_verified_email: bool,
 }
 
 /// Who may reach the service, and from where.
@@ -267,7 +294,23 @@ impl Settings {
                 max_per_user: env.parse_in("SESSIONS_MAX_PER_USER", 50, 1..=u32::MAX)?,
             },
             access: access(&env)?,
+            codes: CodeSettings {
+                secret: env
+                    .get("TOKEN_SECRET")
+                    .map(|raw| {
+                        CodeSecret::parse(raw.as_bytes()).map_err(|reason| ConfigError {
+                            setting: "TOKEN_SECRET",
+                            reason,
+                        })
+                    })
+                    .transpose()?,
+                ttl: Duration::from_secs(env.parse_in("CODE_TTL_SECS", 900, 1..=86_400)?),
+                resend: Duration::from_secs(env.parse_in("MAIL_RESEND_SECS", 60, 1..=86_400)?),
+                max_per_address: env.parse_in("MAIL_MAX_PER_ADDRESS", 20, 1..=1_000_000)?,
+                require_verified_email: flag(&env, "REQUIRE_VERIFIED_EMAIL")?,
+            },
             log_format: log_format(&env)?,
+            mail: mail::mail(&env)?,
             login: LoginSettings {
                 max_failures: env.parse_in("LOGIN_MAX_FAILURES", 5, 1..=1_000_000)?,
                 max_account_failures: env.parse_in(
@@ -586,6 +629,22 @@ fn key_prefix(env: &Env) -> Result<String, ConfigError> {
         });
     }
     Ok(prefix)
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`); unset is false.
+fn flag(env: &Env, setting: &'static str) -> Result<bool, ConfigError> {
+    match env
+        .get(setting)
+        .map(|value| value.trim().to_lowercase())
+        .as_deref()
+    {
+        None | Some("false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(ConfigError {
+            setting,
+            reason: format!("expected true or false, got {other:?}"),
+        }),
+    }
 }
 
 fn access(env: &Env) -> Result<AccessSettings, ConfigError> {
@@ -1196,5 +1255,34 @@ mod tests {
             shown,
             "master accounts (db 2) via sentinels 10.0.0.1:26379, 10.0.0.3:26381, [::1]:26382"
         );
+    }
+
+    #[test]
+    fn codes_default_to_15_minutes_a_minute_between_sends_and_20_requests_an_hour() {
+        let codes = settings_from(&[]).expect("defaults are valid").codes;
+        assert!(codes.secret.is_none());
+        assert_eq!(codes.ttl, Duration::from_secs(900));
+        assert_eq!(codes.resend, Duration::from_secs(60));
+        assert_eq!(codes.max_per_address, 20);
+        assert!(!codes.require_verified_email);
+    }
+
+    #[test]
+    fn a_token_secret_under_32_bytes_is_rejected_without_being_printed() {
+        let error = settings_from(&[("TOKEN_SECRET", "short-secret-value")])
+            .err()
+            .expect("rejected");
+        assert_eq!(error.setting, "TOKEN_SECRET");
+        assert!(!error.to_string().contains("short-secret-value"), "{error}");
+    }
+
+    #[test]
+    fn require_verified_email_takes_true_or_false() {
+        let on = settings_from(&[("REQUIRE_VERIFIED_EMAIL", "true")]).expect("valid");
+        assert!(on.codes.require_verified_email);
+        let error = settings_from(&[("REQUIRE_VERIFIED_EMAIL", "sometimes")])
+            .err()
+            .expect("rejected");
+        assert_eq!(error.setting, "REQUIRE_VERIFIED_EMAIL");
     }
 }

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::RedisSettings;
-use crate::store::doctor::{examine, repair, Finding, Progress};
+use crate::store::doctor::{examine, mail_dead_letters, repair, Finding, Progress};
 use crate::store::{Store, StoreError};
 
 /// What a run found and did.
@@ -16,6 +16,9 @@ pub struct Outcome {
     pub repaired: usize,
     /// Whether the data is consistent now.
     pub consistent: bool,
+    /// Mail that failed every attempt: reported as a warning, never
+    /// counted against consistency.
+    pub mail_dead_letters: u64,
 }
 
 /// Checks the data, repairs what is safe when asked, and prints a report.
@@ -42,6 +45,13 @@ pub fn run(settings: &RedisSettings, repair_safe: bool) -> Result<Outcome, Store
         }
     }
     let consistent = unrepaired == 0;
+    let dead = mail_dead_letters(&mut conn, &keys)?;
+    if dead > 0 {
+        println!(
+            "warning: {dead} mail message(s) failed every attempt and wait in the dead \
+             letters; `user-accounts mail retry-dead` queues them again"
+        );
+    }
     println!(
         "{} finding(s), {repaired} repaired; the data is {}",
         findings.len(),
@@ -55,6 +65,7 @@ pub fn run(settings: &RedisSettings, repair_safe: bool) -> Result<Outcome, Store
         findings,
         repaired,
         consistent,
+        mail_dead_letters: dead,
     })
 }
 

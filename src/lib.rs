@@ -6,8 +6,10 @@
 //!   one place (`api::problem`). Names no store type.
 //! - [`accounts`]: the service layer. Every operation a route or a guard
 //!   needs, in as many steps as it takes; calls [`store`] and [`hashing`].
-//! - [`doctor`]: the `doctor` command; calls [`store`] directly, as the one
-//!   caller besides [`accounts`].
+//! - [`doctor`]: the `doctor` command; calls [`store`] directly.
+//! - [`mail`]: the mail sender, a task beside the routes: templates,
+//!   transports (SMTP, a directory of files), retries and dead letters over
+//!   the queue the store keeps; calls [`store`] directly.
 //! - [`store`]: every Redis key and command, and the connections.
 //! - [`hashing`]: argon2id hashing, bounded so sign-ups cannot starve reads.
 //! - [`domain`]: validated types (`UserEmail`, `UserName`, `Password`, ...),
@@ -25,6 +27,7 @@ pub mod doctor;
 pub mod domain;
 pub mod hashing;
 pub mod logging;
+pub mod mail;
 pub mod metrics;
 pub mod store;
 
@@ -38,8 +41,10 @@ use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use crate::accounts::{Accounts, AuthPolicy};
 use crate::api::{Telemetry, TrustedProxies};
 use crate::config::Settings;
+use crate::domain::CodeSecret;
 use crate::hashing::PasswordHasher;
 use crate::logging::BatchedStdout;
+use crate::mail::MailSender;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -81,8 +86,23 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
         .lossy(false)
         .thread_name("access-log")
         .finish(access_log);
+    let mail_sender = MailSender::new(
+        &settings.mail,
+        &settings.redis,
+        Arc::clone(&metrics),
+        settings.log_format,
+    )?;
+    if mail_sender.is_none() {
+        eprintln!("user-accounts: mail is off (MAIL_URL is unset): no mail is queued or sent");
+    }
+    if settings.codes.secret.is_none() {
+        eprintln!(
+            "user-accounts: TOKEN_SECRET is unset: codes are hashed under a key made at start, \
+             so they survive neither a restart nor a hand-over to another instance"
+        );
+    }
     let redis = settings.redis.clone();
-    Ok(api::mount(
+    let rocket = api::mount(
         rocket::custom(without_ip_header(figment)),
         &settings.static_dir,
     )
@@ -105,7 +125,11 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
             // up serving until the PING times out.
             rocket::tokio::spawn(logging::announce(listening, redis));
         })
-    })))
+    }));
+    Ok(match mail_sender {
+        Some(sender) => rocket.attach(sender),
+        None => rocket,
+    })
 }
 
 /// The service layer from its settings, for the server and the command line.
@@ -117,8 +141,15 @@ pub fn accounts_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Resu
         sessions: settings.sessions,
         login: settings.login,
         access: settings.access.clone(),
+        codes: settings.codes.clone(),
+        code_secret: settings
+            .codes
+            .secret
+            .clone()
+            .unwrap_or_else(CodeSecret::generate),
     };
-    Ok(Accounts::new(store, hasher, policy, metrics))
+    Ok(Accounts::new(store, hasher, policy, metrics)
+        .sending_mail(settings.mail.transport.is_some()))
 }
 
 /// Held in Rocket's state: dropped with the server, it writes out the request

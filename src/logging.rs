@@ -54,6 +54,21 @@ pub fn log_problem(request: &Request<'_>, level: &str, message: &str) {
     eprintln!("{line}");
 }
 
+/// Writes a line about the service's own work (no request's) to stderr,
+/// as text or JSON like every other line.
+pub fn log_line(format: LogFormat, level: &str, message: &str) {
+    let line = match format {
+        LogFormat::Json => json!({
+            "ts": timestamp(),
+            "level": level,
+            "message": message,
+        })
+        .to_string(),
+        LogFormat::Text => format!("{} {} {message}", timestamp(), level.to_uppercase()),
+    };
+    eprintln!("{line}");
+}
+
 /// How long request lines may gather before they are written out together.
 const BATCH_WINDOW: Duration = Duration::from_millis(20);
 

@@ -38,6 +38,7 @@ async fn main() -> ExitCode {
         None => serve(settings).await,
         Some(Command::Doctor { repair }) => doctor(&settings, repair),
         Some(Command::AdminKey(command)) => cli::admin_key(&settings, command).await,
+        Some(Command::Mail(command)) => cli::mail(&settings, command).await,
     }
 }
 

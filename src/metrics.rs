@@ -21,6 +21,15 @@ pub struct Metrics {
     pub argon2_running: IntGauge,
     pub argon2_refused: IntCounter,
     pub sessions_created: IntCounter,
+    pub mail_queued: IntCounter,
+    pub mail_sent: IntCounter,
+    pub mail_retried: IntCounter,
+    pub mail_dead: IntCounter,
+    pub mail_expired: IntCounter,
+    pub mail_send_seconds: prometheus::Histogram,
+    pub mail_queue_length: IntGauge,
+    pub mail_retry_waiting: IntGauge,
+    pub mail_dead_letters: IntGauge,
 }
 
 impl Metrics {
@@ -82,6 +91,40 @@ impl Metrics {
             "argon2 jobs refused because the queue was full",
         )?;
         let sessions_created = IntCounter::new("sessions_created_total", "Login sessions opened")?;
+        let mail_queued = IntCounter::new("mail_queued_total", "Mail messages queued here")?;
+        let mail_sent = IntCounter::new(
+            "mail_sent_total",
+            "Mail messages the SMTP server (or the mail directory) accepted",
+        )?;
+        let mail_retried = IntCounter::new(
+            "mail_retried_total",
+            "Failed mail attempts that will be retried",
+        )?;
+        let mail_dead = IntCounter::new(
+            "mail_dead_total",
+            "Mail messages moved to the dead letters after their last attempt",
+        )?;
+        let mail_expired = IntCounter::new(
+            "mail_expired_total",
+            "Mail messages dropped unsent because their code had expired",
+        )?;
+        let mail_send_seconds = prometheus::Histogram::with_opts(
+            HistogramOpts::new("mail_send_seconds", "Time to hand one message over").buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )?;
+        let mail_queue_length = IntGauge::new(
+            "mail_queue_length",
+            "Mail messages in the queue, as the sender last saw it",
+        )?;
+        let mail_retry_waiting = IntGauge::new(
+            "mail_retry_waiting",
+            "Mail messages waiting for a retry, as the sender last saw it",
+        )?;
+        let mail_dead_letters = IntGauge::new(
+            "mail_dead_letters",
+            "Mail dead letters, as the sender last saw them",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_seconds.clone()))?;
         registry.register(Box::new(pool_wait_seconds.clone()))?;
@@ -95,6 +138,15 @@ impl Metrics {
         registry.register(Box::new(argon2_running.clone()))?;
         registry.register(Box::new(argon2_refused.clone()))?;
         registry.register(Box::new(sessions_created.clone()))?;
+        registry.register(Box::new(mail_queued.clone()))?;
+        registry.register(Box::new(mail_sent.clone()))?;
+        registry.register(Box::new(mail_retried.clone()))?;
+        registry.register(Box::new(mail_dead.clone()))?;
+        registry.register(Box::new(mail_expired.clone()))?;
+        registry.register(Box::new(mail_send_seconds.clone()))?;
+        registry.register(Box::new(mail_queue_length.clone()))?;
+        registry.register(Box::new(mail_retry_waiting.clone()))?;
+        registry.register(Box::new(mail_dead_letters.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -110,6 +162,15 @@ impl Metrics {
             argon2_running,
             argon2_refused,
             sessions_created,
+            mail_queued,
+            mail_sent,
+            mail_retried,
+            mail_dead,
+            mail_expired,
+            mail_send_seconds,
+            mail_queue_length,
+            mail_retry_waiting,
+            mail_dead_letters,
         })
     }
 

@@ -4,14 +4,19 @@
 //!
 //! - `access`: who the caller is, and what each kind of caller may do.
 //! - `admin_keys`: creating, listing, revoking and checking admin keys.
+//! - `codes`: email verification and password reset by one-time codes.
 //! - `passwords`: every password check, through the attempt limiter.
 //! - `users`: sign-up, reads, the list, profile and password changes,
 //!   deletion, disabling.
 //! - `sessions`: log in, check a token, list and end sessions, activity.
 //! - `operations`: readiness and the pool figures for metrics.
+//! - `mail`: whether mail is on, a message queued on its own, the dead
+//!   letters.
 
 mod access;
 mod admin_keys;
+mod codes;
+mod mail;
 mod operations;
 mod passwords;
 mod sessions;
@@ -20,8 +25,8 @@ mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{AccessSettings, LoginSettings, SessionSettings};
-use crate::domain::{Password, UserEmail, UserId, UserName};
+use crate::config::{AccessSettings, CodeSettings, LoginSettings, SessionSettings};
+use crate::domain::{CodeSecret, Password, UserEmail, UserId, UserName};
 use crate::hashing::{HashingError, PasswordHasher};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, Written};
@@ -31,6 +36,8 @@ pub use admin_keys::AdminKeyInfo;
 pub use operations::{PoolFigures, Readiness};
 pub use sessions::{Client, NewSession};
 pub use users::{NewUser, UserList};
+
+pub use crate::store::MailCounts;
 
 /// The service layer's one error type. Its message is what clients read;
 /// the causes of the last three go to the log only.
@@ -51,6 +58,12 @@ pub enum AccountError {
     ReauthenticationRequired,
     #[error("this account is disabled")]
     AccountDisabled,
+    #[error("this account's email is not verified yet")]
+    EmailNotVerified,
+    #[error("the code is invalid or has expired")]
+    InvalidCode,
+    #[error("too many code requests from this address; retry later")]
+    TooManyCodeRequests { retry_after: Duration },
     #[error("an admin key named {0} exists already")]
     KeyNameTaken(String),
     #[error("no admin key is named {0}")]
@@ -95,11 +108,14 @@ impl From<HashingError> for AccountError {
 /// over (and the check then fails if the old password no longer holds).
 const MAX_ATTEMPTS: usize = 3;
 
-/// Session, login and access settings.
+/// Session, login, access and code settings.
 pub struct AuthPolicy {
     pub sessions: SessionSettings,
     pub login: LoginSettings,
     pub access: AccessSettings,
+    pub codes: CodeSettings,
+    /// The key codes are hashed under: `TOKEN_SECRET`, or one made at start.
+    pub code_secret: CodeSecret,
 }
 
 /// The service, shared by every request.
@@ -109,6 +125,8 @@ pub struct Accounts {
     policy: AuthPolicy,
     metrics: Arc<Metrics>,
     admin_keys: admin_keys::KeyCache,
+    /// Whether `MAIL_URL` is set; while it is not, nothing is queued.
+    mail_enabled: bool,
 }
 
 impl Accounts {
@@ -124,6 +142,15 @@ impl Accounts {
             policy,
             metrics,
             admin_keys: admin_keys::KeyCache::default(),
+            mail_enabled: false,
+        }
+    }
+
+    /// The same service, with mail on or off.
+    pub fn sending_mail(self, enabled: bool) -> Self {
+        Self {
+            mail_enabled: enabled,
+            ..self
         }
     }
 }

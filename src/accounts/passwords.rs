@@ -17,16 +17,7 @@ impl Accounts {
         password: Password,
         hash: Option<PasswordHash>,
     ) -> Result<bool, AccountError> {
-        // Each step takes a pooled connection of its own: none is held
-        // while argon2 runs.
-        let admission = self
-            .store
-            .connection()
-            .admit_password_attempt(email, address, &self.policy.login)
-            .await?;
-        if let Admission::Refused { retry_after } = admission {
-            return Err(AccountError::TooManyAttempts { retry_after });
-        }
+        self.admit_attempt(email, address).await?;
         let matches = match hash {
             Some(hash) => self.hasher.verify(password, hash).await?,
             None => {
@@ -37,11 +28,41 @@ impl Accounts {
             }
         };
         if matches {
-            self.store
-                .connection()
-                .password_attempt_succeeded(email, address)
-                .await?;
+            self.attempt_succeeded(email, address).await?;
         }
         Ok(matches)
+    }
+
+    /// Counts an attempt to prove `email` (a password, a code) from
+    /// `address`; past a limit, 429.
+    pub(super) async fn admit_attempt(
+        &self,
+        email: &UserEmail,
+        address: &ClientAddress,
+    ) -> Result<(), AccountError> {
+        let admission = self
+            .store
+            .connection()
+            .admit_password_attempt(email, address, &self.policy.login)
+            .await?;
+        match admission {
+            Admission::Admitted => Ok(()),
+            Admission::Refused { retry_after } => {
+                Err(AccountError::TooManyAttempts { retry_after })
+            }
+        }
+    }
+
+    /// The attempt admitted for `email` from `address` was right.
+    pub(super) async fn attempt_succeeded(
+        &self,
+        email: &UserEmail,
+        address: &ClientAddress,
+    ) -> Result<(), AccountError> {
+        Ok(self
+            .store
+            .connection()
+            .password_attempt_succeeded(email, address)
+            .await?)
     }
 }

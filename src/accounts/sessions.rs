@@ -51,6 +51,9 @@ impl Accounts {
         if record.user.disabled {
             return Err(AccountError::AccountDisabled);
         }
+        if self.policy.codes.require_verified_email && !record.user.email_verified {
+            return Err(AccountError::EmailNotVerified);
+        }
         let verified = if self.hasher.needs_rehash(&record.password_hash) {
             self.upgrade_hash(&record, password).await?
         } else {

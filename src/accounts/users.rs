@@ -3,8 +3,10 @@
 use super::access::{Proof, Sensitivity};
 use super::{check_strength, settle, AccountError, Accounts, Caller, MAX_ATTEMPTS};
 use crate::config::Signup;
-use crate::domain::{now, ClientAddress, Password, User, UserEmail, UserId, UserName};
-use crate::store::{HashReplacement, ListCursor, ListQuery, UserRecord};
+use crate::domain::{
+    now, ClientAddress, CodePurpose, MailContent, Password, User, UserEmail, UserId, UserName,
+};
+use crate::store::{EmailChange, HashReplacement, ListCursor, ListQuery, UserRecord};
 
 /// A sign-up, its fields valid.
 pub struct NewUser {
@@ -46,12 +48,14 @@ impl Accounts {
             created: now,
             updated: now,
             disabled: false,
+            email_verified: false,
         };
         let record = UserRecord {
             user: user.clone(),
             password_hash,
         };
-        self.store.connection().create_user(record).await?;
+        let code = self.new_code(CodePurpose::VerifyEmail, &user);
+        self.store.connection().create_user(record, code).await?;
         Ok(user)
     }
 
@@ -134,11 +138,25 @@ impl Accounts {
                 Sensitivity::Sensitive
             };
             let proof = caller.proof_for(id, password.clone(), sensitivity, self.reauth())?;
-            let verified = self.prove(client, current, proof).await?.password_hash;
+            let current = self.prove(client, current, proof).await?;
+            let renamed = User {
+                name: name.clone(),
+                email: email.clone(),
+                ..current.user.clone()
+            };
+            let change = EmailChange {
+                code: self.new_code(CodePurpose::VerifyEmail, &renamed),
+                notice: self.mail_to(&current.user, MailContent::EmailChanged, None),
+            };
             let written = self
                 .store
                 .connection()
-                .update_profile(id, verified, name.clone(), email.clone())
+                .update_profile(
+                    id,
+                    current.password_hash,
+                    (name.clone(), email.clone()),
+                    change,
+                )
                 .await?;
             if let Some(user) = settle(id, written)? {
                 return Ok(user);

@@ -2,6 +2,7 @@
 //! ([`crate::accounts`]), and turn errors into problem responses (see
 //! [`problem`]).
 
+mod codes;
 mod fields;
 mod guards;
 mod health;
@@ -35,6 +36,7 @@ pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Buil
         .mount("/api", routes![get_openapi])
         .mount("/api", users::routes())
         .mount("/api", sessions::routes())
+        .mount("/api", codes::routes())
         .mount("/files", FileServer::from(static_dir))
         .register("/", catchers![default_catcher])
         .attach(newline::JsonNewline)

@@ -1,6 +1,7 @@
 //! RFC 9457 problem details: the one place where errors become HTTP responses.
 
 use std::io::Cursor;
+use std::time::Duration;
 
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::Request;
@@ -35,8 +36,14 @@ pub enum ApiError {
         detail: String,
         problem_type: &'static str,
     },
-    #[error("too many failed logins; retry later")]
-    TooManyRequests { retry_after_secs: u64 },
+    #[error("{detail}")]
+    TooManyRequests {
+        detail: String,
+        problem_type: &'static str,
+        retry_after_secs: u64,
+    },
+    #[error("the code is invalid or has expired")]
+    InvalidCode,
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -58,6 +65,15 @@ impl ApiError {
         }
     }
 
+    fn too_many(detail: String, problem_type: &'static str, retry_after: Duration) -> Self {
+        Self::TooManyRequests {
+            detail,
+            problem_type,
+            // Round up: retrying a moment too early would fail again.
+            retry_after_secs: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
+        }
+    }
+
     fn forbidden(detail: String, problem_type: &'static str) -> Self {
         Self::Forbidden {
             detail,
@@ -74,6 +90,7 @@ impl ApiError {
             Self::Unauthenticated => Status::Unauthorized,
             Self::Forbidden { .. } => Status::Forbidden,
             Self::TooManyRequests { .. } => Status::TooManyRequests,
+            Self::InvalidCode => Status::UnprocessableEntity,
             Self::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             Self::PayloadTooLarge(_) => Status::PayloadTooLarge,
             Self::Unavailable { .. } => Status::ServiceUnavailable,
@@ -88,7 +105,8 @@ impl ApiError {
             Self::Conflict(_) => "/problems/email-in-use",
             Self::Unauthenticated => "/problems/unauthenticated",
             Self::Forbidden { problem_type, .. } => problem_type,
-            Self::TooManyRequests { .. } => "/problems/too-many-logins",
+            Self::TooManyRequests { problem_type, .. } => problem_type,
+            Self::InvalidCode => "/problems/invalid-code",
             Self::Unavailable { .. } => "/problems/unavailable",
             _ => "about:blank",
         }
@@ -108,15 +126,21 @@ impl From<AccountError> for ApiError {
                 Self::forbidden(detail, "/problems/reauthentication-required")
             }
             AccountError::AccountDisabled => Self::forbidden(detail, "/problems/account-disabled"),
+            AccountError::EmailNotVerified => {
+                Self::forbidden(detail, "/problems/email-not-verified")
+            }
+            AccountError::InvalidCode => Self::InvalidCode,
+            AccountError::TooManyCodeRequests { retry_after } => {
+                Self::too_many(detail, "/problems/too-many-code-requests", retry_after)
+            }
             AccountError::EmailInUse | AccountError::KeyNameTaken(_) => Self::Conflict(detail),
             AccountError::KeyNotFound(_) => Self::NotFound(detail),
             AccountError::InvalidField { field, reason } => {
                 Self::invalid_fields(vec![FieldError::new(field, reason)])
             }
-            AccountError::TooManyAttempts { retry_after } => Self::TooManyRequests {
-                // Round up: retrying a moment too early would fail again.
-                retry_after_secs: retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0),
-            },
+            AccountError::TooManyAttempts { retry_after } => {
+                Self::too_many(detail, "/problems/too-many-logins", retry_after)
+            }
             AccountError::PasswordKeptChanging => Self::Unavailable {
                 cause: detail.clone(),
                 detail,
@@ -194,7 +218,9 @@ impl<'r> Responder<'r, 'static> for ApiError {
         problem.problem_type = self.problem_type();
         match self {
             Self::Validation { errors, .. } => problem.errors = errors,
-            Self::TooManyRequests { retry_after_secs } => {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => {
                 problem.retry_after = Some(retry_after_secs.max(1));
             }
             _ => {}

@@ -2,8 +2,10 @@
 
 mod admin_key;
 mod client_address;
+mod code;
 mod email;
 mod event;
+mod mail;
 mod name;
 mod password;
 mod session;
@@ -11,8 +13,10 @@ mod user;
 
 pub use admin_key::{AdminKey, AdminKeyDigest, KeyName, KeyScope};
 pub use client_address::ClientAddress;
+pub use code::{CodePurpose, CodeSecret, OneTimeCode};
 pub use email::UserEmail;
 pub use event::{Event, EventKind};
+pub use mail::{MailContent, MailId, MailKind, QueuedMail};
 pub use name::UserName;
 pub use password::{Password, PasswordHash};
 pub use session::{Session, SessionId, SessionToken};

@@ -48,6 +48,8 @@ pub struct User {
     pub updated: DateTime<Utc>,
     /// An admin has disabled the account: no login, no session.
     pub disabled: bool,
+    /// The user confirmed a code sent to this email.
+    pub email_verified: bool,
 }
 
 /// The current time at the precision the store keeps (milliseconds), so a

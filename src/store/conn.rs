@@ -133,7 +133,7 @@ pub struct RedisConn {
     checkouts: Arc<Semaphore>,
     timeout: Duration,
     pub(super) keys: Arc<Keys>,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl RedisConn {
@@ -218,6 +218,11 @@ impl RedisConn {
     {
         let result = self.scripts.once(&step).await;
         self.counted(result)
+    }
+
+    /// Counts `count` messages queued by a write that just succeeded.
+    pub(super) fn count_queued(&self, count: usize) {
+        self.metrics.mail_queued.inc_by(count as u64);
     }
 
     /// Counts a failure of the shared connection in the metrics.

@@ -86,6 +86,12 @@ impl fmt::Display for Finding {
     }
 }
 
+/// How many mail messages failed every attempt: a warning for operators,
+/// not an inconsistency.
+pub fn mail_dead_letters(conn: &mut Connection, keys: &Keys) -> Result<u64, StoreError> {
+    Ok(redis::cmd("XLEN").arg(keys.mail_dead()).query(conn)?)
+}
+
 /// Told what the doctor is doing, to show progress.
 pub trait Progress {
     fn phase(&mut self, name: &str, total: Option<u64>);

@@ -3,7 +3,7 @@
 //! describes what each key holds and why; the tests and the doctor build
 //! their keys from here, never by hand.
 
-use crate::domain::{AdminKeyDigest, SessionId, UserEmail, UserId};
+use crate::domain::{AdminKeyDigest, CodePurpose, SessionId, UserEmail, UserId};
 
 /// The fields of a user hash (`{prefix}user:{id}`).
 pub mod user_fields {
@@ -21,8 +21,10 @@ pub mod user_fields {
     pub const PASSWORD_HASH: &str = "password_hash";
     /// `1` while an admin has disabled the user; absent otherwise.
     pub const DISABLED: &str = "disabled";
+    /// `1` once the user confirmed a code sent to its current email.
+    pub const EMAIL_VERIFIED: &str = "email_verified";
     /// What a public read fetches: no password material.
-    pub const PUBLIC: [&str; 5] = [NAME, EMAIL, CREATED, UPDATED, DISABLED];
+    pub const PUBLIC: [&str; 6] = [NAME, EMAIL, CREATED, UPDATED, DISABLED, EMAIL_VERIFIED];
 }
 
 /// The fields of a session hash (`{prefix}session:{id}`).
@@ -34,6 +36,14 @@ pub mod session_fields {
     pub const EXPIRES_AT: &str = "expires_at";
     pub const IP: &str = "ip";
     pub const USER_AGENT: &str = "user_agent";
+}
+
+/// The fields of a one-time code's hash (`{prefix}code:{purpose}:{user id}`).
+pub mod code_fields {
+    /// The code's keyed hash: never the code.
+    pub const DIGEST: &str = "digest";
+    /// Wrong codes tried against it so far.
+    pub const TRIES: &str = "tries";
 }
 
 /// The fields of an admin key's hash (`{prefix}admin_key:{digest}`).
@@ -50,6 +60,35 @@ pub mod event_fields {
     pub const USER_ID: &str = "user_id";
     pub const AT: &str = "at";
 }
+
+/// The fields of a queued message: an entry of the queue
+/// (`{prefix}mail:queue`) or of the dead letters (`{prefix}mail:dead`), and
+/// the JSON object of a message waiting to be retried (`{prefix}mail:retry`).
+pub mod mail_fields {
+    /// The message's stable id, which its `Message-ID` header is made of.
+    pub const ID: &str = "id";
+    /// A [`crate::domain::MailKind`] name.
+    pub const KIND: &str = "kind";
+    pub const TO: &str = "to";
+    /// The name the message greets, when there is one.
+    pub const NAME: &str = "name";
+    /// The six digits of a code mail, in clear while the message waits.
+    pub const CODE: &str = "code";
+    /// Unix milliseconds, as every stored time.
+    pub const QUEUED_AT: &str = "queued_at";
+    /// Past this, the message is dropped unsent; absent: never.
+    pub const EXPIRES_AT: &str = "expires_at";
+    /// Delivery attempts that failed so far.
+    pub const ATTEMPTS: &str = "attempts";
+    /// Dead letters only: why the last attempt failed, in fixed words.
+    pub const REASON: &str = "reason";
+    /// Dead letters only: when the last attempt failed.
+    pub const FAILED_AT: &str = "failed_at";
+}
+
+/// The consumer group through which the senders of every instance share the
+/// mail queue: each entry goes to one of them.
+pub const MAIL_GROUP: &str = "senders";
 
 /// Every key name, under the configured prefix, and the cap of the event
 /// stream that lives under them.
@@ -136,6 +175,27 @@ impl Keys {
         format!("{}login_failures:account_ip:{email} {address}", self.prefix)
     }
 
+    /// The live one-time code of `purpose` for `user`: at most one.
+    pub fn code(&self, purpose: CodePurpose, user: UserId) -> String {
+        format!("{}code:{}:{user}", self.prefix, purpose.as_str())
+    }
+
+    /// Set while a new code of `purpose` for `user` may not be sent yet.
+    pub fn code_sent(&self, purpose: CodePurpose, user: UserId) -> String {
+        format!("{}code_sent:{}:{user}", self.prefix, purpose.as_str())
+    }
+
+    /// Code requests from one client address in the current hour.
+    pub fn code_requests_of_address(&self, address: &str) -> String {
+        format!("{}code_requests:ip:{address}", self.prefix)
+    }
+
+    /// The client addresses whose account-and-address login counters for
+    /// `email` are live, so that a password reset can clear them all.
+    pub fn login_failure_addresses(&self, email: &UserEmail) -> String {
+        format!("{}login_failures:addresses:{email}", self.prefix)
+    }
+
     pub fn admin_key(&self, digest: &AdminKeyDigest) -> String {
         format!("{}admin_key:{digest}", self.prefix)
     }
@@ -151,6 +211,22 @@ impl Keys {
 
     pub fn activity(&self, user: UserId) -> String {
         format!("{}activity:{user}", self.prefix)
+    }
+
+    /// The stream of messages waiting to be sent, read by [`MAIL_GROUP`].
+    pub fn mail_queue(&self) -> String {
+        format!("{}mail:queue", self.prefix)
+    }
+
+    /// A sorted set of messages waiting to be retried, scored by the Unix
+    /// millisecond at which each goes back to the queue.
+    pub fn mail_retry(&self) -> String {
+        format!("{}mail:retry", self.prefix)
+    }
+
+    /// The stream of messages that failed every attempt (dead letters).
+    pub fn mail_dead(&self) -> String {
+        format!("{}mail:dead", self.prefix)
     }
 
     /// The session id in a session hash's key.

@@ -18,12 +18,20 @@
 //! - `session_index`: the per-user session set, shared by the writes of
 //!   users and sessions.
 //! - `outbox`: events appended in the same MULTI/EXEC as their change.
+//! - `attempt_counters`: the limiter's counters, which a password reset clears.
+//! - `code_writes`: how a one-time code and its mail are written.
+//! - `mail_queue`: mail queued in the same MULTI/EXEC as the change that
+//!   causes it (or on its own), and a queued message's fields.
 //!
 //! The resources, which use the pieces above and never each other:
 //! `users`, `sessions`, `events` (a user's activity), `admin_keys`,
-//! `password_attempts` and [`doctor`].
+//! `password_attempts`, `mail_delivery` (the sender's end of the mail
+//! queue: the consumer group, retries, dead letters) and [`doctor`].
 
 mod admin_keys;
+mod attempt_counters;
+mod code_writes;
+mod codes;
 mod conn;
 mod connector;
 pub mod doctor;
@@ -31,6 +39,8 @@ mod email_index;
 mod error;
 mod events;
 pub mod layout;
+mod mail_delivery;
+mod mail_queue;
 mod outbox;
 mod password_attempts;
 mod pool;
@@ -42,9 +52,12 @@ mod transaction;
 mod users;
 
 pub use admin_keys::AdminKeyRecord;
+pub use attempt_counters::Admission;
+pub use code_writes::NewCode;
+pub use codes::{Resend, Reset, MAX_CODE_TRIES};
 pub use conn::{PoolStatus, RedisConn, Store};
 pub use email_index::ListCursor;
 pub use error::StoreError;
-pub use password_attempts::Admission;
+pub use mail_delivery::{Delivery, MailConsumer, MailCounts};
 pub use records::UserRecord;
-pub use users::{HashReplacement, ListQuery, UserPage, Written};
+pub use users::{EmailChange, HashReplacement, ListQuery, UserPage, Written};

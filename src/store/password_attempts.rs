@@ -14,28 +14,20 @@ use std::time::Duration;
 
 use redis::Script;
 
+use super::attempt_counters::{counters, Admission};
 use super::conn::RedisConn;
-use super::layout::Keys;
 use super::StoreError;
 use crate::config::LoginSettings;
 use crate::domain::{ClientAddress, UserEmail};
 
-/// Whether a password may be checked now.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Admission {
-    Admitted,
-    /// A counter is full until `retry_after` from now.
-    Refused {
-        retry_after: Duration,
-    },
-}
-
-/// KEYS: the three counters. ARGV: the window (ms), then each counter's
-/// limit in KEYS' order. Returns 0 when admitted (every counter raised),
-/// else the ms until the fullest counter's window ends (nothing raised).
+/// KEYS: the three counters, then the set of the account's addresses. ARGV:
+/// the window (ms), then each counter's limit in KEYS' order, then the
+/// address. Returns 0 when admitted (every counter raised, the address
+/// noted), else the ms until the fullest counter's window ends (nothing
+/// raised).
 const ADMIT: &str = r"
 local wait = 0
-for i = 1, #KEYS do
+for i = 1, 3 do
   local count = tonumber(redis.call('GET', KEYS[i]) or '0')
   if count >= tonumber(ARGV[i + 1]) then
     local ttl = redis.call('PTTL', KEYS[i])
@@ -49,19 +41,24 @@ end
 if wait > 0 then
   return wait
 end
-for i = 1, #KEYS do
+for i = 1, 3 do
   redis.call('INCR', KEYS[i])
   redis.call('PEXPIRE', KEYS[i], ARGV[1], 'NX')
 end
+redis.call('SADD', KEYS[4], ARGV[5])
+redis.call('PEXPIRE', KEYS[4], ARGV[1])
 return 0
 ";
 
 /// KEYS: the account-and-address counter, then the account's and the
-/// address's. A right password clears the first and takes its own attempt
-/// back from the other two: it was no failure.
+/// address's, then the set of the account's addresses. ARGV[1]: the
+/// address. A right password clears the first (and the address from the
+/// set) and takes its own attempt back from the other two: it was no
+/// failure.
 const SUCCEEDED: &str = r"
 redis.call('DEL', KEYS[1])
-for i = 2, #KEYS do
+redis.call('SREM', KEYS[4], ARGV[1])
+for i = 2, 3 do
   if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 and redis.call('DECR', KEYS[i]) == 0 then
     redis.call('DEL', KEYS[i])
   end
@@ -71,16 +68,6 @@ return 0
 
 static ADMIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIT));
 static SUCCEEDED_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SUCCEEDED));
-
-/// The three counters of one attempt, most specific first.
-fn counters(keys: &Keys, email: &UserEmail, address: &ClientAddress) -> [String; 3] {
-    let address = address.counted_as();
-    [
-        keys.login_failures_of_account_at(email, &address),
-        keys.login_failures_of_account(email),
-        keys.login_failures_of_address(&address),
-    ]
-}
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
@@ -95,15 +82,19 @@ impl RedisConn {
         address: &ClientAddress,
         limits: &LoginSettings,
     ) -> Result<Admission, StoreError> {
-        let keys = counters(&self.keys, email, address);
-        let keys = &keys;
+        let address = address.counted_as();
+        let keys = counters(&self.keys, email, &address);
+        let addresses = self.keys.login_failure_addresses(email);
+        let (keys, addresses, address) = (&keys, &addresses, &address);
         self.script(|mut conn| async move {
             let wait_ms: u64 = ADMIT_SCRIPT
                 .key(&keys[..])
+                .key(addresses)
                 .arg(millis(limits.window))
                 .arg(limits.max_failures)
                 .arg(limits.max_account_failures)
                 .arg(limits.max_address_failures)
+                .arg(address)
                 .invoke_async(&mut conn)
                 .await?;
             Ok(match wait_ms {
@@ -122,11 +113,15 @@ impl RedisConn {
         email: &UserEmail,
         address: &ClientAddress,
     ) -> Result<(), StoreError> {
-        let keys = counters(&self.keys, email, address);
-        let keys = &keys;
+        let address = address.counted_as();
+        let keys = counters(&self.keys, email, &address);
+        let addresses = self.keys.login_failure_addresses(email);
+        let (keys, addresses, address) = (&keys, &addresses, &address);
         self.script(|mut conn| async move {
             Ok(SUCCEEDED_SCRIPT
                 .key(&keys[..])
+                .key(addresses)
+                .arg(address)
                 .invoke_async(&mut conn)
                 .await?)
         })

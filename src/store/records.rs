@@ -235,6 +235,7 @@ fn decode_public_user(id: UserId, fields: &mut StoredFields<'_>) -> Result<User,
         created: fields.take_time(user_fields::CREATED)?,
         updated: fields.take_time(user_fields::UPDATED)?,
         disabled: fields.take_flag(user_fields::DISABLED)?,
+        email_verified: fields.take_flag(user_fields::EMAIL_VERIFIED)?,
     })
 }
 

@@ -5,11 +5,13 @@
 use redis::aio::MultiplexedConnection;
 use redis::{Connection, FromRedisValue};
 
+use super::code_writes::{remove_codes, NewCode};
 use super::conn::RedisConn;
 use super::email_index::{
     add_to_index, email_lookup, email_prefix_range, first_id, remove_from_index, ListCursor,
 };
 use super::layout::{parse_index_member, user_fields, Keys};
+use super::mail_queue::enqueue;
 use super::outbox;
 use super::records::{
     add_password_fields, decode_public_values, decode_user_fields, encode_time, hgetall,
@@ -18,7 +20,7 @@ use super::records::{
 use super::session_index::{revoke_all, watched_session_ids};
 use super::transaction::{transact, watch, Plan};
 use super::StoreError;
-use crate::domain::{now, EventKind, PasswordHash, User, UserEmail, UserId, UserName};
+use crate::domain::{now, EventKind, PasswordHash, QueuedMail, User, UserEmail, UserId, UserName};
 
 /// The outcome of a write that is conditional on the user's current state.
 #[derive(Debug)]
@@ -38,6 +40,13 @@ pub enum HashReplacement {
     PasswordChange,
     /// The same password hashed with the current parameters.
     Rehash,
+}
+
+/// What an email change sends: a code to the new address, a notice to
+/// the old one.
+pub struct EmailChange {
+    pub code: NewCode,
+    pub notice: Option<QueuedMail>,
 }
 
 /// One page of the email index.
@@ -106,21 +115,45 @@ impl RedisConn {
 
     /// Stores a new user, unless another user holds the email already
     /// ([`StoreError::EmailInUse`]).
-    pub async fn create_user(&mut self, record: UserRecord) -> Result<(), StoreError> {
-        self.run(move |conn, keys| create_user(conn, keys, &record))
-            .await
+    /// `code` (a verification code and its mail) is stored in the same
+    /// transaction.
+    pub async fn create_user(
+        &mut self,
+        record: UserRecord,
+        code: NewCode,
+    ) -> Result<(), StoreError> {
+        let mails = usize::from(code.mail.is_some());
+        self.run(move |conn, keys| create_user(conn, keys, &record, &code))
+            .await?;
+        self.count_queued(mails);
+        Ok(())
     }
 
     /// Replaces name and email, provided the password hash is still `verified`.
+    /// A new email is unverified; when the email changes, the same
+    /// transaction stores `change.code` (for the new address) and queues
+    /// `change.notice` (to the old one).
     pub async fn update_profile(
         &mut self,
         id: UserId,
         verified: PasswordHash,
-        name: UserName,
-        email: UserEmail,
+        profile: (UserName, UserEmail),
+        change: EmailChange,
     ) -> Result<Written<User>, StoreError> {
-        self.run(move |conn, keys| update_profile(conn, keys, id, &verified, name, email))
-            .await
+        let mails = usize::from(change.notice.is_some()) + usize::from(change.code.mail.is_some());
+        let written = self
+            .run(move |conn, keys| update_profile(conn, keys, id, &verified, profile, &change))
+            .await?;
+        Ok(match written {
+            Written::Done((user, email_changed)) => {
+                if email_changed {
+                    self.count_queued(mails);
+                }
+                Written::Done(user)
+            }
+            Written::Missing => Written::Missing,
+            Written::PasswordChanged => Written::PasswordChanged,
+        })
     }
 
     /// Replaces the password hash, provided it is still `verified`. A
@@ -186,7 +219,12 @@ fn find_id_by_email(
     Ok(first_id(email_lookup(keys, email).query(conn)?))
 }
 
-fn create_user(conn: &mut Connection, keys: &Keys, record: &UserRecord) -> Result<(), StoreError> {
+fn create_user(
+    conn: &mut Connection,
+    keys: &Keys,
+    record: &UserRecord,
+    code: &NewCode,
+) -> Result<(), StoreError> {
     let user = &record.user;
     let hset = hset_user(&keys.user(user.id), record)?;
     transact(conn, &keys.email_claim(&user.email), |conn| {
@@ -196,6 +234,7 @@ fn create_user(conn: &mut Connection, keys: &Keys, record: &UserRecord) -> Resul
         let mut writes = redis::pipe();
         writes.add_command(hset.clone()).ignore();
         add_to_index(&mut writes, keys, &user.email, user.id);
+        code.add(&mut writes, keys, user.id);
         outbox::record(&mut writes, keys, EventKind::Created, user.id, user.created);
         Ok(Plan::Write(writes, ()))
     })
@@ -236,9 +275,9 @@ fn update_profile(
     keys: &Keys,
     id: UserId,
     verified: &PasswordHash,
-    name: UserName,
-    email: UserEmail,
-) -> Result<Written<User>, StoreError> {
+    (name, email): (UserName, UserEmail),
+    change: &EmailChange,
+) -> Result<Written<(User, bool)>, StoreError> {
     let key = keys.user(id);
     transact(conn, &key, |conn| {
         let current = match read_verified(conn, keys, id, verified)? {
@@ -246,7 +285,7 @@ fn update_profile(
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
         if current.name == name && current.email == email {
-            return Ok(Plan::Answer(Written::Done(current)));
+            return Ok(Plan::Answer(Written::Done((current, false))));
         }
         let email_changes = current.email != email;
         if email_changes {
@@ -259,6 +298,7 @@ fn update_profile(
             name: name.clone(),
             email: email.clone(),
             updated: now().max(current.updated),
+            email_verified: current.email_verified && !email_changes,
             ..current.clone()
         };
         let mut writes = redis::pipe();
@@ -275,6 +315,15 @@ fn update_profile(
         if email_changes {
             remove_from_index(&mut writes, keys, current.email.as_str(), id);
             add_to_index(&mut writes, keys, &updated.email, id);
+            writes
+                .cmd("HDEL")
+                .arg(&key)
+                .arg(user_fields::EMAIL_VERIFIED)
+                .ignore();
+            change.code.add(&mut writes, keys, id);
+            if let Some(notice) = &change.notice {
+                enqueue(&mut writes, keys, notice);
+            }
         }
         outbox::record(
             &mut writes,
@@ -283,7 +332,7 @@ fn update_profile(
             id,
             updated.updated,
         );
-        Ok(Plan::Write(writes, Written::Done(updated)))
+        Ok(Plan::Write(writes, Written::Done((updated, email_changes))))
     })
 }
 
@@ -340,6 +389,7 @@ fn delete_user(
         writes.cmd("DEL").arg(&key).ignore();
         remove_from_index(&mut writes, keys, current.email.as_str(), id);
         revoke_all(&mut writes, keys, id, &sessions);
+        remove_codes(&mut writes, keys, id);
         outbox::record(&mut writes, keys, EventKind::Deleted, id, now());
         Ok(Plan::Write(writes, Written::Done(current)))
     })

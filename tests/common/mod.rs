@@ -2,6 +2,8 @@
 //! prefix per test, and one helper per endpoint.
 #![allow(dead_code)] // Each test binary uses its own subset of the helpers.
 
+pub mod smtp;
+
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::TcpListener;

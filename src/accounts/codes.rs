@@ -1,0 +1,240 @@
+//! Email verification and password reset by one-time codes.
+//!
+//! A request for a code answers the same whether or not the email has an
+//! account (so the answer tells nothing), and is counted per client
+//! address. A code goes out only to an account that may use it, and at most
+//! once per `MAIL_RESEND_SECS` and purpose unless a change calls for one (a
+//! sign-up, a new email). Confirming a code goes through the same limiter
+//! as a password.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{check_strength, AccountError, Accounts, Caller};
+use crate::domain::{
+    ClientAddress, CodePurpose, MailContent, OneTimeCode, Password, QueuedMail, User, UserEmail,
+    UserId,
+};
+use crate::store::{Admission, NewCode, Resend, Reset};
+
+/// The window of `MAIL_MAX_PER_ADDRESS`.
+const CODE_REQUEST_WINDOW: Duration = Duration::from_secs(3600);
+
+impl Accounts {
+    /// `POST /api/email-verification`: a code to an existing, unverified,
+    /// enabled account.
+    pub async fn request_email_verification(
+        &self,
+        client: &ClientAddress,
+        email: &UserEmail,
+    ) -> Result<(), AccountError> {
+        self.count_code_request(client).await?;
+        if let Some(user) = self.user_with_email(email).await? {
+            if !user.email_verified && !user.disabled {
+                self.send_code(CodePurpose::VerifyEmail, &user, Resend::Wait)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /api/password-reset`: a code to an existing, enabled account.
+    pub async fn request_password_reset(
+        &self,
+        client: &ClientAddress,
+        email: &UserEmail,
+    ) -> Result<(), AccountError> {
+        self.count_code_request(client).await?;
+        if let Some(user) = self.user_with_email(email).await? {
+            if !user.disabled {
+                self.send_code(CodePurpose::ResetPassword, &user, Resend::Wait)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /api/users/{id}/password-reset`: an admin sends the user a code.
+    pub async fn send_password_reset(
+        &self,
+        caller: &Caller,
+        id: UserId,
+    ) -> Result<(), AccountError> {
+        caller.require_admin()?;
+        let user = self
+            .store
+            .connection()
+            .public_user_by_id(id)
+            .await?
+            .ok_or_else(|| AccountError::NotFound(id.to_string()))?;
+        self.send_code(CodePurpose::ResetPassword, &user, Resend::Now)
+            .await
+    }
+
+    /// Marks the email verified when `code` is its live verification code.
+    pub async fn confirm_email(
+        &self,
+        client: &ClientAddress,
+        email: &UserEmail,
+        code: &OneTimeCode,
+    ) -> Result<User, AccountError> {
+        let user = self.code_holder(client, email).await?;
+        let digest = self.code_digest(CodePurpose::VerifyEmail, &user, code);
+        let conn = self.store.connection();
+        if !conn
+            .check_code(CodePurpose::VerifyEmail, user.id, &digest, true)
+            .await?
+        {
+            return Err(AccountError::InvalidCode);
+        }
+        self.attempt_succeeded(email, client).await?;
+        Ok(User {
+            email_verified: true,
+            ..user
+        })
+    }
+
+    /// Sets a new password when `code` is the live reset code: the code is
+    /// spent, the email counts as verified, every session ends and every
+    /// login counter of the account is cleared. A weak new password leaves
+    /// the code as it was.
+    pub async fn reset_password(
+        &self,
+        client: &ClientAddress,
+        email: &UserEmail,
+        code: &OneTimeCode,
+        new_password: Password,
+    ) -> Result<(), AccountError> {
+        let user = self.code_holder(client, email).await?;
+        let digest = self.code_digest(CodePurpose::ResetPassword, &user, code);
+        let conn = self.store.connection();
+        if !conn
+            .check_code(CodePurpose::ResetPassword, user.id, &digest, false)
+            .await?
+        {
+            return Err(AccountError::InvalidCode);
+        }
+        check_strength(
+            &self.hasher,
+            "new_password",
+            &new_password,
+            &user.email,
+            &user.name,
+        )
+        .await?;
+        let new_hash = self.hasher.hash(new_password).await?;
+        let notice = self.mail_to(&user, MailContent::PasswordChanged, None);
+        let reset = Reset {
+            user: user.id,
+            email: user.email.clone(),
+            digest,
+            new_hash,
+            notice,
+        };
+        if !self.store.connection().reset_password(reset).await? {
+            return Err(AccountError::InvalidCode);
+        }
+        Ok(())
+    }
+
+    /// A fresh code of `purpose` for `user`, and its mail (when mail is on),
+    /// ready to be stored.
+    pub(super) fn new_code(&self, purpose: CodePurpose, user: &User) -> NewCode {
+        let code = OneTimeCode::generate();
+        let digest = self.code_digest(purpose, user, &code);
+        let content = match purpose {
+            CodePurpose::VerifyEmail => MailContent::VerifyEmail { code },
+            CodePurpose::ResetPassword => MailContent::ResetPassword { code },
+        };
+        let codes = &self.policy.codes;
+        NewCode {
+            purpose,
+            digest,
+            ttl: codes.ttl,
+            resend: codes.resend,
+            mail: self.mail_to(user, content, Some(codes.ttl)),
+        }
+    }
+
+    /// Issues a code of `purpose` to `user` and queues its mail, in one
+    /// step; with `Resend::Wait`, unless the resend rule holds it back.
+    async fn send_code(
+        &self,
+        purpose: CodePurpose,
+        user: &User,
+        resend: Resend,
+    ) -> Result<(), AccountError> {
+        let code = self.new_code(purpose, user);
+        self.store
+            .connection()
+            .issue_code(user.id, &code, resend)
+            .await?;
+        Ok(())
+    }
+
+    /// A message to `user`, or `None` while mail is off; a message with a
+    /// code is dropped unsent once the code has expired.
+    pub(super) fn mail_to(
+        &self,
+        user: &User,
+        content: MailContent,
+        lifetime: Option<Duration>,
+    ) -> Option<QueuedMail> {
+        if !self.mail_enabled {
+            return None;
+        }
+        let mail = QueuedMail::new(user.email.clone(), Some(user.name.clone()), content);
+        Some(
+            match lifetime.and_then(|ttl| chrono::Duration::from_std(ttl).ok()) {
+                Some(ttl) => mail.expiring_at(Utc::now() + ttl),
+                None => mail,
+            },
+        )
+    }
+
+    /// The keyed hash of `code`, bound to its purpose, the user and the
+    /// email it was sent to: a new email makes an old code useless.
+    fn code_digest(&self, purpose: CodePurpose, user: &User, code: &OneTimeCode) -> String {
+        self.policy
+            .code_secret
+            .digest(purpose, user.id, &user.email, code)
+    }
+
+    async fn count_code_request(&self, client: &ClientAddress) -> Result<(), AccountError> {
+        let admission = self
+            .store
+            .connection()
+            .count_code_request(
+                &client.counted_as(),
+                CODE_REQUEST_WINDOW,
+                self.policy.codes.max_per_address,
+            )
+            .await?;
+        match admission {
+            Admission::Admitted => Ok(()),
+            Admission::Refused { retry_after } => {
+                Err(AccountError::TooManyCodeRequests { retry_after })
+            }
+        }
+    }
+
+    async fn user_with_email(&self, email: &UserEmail) -> Result<Option<User>, AccountError> {
+        Ok(self.store.connection().public_user_by_email(email).await?)
+    }
+
+    /// The enabled user holding `email`, for a confirmation: counted by
+    /// the password limiter first, and refused as an invalid code when
+    /// there is none, so unknown emails and wrong codes look alike.
+    async fn code_holder(
+        &self,
+        client: &ClientAddress,
+        email: &UserEmail,
+    ) -> Result<User, AccountError> {
+        self.admit_attempt(email, client).await?;
+        match self.user_with_email(email).await? {
+            Some(user) if !user.disabled => Ok(user),
+            _ => Err(AccountError::InvalidCode),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! `/api/email-verification` and `/api/password-reset`: asking for a code,
+//! and confirming one. The answers to a request for a code are the same
+//! whether or not the email has an account.
+
+use rocket::http::Status;
+use rocket::serde::json::Json;
+use rocket::{post, routes, Route};
+use serde::{Deserialize, Serialize};
+
+use super::fields::Fields;
+use super::problem::ApiError;
+use super::users::{parse_id, Body};
+use crate::accounts::{Accounts, Caller, Client};
+use crate::domain::{OneTimeCode, Password, User, UserEmail};
+
+pub fn routes() -> Vec<Route> {
+    routes![
+        post_email_verification,
+        post_email_verification_confirm,
+        post_password_reset,
+        post_password_reset_confirm,
+        post_user_password_reset
+    ]
+}
+
+#[derive(Deserialize)]
+struct EmailData {
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConfirmData {
+    email: Option<String>,
+    code: Option<String>,
+    new_password: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Message {
+    message: &'static str,
+}
+
+/// The one answer to every accepted request for a code.
+fn accepted() -> (Status, Json<Message>) {
+    (
+        Status::Accepted,
+        Json(Message {
+            message: "If the address has an account that may use it, a code is on its way",
+        }),
+    )
+}
+
+fn parse_email(data: EmailData) -> Result<UserEmail, ApiError> {
+    let mut fields = Fields::default();
+    let email = fields.required("email", data.email.as_deref(), UserEmail::parse);
+    email.ok_or_else(|| fields.into_error())
+}
+
+/// An email and the code sent to it.
+struct CodeConfirmation {
+    email: UserEmail,
+    code: OneTimeCode,
+}
+
+/// The same, and the new password it is to set.
+struct ResetConfirmation {
+    email: UserEmail,
+    code: OneTimeCode,
+    new_password: Password,
+}
+
+fn email_and_code(
+    fields: &mut Fields,
+    data: &ConfirmData,
+) -> (Option<UserEmail>, Option<OneTimeCode>) {
+    (
+        fields.required("email", data.email.as_deref(), UserEmail::parse),
+        fields.required("code", data.code.as_deref(), OneTimeCode::parse),
+    )
+}
+
+impl TryFrom<ConfirmData> for CodeConfirmation {
+    type Error = ApiError;
+
+    fn try_from(data: ConfirmData) -> Result<Self, ApiError> {
+        let mut fields = Fields::default();
+        match email_and_code(&mut fields, &data) {
+            (Some(email), Some(code)) => Ok(Self { email, code }),
+            _ => Err(fields.into_error()),
+        }
+    }
+}
+
+impl TryFrom<ConfirmData> for ResetConfirmation {
+    type Error = ApiError;
+
+    fn try_from(data: ConfirmData) -> Result<Self, ApiError> {
+        let mut fields = Fields::default();
+        let (email, code) = email_and_code(&mut fields, &data);
+        let new_password = fields.required(
+            "new_password",
+            data.new_password.as_deref(),
+            Password::parse,
+        );
+        match (email, code, new_password) {
+            (Some(email), Some(code), Some(new_password)) => Ok(Self {
+                email,
+                code,
+                new_password,
+            }),
+            _ => Err(fields.into_error()),
+        }
+    }
+}
+
+#[post("/email-verification", data = "<body>")]
+async fn post_email_verification(
+    accounts: &Accounts,
+    client: Client,
+    body: Body<EmailData>,
+) -> Result<(Status, Json<Message>), ApiError> {
+    let email = parse_email(body?.0)?;
+    accounts
+        .request_email_verification(&client.address, &email)
+        .await?;
+    Ok(accepted())
+}
+
+#[post("/email-verification/confirm", data = "<body>")]
+async fn post_email_verification_confirm(
+    accounts: &Accounts,
+    client: Client,
+    body: Body<ConfirmData>,
+) -> Result<Json<User>, ApiError> {
+    let confirmation = CodeConfirmation::try_from(body?.0)?;
+    let user = accounts
+        .confirm_email(&client.address, &confirmation.email, &confirmation.code)
+        .await?;
+    Ok(Json(user))
+}
+
+#[post("/password-reset", data = "<body>")]
+async fn post_password_reset(
+    accounts: &Accounts,
+    client: Client,
+    body: Body<EmailData>,
+) -> Result<(Status, Json<Message>), ApiError> {
+    let email = parse_email(body?.0)?;
+    accounts
+        .request_password_reset(&client.address, &email)
+        .await?;
+    Ok(accepted())
+}
+
+#[post("/password-reset/confirm", data = "<body>")]
+async fn post_password_reset_confirm(
+    accounts: &Accounts,
+    client: Client,
+    body: Body<ConfirmData>,
+) -> Result<Json<Message>, ApiError> {
+    let reset = ResetConfirmation::try_from(body?.0)?;
+    accounts
+        .reset_password(
+            &client.address,
+            &reset.email,
+            &reset.code,
+            reset.new_password,
+        )
+        .await?;
+    Ok(Json(Message {
+        message: "Password updated",
+    }))
+}
+
+/// An admin key sends the user a reset code.
+#[post("/users/<id>/password-reset")]
+async fn post_user_password_reset(
+    id: &str,
+    caller: Result<Caller, ApiError>,
+    accounts: &Accounts,
+) -> Result<(Status, Json<Message>), ApiError> {
+    let id = parse_id(id)?;
+    accounts.send_password_reset(&caller?, id).await?;
+    Ok((
+        Status::Accepted,
+        Json(Message {
+            message: "A reset code is on its way to the user",
+        }),
+    ))
+}

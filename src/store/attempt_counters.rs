@@ -1,0 +1,48 @@
+//! The counters of the password-attempt limiter, as the limiter and a
+//! password reset (which clears them) both name them.
+
+use std::time::Duration;
+
+use super::layout::Keys;
+use crate::domain::UserEmail;
+
+/// Whether an attempt (a password check, a code request) may go ahead.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    Admitted,
+    /// A counter is full until `retry_after` from now.
+    Refused {
+        retry_after: Duration,
+    },
+}
+
+/// The three counters of one attempt, most specific first.
+pub(super) fn counters(keys: &Keys, email: &UserEmail, address: &str) -> [String; 3] {
+    [
+        keys.login_failures_of_account_at(email, address),
+        keys.login_failures_of_account(email),
+        keys.login_failures_of_address(address),
+    ]
+}
+
+/// Adds to a MULTI/EXEC the commands that clear every counter keyed by the
+/// account `email` (the per-address ones among them); `addresses` are the
+/// members of its set of addresses, read under WATCH.
+pub(super) fn clear_account(
+    writes: &mut redis::Pipeline,
+    keys: &Keys,
+    email: &UserEmail,
+    addresses: &[String],
+) {
+    for address in addresses {
+        writes
+            .cmd("DEL")
+            .arg(keys.login_failures_of_account_at(email, address))
+            .ignore();
+    }
+    writes
+        .cmd("DEL")
+        .arg(keys.login_failures_of_account(email))
+        .arg(keys.login_failure_addresses(email))
+        .ignore();
+}
