@@ -16,7 +16,7 @@ use crate::domain::{
     ClientAddress, CodePurpose, MailContent, OneTimeCode, Password, QueuedMail, User, UserEmail,
     UserId,
 };
-use crate::store::{Admission, NewCode, Resend, Reset};
+use crate::store::{Admission, AttemptProof, NewCode, Resend, Reset};
 
 /// The window of `MAIL_MAX_PER_ADDRESS`.
 const CODE_REQUEST_WINDOW: Duration = Duration::from_secs(3600);
@@ -88,7 +88,8 @@ impl Accounts {
         {
             return Err(AccountError::InvalidCode);
         }
-        self.attempt_succeeded(email, client).await?;
+        self.attempt_succeeded(email, client, AttemptProof::Code)
+            .await?;
         Ok(User {
             email_verified: true,
             ..user
@@ -231,7 +232,8 @@ impl Accounts {
         client: &ClientAddress,
         email: &UserEmail,
     ) -> Result<User, AccountError> {
-        self.admit_attempt(email, client).await?;
+        self.admit_attempt(email, client, AttemptProof::Code)
+            .await?;
         match self.user_with_email(email).await? {
             Some(user) if !user.disabled => Ok(user),
             _ => Err(AccountError::InvalidCode),

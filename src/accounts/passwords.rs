@@ -3,7 +3,7 @@
 
 use super::{AccountError, Accounts};
 use crate::domain::{ClientAddress, Password, PasswordHash, UserEmail};
-use crate::store::Admission;
+use crate::store::{Admission, AttemptProof};
 
 impl Accounts {
     /// Whether `password` matches `hash`, the stored hash of `email`'s user
@@ -17,7 +17,8 @@ impl Accounts {
         password: Password,
         hash: Option<PasswordHash>,
     ) -> Result<bool, AccountError> {
-        self.admit_attempt(email, address).await?;
+        self.admit_attempt(email, address, AttemptProof::Password)
+            .await?;
         let matches = match hash {
             Some(hash) => self.hasher.verify(password, hash).await?,
             None => {
@@ -28,7 +29,8 @@ impl Accounts {
             }
         };
         if matches {
-            self.attempt_succeeded(email, address).await?;
+            self.attempt_succeeded(email, address, AttemptProof::Password)
+                .await?;
         }
         Ok(matches)
     }
@@ -39,11 +41,12 @@ impl Accounts {
         &self,
         email: &UserEmail,
         address: &ClientAddress,
+        proof: AttemptProof,
     ) -> Result<(), AccountError> {
         let admission = self
             .store
             .connection()
-            .admit_password_attempt(email, address, &self.policy.login)
+            .admit_password_attempt(email, address, &self.policy.login, proof)
             .await?;
         match admission {
             Admission::Admitted => Ok(()),
@@ -58,11 +61,12 @@ impl Accounts {
         &self,
         email: &UserEmail,
         address: &ClientAddress,
+        proof: AttemptProof,
     ) -> Result<(), AccountError> {
         Ok(self
             .store
             .connection()
-            .password_attempt_succeeded(email, address)
+            .password_attempt_succeeded(email, address, proof)
             .await?)
     }
 }

@@ -59,5 +59,6 @@ pub use conn::{PoolStatus, RedisConn, Store};
 pub use email_index::ListCursor;
 pub use error::StoreError;
 pub use mail_delivery::{Delivery, MailConsumer, MailCounts};
+pub use password_attempts::Proof as AttemptProof;
 pub use records::UserRecord;
 pub use users::{EmailChange, HashReplacement, ListQuery, UserPage, Written};

@@ -22,14 +22,14 @@ use crate::domain::{ClientAddress, UserEmail};
 
 /// KEYS: the three counters, then the set of the account's addresses. ARGV:
 /// the window (ms), then each counter's limit in KEYS' order, then the
-/// address. Returns 0 when admitted (every counter raised, the address
-/// noted), else the ms until the fullest counter's window ends (nothing
-/// raised).
+/// address, then whether the account-wide counter takes part (1/0). Returns
+/// 0 when admitted (the counters raised, the address noted), else the ms
+/// until the fullest counter's window ends (nothing raised).
 const ADMIT: &str = r"
+local counted = {true, ARGV[6] == '1', true}
 local wait = 0
 for i = 1, 3 do
-  local count = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if count >= tonumber(ARGV[i + 1]) then
+  if counted[i] and tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[i + 1]) then
     local ttl = redis.call('PTTL', KEYS[i])
     if ttl < 0 then
       redis.call('PEXPIRE', KEYS[i], ARGV[1])
@@ -42,8 +42,10 @@ if wait > 0 then
   return wait
 end
 for i = 1, 3 do
-  redis.call('INCR', KEYS[i])
-  redis.call('PEXPIRE', KEYS[i], ARGV[1], 'NX')
+  if counted[i] then
+    redis.call('INCR', KEYS[i])
+    redis.call('PEXPIRE', KEYS[i], ARGV[1], 'NX')
+  end
 end
 redis.call('SADD', KEYS[4], ARGV[5])
 redis.call('PEXPIRE', KEYS[4], ARGV[1])
@@ -51,20 +53,32 @@ return 0
 ";
 
 /// KEYS: the account-and-address counter, then the account's and the
-/// address's, then the set of the account's addresses. ARGV[1]: the
-/// address. A right password clears the first (and the address from the
-/// set) and takes its own attempt back from the other two: it was no
-/// failure.
+/// address's, then the set of the account's addresses. ARGV: the address,
+/// and whether the account-wide counter took part (1/0). A right answer
+/// clears the first (and the address from the set) and takes its own
+/// attempt back from the others: it was no failure.
 const SUCCEEDED: &str = r"
+local counted = {true, ARGV[2] == '1', true}
 redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[4], ARGV[1])
 for i = 2, 3 do
-  if tonumber(redis.call('GET', KEYS[i]) or '0') > 0 and redis.call('DECR', KEYS[i]) == 0 then
+  if counted[i] and tonumber(redis.call('GET', KEYS[i]) or '0') > 0
+      and redis.call('DECR', KEYS[i]) == 0 then
     redis.call('DEL', KEYS[i])
   end
 end
 return 0
 ";
+
+/// What an attempt offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proof {
+    /// A password: counted by all three limits.
+    Password,
+    /// A mailed code: not by the account-wide limit, which a password reset
+    /// exists to lift; five wrong tries kill a code anyway.
+    Code,
+}
 
 static ADMIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIT));
 static SUCCEEDED_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(SUCCEEDED));
@@ -81,6 +95,7 @@ impl RedisConn {
         email: &UserEmail,
         address: &ClientAddress,
         limits: &LoginSettings,
+        proof: Proof,
     ) -> Result<Admission, StoreError> {
         let address = address.counted_as();
         let keys = counters(&self.keys, email, &address);
@@ -95,6 +110,7 @@ impl RedisConn {
                 .arg(limits.max_account_failures)
                 .arg(limits.max_address_failures)
                 .arg(address)
+                .arg(u8::from(proof == Proof::Password))
                 .invoke_async(&mut conn)
                 .await?;
             Ok(match wait_ms {
@@ -112,6 +128,7 @@ impl RedisConn {
         &self,
         email: &UserEmail,
         address: &ClientAddress,
+        proof: Proof,
     ) -> Result<(), StoreError> {
         let address = address.counted_as();
         let keys = counters(&self.keys, email, &address);
@@ -122,6 +139,7 @@ impl RedisConn {
                 .key(&keys[..])
                 .key(addresses)
                 .arg(address)
+                .arg(u8::from(proof == Proof::Password))
                 .invoke_async(&mut conn)
                 .await?)
         })

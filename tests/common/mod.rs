@@ -492,6 +492,11 @@ impl TestApp {
         Reply::read(request.dispatch().await).await
     }
 
+    /// `POST uri` with a JSON body and no credential.
+    pub async fn post_json(&self, uri: &str, body: &Value) -> Reply {
+        self.send_json(self.client.post(uri.to_owned()), body).await
+    }
+
     async fn send_json(
         &self,
         request: rocket::local::asynchronous::LocalRequest<'_>,
