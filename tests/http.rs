@@ -168,6 +168,36 @@ async fn responses_carry_the_shield_security_headers() {
 }
 
 #[rocket::async_test]
+async fn the_mail_link_pages_are_html_that_runs_only_its_own_script() {
+    let app = TestApp::spawn().await;
+    for (uri, button) in [
+        ("/verify", "Verify my email"),
+        ("/reset", "Set my new password"),
+    ] {
+        let reply = app.get(uri).await;
+        assert_eq!(reply.status, Status::Ok, "{uri}");
+        assert_eq!(
+            reply.header("Content-Type"),
+            Some("text/html; charset=utf-8"),
+            "{uri}"
+        );
+        assert!(reply.body.contains(button), "{uri}");
+        assert!(reply.body.contains("location.hash"), "{uri}");
+        let policy = reply.header("Content-Security-Policy").expect(uri);
+        for directive in [
+            "default-src 'none'",
+            "script-src 'sha256-",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(policy.contains(directive), "{uri}: {policy}");
+        }
+        assert!(!policy.contains("unsafe"), "{uri}: {policy}");
+        assert_eq!(reply.header("X-Content-Type-Options"), Some("nosniff"));
+    }
+}
+
+#[rocket::async_test]
 async fn files_are_served_from_static() {
     let app = TestApp::spawn().await;
     let reply = app.get("/files/index.html").await;

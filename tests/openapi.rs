@@ -562,6 +562,8 @@ fn operations_cases() -> Vec<Case> {
             .auth(Auth::Forged),
         case(Get, "/api/openapi.json", 200, "/api/openapi.json"),
         case(Get, "/docs", 200, "/docs"),
+        case(Get, "/verify", 200, "/verify"),
+        case(Get, "/reset", 200, "/reset"),
         case(Get, "/files/{path}", 200, "/files/index.html"),
         case(Get, "/files/{path}", 404, "/files/missing.txt"),
     ]

@@ -8,6 +8,7 @@ mod guards;
 mod health;
 mod json;
 mod newline;
+mod pages;
 mod problem;
 mod sessions;
 mod telemetry;
@@ -31,6 +32,7 @@ pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Buil
         .mount("/", routes![ping])
         .mount("/health", health::routes())
         .mount("/", routes![get_metrics, get_docs])
+        .mount("/", pages::routes())
         .mount("/api", routes![get_openapi])
         .mount("/api", users::routes())
         .mount("/api", sessions::routes())
