@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{check_strength, AccountError, Accounts, Caller};
+use super::{AccountError, Accounts, Caller};
 use crate::domain::{
     ClientAddress, CodePurpose, MailContent, OneTimeCode, Password, QueuedMail, User, UserEmail,
     UserId,
@@ -22,35 +22,26 @@ use crate::store::{Admission, AttemptProof, NewCode, Resend, Reset};
 const CODE_REQUEST_WINDOW: Duration = Duration::from_secs(3600);
 
 impl Accounts {
-    /// `POST /api/email-verification`: a code to an existing, unverified,
-    /// enabled account.
-    pub async fn request_email_verification(
+    /// `POST /api/email-verification` and `POST /api/password-reset`: a
+    /// code of `purpose` to the account holding `email`, when it exists and
+    /// may use one (enabled; for verification, not verified yet). The
+    /// outcome is the same either way.
+    pub async fn request_code(
         &self,
+        purpose: CodePurpose,
         client: &ClientAddress,
         email: &UserEmail,
     ) -> Result<(), AccountError> {
         self.count_code_request(client).await?;
-        if let Some(user) = self.user_with_email(email).await? {
-            if !user.email_verified && !user.disabled {
-                self.send_code(CodePurpose::VerifyEmail, &user, Resend::Wait)
-                    .await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// `POST /api/password-reset`: a code to an existing, enabled account.
-    pub async fn request_password_reset(
-        &self,
-        client: &ClientAddress,
-        email: &UserEmail,
-    ) -> Result<(), AccountError> {
-        self.count_code_request(client).await?;
-        if let Some(user) = self.user_with_email(email).await? {
-            if !user.disabled {
-                self.send_code(CodePurpose::ResetPassword, &user, Resend::Wait)
-                    .await?;
-            }
+        let Some(user) = self.user_with_email(email).await? else {
+            return Ok(());
+        };
+        let eligible = match purpose {
+            CodePurpose::VerifyEmail => !user.disabled && !user.email_verified,
+            CodePurpose::ResetPassword => !user.disabled,
+        };
+        if eligible {
+            self.send_code(purpose, &user, Resend::Wait).await?;
         }
         Ok(())
     }
@@ -116,14 +107,7 @@ impl Accounts {
         {
             return Err(AccountError::InvalidCode);
         }
-        check_strength(
-            &self.hasher,
-            "new_password",
-            &new_password,
-            &user.email,
-            &user.name,
-        )
-        .await?;
+        self.judge_new_password(&new_password, &user).await?;
         let new_hash = self.hasher.hash(new_password).await?;
         let notice = self.mail_to(&user, MailContent::PasswordChanged, None);
         let reset = Reset {

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{AccessSettings, CodeSettings, LoginSettings, SessionSettings};
-use crate::domain::{CodeSecret, Password, UserEmail, UserId, UserName};
+use crate::domain::{CodeSecret, Password, User, UserEmail, UserId, UserName};
 use crate::hashing::{HashingError, PasswordHasher};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, Written};
@@ -170,6 +170,25 @@ async fn check_strength(
         .check_strength(password, email, name)
         .await?
         .map_err(|reason| AccountError::InvalidField { field, reason })
+}
+
+impl Accounts {
+    /// Rejects a weak new password for `user`, naming the field
+    /// `new_password`.
+    async fn judge_new_password(
+        &self,
+        password: &Password,
+        user: &User,
+    ) -> Result<(), AccountError> {
+        check_strength(
+            &self.hasher,
+            "new_password",
+            password,
+            &user.email,
+            &user.name,
+        )
+        .await
+    }
 }
 
 /// `Some` when the write happened, `None` when it must start over.

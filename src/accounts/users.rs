@@ -179,14 +179,7 @@ impl Accounts {
         for _ in 0..MAX_ATTEMPTS {
             let current = self.current(id).await?;
             let user = &current.user;
-            check_strength(
-                &self.hasher,
-                "new_password",
-                &new_password,
-                &user.email,
-                &user.name,
-            )
-            .await?;
+            self.judge_new_password(&new_password, user).await?;
             let proof =
                 caller.proof_for(id, password.clone(), Sensitivity::Sensitive, self.reauth())?;
             let verified = self.prove(client, current, proof).await?.password_hash;

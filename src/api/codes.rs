@@ -11,7 +11,7 @@ use super::fields::Fields;
 use super::problem::ApiError;
 use super::users::{parse_id, Body};
 use crate::accounts::{Accounts, Caller, Client};
-use crate::domain::{OneTimeCode, Password, User, UserEmail};
+use crate::domain::{CodePurpose, OneTimeCode, Password, User, UserEmail};
 
 pub fn routes() -> Vec<Route> {
     routes![
@@ -38,22 +38,6 @@ struct ConfirmData {
 #[derive(Serialize)]
 struct Message {
     message: &'static str,
-}
-
-/// The one answer to every accepted request for a code.
-fn accepted() -> (Status, Json<Message>) {
-    (
-        Status::Accepted,
-        Json(Message {
-            message: "If the address has an account that may use it, a code is on its way",
-        }),
-    )
-}
-
-fn parse_email(data: EmailData) -> Result<UserEmail, ApiError> {
-    let mut fields = Fields::default();
-    let email = fields.required("email", data.email.as_deref(), UserEmail::parse);
-    email.ok_or_else(|| fields.into_error())
 }
 
 /// An email and the code sent to it.
@@ -113,17 +97,36 @@ impl TryFrom<ConfirmData> for ResetConfirmation {
     }
 }
 
+/// Asks for a code of `purpose`; the answer never tells whether the email
+/// has an account.
+async fn request_code(
+    purpose: CodePurpose,
+    accounts: &Accounts,
+    client: Client,
+    body: Body<EmailData>,
+) -> Result<(Status, Json<Message>), ApiError> {
+    let mut fields = Fields::default();
+    let Some(email) = fields.required("email", body?.0.email.as_deref(), UserEmail::parse) else {
+        return Err(fields.into_error());
+    };
+    accounts
+        .request_code(purpose, &client.address, &email)
+        .await?;
+    Ok((
+        Status::Accepted,
+        Json(Message {
+            message: "If the address has an account that may use it, a code is on its way",
+        }),
+    ))
+}
+
 #[post("/email-verification", data = "<body>")]
 async fn post_email_verification(
     accounts: &Accounts,
     client: Client,
     body: Body<EmailData>,
 ) -> Result<(Status, Json<Message>), ApiError> {
-    let email = parse_email(body?.0)?;
-    accounts
-        .request_email_verification(&client.address, &email)
-        .await?;
-    Ok(accepted())
+    request_code(CodePurpose::VerifyEmail, accounts, client, body).await
 }
 
 #[post("/email-verification/confirm", data = "<body>")]
@@ -145,11 +148,7 @@ async fn post_password_reset(
     client: Client,
     body: Body<EmailData>,
 ) -> Result<(Status, Json<Message>), ApiError> {
-    let email = parse_email(body?.0)?;
-    accounts
-        .request_password_reset(&client.address, &email)
-        .await?;
-    Ok(accepted())
+    request_code(CodePurpose::ResetPassword, accounts, client, body).await
 }
 
 #[post("/password-reset/confirm", data = "<body>")]
