@@ -305,7 +305,52 @@ impl WorkMemory {
 
 #[cfg(test)]
 mod tests {
+    use std::future::{poll_fn, Future};
+    use std::pin::{pin, Pin};
+    use std::sync::mpsc::channel;
+    use std::task::Poll;
+    use std::time::Duration;
+
     use super::*;
+
+    /// Polls once: far enough for `run` to queue its job.
+    async fn queued<F: Future>(job: Pin<&mut F>) -> bool {
+        let mut job = job;
+        poll_fn(|cx| Poll::Ready(job.as_mut().poll(cx).is_pending())).await
+    }
+
+    /// A job that holds its thread until released, and says when it started.
+    #[allow(clippy::type_complexity)]
+    fn holding_job() -> (
+        impl FnOnce(&WorkMemory) -> Result<&'static str, HashingError> + Send + 'static,
+        std::sync::mpsc::Sender<()>,
+        std::sync::mpsc::Receiver<()>,
+    ) {
+        let (started, has_started) = channel();
+        let (release, released) = channel::<()>();
+        let job = move |_: &WorkMemory| {
+            let _ = started.send(());
+            let _ = released.recv();
+            Ok("held")
+        };
+        (job, release, has_started)
+    }
+
+    /// Whether `password` matches `hash`.
+    async fn verifies(hasher: &PasswordHasher, password: &str, hash: PasswordHash) -> bool {
+        hasher
+            .verify(Password::candidate(password), hash)
+            .await
+            .expect("verified")
+    }
+
+    /// A hasher with one thread and room for one waiting job.
+    fn one_thread_one_slot() -> PasswordHasher {
+        PasswordHasher::new(
+            &HashingSettings::new(1024, 1, 1, 1, 1).expect("valid parameters"),
+            Arc::new(Metrics::new().expect("metrics")),
+        )
+    }
 
     fn hasher() -> PasswordHasher {
         PasswordHasher::new(
@@ -316,30 +361,9 @@ mod tests {
 
     #[rocket::async_test]
     async fn a_full_queue_refuses_a_job_at_once_and_admits_one_once_a_thread_takes_one() {
-        use std::future::{poll_fn, Future};
-        use std::pin::{pin, Pin};
-        use std::sync::mpsc::channel;
-        use std::task::Poll;
-        use std::time::Duration;
-
-        // Polls once: far enough for `run` to queue its job.
-        async fn queued<F: Future>(job: Pin<&mut F>) -> bool {
-            let mut job = job;
-            poll_fn(|cx| Poll::Ready(job.as_mut().poll(cx).is_pending())).await
-        }
-
-        let hasher = PasswordHasher::new(
-            &HashingSettings::new(1024, 1, 1, 1, 1).expect("valid parameters"),
-            Arc::new(Metrics::new().expect("metrics")),
-        );
-        // The one thread runs a job that holds it until released.
-        let (started, has_started) = channel();
-        let (release, released) = channel::<()>();
-        let mut holding = pin!(hasher.run(move |_| {
-            let _ = started.send(());
-            let _ = released.recv();
-            Ok("held")
-        }));
+        let hasher = one_thread_one_slot();
+        let (job, release, has_started) = holding_job();
+        let mut holding = pin!(hasher.run(job));
         assert!(queued(holding.as_mut()).await);
         has_started
             .recv_timeout(Duration::from_secs(5))
@@ -372,32 +396,11 @@ mod tests {
     #[rocket::async_test]
     async fn a_full_queue_refuses_a_strength_check_at_once_and_admits_one_once_a_thread_takes_one()
     {
-        use std::future::{poll_fn, Future};
-        use std::pin::{pin, Pin};
-        use std::sync::mpsc::channel;
-        use std::task::Poll;
-        use std::time::Duration;
-
-        // Polls once: far enough for `run` to queue its job.
-        async fn queued<F: Future>(job: Pin<&mut F>) -> bool {
-            let mut job = job;
-            poll_fn(|cx| Poll::Ready(job.as_mut().poll(cx).is_pending())).await
-        }
-
-        let hasher = PasswordHasher::new(
-            &HashingSettings::new(1024, 1, 1, 1, 1).expect("valid parameters"),
-            Arc::new(Metrics::new().expect("metrics")),
-        );
+        let hasher = one_thread_one_slot();
         let (email, name) = ada();
         let strong = Password::parse("correct horse battery").expect("valid");
-        // The one thread runs a job that holds it until released.
-        let (started, has_started) = channel();
-        let (release, released) = channel::<()>();
-        let mut holding = pin!(hasher.run(move |_| {
-            let _ = started.send(());
-            let _ = released.recv();
-            Ok("held")
-        }));
+        let (job, release, has_started) = holding_job();
+        let mut holding = pin!(hasher.run(job));
         assert!(queued(holding.as_mut()).await);
         has_started
             .recv_timeout(Duration::from_secs(5))
@@ -469,14 +472,8 @@ mod tests {
             .to_string();
         let hasher = hasher();
         let theirs = PasswordHash::from_phc(theirs);
-        assert!(hasher
-            .verify(Password::candidate("correct horse"), theirs.clone())
-            .await
-            .expect("verified"));
-        assert!(!hasher
-            .verify(Password::candidate("correct horsE"), theirs)
-            .await
-            .expect("verified"));
+        assert!(verifies(&hasher, "correct horse", theirs.clone()).await);
+        assert!(!verifies(&hasher, "correct horsE", theirs).await);
     }
 
     #[rocket::async_test]
@@ -554,13 +551,7 @@ mod tests {
             .hash(Password::parse("correct horse").expect("valid"))
             .await
             .expect("hashed");
-        assert!(hasher
-            .verify(Password::candidate("correct horse"), hash.clone())
-            .await
-            .expect("verified"));
-        assert!(!hasher
-            .verify(Password::candidate("wrong horse"), hash)
-            .await
-            .expect("verified"));
+        assert!(verifies(&hasher, "correct horse", hash.clone()).await);
+        assert!(!verifies(&hasher, "wrong horse", hash).await);
     }
 }
