@@ -5,6 +5,9 @@
 #                                 when not root; `apt-get update` once per script)
 #   install_missing CMD:PKG...    installs PKG for each CMD that is not on the PATH
 #   ensure_redis_server           redis-server, redis-cli and openssl
+#   ensure_smtp_sink              aiosmtpd (PyPI) in target/smtp-venv, for the
+#                                 SMTP server of the tests and the reliability
+#                                 checks; sets $smtp_python
 #   free_port                     prints a free TCP port on 127.0.0.1
 #   make_work_dir                 sets $work to a temporary directory
 #   start_throwaway_redis [DIR]   a redis-server without persistence on a free
@@ -90,6 +93,15 @@ install_missing() {
 # The package may start a system-wide server; the scripts start their own.
 ensure_redis_server() {
     install_missing redis-server:redis-server redis-cli:redis-tools openssl:openssl
+}
+
+ensure_smtp_sink() {
+    local venv=target/smtp-venv
+    smtp_python=$venv/bin/python
+    if ! "$smtp_python" -c 'import aiosmtpd' 2>/dev/null; then
+        python3 -m venv "$venv"
+        "$venv/bin/pip" install --quiet "aiosmtpd==1.4.6"
+    fi
 }
 
 free_port() {
