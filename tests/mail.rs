@@ -109,19 +109,9 @@ async fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool
 
 /// Waits until the server holds `count` messages.
 async fn arrived(server: &SmtpServer, count: usize, within: Duration) -> Vec<Received> {
-    let deadline = Instant::now() + within;
-    loop {
-        let messages = server.messages();
-        if messages.len() >= count {
-            return messages;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {count} messages arrived within {within:?}",
-            messages.len()
-        );
-        rocket::tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let what = format!("{count} messages arrived");
+    eventually(&what, within, || server.eml_count() >= count).await;
+    server.messages()
 }
 
 /// Waits until the queue is empty: every message sent and taken out.
@@ -208,27 +198,22 @@ async fn every_kind_of_mail_arrives_over_smtp_with_its_headers_parts_code_and_li
         assert!(!received.over_tls(), "the server offers no STARTTLS");
     }
 
-    let subject = |mail: &QueuedMail| messages[&message_id(mail)].header("Subject");
-    assert_eq!(
-        subject(&verify).as_deref(),
-        Some("Verify your email address for Example Accounts")
-    );
-    assert_eq!(
-        subject(&reset).as_deref(),
-        Some("Reset your Example Accounts password")
-    );
-    assert_eq!(
-        subject(&password_changed).as_deref(),
-        Some("Your Example Accounts password was changed")
-    );
-    assert_eq!(
-        subject(&email_changed).as_deref(),
-        Some("The email address of your Example Accounts account was changed")
-    );
-    assert_eq!(
-        subject(&test).as_deref(),
-        Some("Test message from Example Accounts")
-    );
+    for (mail, subject) in [
+        (&verify, "Verify your email address for Example Accounts"),
+        (&reset, "Reset your Example Accounts password"),
+        (
+            &password_changed,
+            "Your Example Accounts password was changed",
+        ),
+        (
+            &email_changed,
+            "The email address of your Example Accounts account was changed",
+        ),
+        (&test, "Test message from Example Accounts"),
+    ] {
+        let received = &messages[&message_id(mail)];
+        assert_eq!(received.header("Subject").as_deref(), Some(subject));
+    }
 
     // The code stands alone on its line; the link carries it in the fragment.
     for (mail, page, code, address) in [

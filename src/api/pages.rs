@@ -4,7 +4,8 @@
 //! in a URL; and the page spends the code only when the person presses its
 //! button, so a link scanner that opens the link spends nothing.
 //!
-//! Each page is one self-contained file with an inline script and style.
+//! Each page is one self-contained document with an inline script and
+//! style; the script's part both pages share is `pages/code_link.js`.
 //! Its `Content-Security-Policy` allows exactly those (by their SHA-256),
 //! requests to this origin only, and no framing.
 
@@ -20,11 +21,18 @@ pub fn routes() -> Vec<Route> {
     routes![get_verify, get_reset]
 }
 
-const VERIFY: &str = include_str!("pages/verify.html");
-const RESET: &str = include_str!("pages/reset.html");
+/// What both pages' scripts share, put where each says `/* code_link.js */`.
+const CODE_LINK: &str = include_str!("pages/code_link.js");
 
-static VERIFY_POLICY: LazyLock<String> = LazyLock::new(|| policy(VERIFY));
-static RESET_POLICY: LazyLock<String> = LazyLock::new(|| policy(RESET));
+static VERIFY: LazyLock<String> =
+    LazyLock::new(|| with_code_link(include_str!("pages/verify.html")));
+static RESET: LazyLock<String> = LazyLock::new(|| with_code_link(include_str!("pages/reset.html")));
+static VERIFY_POLICY: LazyLock<String> = LazyLock::new(|| policy(&VERIFY));
+static RESET_POLICY: LazyLock<String> = LazyLock::new(|| policy(&RESET));
+
+fn with_code_link(page: &str) -> String {
+    page.replace("    /* code_link.js */\n", CODE_LINK)
+}
 
 /// A page with its policy; the Shield headers come on top.
 #[derive(Responder)]
@@ -46,13 +54,13 @@ impl Page {
 /// The page a verification link opens.
 #[get("/verify")]
 fn get_verify() -> Page {
-    Page::new(VERIFY, &VERIFY_POLICY)
+    Page::new(&VERIFY, &VERIFY_POLICY)
 }
 
 /// The page a password reset link opens.
 #[get("/reset")]
 fn get_reset() -> Page {
-    Page::new(RESET, &RESET_POLICY)
+    Page::new(&RESET, &RESET_POLICY)
 }
 
 /// The contents of every `<{tag}>…</{tag}>` in `html` (the pages' own
@@ -93,7 +101,7 @@ mod tests {
 
     #[test]
     fn each_page_has_one_script_and_one_style_and_its_policy_names_them() {
-        for html in [VERIFY, RESET] {
+        for html in [VERIFY.as_str(), RESET.as_str()] {
             let scripts = elements(html, "script");
             let styles = elements(html, "style");
             assert_eq!((scripts.len(), styles.len()), (1, 1));
@@ -107,8 +115,16 @@ mod tests {
     }
 
     #[test]
+    fn each_page_carries_the_shared_script_in_place_of_its_mark() {
+        for html in [VERIFY.as_str(), RESET.as_str()] {
+            assert!(html.contains("function linkFields()"));
+            assert!(!html.contains("/* code_link.js */"));
+        }
+    }
+
+    #[test]
     fn the_pages_load_nothing_from_elsewhere() {
-        for html in [VERIFY, RESET] {
+        for html in [VERIFY.as_str(), RESET.as_str()] {
             assert!(!html.contains("http://") && !html.contains("https://"));
             assert!(!html.contains("<script src") && !html.contains("<link"));
             assert!(

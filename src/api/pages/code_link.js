@@ -1,0 +1,72 @@
+    // What both pages do with the link they were opened by. The link is
+    // /verify#email=...&code=... or /reset#...: the fragment never reaches a
+    // server, and opening the page spends nothing. Only the button does.
+    const INVALID = "This code is invalid or has expired. Ask for a new one.";
+    const statusLine = document.getElementById("status");
+
+    function say(text, kind) {
+      statusLine.textContent = text;
+      statusLine.className = kind || "";
+    }
+
+    // The email and the code of the link, shown as text; null, and the page
+    // says so, when either is missing or malformed.
+    function linkFields() {
+      const fields = {};
+      for (const pair of location.hash.replace(/^#/, "").split("&")) {
+        const at = pair.indexOf("=");
+        if (at < 0) continue;
+        try {
+          fields[decodeURIComponent(pair.slice(0, at))] = decodeURIComponent(pair.slice(at + 1));
+        } catch (malformed) {
+          // A broken escape: the field counts as missing.
+        }
+      }
+      const email = (fields.email || "").trim();
+      const code = (fields.code || "").trim();
+      if (!email || !/^[0-9]{6}$/.test(code)) {
+        say("This link is incomplete; copy the whole link from your email.", "failed");
+        return null;
+      }
+      document.getElementById("email").textContent = email;
+      document.getElementById("code").textContent = code;
+      return { email: email, code: code };
+    }
+
+    // POSTs `body` as JSON: the response, or null (and the page says so)
+    // when the service cannot be reached.
+    async function post(path, body) {
+      try {
+        return await fetch(path, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "Accept": "application/json" },
+          body: JSON.stringify(body),
+          credentials: "omit",
+          cache: "no-store",
+        });
+      } catch (unreachable) {
+        say("The service could not be reached. Try again in a moment.", "failed");
+        return null;
+      }
+    }
+
+    // The problem document of a failed answer, and its field errors.
+    async function problemOf(response) {
+      let problem = {};
+      try {
+        problem = await response.json();
+      } catch (notJson) {
+        // Not a problem document: no type, no field errors.
+      }
+      const errors = Array.isArray(problem.errors) ? problem.errors : [];
+      return { type: problem.type, errors: errors };
+    }
+
+    // A failure neither page handles on its own terms.
+    function sayOtherwise(status) {
+      if (status === 429) {
+        say("Too many attempts; try again later.", "failed");
+      } else {
+        say("Something went wrong (HTTP " + status + "). Try again in a moment.", "failed");
+      }
+    }
