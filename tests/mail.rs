@@ -110,7 +110,9 @@ async fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool
 /// Waits until the server holds `count` messages.
 async fn arrived(server: &SmtpServer, count: usize, within: Duration) -> Vec<Received> {
     let what = format!("{count} messages arrived");
-    eventually(&what, within, || server.eml_count() >= count).await;
+    // The parsed messages, not the raw files: a message's parsed form is
+    // written just after its raw file.
+    eventually(&what, within, || server.messages().len() >= count).await;
     server.messages()
 }
 
