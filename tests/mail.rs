@@ -107,6 +107,16 @@ async fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool
     }
 }
 
+/// The entries of the dead-letter stream, oldest first.
+fn dead_letters(app: &TestApp) -> Vec<(String, HashMap<String, String>)> {
+    redis::cmd("XRANGE")
+        .arg(keys(app).mail_dead())
+        .arg("-")
+        .arg("+")
+        .query(&mut app.redis())
+        .expect("XRANGE")
+}
+
 /// Waits until the server holds `count` messages.
 async fn arrived(server: &SmtpServer, count: usize, within: Duration) -> Vec<Received> {
     let what = format!("{count} messages arrived");
@@ -420,12 +430,7 @@ async fn a_message_that_always_fails_ends_with_the_dead_letters_and_retry_dead_q
     .await;
     assert_eq!(stream_len(&app, &keys(&app).mail_queue()), 0);
     assert_eq!(retry_len(&app), 0);
-    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg(&dead)
-        .arg("-")
-        .arg("+")
-        .query(&mut app.redis())
-        .expect("XRANGE");
+    let entries = dead_letters(&app);
     let fields = &entries[0].1;
     assert_eq!(fields["attempts"], "3", "{fields:?}");
     assert_eq!(fields["id"], mail.id.to_string());
@@ -463,12 +468,7 @@ async fn a_refused_recipient_is_given_up_at_once() {
         stream_len(&app, &dead) == 1
     })
     .await;
-    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg(&dead)
-        .arg("-")
-        .arg("+")
-        .query(&mut app.redis())
-        .expect("XRANGE");
+    let entries = dead_letters(&app);
     assert_eq!(entries[0].1["attempts"], "1", "no retry after a 5xx");
     assert!(entries[0].1["reason"].contains("550"));
     let messages = arrived(&server, 1, Duration::from_secs(10)).await;
@@ -932,17 +932,7 @@ async fn the_figures_latency_from_queue_to_server_and_messages_per_second() {
 
     let dir = std::env::temp_dir().join(format!("mail-dir-{}", uuid::Uuid::new_v4()));
     let file_app = mail_app(&format!("file://{}", dir.display()), &[]).await;
-    let files = || {
-        std::fs::read_dir(&dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "eml"))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
-    let file_rate = bulk(&file_app, count, files).await;
+    let file_rate = bulk(&file_app, count, || common::smtp::eml_count(&dir)).await;
     std::fs::remove_dir_all(&dir).ok();
 
     eprintln!(
@@ -972,12 +962,7 @@ async fn a_malformed_retry_entry_goes_to_the_dead_letters_and_the_rest_still_flo
         stream_len(&app, &dead) == 1
     })
     .await;
-    let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg(&dead)
-        .arg("-")
-        .arg("+")
-        .query(&mut app.redis())
-        .expect("XRANGE");
+    let entries = dead_letters(&app);
     assert_eq!(entries[0].1["raw"], "{not json");
     assert_eq!(entries[0].1["reason"], "malformed retry entry");
     queue(&app, &notice(MailKind::Test, "ops@example.com")).await;

@@ -199,14 +199,7 @@ impl SmtpServer {
 
     /// How many `.eml` files the server has written.
     pub fn eml_count(&self) -> usize {
-        std::fs::read_dir(&self.dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "eml"))
-                    .count()
-            })
-            .unwrap_or(0)
+        eml_count(&self.dir)
     }
 
     /// The messages once there are at least `count`, failing the test after
@@ -378,4 +371,16 @@ pub fn test_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         cert.as_os_str(),
     ]);
     (ca, cert, key)
+}
+
+/// How many `.eml` files `dir` holds.
+pub fn eml_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "eml"))
+                .count()
+        })
+        .unwrap_or(0)
 }
