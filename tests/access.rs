@@ -424,3 +424,13 @@ async fn a_revoked_key_stops_working_within_five_seconds() {
     }
     assert_needs_a_credential(&app.get_as("/api/users", &key).await);
 }
+
+#[rocket::async_test]
+async fn a_malformed_list_query_without_a_credential_gets_401_not_422() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/api/users?limit=0").await;
+    reply.assert_problem(Status::Unauthorized, "user not authenticated");
+    let reader = app.key(KeyScope::Read).await;
+    let reply = app.get_as("/api/users?limit=0", &reader).await;
+    assert_eq!(reply.status, Status::UnprocessableEntity, "{}", reply.body);
+}

@@ -604,7 +604,7 @@ fn user_cases() -> Vec<Case> {
         case(Get, "/api/users", 403, "/api/users")
             .auth(Auth::MetricsKey)
             .problem(FORBIDDEN),
-        case(Get, "/api/users", 422, "/api/users?limit=0"),
+        case(Get, "/api/users", 422, "/api/users?limit=0").auth(Auth::ReadKey),
         case(Get, "/api/users", 422, "/api/users?after=nonsense").auth(Auth::ReadKey),
         case(Get, "/api/users", 503, "/api/users")
             .on(Target::Down)

@@ -84,7 +84,7 @@ impl Caller {
     }
 
     /// The list and look-ups by email: admin and read keys.
-    pub(super) fn require_reader(&self) -> Result<(), AccountError> {
+    pub fn require_reader(&self) -> Result<(), AccountError> {
         if self.may_read_anyone() {
             Ok(())
         } else {

@@ -272,6 +272,8 @@ async fn get_users(
     accounts: &Accounts,
 ) -> Result<Json<UserList>, ApiError> {
     let caller = caller?;
+    // Who may list comes first: a caller who may not learns nothing of the query.
+    caller.require_reader()?;
     let mut fields = Fields::default();
     let Some(limit) = fields.optional("limit", limit, parse_limit) else {
         return Err(fields.into_error());
