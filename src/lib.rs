@@ -6,8 +6,8 @@
 //!   one place (`api::problem`). Names no store type.
 //! - [`accounts`]: the service layer. Every operation a route or a guard
 //!   needs, in as many steps as it takes; calls [`store`] and [`hashing`].
-//! - [`cli`]: the command line (`admin-key`, `mail`, `doctor`); calls
-//!   [`accounts`] and [`doctor`].
+//! - [`cli`]: the command line (`admin-key`, `mail`, `doctor`); its
+//!   commands call [`accounts`], and `main` runs the [`doctor`].
 //! - [`doctor`]: the `doctor` command; calls [`store`] directly.
 //! - [`mail`]: the mail sender, a task beside the routes: templates,
 //!   transports (SMTP, a directory of files), retries and dead letters over
