@@ -3,11 +3,11 @@
 //! whether or not the email has an account.
 
 use rocket::http::Status;
-use rocket::serde::json::Json;
 use rocket::{post, routes, Route};
 use serde::{Deserialize, Serialize};
 
 use super::fields::Fields;
+use super::json::Json;
 use super::problem::ApiError;
 use super::users::{parse_id, Body};
 use crate::accounts::{Accounts, Caller, Client};

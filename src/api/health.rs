@@ -1,10 +1,10 @@
 //! Liveness and readiness for orchestrators and load balancers.
 
 use rocket::http::Status;
-use rocket::serde::json::Json;
 use rocket::{get, routes, Route};
 use serde::Serialize;
 
+use super::json::Json;
 use crate::accounts::{Accounts, Readiness};
 
 pub fn routes() -> Vec<Route> {

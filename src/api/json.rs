@@ -1,11 +1,17 @@
-//! A JSON body guard whose every failure is a precise problem response:
-//! 415 for another media type, 413 over the size limit, 400 for malformed
-//! JSON, 422 naming the field whose value has the wrong type.
+//! JSON in and out. In: a body guard whose every failure is a precise
+//! problem response: 415 for another media type, 413 over the size limit,
+//! 400 for malformed JSON, 422 naming the field whose value has the wrong
+//! type. Out: a body that ends with a newline, so that what `curl` prints
+//! does not run into the shell prompt.
+
+use std::io::Cursor;
 
 use rocket::data::{self, Data, FromData, ToByteUnit};
-use rocket::http::Status;
+use rocket::http::{ContentType, Status};
 use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::problem::ApiError;
 use crate::domain::FieldError;
@@ -14,6 +20,26 @@ use crate::domain::FieldError;
 const DEFAULT_LIMIT_KIB: u64 = 16;
 
 pub struct JsonBody<T>(pub T);
+
+/// A JSON answer, `application/json`, ending with a newline.
+pub struct Json<T>(pub T);
+
+/// `value` as JSON and a newline.
+pub(super) fn to_json_line<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
+    let mut body = serde_json::to_vec(value).map_err(|_| Status::InternalServerError)?;
+    body.push(b'\n');
+    Ok(body)
+}
+
+impl<'r, T: Serialize> Responder<'r, 'static> for Json<T> {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let body = to_json_line(&self.0)?;
+        Response::build()
+            .header(ContentType::JSON)
+            .sized_body(body.len(), Cursor::new(body))
+            .ok()
+    }
+}
 
 #[rocket::async_trait]
 impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {

@@ -7,7 +7,6 @@ mod fields;
 mod guards;
 mod health;
 mod json;
-mod newline;
 mod pages;
 mod problem;
 mod sessions;
@@ -25,8 +24,7 @@ pub use guards::TrustedProxies;
 pub use problem::{ApiError, Problem};
 pub use telemetry::Telemetry;
 
-/// Mounts every route and catcher on `rocket`, and ends every JSON body
-/// with a newline.
+/// Mounts every route and catcher on `rocket`.
 pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Build> {
     rocket
         .mount("/", routes![ping])
@@ -39,7 +37,6 @@ pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Buil
         .mount("/api", codes::routes())
         .mount("/files", FileServer::from(static_dir))
         .register("/", catchers![default_catcher])
-        .attach(newline::JsonNewline)
 }
 
 #[get("/ping")]

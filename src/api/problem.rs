@@ -8,6 +8,7 @@ use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
 use serde::Serialize;
 
+use super::json::to_json_line;
 use crate::accounts::AccountError;
 use crate::domain::FieldError;
 use crate::logging::log_problem;
@@ -189,7 +190,7 @@ impl Problem {
 impl<'r> Responder<'r, 'static> for Problem {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
         let status = Status::from_code(self.status).unwrap_or(Status::InternalServerError);
-        let body = serde_json::to_vec(&self).map_err(|_| Status::InternalServerError)?;
+        let body = to_json_line(&self)?;
         let mut response = Response::build();
         response
             .status(status)

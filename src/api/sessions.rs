@@ -4,11 +4,11 @@
 use chrono::{DateTime, Utc};
 use rocket::http::Status;
 use rocket::response::status::Created;
-use rocket::serde::json::Json;
 use rocket::{delete, get, post, routes, Route};
 use serde::{Deserialize, Serialize};
 
 use super::fields::{candidate, Fields};
+use super::json::Json;
 use super::problem::ApiError;
 use super::users::{parse_id, Body};
 use crate::accounts::{AccountError, Accounts, Caller, Client};

@@ -1,12 +1,11 @@
 //! `/api/users`: create, read, update, delete and list accounts.
 
 use rocket::response::status::Created;
-use rocket::serde::json::Json;
 use rocket::{delete, get, patch, post, put, routes, Route};
 use serde::{Deserialize, Serialize};
 
 use super::fields::Fields;
-use super::json::JsonBody;
+use super::json::{Json, JsonBody};
 use super::problem::ApiError;
 use crate::accounts::{AccountError, Accounts, Caller, Client, NewUser};
 use crate::domain::{Password, User, UserEmail, UserId, UserName};

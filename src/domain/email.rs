@@ -47,7 +47,12 @@ impl UserEmail {
     /// so the result is its own normal form, as a stored email read back
     /// must be.
     pub fn normalize(raw: &str) -> String {
-        let compatible: String = raw.trim().nfkc().collect();
+        let trimmed = raw.trim();
+        // ASCII is its own NFKC form, and stays ASCII when lowercased.
+        if trimmed.is_ascii() {
+            return trimmed.to_ascii_lowercase();
+        }
+        let compatible: String = trimmed.nfkc().collect();
         compatible.to_lowercase().nfkc().collect()
     }
 
