@@ -77,7 +77,8 @@ pub enum LogFormat {
 /// How long a login session lasts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionSettings {
-    /// Without use for this long, a session expires; each use renews it.
+    /// Without use for this long, a session expires; use renews it (at
+    /// most once per [`Self::renewal_step`]).
     pub idle: Duration,
     /// No renewal extends a session past this age.
     pub max_age: Duration,
@@ -87,6 +88,19 @@ pub struct SessionSettings {
     /// A login past this many live sessions of one user ends the session
     /// with the oldest login.
     pub max_per_user: u32,
+}
+
+/// The longest a renewal may wait: see [`SessionSettings::renewal_step`].
+const MAX_RENEWAL_STEP: Duration = Duration::from_secs(1);
+
+impl SessionSettings {
+    /// A session renewed less than this long ago is not renewed again: the
+    /// idle timeout counts from its last renewal, so a session ends between
+    /// `idle - renewal_step` and `idle` after its last use. A tenth of the
+    /// idle timeout, and never more than a second.
+    pub fn renewal_step(&self) -> Duration {
+        (self.idle / 10).min(MAX_RENEWAL_STEP)
+    }
 }
 
 /// Brute-force protection for every password check.
@@ -773,6 +787,19 @@ mod tests {
             (params.m_cost(), params.t_cost(), params.p_cost()),
             (19 * 1024, 2, 1)
         );
+    }
+
+    #[test]
+    fn a_session_renews_at_most_every_tenth_of_its_idle_timeout_and_every_second() {
+        let step = |idle: &str| {
+            settings_from(&[("SESSION_IDLE_SECS", idle)])
+                .expect("a valid idle timeout")
+                .sessions
+                .renewal_step()
+        };
+        assert_eq!(step("2"), Duration::from_millis(200));
+        assert_eq!(step("10"), Duration::from_secs(1));
+        assert_eq!(step("3600"), Duration::from_secs(1));
     }
 
     #[test]

@@ -470,7 +470,7 @@ async fn an_exhausted_pool_answers_503_within_the_timeout_and_health_says_why() 
 
     // Redis stops answering for a while: the two pooled connections stay
     // busy waiting for replies, and further requests find no connection.
-    // (Each authenticated request renews its session: a write.) The pause
+    // (Each authenticated request reads its session.) The pause
     // outlasts the timeout by far, so that a loaded machine's delays end
     // neither the pause before the requests time out nor before the health
     // check.
@@ -513,10 +513,12 @@ async fn reads_are_answered_while_every_pooled_connection_waits_on_a_write() {
     let id = user["id"].as_str().expect("id");
     let token = app.token_for("ada@example.com", PASSWORD).await;
     app.admin_key().await;
+    // Its next uses renew the session: a write each.
+    app.date_last_use_back(&token, Duration::from_secs(60));
 
-    // Writes wait while reads go on: the writes hold both pooled connections.
-    // The pause outlasts the timeout by far, so that a loaded machine's
-    // delays cannot end it before the writes time out.
+    // Writes wait while reads go on. The pause outlasts the timeout by far,
+    // so that a loaded machine's delays cannot end it before the writes
+    // time out.
     redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(3000)

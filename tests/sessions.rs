@@ -137,6 +137,40 @@ async fn an_idle_session_expires_and_use_renews_it() {
     assert_eq!(reply.status, Status::Unauthorized, "idle past the timeout");
 }
 
+/// The session's `last_seen`, as Redis holds it.
+fn stored_last_seen(app: &TestApp, token: &str) -> String {
+    redis::cmd("HGET")
+        .arg(app.session_key(token))
+        .arg(session_fields::LAST_SEEN)
+        .query(&mut app.redis())
+        .expect("HGET last_seen")
+}
+
+#[rocket::async_test]
+async fn a_session_is_renewed_at_most_once_per_renewal_step() {
+    // An idle timeout of 60 s: a renewal step of 1 s.
+    let app = TestApp::spawn_with(&[("SESSION_IDLE_SECS", "60")]).await;
+    let (_, token) = user_and_token(&app, "ada@example.com").await;
+    let at_login = stored_last_seen(&app, &token);
+
+    for _ in 0..5 {
+        assert_eq!(app.current_session(&token).await.status, Status::Ok);
+    }
+    assert_eq!(
+        stored_last_seen(&app, &token),
+        at_login,
+        "uses within a second of the login only read the session"
+    );
+
+    tokio_sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.current_session(&token).await.status, Status::Ok);
+    assert_ne!(
+        stored_last_seen(&app, &token),
+        at_login,
+        "a use a renewal step later renews it"
+    );
+}
+
 #[rocket::async_test]
 async fn no_renewal_extends_a_session_past_its_maximum_age() {
     let app =
@@ -666,7 +700,8 @@ async fn revoking_another_users_session_id_answers_404_and_leaves_that_session()
 // ---- sessions listed in the set of earlier versions ----
 
 /// Moves the session of `token` from the user's index into a legacy set, as
-/// a version before the index would have listed it.
+/// a version before the index would have listed it, and dates its last use
+/// a minute back, as such an old session's would be.
 fn list_in_legacy_set(app: &TestApp, user: &str, token: &str) {
     let id = session_id(token);
     redis::pipe()
@@ -678,6 +713,7 @@ fn list_in_legacy_set(app: &TestApp, user: &str, token: &str) {
         .arg(&id)
         .exec(&mut app.redis())
         .expect("ZREM, SADD");
+    app.date_last_use_back(token, Duration::from_secs(60));
 }
 
 #[rocket::async_test]

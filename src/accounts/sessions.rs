@@ -131,11 +131,13 @@ impl Accounts {
         })
     }
 
-    /// The live session a bearer token names, renewed for another idle period.
+    /// The live session a bearer token names, renewed for another idle
+    /// period unless it was renewed within the last renewal step.
     pub(super) async fn session(&self, token: &SessionToken) -> Result<Session, AccountError> {
+        let sessions = self.policy.sessions;
         self.store
             .connection()
-            .use_session(token.id(), self.policy.sessions.idle)
+            .use_session(token.id(), sessions.idle, sessions.renewal_step())
             .await?
             .ok_or(AccountError::Unauthenticated)
     }

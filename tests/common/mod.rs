@@ -577,6 +577,18 @@ impl TestApp {
         self.keys_of_layout().session(&token.id())
     }
 
+    /// Dates the last use of the session of `token` back by `by`, so that
+    /// its next use renews it (a write) instead of only reading it.
+    pub fn date_last_use_back(&self, token: &str, by: Duration) {
+        let by = i64::try_from(by.as_millis()).expect("a short duration");
+        redis::cmd("HSET")
+            .arg(self.session_key(token))
+            .arg(layout::session_fields::LAST_SEEN)
+            .arg(chrono::Utc::now().timestamp_millis() - by)
+            .exec(&mut self.redis())
+            .expect("HSET last_seen");
+    }
+
     /// The user's session index: a sorted set of session ids.
     pub fn sessions_of_key(&self, id: &str) -> String {
         self.keys_of_layout().session_index(user_id(id))
