@@ -172,6 +172,19 @@ async fn a_session_is_renewed_at_most_once_per_renewal_step() {
 }
 
 #[rocket::async_test]
+async fn reading_its_own_user_renews_a_session_due_for_renewal() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    app.date_last_use_back(&token, Duration::from_secs(60));
+    let dated = stored_last_seen(&app, &token);
+
+    let reply = app.get_as(&format!("/api/users/{id}"), &token).await;
+
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_ne!(stored_last_seen(&app, &token), dated, "renewed");
+}
+
+#[rocket::async_test]
 async fn no_renewal_extends_a_session_past_its_maximum_age() {
     let app =
         TestApp::spawn_with(&[("SESSION_IDLE_SECS", "60"), ("SESSION_MAX_AGE_SECS", "2")]).await;

@@ -53,7 +53,7 @@ impl Accounts {
                 None => Caller::Anonymous,
             });
         }
-        match SessionToken::parse(bearer) {
+        match session_token(bearer) {
             Some(token) => match self.session(&token).await {
                 Ok(session) => Ok(Caller::User(session)),
                 Err(AccountError::Unauthenticated) => Ok(Caller::Anonymous),
@@ -61,6 +61,24 @@ impl Accounts {
             },
             None => Ok(Caller::Anonymous),
         }
+    }
+
+    /// The caller a bearer credential names, if there is one; without one,
+    /// anonymous.
+    pub async fn caller_of(&self, bearer: Option<&str>) -> Result<Caller, AccountError> {
+        match bearer {
+            Some(bearer) => self.caller(bearer).await,
+            None => Ok(Caller::Anonymous),
+        }
+    }
+}
+
+/// The session token a bearer credential is, when it is one.
+pub(super) fn session_token(bearer: &str) -> Option<SessionToken> {
+    if AdminKey::looks_like(bearer) {
+        None
+    } else {
+        SessionToken::parse(bearer)
     }
 }
 

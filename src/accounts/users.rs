@@ -1,6 +1,6 @@
 //! Sign-up, reads, the user list, profile and password changes, deletion.
 
-use super::access::{Proof, Sensitivity};
+use super::access::{session_token, Proof, Sensitivity};
 use super::{check_strength, settle, AccountError, Accounts, Caller, MAX_ATTEMPTS};
 use crate::config::Signup;
 use crate::domain::{
@@ -65,6 +65,31 @@ impl Accounts {
             .connection()
             .public_user_by_id(id)
             .await?
+            .ok_or_else(|| AccountError::NotFound(id.to_string()))
+    }
+
+    /// The user `id`, for the caller whose bearer credential is `bearer`. A
+    /// session token is checked in the round trip that reads the user.
+    pub async fn user_for_bearer(
+        &self,
+        bearer: Option<&str>,
+        id: UserId,
+    ) -> Result<User, AccountError> {
+        let Some(token) = bearer.and_then(session_token) else {
+            let caller = self.caller_of(bearer).await?;
+            return self.user(&caller, id).await;
+        };
+        let sessions = self.policy.sessions;
+        let (session, stored) = self
+            .store
+            .connection()
+            .use_session_reading_user(token.id(), sessions.idle, sessions.renewal_step(), id)
+            .await?;
+        session
+            .map_or(Caller::Anonymous, Caller::User)
+            .require_reader_of(id)?;
+        stored
+            .decode()?
             .ok_or_else(|| AccountError::NotFound(id.to_string()))
     }
 

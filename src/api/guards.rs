@@ -44,6 +44,19 @@ fn bearer<'r>(request: &'r Request<'_>) -> Option<&'r str> {
         .then(|| credential.trim())
 }
 
+/// The bearer credential as sent, unchecked: for a route that checks it
+/// together with what it reads.
+pub struct Bearer<'r>(pub Option<&'r str>);
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Bearer<'r> {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(Bearer(bearer(request)))
+    }
+}
+
 /// The caller, by the credential in `Authorization`: an admin key or a
 /// session token. None, or one that names nothing, is an anonymous caller;
 /// the route decides whether that is enough (401 when it is not).

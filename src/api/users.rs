@@ -5,6 +5,7 @@ use rocket::{delete, get, patch, post, put, routes, Route};
 use serde::{Deserialize, Serialize};
 
 use super::fields::Fields;
+use super::guards::Bearer;
 use super::json::{Json, JsonBody};
 use super::problem::ApiError;
 use crate::accounts::{AccountError, Accounts, Caller, Client, NewUser};
@@ -135,13 +136,13 @@ async fn post_user(
 #[get("/users/<user>")]
 async fn get_user(
     user: &str,
-    caller: Result<Caller, ApiError>,
+    bearer: Bearer<'_>,
     accounts: &Accounts,
 ) -> Result<Json<User>, ApiError> {
-    let caller = caller?;
     let found = match UserId::parse(user) {
-        Some(id) => accounts.user(&caller, id).await?,
+        Some(id) => accounts.user_for_bearer(bearer.0, id).await?,
         None => {
+            let caller = accounts.caller_of(bearer.0).await?;
             let email = UserEmail::parse(user)
                 .map_err(|_| AccountError::EmailNotFound(UserEmail::normalize(user)));
             accounts.user_by_email(&caller, &email?).await?

@@ -61,4 +61,5 @@ pub use error::StoreError;
 pub use mail_delivery::{Delivery, MailConsumer, MailCounts};
 pub use password_attempts::Proof as AttemptProof;
 pub use records::UserRecord;
+pub use sessions::StoredUser;
 pub use users::{EmailChange, HashReplacement, ListQuery, UserPage, Written};

@@ -11,14 +11,29 @@ use redis::{Connection, Script};
 use super::conn::RedisConn;
 use super::layout::{session_fields, user_fields, Keys};
 use super::records::{
-    decode_password_values, decode_session, encode_time, hmget_password_fields, hset_session,
+    decode_password_values, decode_public_values, decode_session, encode_time, hgetall,
+    hmget_password_fields, hmget_public_fields, hset_session,
 };
 use super::session_index::{
     decode_index, index_entries, update, watched_sessions, Listed, TIDY_INDEX_LUA,
 };
 use super::transaction::{transact, Plan};
 use super::StoreError;
-use crate::domain::{PasswordHash, Session, SessionId, UserId};
+use crate::domain::{PasswordHash, Session, SessionId, User, UserId};
+
+/// A user's public fields as read, not yet decoded.
+pub struct StoredUser {
+    id: UserId,
+    key: String,
+    values: Vec<Option<String>>,
+}
+
+impl StoredUser {
+    /// The user; `None` when it does not exist.
+    pub fn decode(self) -> Result<Option<User>, StoreError> {
+        decode_public_values(self.id, &self.key, self.values)
+    }
+}
 
 impl RedisConn {
     /// Stores a new session, provided the user's password hash is still
@@ -58,14 +73,58 @@ impl RedisConn {
     ) -> Result<Option<Session>, StoreError> {
         let key = self.keys.session(&id);
         let key = key.as_str();
-        let fields: HashMap<String, String> = self
+        let fields = self
+            .read(|mut conn| async move { Ok(hgetall(key).query_async(&mut conn).await?) })
+            .await?;
+        self.settle_session(id, key, fields, idle, renewal_step)
+            .await
+    }
+
+    /// As [`Self::use_session`], and the public fields of `user` read in the
+    /// same round trip (one pipeline): for a request that reads a user with
+    /// a session. The user is read whoever the session belongs to, and its
+    /// decoding is left to the caller, who decides first whether the
+    /// session may see it.
+    pub async fn use_session_reading_user(
+        &self,
+        id: SessionId,
+        idle: Duration,
+        renewal_step: Duration,
+        user: UserId,
+    ) -> Result<(Option<Session>, StoredUser), StoreError> {
+        let session_key = self.keys.session(&id);
+        let user_key = self.keys.user(user);
+        let (session_key, user_key) = (session_key.as_str(), user_key.as_str());
+        let (fields, values) = self
             .read(|mut conn| async move {
-                Ok(redis::cmd("HGETALL")
-                    .arg(key)
+                Ok(redis::pipe()
+                    .add_command(hgetall(session_key))
+                    .add_command(hmget_public_fields(user_key))
                     .query_async(&mut conn)
                     .await?)
             })
             .await?;
+        let session = self
+            .settle_session(id, session_key, fields, idle, renewal_step)
+            .await?;
+        let user = StoredUser {
+            id: user,
+            key: user_key.to_owned(),
+            values,
+        };
+        Ok((session, user))
+    }
+
+    /// The session `id` as read (`fields`): live as it is, renewed when its
+    /// last renewal is `renewal_step` old, or ended.
+    async fn settle_session(
+        &self,
+        id: SessionId,
+        key: &str,
+        fields: HashMap<String, String>,
+        idle: Duration,
+        renewal_step: Duration,
+    ) -> Result<Option<Session>, StoreError> {
         if fields.is_empty() {
             return Ok(None);
         }
