@@ -93,7 +93,8 @@ class Bench:
         self.base = f"http://127.0.0.1:{args.service_port}"
         self.runs = {}  # every wrk run's raw figures, by name
         self.facts = {}  # everything else measured
-        self.other = OtherWork([args.service_pid, args.redis_pid])
+        self.floor = f"http://127.0.0.1:{args.floor_port}"
+        self.other = OtherWork([args.service_pid, args.redis_pid, args.floor_pid])
         self.admin_key = None  # made once the users are seeded
 
     # --- Redis -------------------------------------------------------------
@@ -282,12 +283,15 @@ class Bench:
         self.ids_file = os.path.join(out, "paths-by-id.txt")
         self.emails_file = os.path.join(out, "paths-by-email.txt")
         self.logins_file = os.path.join(out, "login-emails.txt")
+        self.floor_file = os.path.join(out, "paths-of-floor.txt")
         with open(self.ids_file, "w") as f:
             f.writelines(f"/api/users/{user_id}\n" for user_id, _ in sample)
         with open(self.emails_file, "w") as f:
             f.writelines(f"/api/users/{email}\n" for _, email in sample)
         with open(self.logins_file, "w") as f:
             f.writelines(f"{email}\n" for _, email in sample)
+        with open(self.floor_file, "w") as f:
+            f.writelines(f"/hash/{PREFIX}user:{user_id}\n" for user_id, _ in sample)
 
     def check_seed(self, sample):
         """The service reads seeded users like its own, or the figures mean nothing."""
@@ -332,12 +336,12 @@ class Bench:
         log(f"user-accounts doctor: {last}")
 
     # --- 5. Load -----------------------------------------------------------
-    def wrk_command(self, connections, mode, path, duration):
+    def wrk_command(self, connections, mode, url, duration):
         # Two wrk threads at most: there are two cores, and the service and
         # Redis need them too.
         threads = min(connections, 2)
         return ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-                "--timeout", "10s", "-s", LUA, self.base + path, "--", *mode]
+                "--timeout", "10s", "-s", LUA, url, "--", *mode]
 
     @staticmethod
     def wrk_figures(name, returncode, stdout, stderr):
@@ -347,11 +351,13 @@ class Bench:
             sys.exit(f"wrk failed ({name}):\n{stdout}\n{stderr}")
         return json.loads(line[len("BENCH_JSON "):])
 
-    def wrk(self, name, connections, mode, path="/", duration=None, quiet=False):
-        """One load run; its figures are kept under `name` unless quiet."""
+    def wrk(self, name, connections, mode, path="/", duration=None, quiet=False, base=None):
+        """One load run against the service (or `base`); its figures are kept
+        under `name` unless quiet."""
         duration = duration or self.args.duration
         since = self.other.snapshot()
-        result = subprocess.run(self.wrk_command(connections, mode, path, duration),
+        url = (base or self.base) + path
+        result = subprocess.run(self.wrk_command(connections, mode, url, duration),
                                 capture_output=True, text=True, timeout=duration + 60)
         other_cores = self.other.cores(since)
         raw = self.wrk_figures(name, result.returncode, result.stdout, result.stderr)
@@ -438,11 +444,16 @@ class Bench:
         if status != 201:
             sys.exit(f"logging in the real user answered {status}: {session}")
         own = ["bearer", session["token"]]
+        # The read floor (bench/read-floor) takes turns with them: what one
+        # Redis round trip adds to a request on this stack, at the least.
         for _ in range(ROUNDS):
             self.wrk("GET /ping c=64 (session round)", 64, ["fixed"], "/ping")
             self.wrk("GET /api/users/{id} c=64 with its own session", 64, own,
                      f"/api/users/{self.facts['real_user_id']}")
             self.wrk("GET /api/users/{id} c=64 with an admin key", 64, ids)
+            self.wrk("read floor: GET /ping c=64", 64, ["fixed"], "/ping", base=self.floor)
+            self.wrk("read floor: GET /hash/{key} c=64", 64, ["paths", self.floor_file],
+                     base=self.floor)
         self.wrk("GET /api/sessions/current c=64", 64, own, "/api/sessions/current")
         # The storm target compares two p99s, and a p99 of one short run on a
         # shared machine is noisy: ROUNDS pairs of a quiet run and a storm
@@ -474,8 +485,8 @@ class Bench:
         # overlaps them.
         since = self.other.snapshot()
         signups = subprocess.Popen(
-            self.wrk_command(16, ["signup", f"storm{round_number}", PASSWORD], "/",
-                             self.args.duration + 3),
+            self.wrk_command(16, ["signup", f"storm{round_number}", PASSWORD],
+                             self.base + "/", self.args.duration + 3),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             time.sleep(1)
@@ -588,6 +599,16 @@ def figures(bench):
     ping_rounds = runs["GET /ping c=64 (session round)"]["ok_per_s"]
     http_row("GET /api/users/{id} c=64 with an admin key", "/ping c=64", ping_rounds, 0.75)
     http_row("GET /api/users/{id} c=64 with its own session", "/ping c=64", ping_rounds, 0.60)
+    floor_ping = runs["read floor: GET /ping c=64"]["ok_per_s"]
+    http_row("read floor: GET /hash/{key} c=64", "its own /ping c=64", floor_ping)
+    # The service's /ping plus what one round trip costs at the least: the
+    # highest share of the service's /ping that any read can reach here.
+    floor_read = runs["read floor: GET /hash/{key} c=64"]["ok_per_s"]
+    highest = (1 / ping_rounds) / (1 / ping_rounds + 1 / floor_read - 1 / floor_ping)
+    row("Highest share of /ping c=64 any read with one Redis round trip can reach here: "
+        "the service's /ping plus the read floor's extra time per request",
+        f"{highest * ping_rounds:,.0f} req/s", f"/ping c=64 {ping_rounds:,.0f}/s", highest,
+        f"{highest:.0%}", value=highest * ping_rounds)
     for route in ("POST /api/users", "POST /api/sessions"):
         http_row(f"{route} c=2", "argon2", argon2)
         http_row(f"{route} c=16", "argon2", argon2, 0.90)
@@ -685,6 +706,8 @@ def main():
     parser.add_argument("--redis-port", type=int, required=True)
     parser.add_argument("--service-port", type=int, required=True)
     parser.add_argument("--service-pid", type=int, required=True)
+    parser.add_argument("--floor-port", type=int, required=True)
+    parser.add_argument("--floor-pid", type=int, required=True)
     parser.add_argument("--redis-pid", type=int, required=True)
     parser.add_argument("--argon2-rate", required=True)
     parser.add_argument("--out", required=True)
