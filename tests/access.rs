@@ -426,6 +426,12 @@ async fn a_revoked_key_stops_working_within_five_seconds() {
 }
 
 #[rocket::async_test]
+async fn a_malformed_email_looked_up_without_a_credential_gets_401_not_404() {
+    let app = TestApp::spawn().await;
+    assert_needs_a_credential(&app.get("/api/users/not-an-email").await);
+}
+
+#[rocket::async_test]
 async fn a_malformed_list_query_without_a_credential_gets_401_not_422() {
     let app = TestApp::spawn().await;
     let reply = app.get("/api/users?limit=0").await;

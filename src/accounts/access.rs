@@ -12,7 +12,7 @@ use crate::domain::{AdminKey, KeyScope, Password, Session, SessionToken, UserId}
 #[derive(Clone, Debug)]
 pub enum Caller {
     Anonymous,
-    /// A live session, renewed by this request.
+    /// A live session, renewed by this request if it was due.
     User(Session),
     Key(KeyScope),
 }
@@ -107,6 +107,15 @@ impl Caller {
             Ok(())
         } else {
             Err(self.refuse(NEEDS_KEY))
+        }
+    }
+
+    /// A look-up by email: a session (for its own email only, which the
+    /// look-up checks once it found the user), or an admin or read key.
+    pub fn require_email_lookup(&self) -> Result<(), AccountError> {
+        match self {
+            Self::User(_) => Ok(()),
+            _ => self.require_reader(),
         }
     }
 

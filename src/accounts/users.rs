@@ -80,7 +80,7 @@ impl Accounts {
             return self.user(&caller, id).await;
         };
         let sessions = self.policy.sessions;
-        let (session, stored) = self
+        let (session, own) = self
             .store
             .connection()
             .use_session_reading_user(token.id(), sessions.idle, sessions.renewal_step(), id)
@@ -88,9 +88,7 @@ impl Accounts {
         session
             .map_or(Caller::Anonymous, Caller::User)
             .require_reader_of(id)?;
-        stored
-            .decode()?
-            .ok_or_else(|| AccountError::NotFound(id.to_string()))
+        own.ok_or_else(|| AccountError::NotFound(id.to_string()))
     }
 
     /// The user holding `email`. A user's own session may look up its own
@@ -101,9 +99,7 @@ impl Accounts {
         caller: &Caller,
         email: &UserEmail,
     ) -> Result<User, AccountError> {
-        if !matches!(caller, Caller::User(_)) {
-            caller.require_reader()?;
-        }
+        caller.require_email_lookup()?;
         let found = self.store.connection().public_user_by_email(email).await?;
         if let Caller::User(session) = caller {
             if found.as_ref().is_none_or(|user| user.id != session.user_id) {

@@ -143,6 +143,8 @@ async fn get_user(
         Some(id) => accounts.user_for_bearer(bearer.0, id).await?,
         None => {
             let caller = accounts.caller_of(bearer.0).await?;
+            // Who may look up emails at all, before what the email is.
+            caller.require_email_lookup()?;
             let email = UserEmail::parse(user)
                 .map_err(|_| AccountError::EmailNotFound(UserEmail::normalize(user)));
             accounts.user_by_email(&caller, &email?).await?

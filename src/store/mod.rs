@@ -61,5 +61,4 @@ pub use error::StoreError;
 pub use mail_delivery::{Delivery, MailConsumer, MailCounts};
 pub use password_attempts::Proof as AttemptProof;
 pub use records::UserRecord;
-pub use sessions::StoredUser;
 pub use users::{EmailChange, HashReplacement, ListQuery, UserPage, Written};

@@ -21,20 +21,6 @@ use super::transaction::{transact, Plan};
 use super::StoreError;
 use crate::domain::{PasswordHash, Session, SessionId, User, UserId};
 
-/// A user's public fields as read, not yet decoded.
-pub struct StoredUser {
-    id: UserId,
-    key: String,
-    values: Vec<Option<String>>,
-}
-
-impl StoredUser {
-    /// The user; `None` when it does not exist.
-    pub fn decode(self) -> Result<Option<User>, StoreError> {
-        decode_public_values(self.id, &self.key, self.values)
-    }
-}
-
 impl RedisConn {
     /// Stores a new session, provided the user's password hash is still
     /// `verified`; `false` when the user is gone or its password changed
@@ -80,18 +66,18 @@ impl RedisConn {
             .await
     }
 
-    /// As [`Self::use_session`], and the public fields of `user` read in the
-    /// same round trip (one pipeline): for a request that reads a user with
-    /// a session. The user is read whoever the session belongs to, and its
-    /// decoding is left to the caller, who decides first whether the
-    /// session may see it.
+    /// As [`Self::use_session`], and, when the session is `user`'s, that
+    /// user's public fields, read in the same round trip (one pipeline): for
+    /// a request that reads its own user with a session. The user's fields
+    /// are read whoever the session belongs to, but decoded and answered
+    /// only for the session's own user; `None` for anyone else's.
     pub async fn use_session_reading_user(
         &self,
         id: SessionId,
         idle: Duration,
         renewal_step: Duration,
         user: UserId,
-    ) -> Result<(Option<Session>, StoredUser), StoreError> {
+    ) -> Result<(Option<Session>, Option<User>), StoreError> {
         let session_key = self.keys.session(&id);
         let user_key = self.keys.user(user);
         let (session_key, user_key) = (session_key.as_str(), user_key.as_str());
@@ -107,12 +93,13 @@ impl RedisConn {
         let session = self
             .settle_session(id, session_key, fields, idle, renewal_step)
             .await?;
-        let user = StoredUser {
-            id: user,
-            key: user_key.to_owned(),
-            values,
+        let own = match &session {
+            Some(session) if session.user_id == user => {
+                decode_public_values(user, user_key, values)?
+            }
+            _ => None,
         };
-        Ok((session, user))
+        Ok((session, own))
     }
 
     /// The session `id` as read (`fields`): live as it is, renewed when its
@@ -130,7 +117,10 @@ impl RedisConn {
         }
         let session = decode_session(id.clone(), key, fields)?;
         let now = crate::domain::now();
-        let since_renewal = (now - session.last_seen).to_std().unwrap_or_default();
+        // A last renewal in the future (another instance's clock runs ahead)
+        // is due: waiting for this clock to catch up could let Redis's TTL
+        // end a session in constant use.
+        let since_renewal = (now - session.last_seen).to_std().unwrap_or(renewal_step);
         if session.expires_at > now && since_renewal < renewal_step {
             return Ok(Some(session));
         }
