@@ -582,6 +582,74 @@ async fn messages_held_by_an_instance_that_died_are_sent_by_another() {
 }
 
 #[rocket::async_test]
+async fn a_message_left_unfinished_by_five_stopped_senders_goes_to_the_dead_letters() {
+    let server = SmtpServer::start();
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let (mut conn, raw_keys) = redis_at(&prefix);
+    let fatal = notice(MailKind::PasswordChanged, "fatal@example.com");
+    queue_raw(&mut conn, &raw_keys, &fatal, None);
+    // Five senders took it in turn and stopped holding it: a reader of the
+    // group reads it, and its delivery count says five.
+    let stream = raw_keys.mail_queue();
+    redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg(MAIL_GROUP)
+        .arg("0")
+        .exec(&mut conn)
+        .expect("XGROUP CREATE");
+    // [[queue, [[entry id, [field, value, ...]]]]]
+    type Read = Vec<(String, Vec<(String, Vec<String>)>)>;
+    let read: Read = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(MAIL_GROUP)
+        .arg("stopped")
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query(&mut conn)
+        .expect("XREADGROUP");
+    let entry = read[0].1[0].0.clone();
+    redis::cmd("XCLAIM")
+        .arg(&stream)
+        .arg(MAIL_GROUP)
+        .arg("stopped")
+        .arg(0)
+        .arg(&entry)
+        .arg("RETRYCOUNT")
+        .arg(5)
+        .arg("JUSTID")
+        .exec(&mut conn)
+        .expect("XCLAIM");
+
+    let app = TestApp::spawn_with_prefix(
+        &shared_redis_url(),
+        &prefix,
+        &[
+            ("MAIL_URL", &server.url()),
+            ("MAIL_FROM", FROM),
+            ("MAIL_CLAIM_AFTER_MS", "300"),
+        ],
+    )
+    .await;
+    let dead = keys(&app).mail_dead();
+    eventually("the message is dead", Duration::from_secs(10), || {
+        stream_len(&app, &dead) == 1
+    })
+    .await;
+    let letters = dead_letters(&app);
+    assert_eq!(letters[0].1["to"], "fatal@example.com");
+    assert_eq!(
+        letters[0].1["reason"],
+        "its senders stopped while holding it, too many times"
+    );
+    queue(&app, &notice(MailKind::Test, "ops@example.com")).await;
+    let messages = arrived(&server, 1, Duration::from_secs(10)).await;
+    assert_eq!(messages.len(), 1, "only the other message is sent");
+    queue_drained(&app).await;
+}
+
+#[rocket::async_test]
 async fn without_a_mail_url_nothing_is_queued_and_the_service_runs() {
     let app = TestApp::spawn().await;
     let accounts = accounts(&app);

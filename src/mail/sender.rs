@@ -37,6 +37,12 @@ pub const MAX_BLOCK: Duration = Duration::from_secs(1);
 /// Messages read, claimed or released per round.
 const BATCH: usize = 32;
 
+/// A message that senders stopped while holding (crashed, killed) is taken
+/// over by another; after this many deliveries it goes to the dead letters
+/// instead, in case it is what stops them.
+const MAX_DELIVERIES: u64 = 5;
+const STOPPED_SENDERS: &str = "its senders stopped while holding it, too many times";
+
 /// How often the queue's lengths are read for the metrics.
 const FIGURES_EVERY: Duration = Duration::from_secs(5);
 
@@ -281,6 +287,23 @@ impl Sender {
         let mut sendable = Vec::new();
         for delivery in batch {
             match &delivery.mail {
+                _ if delivery.times_delivered > MAX_DELIVERIES => {
+                    self.log(
+                        "ERROR",
+                        &format!(
+                            "mail: queue entry {} was left unfinished by {} senders that \
+                             stopped; moved to the dead letters",
+                            delivery.entry,
+                            delivery.times_delivered - 1
+                        ),
+                    );
+                    self.metrics.mail_dead.inc();
+                    let mail = delivery.mail.as_ref().ok().cloned();
+                    self.redis(move |consumer| {
+                        consumer.bury(&delivery, mail.as_ref(), STOPPED_SENDERS, now)
+                    })
+                    .await?;
+                }
                 Err(reason) => {
                     self.log(
                         "ERROR",

@@ -34,6 +34,9 @@ pub struct Delivery {
     pub mail: Result<QueuedMail, String>,
     /// The fields as stored, kept for the dead letters when malformed.
     fields: HashMap<String, String>,
+    /// How many times a reader got it: 1 when read new, more each time it
+    /// is taken over from a reader that stopped holding it.
+    pub times_delivered: u64,
 }
 
 /// How many messages wait where.
@@ -199,7 +202,7 @@ impl MailConsumer {
     ) -> Result<Vec<Delivery>, StoreError> {
         let name = self.name.clone();
         let cursor = self.claim_cursor.clone();
-        let (next, entries) = self.with_conn(None, move |conn, keys| {
+        let (next, entries, times) = self.with_conn(None, move |conn, keys| {
             let reply: Vec<Value> = redis::cmd("XAUTOCLAIM")
                 .arg(keys.mail_queue())
                 .arg(MAIL_GROUP)
@@ -213,10 +216,21 @@ impl MailConsumer {
             let mut reply = reply.into_iter();
             let next: String = parsed(reply.next().unwrap_or(Value::Nil), keys)?;
             let entries: Vec<RawEntry> = parsed(reply.next().unwrap_or(Value::Nil), keys)?;
-            Ok((next, entries))
+            let times = times_delivered(conn, keys, &entries)?;
+            Ok((next, entries, times))
         })?;
         self.claim_cursor = next;
-        Ok(entries.into_iter().map(Delivery::from).collect())
+        Ok(entries
+            .into_iter()
+            .map(Delivery::from)
+            .map(|delivery| {
+                let times_delivered = times.get(&delivery.entry).copied().unwrap_or(1);
+                Delivery {
+                    times_delivered,
+                    ..delivery
+                }
+            })
+            .collect())
     }
 
     /// Moves up to `limit` messages whose retry is due by `now` back to the
@@ -451,8 +465,38 @@ impl From<RawEntry> for Delivery {
             entry,
             mail: decode(&fields),
             fields,
+            times_delivered: 1,
         }
     }
+}
+
+/// How many times each of `entries`, pending in the group, was delivered
+/// (`XPENDING` of each, pipelined); an entry no longer pending is absent.
+fn times_delivered(
+    conn: &mut Connection,
+    keys: &Keys,
+    entries: &[RawEntry],
+) -> Result<HashMap<String, u64>, StoreError> {
+    if entries.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut lookups = redis::pipe();
+    for (entry, _) in entries {
+        lookups
+            .cmd("XPENDING")
+            .arg(keys.mail_queue())
+            .arg(MAIL_GROUP)
+            .arg(entry)
+            .arg(entry)
+            .arg(1);
+    }
+    // Each reply: [[id, reader, idle ms, times delivered]], or [] once gone.
+    let replies: Vec<Vec<(String, String, u64, u64)>> = lookups.query(conn)?;
+    Ok(replies
+        .into_iter()
+        .flatten()
+        .map(|(entry, _, _, times)| (entry, times))
+        .collect())
 }
 
 fn parsed<T: redis::FromRedisValue>(value: Value, keys: &Keys) -> Result<T, StoreError> {
