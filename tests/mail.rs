@@ -504,6 +504,21 @@ fn black_hole() -> (u16, std::thread::JoinHandle<()>) {
     (port, holder)
 }
 
+/// An instance on the data under `prefix` that takes over, after 300 ms,
+/// the messages other senders left unfinished.
+async fn taking_over_app(server: &SmtpServer, prefix: &str) -> TestApp {
+    TestApp::spawn_with_prefix(
+        &shared_redis_url(),
+        prefix,
+        &[
+            ("MAIL_URL", &server.url()),
+            ("MAIL_FROM", FROM),
+            ("MAIL_CLAIM_AFTER_MS", "300"),
+        ],
+    )
+    .await
+}
+
 #[rocket::async_test]
 async fn messages_held_by_an_instance_that_died_are_sent_by_another() {
     let server = SmtpServer::start();
@@ -561,16 +576,7 @@ async fn messages_held_by_an_instance_that_died_are_sent_by_another() {
     first.join().expect("the first instance ended");
     assert!(server.messages().is_empty());
 
-    let second = TestApp::spawn_with_prefix(
-        &shared_redis_url(),
-        &prefix,
-        &[
-            ("MAIL_URL", &server.url()),
-            ("MAIL_FROM", FROM),
-            ("MAIL_CLAIM_AFTER_MS", "300"),
-        ],
-    )
-    .await;
+    let second = taking_over_app(&server, &prefix).await;
     let messages = arrived(&server, 5, Duration::from_secs(20)).await;
     queue_drained(&second).await;
     let ids: HashSet<String> = messages
@@ -622,16 +628,7 @@ async fn a_message_left_unfinished_by_five_stopped_senders_goes_to_the_dead_lett
         .exec(&mut conn)
         .expect("XCLAIM");
 
-    let app = TestApp::spawn_with_prefix(
-        &shared_redis_url(),
-        &prefix,
-        &[
-            ("MAIL_URL", &server.url()),
-            ("MAIL_FROM", FROM),
-            ("MAIL_CLAIM_AFTER_MS", "300"),
-        ],
-    )
-    .await;
+    let app = taking_over_app(&server, &prefix).await;
     let dead = keys(&app).mail_dead();
     eventually("the message is dead", Duration::from_secs(10), || {
         stream_len(&app, &dead) == 1
