@@ -117,8 +117,13 @@ async fn a_session_looking_up_another_email_learns_nothing_of_whether_it_exists(
     let free = app
         .get_as("/api/users/nobody@example.com", &ada.token)
         .await;
+    let malformed = app.get_as("/api/users/not-an-email", &ada.token).await;
     assert_forbidden(&taken, "/problems/forbidden");
     assert_eq!((taken.status, taken.json()), (free.status, free.json()));
+    assert_eq!(
+        (taken.status, taken.json()),
+        (malformed.status, malformed.json())
+    );
 }
 
 #[rocket::async_test]

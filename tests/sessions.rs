@@ -187,6 +187,24 @@ async fn reading_its_own_user_renews_a_session_due_for_renewal() {
 }
 
 #[rocket::async_test]
+async fn a_session_idle_past_the_timeout_it_still_has_a_ttl_for_is_ended_and_not_listed() {
+    // As after the idle timeout was lowered: the session's key outlives
+    // its idle end, by the timeout as set now.
+    let app = TestApp::spawn_with(&[("SESSION_IDLE_SECS", "5")]).await;
+    let (id, old) = user_and_token(&app, "ada@example.com").await;
+    let current = app.token_for("ada@example.com", PASSWORD).await;
+    app.date_last_use_back(&old, Duration::from_secs(6));
+    assert!(app.exists(&app.session_key(&old)), "its key is still there");
+
+    let listing = app.list_sessions(&id, &current).await;
+    assert_eq!(listed_ids(&listing), [session_id(&current)], "not listed");
+
+    assert_eq!(app.current_session(&old).await.status, Status::Unauthorized);
+    assert!(!app.exists(&app.session_key(&old)), "ended");
+    assert_eq!(index_members(&app, &id), [session_id(&current)]);
+}
+
+#[rocket::async_test]
 async fn no_renewal_extends_a_session_past_its_maximum_age() {
     let app =
         TestApp::spawn_with(&[("SESSION_IDLE_SECS", "60"), ("SESSION_MAX_AGE_SECS", "2")]).await;

@@ -38,6 +38,7 @@ pub(super) enum Sensitivity {
 const OTHER_USER: &str = "this session belongs to another user";
 const KEY_TOO_NARROW: &str = "this key's scope does not allow it";
 const NEEDS_KEY: &str = "only an admin or read key may do this";
+const NOT_OWN_EMAIL: &str = "a session may look up its own email only";
 
 impl Accounts {
     /// The caller a bearer credential names: an admin key (`uak_…`) or a
@@ -116,6 +117,16 @@ impl Caller {
         match self {
             Self::User(_) => Ok(()),
             _ => self.require_reader(),
+        }
+    }
+
+    /// What this caller learns of an email no account holds: a key, that
+    /// it is not found; a session, only that it is not its own (403), as for
+    /// any other email, so the answer tells it nothing.
+    pub fn no_such_email(&self, email: String) -> AccountError {
+        match self {
+            Self::User(_) => AccountError::Forbidden(NOT_OWN_EMAIL),
+            _ => AccountError::EmailNotFound(email),
         }
     }
 

@@ -174,14 +174,19 @@ impl Accounts {
         Ok(())
     }
 
-    /// The user's live sessions, oldest first.
+    /// The user's live sessions, oldest first. One whose idle timeout,
+    /// as set now, has passed since its last renewal is not live, whatever
+    /// its TTL (set under an older, longer timeout) says.
     pub async fn sessions_of(
         &self,
         caller: &Caller,
         user: UserId,
     ) -> Result<Vec<Session>, AccountError> {
         caller.require_reader_of(user)?;
-        Ok(self.store.connection().sessions_of(user).await?)
+        let now = now();
+        let mut sessions = self.store.connection().sessions_of(user).await?;
+        sessions.retain(|session| self.session_ends_at(session) > now);
+        Ok(sessions)
     }
 
     /// Ends one of the user's sessions; one that is not theirs or not live

@@ -101,14 +101,11 @@ impl Accounts {
     ) -> Result<User, AccountError> {
         caller.require_email_lookup()?;
         let found = self.store.connection().public_user_by_email(email).await?;
-        if let Caller::User(session) = caller {
-            if found.as_ref().is_none_or(|user| user.id != session.user_id) {
-                return Err(AccountError::Forbidden(
-                    "a session may look up its own email only",
-                ));
-            }
+        match (caller, found) {
+            (Caller::User(session), Some(user)) if user.id == session.user_id => Ok(user),
+            (Caller::User(_), _) => Err(caller.no_such_email(email.to_string())),
+            (_, found) => found.ok_or_else(|| caller.no_such_email(email.to_string())),
         }
-        found.ok_or_else(|| AccountError::EmailNotFound(email.to_string()))
     }
 
     /// Up to `limit` users whose email starts with `prefix` (normalized),

@@ -146,8 +146,8 @@ async fn get_user(
             // Who may look up emails at all, before what the email is.
             caller.require_email_lookup()?;
             let email = UserEmail::parse(user)
-                .map_err(|_| AccountError::EmailNotFound(UserEmail::normalize(user)));
-            accounts.user_by_email(&caller, &email?).await?
+                .map_err(|_| caller.no_such_email(UserEmail::normalize(user)))?;
+            accounts.user_by_email(&caller, &email).await?
         }
     };
     Ok(Json(found))

@@ -125,8 +125,15 @@ impl RedisConn {
             return Ok(Some(session));
         }
         if session.ends_at(session.last_seen, idle) <= now && session.expires_at > now {
-            // Idle past its end by this clock, not yet by Redis's: its TTL
-            // takes it in a moment; renewing it would bring it back.
+            // Idle past its end by this clock (or by an idle timeout lowered
+            // since its last renewal), not yet by its TTL: renewing it would
+            // bring it back, so it ends here, off its user's index too.
+            let (keys, user, id) = (&*self.keys, session.user_id, &id);
+            self.script(|mut conn| async move {
+                let _: bool = revocation(keys, user, id).invoke_async(&mut conn).await?;
+                Ok(())
+            })
+            .await?;
             return Ok(None);
         }
         self.renew_session(id, idle).await
@@ -159,19 +166,8 @@ impl RedisConn {
         user: UserId,
         id: SessionId,
     ) -> Result<bool, StoreError> {
-        self.run(move |conn, keys| {
-            let revoked: bool = REVOKE_SESSION_SCRIPT
-                .key(keys.session(&id))
-                .key(keys.session_index(user))
-                .key(keys.legacy_session_set(user))
-                .arg(id.as_str())
-                .arg(user.to_string())
-                .arg(session_fields::USER_ID)
-                .arg(encode_time(crate::domain::now()))
-                .invoke(conn)?;
-            Ok(revoked)
-        })
-        .await
+        self.run(move |conn, keys| Ok(revocation(keys, user, &id).invoke(conn)?))
+            .await
     }
 
     /// Ends all of the user's sessions but `keep`.
@@ -351,6 +347,20 @@ return 1
 
 static REVOKE_SESSION_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{TIDY_INDEX_LUA}{REVOKE_SESSION}")));
+
+/// [`REVOKE_SESSION`] for the session `id` of `user`.
+fn revocation(keys: &Keys, user: UserId, id: &SessionId) -> redis::ScriptInvocation<'static> {
+    let mut invocation = REVOKE_SESSION_SCRIPT.prepare_invoke();
+    invocation
+        .key(keys.session(id))
+        .key(keys.session_index(user))
+        .key(keys.legacy_session_set(user))
+        .arg(id.as_str())
+        .arg(user.to_string())
+        .arg(session_fields::USER_ID)
+        .arg(encode_time(crate::domain::now()));
+    invocation
+}
 
 /// Renews a live session in one atomic step and returns its fields, so that
 /// concurrent requests with one session never abort each other's renewal
