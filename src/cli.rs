@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, TestMail};
 use crate::config::Settings;
 use crate::domain::{KeyName, KeyScope, UserEmail};
 use crate::metrics::Metrics;
@@ -122,11 +122,16 @@ async fn run_mail(accounts: &Accounts, command: MailCommand) -> anyhow::Result<(
             }
         }
         MailCommand::SendTest { address } => match accounts.queue_test_mail(address).await? {
-            Some(id) => {
+            TestMail::Queued(id) => {
                 println!("{id}");
                 eprintln!("queued test message {id}; a running instance sends it");
             }
-            None => anyhow::bail!("mail is off (MAIL_URL is unset): nothing was queued"),
+            TestMail::MailOff => {
+                anyhow::bail!("mail is off (MAIL_URL is unset): nothing was queued")
+            }
+            TestMail::HeldBack => anyhow::bail!(
+                "nothing was queued: the address had MAIL_MAX_PER_RECIPIENT messages in the last hour"
+            ),
         },
         MailCommand::Status => {
             let counts = accounts.mail_counts().await?;

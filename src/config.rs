@@ -46,6 +46,17 @@ pub struct CodeSettings {
     pub resend: Duration,
     /// `MAIL_MAX_PER_ADDRESS`: code requests per client address per hour.
     pub max_per_address: u32,
+    /// `CODE_MAX_PER_DAY`: codes of one purpose issued to one account in a
+    /// day; past it no more are issued, without a word to the requester.
+    pub max_per_day: u32,
+    /// `CODE_MAX_ACCOUNT_FAILURES`: wrong confirmations of one purpose for
+    /// one account in a day, from every address together; past it that
+    /// purpose's confirmations get 429 until the day ends or an admin
+    /// clears them.
+    pub max_account_failures: u32,
+    /// `EMAIL_CHANGES_MAX_PER_DAY`: email changes of one account in a day;
+    /// past it a change gets 429.
+    pub email_changes_per_day: u32,
     /// `REQUIRE_VERIFIED_EMAIL`: logins of unverified users are refused.
     pub require_verified_email: bool,
 }
@@ -321,6 +332,9 @@ impl Settings {
                 ttl: Duration::from_secs(env.parse_in("CODE_TTL_SECS", 900, 1..=86_400)?),
                 resend: Duration::from_secs(env.parse_in("MAIL_RESEND_SECS", 60, 1..=86_400)?),
                 max_per_address: env.parse_in("MAIL_MAX_PER_ADDRESS", 20, 1..=1_000_000)?,
+                max_per_day: env.parse_in("CODE_MAX_PER_DAY", 10, 1..=1_000)?,
+                max_account_failures: env.parse_in("CODE_MAX_ACCOUNT_FAILURES", 20, 1..=1_000)?,
+                email_changes_per_day: env.parse_in("EMAIL_CHANGES_MAX_PER_DAY", 5, 1..=1_000)?,
                 require_verified_email: flag(&env, "REQUIRE_VERIFIED_EMAIL")?,
             },
             log_format: log_format(&env)?,

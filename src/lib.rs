@@ -18,10 +18,12 @@
 //!   used by every layer; calls nothing.
 //!
 //! Beside them: [`config`] (settings, read once at start), [`metrics`] and
-//! [`logging`], which any layer may use.
+//! [`logging`], which any layer may use, and [`announce`], the line at
+//! start, which calls [`store`].
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod announce;
 pub mod api;
 pub mod cli;
 pub mod config;
@@ -125,7 +127,7 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
             let listening = std::net::SocketAddr::new(config.address, config.port);
             // Its own task: a Redis that does not answer must not hold
             // up serving until the PING times out.
-            rocket::tokio::spawn(logging::announce(listening, redis));
+            rocket::tokio::spawn(announce::announce(listening, redis));
         })
     }));
     Ok(match mail_sender {
@@ -137,7 +139,9 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
 /// The service layer from its settings, for the server and the command line.
 /// It connects nowhere yet.
 pub fn accounts_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Accounts> {
-    let store = Store::new(&settings.redis, Arc::clone(&metrics))?;
+    let store = Store::new(&settings.redis, Arc::clone(&metrics))?
+        .bounding_mail_at(settings.mail.max_per_recipient)
+        .logging_as(settings.log_format);
     let hasher = PasswordHasher::new(&settings.password_hashing, Arc::clone(&metrics));
     let policy = AuthPolicy {
         sessions: settings.sessions,

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub argon2_refused: IntCounter,
     pub sessions_created: IntCounter,
     pub mail_queued: IntCounter,
+    pub mail_held_back: IntCounter,
     pub mail_sent: IntCounter,
     pub mail_retried: IntCounter,
     pub mail_dead: IntCounter,
@@ -92,6 +93,10 @@ impl Metrics {
         )?;
         let sessions_created = IntCounter::new("sessions_created_total", "Login sessions opened")?;
         let mail_queued = IntCounter::new("mail_queued_total", "Mail messages queued here")?;
+        let mail_held_back = IntCounter::new(
+            "mail_held_back_total",
+            "Mail messages not queued: their recipient had MAIL_MAX_PER_RECIPIENT in the last hour",
+        )?;
         let mail_sent = IntCounter::new(
             "mail_sent_total",
             "Mail messages the SMTP server (or the mail directory) accepted",
@@ -139,6 +144,7 @@ impl Metrics {
         registry.register(Box::new(argon2_refused.clone()))?;
         registry.register(Box::new(sessions_created.clone()))?;
         registry.register(Box::new(mail_queued.clone()))?;
+        registry.register(Box::new(mail_held_back.clone()))?;
         registry.register(Box::new(mail_sent.clone()))?;
         registry.register(Box::new(mail_retried.clone()))?;
         registry.register(Box::new(mail_dead.clone()))?;
@@ -163,6 +169,7 @@ impl Metrics {
             argon2_refused,
             sessions_created,
             mail_queued,
+            mail_held_back,
             mail_sent,
             mail_retried,
             mail_dead,

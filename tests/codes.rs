@@ -3,129 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::smtp::Received;
+use common::mailbox::*;
 use common::{Reply, TestApp};
 use rocket::http::{Method, Status};
 use serde_json::{json, Value};
 use user_accounts::domain::KeyScope;
-
-const PASSWORD: &str = "correct horse battery";
-const NEW_PASSWORD: &str = "an entirely new passphrase";
-const SECRET: &str = "a test secret of at least thirty-two bytes";
-
-/// An app whose mail lands in a directory of its own.
-struct MailedApp {
-    app: TestApp,
-    dir: PathBuf,
-}
-
-impl MailedApp {
-    async fn spawn(extra: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(format!("codes-{}", uuid::Uuid::new_v4().simple()));
-        let url = format!("file://{}", dir.display());
-        let mut settings = vec![
-            ("MAIL_URL", url.as_str()),
-            ("TOKEN_SECRET", SECRET),
-            ("PUBLIC_URL", "https://accounts.example.com"),
-        ];
-        settings.extend_from_slice(extra);
-        let app = TestApp::spawn_with(&settings).await;
-        Self { app, dir }
-    }
-
-    /// Every message delivered so far, once there are at least `count`.
-    async fn mails(&self, count: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let files = eml_files(&self.dir);
-            if files.len() >= count {
-                let mut mails: Vec<Received> = files
-                    .iter()
-                    .map(|file| Received::parse_file(file))
-                    .collect();
-                mails.sort_by_key(|mail| mail.header("Date"));
-                return mails;
-            }
-            assert!(Instant::now() < deadline, "{count} mails did not arrive");
-            rocket::tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// The code in the latest mail to `to` whose subject holds `subject`.
-    async fn code_for(&self, to: &str, count: usize, subject: &str) -> String {
-        let mail = self
-            .mails(count)
-            .await
-            .into_iter()
-            .rev()
-            .find(|mail| {
-                mail.header("To").is_some_and(|header| header.contains(to))
-                    && mail
-                        .header("Subject")
-                        .is_some_and(|header| header.contains(subject))
-            })
-            .unwrap_or_else(|| panic!("no mail about {subject:?} to {to}"));
-        code_in(&mail.text())
-    }
-
-    async fn sign_up(&self, email: &str) -> String {
-        let user = self.app.create_user("Ada", email, PASSWORD).await;
-        user["id"].as_str().expect("id").to_owned()
-    }
-}
-
-impl Drop for MailedApp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn eml_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.path())
-                .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The six digits standing on a line of their own.
-fn code_in(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .find(|line| line.len() == 6 && line.bytes().all(|byte| byte.is_ascii_digit()))
-        .unwrap_or_else(|| panic!("no code line in:\n{text}"))
-        .to_owned()
-}
-
-const VERIFY: &str = "/api/email-verification";
-const VERIFY_CONFIRM: &str = "/api/email-verification/confirm";
-const RESET: &str = "/api/password-reset";
-const RESET_CONFIRM: &str = "/api/password-reset/confirm";
-
-async fn confirm_email(app: &TestApp, email: &str, code: &str) -> Reply {
-    app.post_json(VERIFY_CONFIRM, &json!({"email": email, "code": code}))
-        .await
-}
-
-async fn reset(app: &TestApp, email: &str, code: &str, new_password: &str) -> Reply {
-    let body = json!({"email": email, "code": code, "new_password": new_password});
-    app.post_json(RESET_CONFIRM, &body).await
-}
-
-fn assert_invalid_code(reply: &Reply) {
-    reply.assert_problem(
-        Status::UnprocessableEntity,
-        "the code is invalid or has expired",
-    );
-    assert_eq!(reply.json()["type"], "/problems/invalid-code");
-}
 
 // ---- verification ----
 
@@ -340,12 +224,6 @@ async fn with_verified_emails_required_an_unverified_login_gets_403() {
 
 // ---- password reset ----
 
-async fn reset_code(mailed: &MailedApp, email: &str, mails_before: usize) -> String {
-    let reply = mailed.app.post_json(RESET, &json!({"email": email})).await;
-    assert_eq!(reply.status, Status::Accepted, "{}", reply.body);
-    mailed.code_for(email, mails_before + 1, "Reset").await
-}
-
 #[rocket::async_test]
 async fn a_reset_sets_the_password_ends_the_sessions_and_sends_a_notice() {
     let mailed = MailedApp::spawn(&[]).await;
@@ -437,20 +315,24 @@ async fn a_reset_clears_the_limits_that_locked_the_account() {
 async fn a_disabled_account_gets_no_reset_code() {
     let mailed = MailedApp::spawn(&[]).await;
     let id = mailed.sign_up("ada@example.com").await;
-    mailed.mails(1).await;
     let admin = mailed.app.admin_key().await.to_owned();
     let uri = format!("/api/users/{id}/disable");
     mailed
         .app
         .with_token(Method::Post, &uri, &admin, None)
         .await;
+    mailed.mails(2).await;
     let reply = mailed
         .app
         .post_json(RESET, &json!({"email": "ada@example.com"}))
         .await;
     assert_eq!(reply.status, Status::Accepted);
     rocket::tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(eml_files(&mailed.dir).len(), 1, "no reset mail");
+    assert_eq!(
+        eml_files(&mailed.dir).len(),
+        2,
+        "the sign-up's code and the notice of the disable, no reset mail"
+    );
 }
 
 #[rocket::async_test]

@@ -15,7 +15,7 @@ use chrono::Utc;
 use common::smtp::{test_certificates, Received, Security, SmtpServer};
 use common::{free_port, shared_redis_url, TestApp};
 use rocket::http::Status;
-use user_accounts::accounts::Accounts;
+use user_accounts::accounts::{Accounts, TestMail};
 use user_accounts::domain::{MailContent, MailKind, OneTimeCode, QueuedMail, UserEmail, UserName};
 use user_accounts::store::layout::{Keys, MAIL_GROUP};
 
@@ -660,7 +660,7 @@ async fn without_a_mail_url_nothing_is_queued_and_the_service_runs() {
         .queue_test_mail(email("jo@example.com"))
         .await
         .expect("no error");
-    assert_eq!(test, None);
+    assert_eq!(test, TestMail::MailOff);
     assert_eq!(stream_len(&app, &keys(&app).mail_queue()), 0);
     assert!(app.keys().is_empty(), "no key at all: {:?}", app.keys());
     assert_eq!(app.get("/health/ready").await.status, Status::Ok);

@@ -9,14 +9,12 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-
 use super::{AccountError, Accounts, Caller};
 use crate::domain::{
     ClientAddress, CodePurpose, MailContent, OneTimeCode, Password, QueuedMail, User, UserEmail,
     UserId,
 };
-use crate::store::{Admission, AttemptProof, NewCode, Resend, Reset};
+use crate::store::{Admission, AttemptProof, CodeAttempt, CodeCheck, NewCode, Resend, Reset};
 
 /// The window of `MAIL_MAX_PER_ADDRESS`.
 const CODE_REQUEST_WINDOW: Duration = Duration::from_secs(3600);
@@ -70,15 +68,10 @@ impl Accounts {
         email: &UserEmail,
         code: &OneTimeCode,
     ) -> Result<User, AccountError> {
-        let user = self.code_holder(client, email).await?;
-        let digest = self.code_digest(CodePurpose::VerifyEmail, &user, code);
-        let conn = self.store.connection();
-        if !conn
-            .check_code(CodePurpose::VerifyEmail, user.id, &digest, true)
+        let user = self
+            .check_code(client, CodePurpose::VerifyEmail, email, code, true)
             .await?
-        {
-            return Err(AccountError::InvalidCode);
-        }
+            .user;
         self.attempt_succeeded(email, client, AttemptProof::Code)
             .await?;
         Ok(User {
@@ -98,15 +91,9 @@ impl Accounts {
         code: &OneTimeCode,
         new_password: Password,
     ) -> Result<(), AccountError> {
-        let user = self.code_holder(client, email).await?;
-        let digest = self.code_digest(CodePurpose::ResetPassword, &user, code);
-        let conn = self.store.connection();
-        if !conn
-            .check_code(CodePurpose::ResetPassword, user.id, &digest, false)
-            .await?
-        {
-            return Err(AccountError::InvalidCode);
-        }
+        let CheckedCode { user, digest } = self
+            .check_code(client, CodePurpose::ResetPassword, email, code, false)
+            .await?;
         self.judge_new_password(&new_password, &user).await?;
         let new_hash = self.hasher.hash(new_password).await?;
         let notice = self.mail_to(&user, MailContent::PasswordChanged, None);
@@ -121,6 +108,23 @@ impl Accounts {
             return Err(AccountError::InvalidCode);
         }
         Ok(())
+    }
+
+    /// `DELETE /api/users/{id}/code-limits`: an admin lifts the day's caps
+    /// on the account's codes and wrong confirmations.
+    pub async fn clear_code_limits(&self, caller: &Caller, id: UserId) -> Result<(), AccountError> {
+        caller.require_admin()?;
+        let user = self
+            .store
+            .connection()
+            .public_user_by_id(id)
+            .await?
+            .ok_or_else(|| AccountError::NotFound(id.to_string()))?;
+        Ok(self
+            .store
+            .connection()
+            .clear_code_limits(id, &user.email)
+            .await?)
     }
 
     /// A fresh code of `purpose` for `user`, and its mail (when mail is on),
@@ -138,6 +142,7 @@ impl Accounts {
             digest,
             ttl: codes.ttl,
             resend: codes.resend,
+            max_per_day: codes.max_per_day,
             mail: self.mail_to(user, content, Some(codes.ttl)),
         }
     }
@@ -158,24 +163,15 @@ impl Accounts {
         Ok(())
     }
 
-    /// A message to `user`, or `None` while mail is off; a message with a
-    /// code is dropped unsent once the code has expired.
+    /// A message to `user`, or `None` while mail is off; see
+    /// [`Mailer::mail_to`].
     pub(super) fn mail_to(
         &self,
         user: &User,
         content: MailContent,
         lifetime: Option<Duration>,
     ) -> Option<QueuedMail> {
-        if !self.mail_enabled {
-            return None;
-        }
-        let mail = QueuedMail::new(user.email.clone(), Some(user.name.clone()), content);
-        Some(
-            match lifetime.and_then(|ttl| chrono::Duration::from_std(ttl).ok()) {
-                Some(ttl) => mail.expiring_at(Utc::now() + ttl),
-                None => mail,
-            },
-        )
+        self.mailer().mail_to(user, content, lifetime)
     }
 
     /// The keyed hash of `code`, bound to its purpose, the user and the
@@ -208,19 +204,56 @@ impl Accounts {
         Ok(self.store.connection().public_user_by_email(email).await?)
     }
 
-    /// The enabled user holding `email`, for a confirmation: counted by
-    /// the password limiter first, and refused as an invalid code when
-    /// there is none, so unknown emails and wrong codes look alike.
-    async fn code_holder(
+    /// Checks `code` of `purpose` for the enabled user holding `email`:
+    /// counted by the password limiter first, then against the account's
+    /// wrong confirmations of the day. An email with no such user counts as
+    /// a wrong code, so unknown emails and wrong codes look alike, limits
+    /// included.
+    async fn check_code(
         &self,
         client: &ClientAddress,
+        purpose: CodePurpose,
         email: &UserEmail,
-    ) -> Result<User, AccountError> {
+        code: &OneTimeCode,
+        spend: bool,
+    ) -> Result<CheckedCode, AccountError> {
         self.admit_attempt(email, client, AttemptProof::Code)
             .await?;
-        match self.user_with_email(email).await? {
-            Some(user) if !user.disabled => Ok(user),
+        let max_account_failures = self.policy.codes.max_account_failures;
+        let conn = self.store.connection();
+        let (checked, user) = match self.user_with_email(email).await? {
+            Some(user) if !user.disabled => {
+                let digest = self.code_digest(purpose, &user, code);
+                let attempt = CodeAttempt {
+                    purpose,
+                    user: user.id,
+                    email,
+                    digest: &digest,
+                    spend,
+                    max_account_failures,
+                };
+                let checked = conn.check_code(&attempt).await?;
+                (checked, Some(CheckedCode { user, digest }))
+            }
+            _ => {
+                let checked = conn
+                    .count_code_failure(purpose, email, max_account_failures)
+                    .await?;
+                (checked, None)
+            }
+        };
+        match (checked, user) {
+            (CodeCheck::Matched, Some(user)) => Ok(user),
+            (CodeCheck::Refused { retry_after }, _) => {
+                Err(AccountError::TooManyWrongCodes { retry_after })
+            }
             _ => Err(AccountError::InvalidCode),
         }
     }
+}
+
+/// A code that matched, the user it is for and its digest.
+struct CheckedCode {
+    user: User,
+    digest: String,
 }

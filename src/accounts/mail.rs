@@ -3,31 +3,86 @@
 //! the store's transaction of the change that causes it; these are the
 //! operations that stand alone: a message on its own, and the dead letters.
 
+use std::time::Duration;
+
+use chrono::Utc;
+
 use super::{AccountError, Accounts};
-use crate::domain::{MailContent, MailId, QueuedMail, UserEmail};
+use crate::domain::{MailContent, MailId, QueuedMail, User, UserEmail};
 use crate::store::MailCounts;
+
+/// Makes the messages about an account, while mail is on.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Mailer {
+    pub(super) enabled: bool,
+}
+
+impl Mailer {
+    /// A message to `user`'s email, or `None` while mail is off; one with a
+    /// lifetime (it carries a code) is dropped unsent once that has passed.
+    /// It greets the reader by the account's name only when the address is
+    /// the account's verified one: an address that has not proven itself
+    /// gets no text the account's holder chose, only the templates' own.
+    pub(super) fn mail_to(
+        self,
+        user: &User,
+        content: MailContent,
+        lifetime: Option<Duration>,
+    ) -> Option<QueuedMail> {
+        if !self.enabled {
+            return None;
+        }
+        let proven = user.email_verified && !matches!(content, MailContent::VerifyEmail { .. });
+        let name = proven.then(|| user.name.clone());
+        let mail = QueuedMail::new(user.email.clone(), name, content);
+        Some(
+            match lifetime.and_then(|ttl| chrono::Duration::from_std(ttl).ok()) {
+                Some(ttl) => mail.expiring_at(Utc::now() + ttl),
+                None => mail,
+            },
+        )
+    }
+}
+
+/// What became of a test message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TestMail {
+    Queued(MailId),
+    /// Mail is off here (`MAIL_URL` is unset): nothing was queued.
+    MailOff,
+    /// The address had its share of mail in the last hour.
+    HeldBack,
+}
 
 impl Accounts {
     /// Whether mail is on: whether queued messages will be sent.
     pub fn mail_enabled(&self) -> bool {
-        self.mail_enabled
+        self.mailer.enabled
+    }
+
+    pub(super) fn mailer(&self) -> Mailer {
+        self.mailer
     }
 
     /// Queues `mail` on its own; `false` (and nothing queued) while mail is
-    /// off.
+    /// off or when its recipient had its share of mail in the last hour.
     pub async fn queue_mail(&self, mail: &QueuedMail) -> Result<bool, AccountError> {
-        if !self.mail_enabled {
+        if !self.mailer.enabled {
             return Ok(false);
         }
-        self.store.connection().enqueue_mail(mail).await?;
-        Ok(true)
+        Ok(self.store.connection().enqueue_mail(mail).await?)
     }
 
     /// Queues a test message to `to`: `user-accounts mail send-test`.
-    /// `None` while mail is off.
-    pub async fn queue_test_mail(&self, to: UserEmail) -> Result<Option<MailId>, AccountError> {
+    pub async fn queue_test_mail(&self, to: UserEmail) -> Result<TestMail, AccountError> {
+        if !self.mailer.enabled {
+            return Ok(TestMail::MailOff);
+        }
         let mail = QueuedMail::new(to, None, MailContent::Test);
-        Ok(self.queue_mail(&mail).await?.then_some(mail.id))
+        Ok(match self.queue_mail(&mail).await? {
+            true => TestMail::Queued(mail.id),
+            false => TestMail::HeldBack,
+        })
     }
 
     /// Moves every dead letter back to the queue, with a fresh count of

@@ -33,6 +33,7 @@ use crate::store::{Store, StoreError, Written};
 
 pub use access::Caller;
 pub use admin_keys::AdminKeyInfo;
+pub use mail::TestMail;
 pub use operations::{PoolFigures, Readiness};
 pub use sessions::{Client, NewSession};
 pub use users::{NewUser, UserList};
@@ -64,6 +65,10 @@ pub enum AccountError {
     InvalidCode,
     #[error("too many code requests from this address; retry later")]
     TooManyCodeRequests { retry_after: Duration },
+    #[error("too many wrong codes for this account today; retry later")]
+    TooManyWrongCodes { retry_after: Duration },
+    #[error("this account changed its email as often as a day allows; retry later")]
+    TooManyEmailChanges { retry_after: Duration },
     #[error("an admin key named {0} exists already")]
     KeyNameTaken(String),
     #[error("no admin key is named {0}")]
@@ -125,8 +130,8 @@ pub struct Accounts {
     policy: AuthPolicy,
     metrics: Arc<Metrics>,
     admin_keys: admin_keys::KeyCache,
-    /// Whether `MAIL_URL` is set; while it is not, nothing is queued.
-    mail_enabled: bool,
+    /// On while `MAIL_URL` is set; while it is not, nothing is queued.
+    mailer: mail::Mailer,
 }
 
 impl Accounts {
@@ -142,14 +147,14 @@ impl Accounts {
             policy,
             metrics,
             admin_keys: admin_keys::KeyCache::default(),
-            mail_enabled: false,
+            mailer: mail::Mailer { enabled: false },
         }
     }
 
     /// The same service, with mail on or off.
     pub fn sending_mail(self, enabled: bool) -> Self {
         Self {
-            mail_enabled: enabled,
+            mailer: mail::Mailer { enabled },
             ..self
         }
     }
@@ -197,5 +202,8 @@ fn settle<T>(id: UserId, written: Written<T>) -> Result<Option<T>, AccountError>
         Written::Done(value) => Ok(Some(value)),
         Written::Missing => Err(AccountError::NotFound(id.to_string())),
         Written::PasswordChanged => Ok(None),
+        Written::EmailChangesSpent { retry_after } => {
+            Err(AccountError::TooManyEmailChanges { retry_after })
+        }
     }
 }

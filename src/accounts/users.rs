@@ -165,6 +165,7 @@ impl Accounts {
             let change = EmailChange {
                 code: self.new_code(CodePurpose::VerifyEmail, &renamed),
                 notice: self.mail_to(&current.user, MailContent::EmailChanged, None),
+                max_per_day: self.policy.codes.email_changes_per_day,
             };
             let written = self
                 .store
@@ -183,9 +184,9 @@ impl Accounts {
         Err(AccountError::PasswordKeptChanging)
     }
 
-    /// Sets a new password and ends every session of the user. The new
-    /// password is judged before the old one is checked, so the answer never
-    /// tells whether the old one was right.
+    /// Sets a new password, ends every session and live code of the user
+    /// and tells its owner. The new password is judged before the old one
+    /// is checked, so the answer never tells whether the old one was right.
     pub async fn change_password(
         &self,
         caller: &Caller,
@@ -196,16 +197,18 @@ impl Accounts {
     ) -> Result<(), AccountError> {
         for _ in 0..MAX_ATTEMPTS {
             let current = self.current(id).await?;
-            let user = &current.user;
-            self.judge_new_password(&new_password, user).await?;
+            self.judge_new_password(&new_password, &current.user)
+                .await?;
+            let notice = self.mail_to(&current.user, MailContent::PasswordChanged, None);
             let proof =
                 caller.proof_for(id, password.clone(), Sensitivity::Sensitive, self.reauth())?;
             let verified = self.prove(client, current, proof).await?.password_hash;
             let new_hash = self.hasher.hash(new_password.clone()).await?;
+            let change = HashReplacement::PasswordChange { notice };
             let written = self
                 .store
                 .connection()
-                .replace_password_hash(id, verified, new_hash, HashReplacement::PasswordChange)
+                .replace_password_hash(id, verified, new_hash, change)
                 .await?;
             if let Some(()) = settle(id, written)? {
                 return Ok(());
@@ -234,8 +237,8 @@ impl Accounts {
         Err(AccountError::PasswordKeptChanging)
     }
 
-    /// Disables the user (`true`) and ends its sessions at once, or enables
-    /// it again. Admin keys only.
+    /// Disables the user (`true`) and ends its sessions and codes at once,
+    /// or enables it again; its owner is told either way. Admin keys only.
     pub async fn set_disabled(
         &self,
         caller: &Caller,
@@ -243,9 +246,17 @@ impl Accounts {
         disabled: bool,
     ) -> Result<User, AccountError> {
         caller.require_admin()?;
+        let content = if disabled {
+            MailContent::AccountDisabled
+        } else {
+            MailContent::AccountEnabled
+        };
+        let mailer = self.mailer();
         self.store
             .connection()
-            .set_disabled(id, disabled)
+            .set_disabled(id, disabled, move |user| {
+                mailer.mail_to(user, content.clone(), None)
+            })
             .await?
             .ok_or_else(|| AccountError::NotFound(id.to_string()))
     }

@@ -3,7 +3,7 @@
 //! whether or not the email has an account.
 
 use rocket::http::Status;
-use rocket::{post, routes, Route};
+use rocket::{delete, post, routes, Route};
 use serde::{Deserialize, Serialize};
 
 use super::fields::Fields;
@@ -19,7 +19,8 @@ pub fn routes() -> Vec<Route> {
         post_email_verification_confirm,
         post_password_reset,
         post_password_reset_confirm,
-        post_user_password_reset
+        post_user_password_reset,
+        delete_user_code_limits
     ]
 }
 
@@ -186,4 +187,17 @@ async fn post_user_password_reset(
             message: "A reset code is on its way to the user",
         }),
     ))
+}
+
+/// An admin key lifts the day's caps on the user's codes and wrong
+/// confirmations.
+#[delete("/users/<id>/code-limits")]
+async fn delete_user_code_limits(
+    id: &str,
+    caller: Result<Caller, ApiError>,
+    accounts: &Accounts,
+) -> Result<Status, ApiError> {
+    let id = parse_id(id)?;
+    accounts.clear_code_limits(&caller?, id).await?;
+    Ok(Status::NoContent)
 }

@@ -134,6 +134,12 @@ impl From<AccountError> for ApiError {
             AccountError::TooManyCodeRequests { retry_after } => {
                 Self::too_many(detail, "/problems/too-many-code-requests", retry_after)
             }
+            AccountError::TooManyWrongCodes { retry_after } => {
+                Self::too_many(detail, "/problems/too-many-wrong-codes", retry_after)
+            }
+            AccountError::TooManyEmailChanges { retry_after } => {
+                Self::too_many(detail, "/problems/too-many-email-changes", retry_after)
+            }
             AccountError::EmailInUse | AccountError::KeyNameTaken(_) => Self::Conflict(detail),
             AccountError::KeyNotFound(_) => Self::NotFound(detail),
             AccountError::InvalidField { field, reason } => {

@@ -27,6 +27,9 @@ pub struct MailSettings {
     /// `MAIL_MAX_ATTEMPTS`: a message that failed this many times moves to
     /// the dead letters.
     pub max_attempts: u32,
+    /// `MAIL_MAX_PER_RECIPIENT`: messages queued to one address in an hour,
+    /// of every kind together; past it nothing more is queued to it.
+    pub max_per_recipient: u32,
     /// `MAIL_RETRY_BASE_MS`: the wait after the first failure; each further
     /// failure doubles it, up to [`MAX_RETRY_DELAY`].
     pub retry_base: Duration,
@@ -140,6 +143,7 @@ pub(super) fn mail(env: &Env) -> Result<MailSettings, ConfigError> {
         from,
         public_url: public_url(env)?,
         max_attempts: env.parse_in("MAIL_MAX_ATTEMPTS", 8, 1..=100)?,
+        max_per_recipient: env.parse_in("MAIL_MAX_PER_RECIPIENT", 10, 1..=10_000)?,
         retry_base: Duration::from_millis(env.parse_in(
             "MAIL_RETRY_BASE_MS",
             30_000,

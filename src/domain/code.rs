@@ -54,6 +54,8 @@ pub enum CodePurpose {
 }
 
 impl CodePurpose {
+    pub const ALL: [Self; 2] = [Self::VerifyEmail, Self::ResetPassword];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::VerifyEmail => "verify_email",

@@ -18,16 +18,22 @@ pub enum MailKind {
     PasswordChanged,
     /// A notice to the old address: the account's email was changed.
     EmailChanged,
+    /// A notice: an admin disabled the account.
+    AccountDisabled,
+    /// A notice: an admin enabled the account again.
+    AccountEnabled,
     /// `user-accounts mail send-test`: proves mail reaches an address.
     Test,
 }
 
 impl MailKind {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 7] = [
         Self::VerifyEmail,
         Self::ResetPassword,
         Self::PasswordChanged,
         Self::EmailChanged,
+        Self::AccountDisabled,
+        Self::AccountEnabled,
         Self::Test,
     ];
 
@@ -38,6 +44,8 @@ impl MailKind {
             Self::ResetPassword => "reset_password",
             Self::PasswordChanged => "password_changed",
             Self::EmailChanged => "email_changed",
+            Self::AccountDisabled => "account_disabled",
+            Self::AccountEnabled => "account_enabled",
             Self::Test => "test",
         }
     }
@@ -88,6 +96,8 @@ pub enum MailContent {
     ResetPassword { code: OneTimeCode },
     PasswordChanged,
     EmailChanged,
+    AccountDisabled,
+    AccountEnabled,
     Test,
 }
 
@@ -98,6 +108,8 @@ impl MailContent {
             Self::ResetPassword { .. } => MailKind::ResetPassword,
             Self::PasswordChanged => MailKind::PasswordChanged,
             Self::EmailChanged => MailKind::EmailChanged,
+            Self::AccountDisabled => MailKind::AccountDisabled,
+            Self::AccountEnabled => MailKind::AccountEnabled,
             Self::Test => MailKind::Test,
         }
     }
@@ -105,7 +117,11 @@ impl MailContent {
     pub fn code(&self) -> Option<&OneTimeCode> {
         match self {
             Self::VerifyEmail { code } | Self::ResetPassword { code } => Some(code),
-            Self::PasswordChanged | Self::EmailChanged | Self::Test => None,
+            Self::PasswordChanged
+            | Self::EmailChanged
+            | Self::AccountDisabled
+            | Self::AccountEnabled
+            | Self::Test => None,
         }
     }
 
@@ -119,6 +135,8 @@ impl MailContent {
             }
             (MailKind::PasswordChanged, None) => Ok(Self::PasswordChanged),
             (MailKind::EmailChanged, None) => Ok(Self::EmailChanged),
+            (MailKind::AccountDisabled, None) => Ok(Self::AccountDisabled),
+            (MailKind::AccountEnabled, None) => Ok(Self::AccountEnabled),
             (MailKind::Test, None) => Ok(Self::Test),
             (_, Some(_)) => Err("this kind of mail carries no code"),
         }

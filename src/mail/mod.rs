@@ -85,7 +85,11 @@ impl Composer {
         let page = match mail.kind() {
             MailKind::VerifyEmail => Some("verify"),
             MailKind::ResetPassword => Some("reset"),
-            MailKind::PasswordChanged | MailKind::EmailChanged | MailKind::Test => None,
+            MailKind::PasswordChanged
+            | MailKind::EmailChanged
+            | MailKind::AccountDisabled
+            | MailKind::AccountEnabled
+            | MailKind::Test => None,
         };
         let link = match (page, &code) {
             (Some(page), Some(code)) => Some(link(&self.public_url, page, mail.to.as_str(), code)),

@@ -63,6 +63,30 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("templates/email_changed.html"),
     ),
     (
+        "account_disabled.subject.txt",
+        include_str!("templates/account_disabled.subject.txt"),
+    ),
+    (
+        "account_disabled.txt",
+        include_str!("templates/account_disabled.txt"),
+    ),
+    (
+        "account_disabled.html",
+        include_str!("templates/account_disabled.html"),
+    ),
+    (
+        "account_enabled.subject.txt",
+        include_str!("templates/account_enabled.subject.txt"),
+    ),
+    (
+        "account_enabled.txt",
+        include_str!("templates/account_enabled.txt"),
+    ),
+    (
+        "account_enabled.html",
+        include_str!("templates/account_enabled.html"),
+    ),
+    (
         "test.subject.txt",
         include_str!("templates/test.subject.txt"),
     ),

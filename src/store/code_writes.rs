@@ -1,14 +1,20 @@
 //! How a one-time code is written: shared by the code requests and by the
 //! changes that send a code in their own transaction (a sign-up, a new
-//! email).
+//! email). Both run one script, so a code is always issued under the same
+//! rules: the resend time, the day's cap per account and purpose, and the
+//! recipient's bound on mail.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::Pipeline;
+use redis::{Pipeline, Script};
 
 use super::layout::{code_fields, Keys};
-use super::mail_queue::enqueue;
+use super::mail_queue::{encode, QUEUE_WITHIN_BOUND};
 use crate::domain::{CodePurpose, QueuedMail, UserId};
+
+/// The window of `CODE_MAX_PER_DAY` and `CODE_MAX_ACCOUNT_FAILURES`.
+pub const CODE_DAY: Duration = Duration::from_secs(86_400);
 
 /// A code to store, and the mail that carries it.
 #[derive(Clone, Debug)]
@@ -19,50 +25,118 @@ pub struct NewCode {
     pub ttl: Duration,
     /// No code of this purpose is sent again within this time.
     pub resend: Duration,
+    /// No more codes of this purpose are issued to the account in a day.
+    pub max_per_day: u32,
     /// `None` while mail is off.
     pub mail: Option<QueuedMail>,
 }
+
+/// What to do about the resend rule when issuing a code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resend {
+    /// Send unless a code of this purpose went out within the resend time.
+    Wait,
+    /// Send whatever the resend rule says (a sign-up, a new email).
+    Now,
+}
+
+/// KEYS: the code, its "sent" marker, the day's count of codes issued, the
+/// recipient's last hour of mail, the mail queue. ARGV: force (0/1), resend
+/// (ms), ttl (ms), the digest field and the digest, the tries field, the
+/// day (ms), the most codes a day, the recipient bound, the mail's id ('' for
+/// no mail), then the mail's fields and values. Returns 'waiting' (the
+/// resend rule held it back) or 'spent' (the day's cap did), changing
+/// nothing; else the code is issued and the reply is 'issued' (no mail),
+/// 'queued' or 'held' (the recipient bound held the mail back).
+const ISSUE: &str = r"
+if ARGV[1] == '0' and redis.call('EXISTS', KEYS[2]) == 1 then
+  return 'waiting'
+end
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[8]) then
+  return 'spent'
+end
+redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], ARGV[7], 'NX')
+redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], ARGV[4], ARGV[5], ARGV[6], 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if ARGV[10] == '' then
+  return 'issued'
+end
+return queue_within_bound(KEYS[4], KEYS[5], tonumber(ARGV[9]), ARGV[10], 11)
+";
+
+static ISSUE_SOURCE: LazyLock<String> = LazyLock::new(|| format!("{QUEUE_WITHIN_BOUND}{ISSUE}"));
+pub(super) static ISSUE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&ISSUE_SOURCE));
 
 pub(super) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl NewCode {
-    /// Adds to a MULTI/EXEC the commands that replace `user`'s code of this
-    /// purpose with this one, note when it went out, and queue its mail.
-    pub(super) fn add(&self, writes: &mut Pipeline, keys: &Keys, user: UserId) {
-        let code = keys.code(self.purpose, user);
-        writes
-            .cmd("SET")
-            .arg(keys.code_sent(self.purpose, user))
-            .arg(1)
-            .arg("PX")
-            .arg(millis(self.resend))
-            .ignore()
-            .cmd("DEL")
-            .arg(&code)
-            .ignore()
-            .cmd("HSET")
-            .arg(&code)
-            .arg(code_fields::DIGEST)
-            .arg(&self.digest)
-            .arg(code_fields::TRIES)
-            .arg(0)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&code)
-            .arg(millis(self.ttl))
-            .ignore();
-        if let Some(mail) = &self.mail {
-            enqueue(writes, keys, mail);
+    /// The keys and arguments of [`ISSUE_SCRIPT`] for this code of `user`.
+    pub(super) fn script_input(
+        &self,
+        keys: &Keys,
+        user: UserId,
+        resend: Resend,
+    ) -> (Vec<String>, Vec<String>) {
+        let recipient = self
+            .mail
+            .as_ref()
+            .map(|mail| keys.mail_to_recipient(&mail.to))
+            .unwrap_or_default();
+        let script_keys = vec![
+            keys.code(self.purpose, user),
+            keys.code_sent(self.purpose, user),
+            keys.codes_issued(self.purpose, user),
+            recipient,
+            keys.mail_queue(),
+        ];
+        let mut args = vec![
+            u8::from(resend == Resend::Now).to_string(),
+            millis(self.resend).to_string(),
+            millis(self.ttl).to_string(),
+            code_fields::DIGEST.to_owned(),
+            self.digest.clone(),
+            code_fields::TRIES.to_owned(),
+            millis(CODE_DAY).to_string(),
+            self.max_per_day.to_string(),
+            keys.mail_max_per_recipient().to_string(),
+        ];
+        match &self.mail {
+            Some(mail) => {
+                args.push(mail.id.to_string());
+                for (field, value) in encode(mail) {
+                    args.push(field.to_owned());
+                    args.push(value);
+                }
+            }
+            None => args.push(String::new()),
         }
+        (script_keys, args)
+    }
+
+    /// Adds to a MULTI/EXEC the script that replaces `user`'s code of this
+    /// purpose with this one and queues its mail, whatever the resend rule
+    /// says. Its reply is not ignored: it tallies the mail.
+    pub(super) fn add(&self, writes: &mut Pipeline, keys: &Keys, user: UserId) {
+        let (script_keys, args) = self.script_input(keys, user, Resend::Now);
+        writes
+            .cmd("EVAL")
+            .arg(ISSUE_SOURCE.as_str())
+            .arg(script_keys.len())
+            .arg(script_keys)
+            .arg(args);
     }
 }
 
-/// Adds to a MULTI/EXEC the removal of every code of `user`: the user is
-/// gone.
+/// Adds to a MULTI/EXEC the removal of every live code of `user`: the
+/// state it was made for (the account enabled, its email, its password)
+/// changed, or the user is gone. The day's counts stay.
 pub(super) fn remove_codes(writes: &mut Pipeline, keys: &Keys, user: UserId) {
-    for purpose in [CodePurpose::VerifyEmail, CodePurpose::ResetPassword] {
+    for purpose in CodePurpose::ALL {
         writes
             .cmd("DEL")
             .arg(keys.code(purpose, user))

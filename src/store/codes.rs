@@ -5,61 +5,54 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::{Connection, Script};
+use redis::{Connection, Script, Value};
 
 use super::attempt_counters::{clear_account, Admission};
-use super::code_writes::{millis, NewCode};
+use super::code_writes::{millis, remove_codes, NewCode, Resend, CODE_DAY, ISSUE_SCRIPT};
 use super::conn::RedisConn;
 use super::layout::{code_fields, user_fields, Keys};
-use super::mail_queue::{encode, enqueue};
+use super::mail_queue::{enqueue, MailTally};
 use super::outbox;
 use super::records::{add_password_fields, decode_user_fields, encode_time, hgetall};
 use super::session_index::{revoke_all, watched_session_ids};
-use super::transaction::{transact, watch, Plan};
+use super::transaction::{transact_with_replies, watch, Plan};
 use super::StoreError;
 use crate::domain::{now, CodePurpose, EventKind, PasswordHash, QueuedMail, UserEmail, UserId};
 
 /// A code dies after this many wrong tries.
 pub const MAX_CODE_TRIES: u32 = 5;
 
-/// What to do about the resend rule when issuing a code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resend {
-    /// Send unless a code of this purpose went out within the resend time.
-    Wait,
-    /// Send whatever the resend rule says (a sign-up, a new email).
-    Now,
-}
-
-/// KEYS: the code, its "sent" marker, the mail queue. ARGV: force (0/1),
-/// resend (ms), ttl (ms), the digest field and the digest, the tries field,
-/// then the mail's fields and values, if any. Returns 1 when issued, 0
-/// when the resend rule held it back.
-const ISSUE: &str = r"
-if ARGV[1] == '0' and redis.call('EXISTS', KEYS[2]) == 1 then
+/// The Lua function that refuses a confirmation while the account's wrong
+/// confirmations of this purpose in the day are at `max`: the ms until the
+/// day ends, else 0.
+const FAILURE_GATE: &str = r"
+local function refused(failures, max)
+  if tonumber(redis.call('GET', failures) or '0') >= tonumber(max) then
+    return math.max(1, redis.call('PTTL', failures))
+  end
   return 0
 end
-redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], ARGV[4], ARGV[5], ARGV[6], 0)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if #ARGV > 6 then
-  redis.call('XADD', KEYS[3], '*', unpack(ARGV, 7))
+local function count_failure(failures, day)
+  redis.call('INCR', failures)
+  redis.call('PEXPIRE', failures, day, 'NX')
 end
-return 1
 ";
 
-/// KEYS: the code, then the user. ARGV: the digest field and the digest
-/// offered, the tries field, the most tries, whether a match spends the
-/// code (0/1), and a user field to set to 1 on a spending match ('' for
-/// none). Returns 1 for a match; a mismatch counts a try, and the code dies
-/// at the most tries.
+/// KEYS: the code, the user, the account's wrong confirmations of this
+/// purpose today. ARGV: the digest field and the digest offered, the tries
+/// field, the most tries, whether a match spends the code (0/1), a user
+/// field to set to 1 on a spending match ('' for none), the day (ms), the
+/// most wrong confirmations a day. Returns 1 for a match, 0 for a
+/// mismatch (counted against the code, which dies at the most tries, and
+/// against the account), or minus the ms to wait while the account's
+/// wrong confirmations are at their most.
 const CHECK: &str = r"
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-if not stored then
-  return 0
+local wait = refused(KEYS[3], ARGV[8])
+if wait > 0 then
+  return -wait
 end
-if stored == ARGV[2] then
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if stored and stored == ARGV[2] then
   if ARGV[5] == '1' then
     redis.call('DEL', KEYS[1])
     if ARGV[6] ~= '' and redis.call('EXISTS', KEYS[2]) == 1 then
@@ -68,9 +61,22 @@ if stored == ARGV[2] then
   end
   return 1
 end
-if redis.call('HINCRBY', KEYS[1], ARGV[3], 1) >= tonumber(ARGV[4]) then
+count_failure(KEYS[3], ARGV[7])
+if stored and redis.call('HINCRBY', KEYS[1], ARGV[3], 1) >= tonumber(ARGV[4]) then
   redis.call('DEL', KEYS[1])
 end
+return 0
+";
+
+/// KEYS: the wrong confirmations of an email that has no account (or
+/// none that may use a code). ARGV: the day (ms), the most a day. Counts
+/// one, as a wrong code would be; returns the ms to wait, or 0.
+const COUNT_FAILURE: &str = r"
+local wait = refused(KEYS[1], ARGV[2])
+if wait > 0 then
+  return wait
+end
+count_failure(KEYS[1], ARGV[1])
 return 0
 ";
 
@@ -86,8 +92,33 @@ return 0
 ";
 
 static COUNT_REQUEST_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(COUNT_REQUEST));
-static ISSUE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(ISSUE));
-static CHECK_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CHECK));
+static CHECK_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{FAILURE_GATE}{CHECK}")));
+static COUNT_FAILURE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{FAILURE_GATE}{COUNT_FAILURE}")));
+
+/// How a code offered for confirmation fared.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CodeCheck {
+    Matched,
+    Wrong,
+    /// The account's wrong confirmations of this purpose are at their most
+    /// until `retry_after` from now; the code was not compared.
+    Refused {
+        retry_after: Duration,
+    },
+}
+
+/// The code being confirmed, and the limits it is checked under.
+pub struct CodeAttempt<'a> {
+    pub purpose: CodePurpose,
+    pub user: UserId,
+    pub email: &'a UserEmail,
+    pub digest: &'a str,
+    /// Whether a match spends the code.
+    pub spend: bool,
+    pub max_account_failures: u32,
+}
 
 /// What a password reset writes, and what it must still hold.
 pub struct Reset {
@@ -130,102 +161,148 @@ impl RedisConn {
         })
     }
 
-    /// Stores a new code of `purpose` for `user` under `digest`, replacing
-    /// any earlier one, and queues `mail` with it: one atomic step. `false`
-    /// when the resend rule held it back (nothing changed).
+    /// Stores a new code for `user`, replacing any earlier one of its
+    /// purpose, and queues its mail with it: one atomic step. `false` when
+    /// the resend rule or the day's cap held it back (nothing changed).
     pub async fn issue_code(
         &self,
         user: UserId,
         code: &NewCode,
         resend: Resend,
     ) -> Result<bool, StoreError> {
-        let keys = [
-            self.keys.code(code.purpose, user),
-            self.keys.code_sent(code.purpose, user),
-            self.keys.mail_queue(),
-        ];
-        let mail_fields = code.mail.as_ref().map(encode).unwrap_or_default();
-        let (keys, mail_fields) = (&keys, &mail_fields);
-        let (digest, ttl) = (&code.digest, code.ttl);
-        let issued: bool = self
+        let (script_keys, args) = code.script_input(&self.keys, user, resend);
+        let (script_keys, args) = (&script_keys, &args);
+        let reply: Value = self
             .script(|mut conn| async move {
-                let mut invocation = ISSUE_SCRIPT.prepare_invoke();
-                invocation
-                    .key(&keys[..])
-                    .arg(u8::from(resend == Resend::Now))
-                    .arg(millis(code.resend))
-                    .arg(millis(ttl))
-                    .arg(code_fields::DIGEST)
-                    .arg(digest)
-                    .arg(code_fields::TRIES);
-                for (field, value) in mail_fields {
-                    invocation.arg(*field).arg(value);
-                }
-                Ok(invocation.invoke_async(&mut conn).await?)
+                Ok(ISSUE_SCRIPT
+                    .key(&script_keys[..])
+                    .arg(&args[..])
+                    .invoke_async(&mut conn)
+                    .await?)
             })
             .await?;
-        if issued {
-            self.count_queued(usize::from(code.mail.is_some()));
-        }
+        let issued =
+            matches!(&reply, Value::BulkString(word) if word != b"waiting" && word != b"spent");
+        self.tally_mail(&MailTally::of(&[reply]));
         Ok(issued)
     }
 
-    /// Whether `digest` is the live code of `purpose` for `user`. A match
-    /// spends the code when `spend` is set (and marks the user's email
-    /// verified for a verification code); a mismatch counts a wrong try.
-    pub async fn check_code(
-        &self,
-        purpose: CodePurpose,
-        user: UserId,
-        digest: &str,
-        spend: bool,
-    ) -> Result<bool, StoreError> {
-        let keys = [self.keys.code(purpose, user), self.keys.user(user)];
-        let sets = match purpose {
-            CodePurpose::VerifyEmail if spend => user_fields::EMAIL_VERIFIED,
+    /// Whether `attempt.digest` is the live code of its purpose for its
+    /// user. A match spends the code when `attempt.spend` is set (and marks
+    /// the user's email verified for a verification code); a mismatch
+    /// counts a wrong try against the code and against the account.
+    pub async fn check_code(&self, attempt: &CodeAttempt<'_>) -> Result<CodeCheck, StoreError> {
+        let keys = [
+            self.keys.code(attempt.purpose, attempt.user),
+            self.keys.user(attempt.user),
+            self.keys.code_failures(attempt.purpose, attempt.email),
+        ];
+        let sets = match attempt.purpose {
+            CodePurpose::VerifyEmail if attempt.spend => user_fields::EMAIL_VERIFIED,
             _ => "",
         };
         let keys = &keys;
-        self.script(|mut conn| async move {
-            Ok(CHECK_SCRIPT
-                .key(&keys[..])
-                .arg(code_fields::DIGEST)
-                .arg(digest)
-                .arg(code_fields::TRIES)
-                .arg(MAX_CODE_TRIES)
-                .arg(u8::from(spend))
-                .arg(sets)
-                .invoke_async(&mut conn)
-                .await?)
+        let reply: i64 = self
+            .script(|mut conn| async move {
+                Ok(CHECK_SCRIPT
+                    .key(&keys[..])
+                    .arg(code_fields::DIGEST)
+                    .arg(attempt.digest)
+                    .arg(code_fields::TRIES)
+                    .arg(MAX_CODE_TRIES)
+                    .arg(u8::from(attempt.spend))
+                    .arg(sets)
+                    .arg(millis(CODE_DAY))
+                    .arg(attempt.max_account_failures)
+                    .invoke_async(&mut conn)
+                    .await?)
+            })
+            .await?;
+        Ok(match reply {
+            1 => CodeCheck::Matched,
+            wait if wait < 0 => CodeCheck::Refused {
+                retry_after: Duration::from_millis(wait.unsigned_abs()),
+            },
+            _ => CodeCheck::Wrong,
+        })
+    }
+
+    /// Counts a confirmation for `email` that no account could match, as a
+    /// wrong code would be; refused past `max_failures` in the day, as for
+    /// an account.
+    pub async fn count_code_failure(
+        &self,
+        purpose: CodePurpose,
+        email: &UserEmail,
+        max_failures: u32,
+    ) -> Result<CodeCheck, StoreError> {
+        let key = self.keys.code_failures(purpose, email);
+        let key = &key;
+        let wait_ms: u64 = self
+            .script(|mut conn| async move {
+                Ok(COUNT_FAILURE_SCRIPT
+                    .key(key)
+                    .arg(millis(CODE_DAY))
+                    .arg(max_failures)
+                    .invoke_async(&mut conn)
+                    .await?)
+            })
+            .await?;
+        Ok(match wait_ms {
+            0 => CodeCheck::Wrong,
+            ms => CodeCheck::Refused {
+                retry_after: Duration::from_millis(ms),
+            },
+        })
+    }
+
+    /// Clears the day's counts of codes issued to `user` and of wrong
+    /// confirmations for `email`, of every purpose: an admin lifts the
+    /// limits that stopped the account's codes.
+    pub async fn clear_code_limits(
+        &mut self,
+        user: UserId,
+        email: &UserEmail,
+    ) -> Result<(), StoreError> {
+        let email = email.clone();
+        self.run(move |conn, keys| {
+            let mut del = redis::cmd("DEL");
+            for purpose in CodePurpose::ALL {
+                del.arg(keys.codes_issued(purpose, user))
+                    .arg(keys.code_failures(purpose, &email));
+            }
+            Ok(del.exec(conn)?)
         })
         .await
     }
 
-    /// Sets a new password with a reset code: spends the code, replaces the
-    /// hash, marks the email verified, ends every session, clears every
-    /// login counter of the account, records the event and queues the
-    /// notice, in one MULTI/EXEC; `false` (nothing written) when the code
-    /// is no longer live or the user is gone.
+    /// Sets a new password with a reset code: spends it and every other
+    /// live code of the account, replaces the hash, marks the email
+    /// verified, ends every session, clears every login counter of the
+    /// account, records the event and queues the notice, in one MULTI/EXEC;
+    /// `false` (nothing written) when the code is no longer live or the
+    /// user is gone.
     pub async fn reset_password(&mut self, reset: Reset) -> Result<bool, StoreError> {
-        let notice = reset.notice.is_some();
-        let done = self
+        let (done, replies) = self
             .run(move |conn, keys| reset_password(conn, keys, &reset))
             .await?;
-        if done {
-            self.count_queued(usize::from(notice));
-        }
+        self.tally_mail(&MailTally::of(&replies));
         Ok(done)
     }
 }
 
-fn reset_password(conn: &mut Connection, keys: &Keys, reset: &Reset) -> Result<bool, StoreError> {
+fn reset_password(
+    conn: &mut Connection,
+    keys: &Keys,
+    reset: &Reset,
+) -> Result<(bool, Vec<Value>), StoreError> {
     let code = keys.code(CodePurpose::ResetPassword, reset.user);
     let user_key = keys.user(reset.user);
     let addresses_key = keys.login_failure_addresses(&reset.email);
     let mut hset = redis::cmd("HSET");
     hset.arg(&user_key);
     add_password_fields(&mut hset, &reset.new_hash)?;
-    transact(conn, &code, |conn| {
+    transact_with_replies(conn, &code, |conn| {
         watch(conn, &user_key)?;
         watch(conn, &addresses_key)?;
         let stored: Option<String> = redis::cmd("HGET")
@@ -247,12 +324,8 @@ fn reset_password(conn: &mut Connection, keys: &Keys, reset: &Reset) -> Result<b
             .arg(user_fields::EMAIL_VERIFIED)
             .arg(1);
         let mut writes = redis::pipe();
-        writes
-            .cmd("DEL")
-            .arg(&code)
-            .ignore()
-            .add_command(hset)
-            .ignore();
+        writes.add_command(hset).ignore();
+        remove_codes(&mut writes, keys, reset.user);
         revoke_all(&mut writes, keys, reset.user, &sessions);
         clear_account(&mut writes, keys, &reset.email, &addresses);
         outbox::record(

@@ -13,10 +13,12 @@ use rocket::tokio::{task, time};
 
 use super::connector::Connector;
 use super::layout::Keys;
+use super::mail_queue::MailTally;
 use super::pool::RedisManager;
 use super::shared::SharedConnection;
 use super::StoreError;
-use crate::config::RedisSettings;
+use crate::config::{LogFormat, RedisSettings};
+use crate::logging::log_line;
 use crate::metrics::Metrics;
 
 /// The pool and the shared connections, shared by every request through
@@ -34,6 +36,7 @@ pub struct Store {
     timeout: Duration,
     keys: Arc<Keys>,
     metrics: Arc<Metrics>,
+    log_format: LogFormat,
 }
 
 impl Store {
@@ -64,7 +67,26 @@ impl Store {
             timeout: settings.timeout,
             keys: Arc::new(keys_for(settings)),
             metrics,
+            log_format: LogFormat::Text,
         })
+    }
+
+    /// The same store, queueing at most `max` messages to one address in an
+    /// hour.
+    pub fn bounding_mail_at(self, max: u32) -> Self {
+        let keys = (*self.keys).clone().bounding_mail_at(max);
+        Self {
+            keys: Arc::new(keys),
+            ..self
+        }
+    }
+
+    /// The same store, writing its own log lines in `format`.
+    pub fn logging_as(self, format: LogFormat) -> Self {
+        Self {
+            log_format: format,
+            ..self
+        }
     }
 
     /// A handle that reads and runs scripts on the shared connections, and
@@ -80,6 +102,7 @@ impl Store {
             timeout: self.timeout,
             keys: Arc::clone(&self.keys),
             metrics: Arc::clone(&self.metrics),
+            log_format: self.log_format,
         }
     }
 
@@ -134,6 +157,7 @@ pub struct RedisConn {
     timeout: Duration,
     pub(super) keys: Arc<Keys>,
     pub(super) metrics: Arc<Metrics>,
+    log_format: LogFormat,
 }
 
 impl RedisConn {
@@ -220,9 +244,24 @@ impl RedisConn {
         self.counted(result)
     }
 
-    /// Counts `count` messages queued by a write that just succeeded.
-    pub(super) fn count_queued(&self, count: usize) {
-        self.metrics.mail_queued.inc_by(count as u64);
+    /// Counts the messages a write that just succeeded queued, and those
+    /// the recipient bound held back, which it also logs: no caller is told,
+    /// so that no answer shows how much mail an address got.
+    pub(super) fn tally_mail(&self, tally: &MailTally) {
+        self.metrics.mail_queued.inc_by(tally.queued);
+        if tally.held > 0 {
+            self.metrics.mail_held_back.inc_by(tally.held);
+            log_line(
+                self.log_format,
+                "warn",
+                &format!(
+                    "{} message(s) not queued: the recipient had MAIL_MAX_PER_RECIPIENT ({}) in \
+                     the last hour",
+                    tally.held,
+                    self.keys.mail_max_per_recipient()
+                ),
+            );
+        }
     }
 
     /// Counts a failure of the shared connection in the metrics.

@@ -96,17 +96,34 @@ pub const MAIL_GROUP: &str = "senders";
 pub struct Keys {
     prefix: String,
     events_max_len: u64,
+    mail_max_per_recipient: u32,
 }
 
 /// About how many entries the event stream keeps unless told otherwise.
 const DEFAULT_EVENTS_MAX_LEN: u64 = 100_000;
+
+/// How many messages one address gets in an hour unless told otherwise.
+const DEFAULT_MAIL_MAX_PER_RECIPIENT: u32 = 10;
 
 impl Keys {
     pub fn new(prefix: &str) -> Self {
         Self {
             prefix: prefix.to_owned(),
             events_max_len: DEFAULT_EVENTS_MAX_LEN,
+            mail_max_per_recipient: DEFAULT_MAIL_MAX_PER_RECIPIENT,
         }
+    }
+
+    /// At most `max` messages are queued to one address in an hour.
+    pub fn bounding_mail_at(self, max: u32) -> Self {
+        Self {
+            mail_max_per_recipient: max,
+            ..self
+        }
+    }
+
+    pub fn mail_max_per_recipient(&self) -> u32 {
+        self.mail_max_per_recipient
     }
 
     /// The stream is trimmed to about `max_len` entries (XADD MAXLEN ~).
@@ -183,6 +200,28 @@ impl Keys {
     /// Set while a new code of `purpose` for `user` may not be sent yet.
     pub fn code_sent(&self, purpose: CodePurpose, user: UserId) -> String {
         format!("{}code_sent:{}:{user}", self.prefix, purpose.as_str())
+    }
+
+    /// Codes of `purpose` issued to `user` in the current day.
+    pub fn codes_issued(&self, purpose: CodePurpose, user: UserId) -> String {
+        format!("{}codes_issued:{}:{user}", self.prefix, purpose.as_str())
+    }
+
+    /// Wrong confirmations of a code of `purpose` for `email` in the current
+    /// day, from every address together.
+    pub fn code_failures(&self, purpose: CodePurpose, email: &UserEmail) -> String {
+        format!("{}code_failures:{}:{email}", self.prefix, purpose.as_str())
+    }
+
+    /// Email changes of `user` in the current day.
+    pub fn email_changes(&self, user: UserId) -> String {
+        format!("{}email_changes:{user}", self.prefix)
+    }
+
+    /// The messages queued to `email` in the last hour: a sorted set of
+    /// message ids scored by when each was queued (Unix milliseconds).
+    pub fn mail_to_recipient(&self, email: &UserEmail) -> String {
+        format!("{}mail_to:{email}", self.prefix)
     }
 
     /// Code requests from one client address in the current hour.

@@ -7,26 +7,83 @@
 //! the message waits for its retry.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use redis::Pipeline;
+use redis::{Pipeline, Value};
 
 use super::conn::RedisConn;
 use super::layout::{mail_fields, Keys};
 use super::StoreError;
 use crate::domain::{MailContent, MailId, MailKind, OneTimeCode, QueuedMail, UserEmail, UserName};
 
-/// Adds the command that queues `mail` to a MULTI/EXEC pipeline. The queue
-/// has no length cap: no message is dropped to make room. Queue only while
-/// mail is on (`Accounts::mail_enabled`), and once the EXEC has succeeded,
-/// count it: `self.metrics.mail_queued.inc()` on the [`RedisConn`].
+/// The Lua function that queues one message unless its recipient already
+/// got its share in the last hour (`MAIL_MAX_PER_RECIPIENT`): every message
+/// to an address is counted here, in the step that queues it, whatever its
+/// kind and whichever route caused it. `from` is the index in ARGV of the
+/// message's first field. Returns 'queued', or 'held' when the bound held it
+/// back.
+pub(super) const QUEUE_WITHIN_BOUND: &str = r"
+local function queue_within_bound(window, queue, max, id, from)
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', window, '-inf', now - 3600000)
+  if redis.call('ZCARD', window) >= max then
+    return 'held'
+  end
+  redis.call('ZADD', window, now, id)
+  redis.call('PEXPIRE', window, 3600000)
+  redis.call('XADD', queue, '*', unpack(ARGV, from))
+  return 'queued'
+end
+";
+
+/// KEYS: the recipient's last hour, the queue. ARGV: the bound, the
+/// message's id, then its fields and values.
+static QUEUE: LazyLock<String> = LazyLock::new(|| {
+    format!("{QUEUE_WITHIN_BOUND}return queue_within_bound(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], 3)")
+});
+
+/// Adds the script that queues `mail` to a MULTI/EXEC pipeline, within the
+/// recipient's bound. Its reply is not ignored: once the EXEC has succeeded,
+/// [`RedisConn::tally_mail`] counts what was queued and what held back.
+/// The queue has no length cap: no queued message is dropped to make room.
+/// Queue only while mail is on (`Accounts::mail_enabled`).
 pub(super) fn enqueue(writes: &mut Pipeline, keys: &Keys, mail: &QueuedMail) {
     writes
-        .cmd("XADD")
+        .cmd("EVAL")
+        .arg(QUEUE.as_str())
+        .arg(2)
+        .arg(keys.mail_to_recipient(&mail.to))
         .arg(keys.mail_queue())
-        .arg("*")
-        .arg(encode(mail))
-        .ignore();
+        .arg(keys.mail_max_per_recipient())
+        .arg(mail.id.to_string())
+        .arg(encode(mail));
+}
+
+/// What the scripts that queue mail answered, in one EXEC's replies.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct MailTally {
+    pub queued: u64,
+    pub held: u64,
+}
+
+impl MailTally {
+    /// Counts the 'queued' and 'held' replies among `replies`; any other
+    /// reply is some other command's.
+    pub(super) fn of(replies: &[Value]) -> Self {
+        let mut tally = Self::default();
+        for reply in replies {
+            match reply {
+                Value::BulkString(bytes) if bytes == b"queued" => tally.queued += 1,
+                Value::BulkString(bytes) if bytes == b"held" => tally.held += 1,
+                Value::SimpleString(text) if text == "queued" => tally.queued += 1,
+                Value::SimpleString(text) if text == "held" => tally.held += 1,
+                _ => {}
+            }
+        }
+        tally
+    }
 }
 
 /// The fields of `mail`, in a fixed order; optional ones only when present.
@@ -97,17 +154,20 @@ fn millis(raw: &str, name: &str) -> Result<DateTime<Utc>, String> {
 }
 
 impl RedisConn {
-    /// Queues `mail` on its own, for a caller that changes nothing else.
-    pub async fn enqueue_mail(&mut self, mail: &QueuedMail) -> Result<(), StoreError> {
-        let mail = mail.clone();
-        self.run(move |conn, keys| {
-            let mut writes = redis::pipe();
-            enqueue(&mut writes, keys, &mail);
-            Ok(writes.exec(conn)?)
-        })
-        .await?;
-        self.metrics.mail_queued.inc();
-        Ok(())
+    /// Queues `mail` on its own, for a caller that changes nothing else;
+    /// `false` when the recipient's bound held it back.
+    pub async fn enqueue_mail(&mut self, mail: &QueuedMail) -> Result<bool, StoreError> {
+        let owned = mail.clone();
+        let replies: Vec<Value> = self
+            .run(move |conn, keys| {
+                let mut writes = redis::pipe();
+                enqueue(&mut writes, keys, &owned);
+                Ok(writes.query(conn)?)
+            })
+            .await?;
+        let tally = MailTally::of(&replies);
+        self.tally_mail(&tally);
+        Ok(tally.queued == 1)
     }
 }
 

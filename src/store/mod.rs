@@ -53,8 +53,8 @@ mod users;
 
 pub use admin_keys::AdminKeyRecord;
 pub use attempt_counters::Admission;
-pub use code_writes::NewCode;
-pub use codes::{Resend, Reset, MAX_CODE_TRIES};
+pub use code_writes::{NewCode, Resend};
+pub use codes::{CodeAttempt, CodeCheck, Reset, MAX_CODE_TRIES};
 pub use conn::{PoolStatus, RedisConn, Store};
 pub use email_index::ListCursor;
 pub use error::StoreError;

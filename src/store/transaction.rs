@@ -25,20 +25,30 @@ pub(super) enum Plan<T> {
 pub(super) fn transact<T>(
     conn: &mut Connection,
     watched: &str,
-    mut plan: impl FnMut(&mut Connection) -> Result<Plan<T>, StoreError>,
+    plan: impl FnMut(&mut Connection) -> Result<Plan<T>, StoreError>,
 ) -> Result<T, StoreError> {
+    transact_with_replies(conn, watched, plan).map(|(answer, _)| answer)
+}
+
+/// Like [`transact`], with the replies of the written commands that were
+/// not ignored (none when nothing was written).
+pub(super) fn transact_with_replies<T>(
+    conn: &mut Connection,
+    watched: &str,
+    mut plan: impl FnMut(&mut Connection) -> Result<Plan<T>, StoreError>,
+) -> Result<(T, Vec<Value>), StoreError> {
     for attempt in 0..MAX_TRANSACTION_ATTEMPTS {
         watch(conn, watched)?;
         match plan(conn) {
             Ok(Plan::Write(mut writes, answer)) => {
-                let committed: Option<Value> = writes.atomic().query(conn)?;
-                if committed.is_some() {
-                    return Ok(answer);
+                let committed: Option<Vec<Value>> = writes.atomic().query(conn)?;
+                if let Some(replies) = committed {
+                    return Ok((answer, replies));
                 }
             }
             Ok(Plan::Answer(answer)) => {
                 redis::cmd("UNWATCH").exec(conn)?;
-                return Ok(answer);
+                return Ok((answer, Vec::new()));
             }
             Err(error) => {
                 // The request fails anyway; a failed UNWATCH adds nothing to it.

@@ -2,23 +2,25 @@
 //! run on a blocking thread with a pooled connection, and the writes that
 //! belong together go in one MULTI/EXEC.
 
-use redis::aio::MultiplexedConnection;
-use redis::{Connection, FromRedisValue};
+use std::time::Duration;
 
-use super::code_writes::{remove_codes, NewCode};
+use redis::aio::MultiplexedConnection;
+use redis::{Connection, FromRedisValue, Value};
+
+use super::code_writes::{millis, remove_codes, NewCode};
 use super::conn::RedisConn;
 use super::email_index::{
     add_to_index, email_lookup, email_prefix_range, first_id, remove_from_index, ListCursor,
 };
 use super::layout::{parse_index_member, user_fields, Keys};
-use super::mail_queue::enqueue;
+use super::mail_queue::{enqueue, MailTally};
 use super::outbox;
 use super::records::{
     add_password_fields, decode_public_values, decode_user_fields, encode_time, hgetall,
     hmget_public_fields, hset_user, UserRecord,
 };
 use super::session_index::{revoke_all, watched_session_ids};
-use super::transaction::{transact, watch, Plan};
+use super::transaction::{transact, transact_with_replies, watch, Plan};
 use super::StoreError;
 use crate::domain::{now, EventKind, PasswordHash, QueuedMail, User, UserEmail, UserId, UserName};
 
@@ -31,22 +33,29 @@ pub enum Written<T> {
     /// The password hash is no longer the one the caller verified against:
     /// the password changed in between.
     PasswordChanged,
+    /// The account changed its email as often as a day allows; the next
+    /// change may come after `retry_after`.
+    EmailChangesSpent {
+        retry_after: Duration,
+    },
 }
 
 /// Why a password hash is replaced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HashReplacement {
-    /// A new password: sessions end and an event is recorded.
-    PasswordChange,
+    /// A new password: sessions and codes end, an event is recorded and
+    /// the notice (when mail is on) is queued.
+    PasswordChange { notice: Option<QueuedMail> },
     /// The same password hashed with the current parameters.
     Rehash,
 }
 
 /// What an email change sends: a code to the new address, a notice to
-/// the old one.
+/// the old one; and how many changes a day allows.
 pub struct EmailChange {
     pub code: NewCode,
     pub notice: Option<QueuedMail>,
+    pub max_per_day: u32,
 }
 
 /// One page of the email index.
@@ -122,10 +131,10 @@ impl RedisConn {
         record: UserRecord,
         code: NewCode,
     ) -> Result<(), StoreError> {
-        let mails = usize::from(code.mail.is_some());
-        self.run(move |conn, keys| create_user(conn, keys, &record, &code))
+        let replies = self
+            .run(move |conn, keys| create_user(conn, keys, &record, &code))
             .await?;
-        self.count_queued(mails);
+        self.tally_mail(&MailTally::of(&replies));
         Ok(())
     }
 
@@ -140,25 +149,16 @@ impl RedisConn {
         profile: (UserName, UserEmail),
         change: EmailChange,
     ) -> Result<Written<User>, StoreError> {
-        let mails = usize::from(change.notice.is_some()) + usize::from(change.code.mail.is_some());
-        let written = self
+        let (written, replies) = self
             .run(move |conn, keys| update_profile(conn, keys, id, &verified, profile, &change))
             .await?;
-        Ok(match written {
-            Written::Done((user, email_changed)) => {
-                if email_changed {
-                    self.count_queued(mails);
-                }
-                Written::Done(user)
-            }
-            Written::Missing => Written::Missing,
-            Written::PasswordChanged => Written::PasswordChanged,
-        })
+        self.tally_mail(&MailTally::of(&replies));
+        Ok(written)
     }
 
     /// Replaces the password hash, provided it is still `verified`. A
-    /// password change also ends all of the user's sessions, in the same
-    /// transaction.
+    /// password change also ends all of the user's sessions and live codes
+    /// and queues its notice, in the same transaction.
     pub async fn replace_password_hash(
         &mut self,
         id: UserId,
@@ -166,10 +166,13 @@ impl RedisConn {
         new_hash: PasswordHash,
         reason: HashReplacement,
     ) -> Result<Written<()>, StoreError> {
-        self.run(move |conn, keys| {
-            replace_password_hash(conn, keys, id, &verified, &new_hash, reason)
-        })
-        .await
+        let (written, replies) = self
+            .run(move |conn, keys| {
+                replace_password_hash(conn, keys, id, &verified, &new_hash, &reason)
+            })
+            .await?;
+        self.tally_mail(&MailTally::of(&replies));
+        Ok(written)
     }
 
     /// Removes the user, its index entry and its sessions, provided the hash
@@ -183,15 +186,20 @@ impl RedisConn {
             .await
     }
 
-    /// Disables the user and ends its sessions, or enables it; `None` when
-    /// there is no such user.
+    /// Disables the user and ends its sessions and live codes, or enables
+    /// it; either way queues `notice` (made for the user as it is), in the
+    /// same transaction. `None` when there is no such user.
     pub async fn set_disabled(
         &mut self,
         id: UserId,
         disabled: bool,
+        notice: impl Fn(&User) -> Option<QueuedMail> + Send + 'static,
     ) -> Result<Option<User>, StoreError> {
-        self.run(move |conn, keys| set_disabled(conn, keys, id, disabled))
-            .await
+        let (user, replies) = self
+            .run(move |conn, keys| set_disabled(conn, keys, id, disabled, &notice))
+            .await?;
+        self.tally_mail(&MailTally::of(&replies));
+        Ok(user)
     }
 
     pub async fn list_users(&self, query: &ListQuery) -> Result<UserPage, StoreError> {
@@ -224,10 +232,10 @@ fn create_user(
     keys: &Keys,
     record: &UserRecord,
     code: &NewCode,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Value>, StoreError> {
     let user = &record.user;
     let hset = hset_user(&keys.user(user.id), record)?;
-    transact(conn, &keys.email_claim(&user.email), |conn| {
+    let (_, replies) = transact_with_replies(conn, &keys.email_claim(&user.email), |conn| {
         if find_id_by_email(conn, keys, &user.email)?.is_some() {
             return Err(StoreError::EmailInUse);
         }
@@ -237,7 +245,8 @@ fn create_user(
         code.add(&mut writes, keys, user.id);
         outbox::record(&mut writes, keys, EventKind::Created, user.id, user.created);
         Ok(Plan::Write(writes, ()))
-    })
+    })?;
+    Ok(replies)
 }
 
 /// Why a write conditional on the verified password hash did not happen.
@@ -277,19 +286,24 @@ fn update_profile(
     verified: &PasswordHash,
     (name, email): (UserName, UserEmail),
     change: &EmailChange,
-) -> Result<Written<(User, bool)>, StoreError> {
+) -> Result<(Written<User>, Vec<Value>), StoreError> {
     let key = keys.user(id);
-    transact(conn, &key, |conn| {
+    let changes_key = keys.email_changes(id);
+    transact_with_replies(conn, &key, |conn| {
         let current = match read_verified(conn, keys, id, verified)? {
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
         if current.name == name && current.email == email {
-            return Ok(Plan::Answer(Written::Done((current, false))));
+            return Ok(Plan::Answer(Written::Done(current)));
         }
         let email_changes = current.email != email;
         if email_changes {
             watch(conn, &keys.email_claim(&email))?;
+            watch(conn, &changes_key)?;
+            if let Some(retry_after) = changes_spent(conn, &changes_key, change.max_per_day)? {
+                return Ok(Plan::Answer(Written::EmailChangesSpent { retry_after }));
+            }
             if find_id_by_email(conn, keys, &email)?.is_some_and(|owner| owner != id) {
                 return Err(StoreError::EmailInUse);
             }
@@ -319,7 +333,16 @@ fn update_profile(
                 .cmd("HDEL")
                 .arg(&key)
                 .arg(user_fields::EMAIL_VERIFIED)
+                .ignore()
+                .cmd("INCR")
+                .arg(&changes_key)
+                .ignore()
+                .cmd("PEXPIRE")
+                .arg(&changes_key)
+                .arg(millis(EMAIL_CHANGE_DAY))
+                .arg("NX")
                 .ignore();
+            remove_codes(&mut writes, keys, id);
             change.code.add(&mut writes, keys, id);
             if let Some(notice) = &change.notice {
                 enqueue(&mut writes, keys, notice);
@@ -332,8 +355,28 @@ fn update_profile(
             id,
             updated.updated,
         );
-        Ok(Plan::Write(writes, Written::Done((updated, email_changes))))
+        Ok(Plan::Write(writes, Written::Done(updated)))
     })
+}
+
+/// The window of `EMAIL_CHANGES_MAX_PER_DAY`.
+const EMAIL_CHANGE_DAY: Duration = Duration::from_secs(86_400);
+
+/// How long until the next email change, when the day's `max` are spent;
+/// `None` while changes are left. Read under WATCH.
+fn changes_spent(
+    conn: &mut Connection,
+    changes_key: &str,
+    max: u32,
+) -> Result<Option<Duration>, StoreError> {
+    let (count, ttl_ms): (Option<u32>, i64) = redis::pipe()
+        .cmd("GET")
+        .arg(changes_key)
+        .cmd("PTTL")
+        .arg(changes_key)
+        .query(conn)?;
+    Ok((count.unwrap_or(0) >= max)
+        .then(|| Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0).max(1))))
 }
 
 fn replace_password_hash(
@@ -342,27 +385,31 @@ fn replace_password_hash(
     id: UserId,
     verified: &PasswordHash,
     new_hash: &PasswordHash,
-    reason: HashReplacement,
-) -> Result<Written<()>, StoreError> {
+    reason: &HashReplacement,
+) -> Result<(Written<()>, Vec<Value>), StoreError> {
     let key = keys.user(id);
     let mut hset = redis::cmd("HSET");
     hset.arg(&key);
     add_password_fields(&mut hset, new_hash)?;
-    transact(conn, &key, |conn| {
+    transact_with_replies(conn, &key, |conn| {
         let current = match read_verified(conn, keys, id, verified)? {
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
         let mut writes = redis::pipe();
         match reason {
-            HashReplacement::PasswordChange => {
+            HashReplacement::PasswordChange { notice } => {
                 let updated = now().max(current.updated);
                 let mut hset = hset.clone();
                 hset.arg(user_fields::UPDATED).arg(encode_time(updated));
                 writes.add_command(hset).ignore();
                 let sessions = watched_session_ids(conn, keys, id)?;
                 revoke_all(&mut writes, keys, id, &sessions);
+                remove_codes(&mut writes, keys, id);
                 outbox::record(&mut writes, keys, EventKind::PasswordChanged, id, updated);
+                if let Some(notice) = notice {
+                    enqueue(&mut writes, keys, notice);
+                }
             }
             HashReplacement::Rehash => {
                 writes.add_command(hset.clone()).ignore();
@@ -386,7 +433,11 @@ fn delete_user(
         };
         let sessions = watched_session_ids(conn, keys, id)?;
         let mut writes = redis::pipe();
-        writes.cmd("DEL").arg(&key).ignore();
+        writes
+            .cmd("DEL")
+            .arg(&key)
+            .arg(keys.email_changes(id))
+            .ignore();
         remove_from_index(&mut writes, keys, current.email.as_str(), id);
         revoke_all(&mut writes, keys, id, &sessions);
         remove_codes(&mut writes, keys, id);
@@ -400,9 +451,10 @@ fn set_disabled(
     keys: &Keys,
     id: UserId,
     disabled: bool,
-) -> Result<Option<User>, StoreError> {
+    notice: &dyn Fn(&User) -> Option<QueuedMail>,
+) -> Result<(Option<User>, Vec<Value>), StoreError> {
     let key = keys.user(id);
-    transact(conn, &key, |conn| {
+    transact_with_replies(conn, &key, |conn| {
         let Some(current) = read_user(conn, keys, id)?.map(|record| record.user) else {
             return Ok(Plan::Answer(None));
         };
@@ -430,6 +482,7 @@ fn set_disabled(
                 .ignore();
             let sessions = watched_session_ids(conn, keys, id)?;
             revoke_all(&mut writes, keys, id, &sessions);
+            remove_codes(&mut writes, keys, id);
             EventKind::Disabled
         } else {
             writes
@@ -440,6 +493,9 @@ fn set_disabled(
             EventKind::Enabled
         };
         outbox::record(&mut writes, keys, kind, id, updated.updated);
+        if let Some(notice) = notice(&updated) {
+            enqueue(&mut writes, keys, &notice);
+        }
         Ok(Plan::Write(writes, Some(updated)))
     })
 }

@@ -2,6 +2,7 @@
 //! prefix per test, and one helper per endpoint.
 #![allow(dead_code)] // Each test binary uses its own subset of the helpers.
 
+pub mod mailbox;
 pub mod smtp;
 
 use std::collections::HashMap;
@@ -495,6 +496,14 @@ impl TestApp {
     /// `POST uri` with a JSON body and no credential.
     pub async fn post_json(&self, uri: &str, body: &Value) -> Reply {
         self.send_json(self.client.post(uri.to_owned()), body).await
+    }
+
+    /// `POST uri` with a JSON body and no credential, from the client
+    /// address `address`.
+    pub async fn post_json_from(&self, address: &str, uri: &str, body: &Value) -> Reply {
+        let peer = std::net::SocketAddr::new(address.parse().expect("an address"), 40_000);
+        self.send_json(self.client.post(uri.to_owned()).remote(peer), body)
+            .await
     }
 
     async fn send_json(
