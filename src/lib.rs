@@ -84,7 +84,14 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
     access_log: W,
 ) -> anyhow::Result<Rocket<Build>> {
     let metrics = Arc::new(Metrics::new()?);
-    let accounts = accounts_from(&settings, Arc::clone(&metrics))?;
+    // One secret for the codes' hashes and the seal of the codes in mail:
+    // the sender opens what the routes sealed.
+    let code_secret = settings
+        .codes
+        .secret
+        .clone()
+        .unwrap_or_else(CodeSecret::generate);
+    let accounts = accounts_with_secret(&settings, Arc::clone(&metrics), code_secret.clone())?;
     // Blocks requests rather than drop lines when the writer falls behind.
     let (access_log, access_log_guard) = NonBlockingBuilder::default()
         .lossy(false)
@@ -95,6 +102,7 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
         &settings.redis,
         Arc::clone(&metrics),
         settings.log_format,
+        code_secret.sealer(),
     )?;
     if mail_sender.is_none() {
         eprintln!("user-accounts: mail is off (MAIL_URL is unset): no mail is queued or sent");
@@ -139,6 +147,20 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
 /// The service layer from its settings, for the server and the command line.
 /// It connects nowhere yet.
 pub fn accounts_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Result<Accounts> {
+    let code_secret = settings
+        .codes
+        .secret
+        .clone()
+        .unwrap_or_else(CodeSecret::generate);
+    accounts_with_secret(settings, metrics, code_secret)
+}
+
+/// Like [`accounts_from`], hashing and sealing codes under `code_secret`.
+fn accounts_with_secret(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+    code_secret: CodeSecret,
+) -> anyhow::Result<Accounts> {
     let store = Store::new(&settings.redis, Arc::clone(&metrics))?
         .bounding_mail_at(settings.mail.max_per_recipient)
         .logging_as(settings.log_format);
@@ -148,11 +170,7 @@ pub fn accounts_from(settings: &Settings, metrics: Arc<Metrics>) -> anyhow::Resu
         login: settings.login,
         access: settings.access.clone(),
         codes: settings.codes.clone(),
-        code_secret: settings
-            .codes
-            .secret
-            .clone()
-            .unwrap_or_else(CodeSecret::generate),
+        code_secret,
     };
     Ok(Accounts::new(store, hasher, policy, metrics)
         .sending_mail(settings.mail.transport.is_some()))

@@ -16,10 +16,15 @@ use common::smtp::{test_certificates, Received, Security, SmtpServer};
 use common::{free_port, shared_redis_url, TestApp};
 use rocket::http::Status;
 use user_accounts::accounts::{Accounts, TestMail};
-use user_accounts::domain::{MailContent, MailKind, OneTimeCode, QueuedMail, UserEmail, UserName};
+use user_accounts::domain::{
+    CodeSecret, MailContent, MailKind, OneTimeCode, QueuedMail, SealedCode, UserEmail, UserName,
+};
 use user_accounts::store::layout::{Keys, MAIL_GROUP};
 
 const PUBLIC_URL: &str = "https://accounts.example.com/app";
+/// Every instance of a test shares it, as instances in production must: a
+/// code mail one queued, another can open.
+const SECRET: &str = "the mail tests' secret, of at least thirty-two bytes";
 const FROM: &str = "Example Accounts <accounts@mail.example.com>";
 
 /// An app over the shared Redis sending mail to `mail_url`, quickly retried.
@@ -30,6 +35,7 @@ async fn mail_app(mail_url: &str, extra: &[(&str, &str)]) -> TestApp {
         ("PUBLIC_URL", PUBLIC_URL),
         ("MAIL_RETRY_BASE_MS", "50"),
         ("MAIL_TIMEOUT_MS", "5000"),
+        ("TOKEN_SECRET", SECRET),
     ];
     settings.extend_from_slice(extra);
     TestApp::spawn_on(&shared_redis_url(), &settings).await
@@ -44,7 +50,10 @@ fn email(raw: &str) -> UserEmail {
 }
 
 fn code_mail(kind: MailKind, to: &str, code: &str) -> QueuedMail {
-    let code = OneTimeCode::parse(code).expect("six digits");
+    let code = CodeSecret::parse(SECRET.as_bytes())
+        .expect("long enough")
+        .sealer()
+        .seal(&OneTimeCode::parse(code).expect("six digits"));
     let content = MailContent::of_kind(kind, Some(code)).expect("a kind with a code");
     QueuedMail::new(
         email(to),
@@ -458,6 +467,47 @@ async fn a_message_that_always_fails_ends_with_the_dead_letters_and_retry_dead_q
 }
 
 #[rocket::async_test]
+async fn a_dead_letter_keeps_its_code_sealed_and_no_redis_value_holds_it_in_clear() {
+    let server = SmtpServer::start();
+    server.defer_all(true);
+    let app = mail_app(&server.url(), &[("MAIL_MAX_ATTEMPTS", "1")]).await;
+    app.create_user("Jo", "jo@example.com", "correct horse battery")
+        .await;
+    let dead = keys(&app).mail_dead();
+    eventually("the code mail is dead", Duration::from_secs(10), || {
+        stream_len(&app, &dead) == 1
+    })
+    .await;
+    let sealed = SealedCode::parse(&dead_letters(&app)[0].1["code"]).expect("a sealed code");
+    let code = CodeSecret::parse(SECRET.as_bytes())
+        .expect("long enough")
+        .sealer()
+        .open(&sealed)
+        .expect("sealed under the service's secret");
+    let mut redis = app.redis();
+    for key in app.keys() {
+        let dump: Option<Vec<u8>> = redis::cmd("DUMP")
+            .arg(&key)
+            .query(&mut redis)
+            .expect("DUMP");
+        let dump = String::from_utf8_lossy(&dump.unwrap_or_default()).into_owned();
+        assert!(
+            !dump.contains(code.expose()),
+            "{key} holds the code in clear"
+        );
+    }
+    server.defer_all(false);
+    let retried = cli(
+        &app.prefix,
+        &[("TOKEN_SECRET", SECRET)],
+        &["mail", "retry-dead"],
+    );
+    assert!(retried.status.success());
+    let messages = arrived(&server, 1, Duration::from_secs(10)).await;
+    assert_eq!(code_line(&messages[0].text()), code.expose());
+}
+
+#[rocket::async_test]
 async fn a_refused_recipient_is_given_up_at_once() {
     let server = SmtpServer::start();
     let app = mail_app(&server.url(), &[]).await;
@@ -514,6 +564,7 @@ async fn taking_over_app(server: &SmtpServer, prefix: &str) -> TestApp {
             ("MAIL_URL", &server.url()),
             ("MAIL_FROM", FROM),
             ("MAIL_CLAIM_AFTER_MS", "300"),
+            ("TOKEN_SECRET", SECRET),
         ],
     )
     .await
@@ -551,6 +602,7 @@ async fn messages_held_by_an_instance_that_died_are_sent_by_another() {
                 ("MAIL_URL", url.as_str()),
                 ("MAIL_FROM", FROM),
                 ("MAIL_TIMEOUT_MS", "60000"),
+                ("TOKEN_SECRET", SECRET),
             ];
             let app =
                 TestApp::spawn_with_prefix(&shared_redis_url(), &first_prefix, &settings).await;
@@ -833,12 +885,14 @@ fn the_service_logs_no_code_and_no_address_and_stops_on_sigterm_leaving_unsent_m
             ("MAIL_URL", &server.url()),
             ("MAIL_RETRY_BASE_MS", "50"),
             ("MAIL_MAX_ATTEMPTS", "2"),
+            ("TOKEN_SECRET", SECRET),
         ],
     );
     let (mut conn, keys) = redis_at(&prefix);
     // A code mail that fails every attempt: every log line about it.
     let doomed = code_mail(MailKind::VerifyEmail, "secret.person@example.com", "918273");
-    queue_raw(&mut conn, &keys, &doomed, Some("918273"));
+    let sealed = doomed.content.code().map(SealedCode::as_str);
+    queue_raw(&mut conn, &keys, &doomed, sealed);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !service.logs().contains("gave up on") {
         assert!(Instant::now() < deadline, "{}", service.logs());

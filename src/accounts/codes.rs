@@ -132,6 +132,7 @@ impl Accounts {
     pub(super) fn new_code(&self, purpose: CodePurpose, user: &User) -> NewCode {
         let code = OneTimeCode::generate();
         let digest = self.code_digest(purpose, user, &code);
+        let code = self.policy.code_secret.sealer().seal(&code);
         let content = match purpose {
             CodePurpose::VerifyEmail => MailContent::VerifyEmail { code },
             CodePurpose::ResetPassword => MailContent::ResetPassword { code },

@@ -1,6 +1,10 @@
 use std::fmt;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng as AeadOsRng};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -120,6 +124,85 @@ impl CodeSecret {
     }
 }
 
+impl CodeSecret {
+    /// The key that seals the code a queued mail carries: derived from this
+    /// secret, and not the one codes are hashed under.
+    pub fn sealer(&self) -> CodeSealer {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"user-accounts mail code seal\0");
+        let key = mac.finalize().into_bytes();
+        CodeSealer(ChaCha20Poly1305::new(&key))
+    }
+}
+
+/// Seals and opens the code a queued mail carries (ChaCha20-Poly1305, a
+/// fresh random nonce each time). It never prints.
+#[derive(Clone)]
+pub struct CodeSealer(ChaCha20Poly1305);
+
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+impl CodeSealer {
+    pub fn seal(&self, code: &OneTimeCode) -> SealedCode {
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut AeadOsRng);
+        // Encrypting a few bytes in memory fails only past the cipher's
+        // length limit, which six digits are far from.
+        let sealed = self
+            .0
+            .encrypt(&nonce, code.expose().as_bytes())
+            .unwrap_or_else(|_| unreachable!("six bytes are within the cipher's limit"));
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        SealedCode(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The code inside `sealed`; `Err` when it was sealed under another
+    /// key (`TOKEN_SECRET` changed, or was unset on the instance that
+    /// sealed it) or was altered.
+    pub fn open(&self, sealed: &SealedCode) -> Result<OneTimeCode, &'static str> {
+        const NOT_OURS: &str =
+            "the code was sealed under another key (is TOKEN_SECRET the same on every instance?)";
+        let bytes = URL_SAFE_NO_PAD.decode(&sealed.0).map_err(|_| NOT_OURS)?;
+        let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
+        let plain = self
+            .0
+            .decrypt(Nonce::from_slice(nonce), ciphertext)
+            .map_err(|_| NOT_OURS)?;
+        let digits = String::from_utf8(plain).map_err(|_| NOT_OURS)?;
+        OneTimeCode::parse(&digits).map_err(|_| NOT_OURS)
+    }
+}
+
+impl fmt::Debug for CodeSealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CodeSealer(***)")
+    }
+}
+
+/// A code as a queued mail keeps it: sealed by a [`CodeSealer`], in
+/// URL-safe base64 of the nonce, the ciphertext and the tag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedCode(String);
+
+impl SealedCode {
+    /// A stored sealed code; `Err` when it cannot be one.
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(raw)
+            .map_err(|_| "the sealed code is not base64")?;
+        if bytes.len() != NONCE_LEN + DIGITS + TAG_LEN {
+            return Err("the sealed code has the wrong length");
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Debug for CodeSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("CodeSecret(***)")
@@ -129,6 +212,42 @@ impl fmt::Debug for CodeSecret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sealer(secret: &str) -> CodeSealer {
+        CodeSecret::parse(secret.as_bytes())
+            .expect("long enough")
+            .sealer()
+    }
+
+    #[test]
+    fn a_sealed_code_opens_to_itself_and_does_not_show_it() {
+        let sealer = sealer("a secret of at least thirty-two bytes!");
+        let code = OneTimeCode::parse("042917").expect("valid");
+        let sealed = sealer.seal(&code);
+        assert!(!sealed.as_str().contains("042917"));
+        assert_eq!(SealedCode::parse(sealed.as_str()), Ok(sealed.clone()));
+        assert_eq!(sealer.open(&sealed).expect("opens"), code);
+        assert_ne!(sealer.seal(&code), sealed, "a fresh nonce each time");
+    }
+
+    #[test]
+    fn a_code_sealed_under_another_secret_does_not_open() {
+        let code = OneTimeCode::parse("042917").expect("valid");
+        let sealed = sealer("a secret of at least thirty-two bytes!").seal(&code);
+        let other = sealer("another secret of at least thirty-two bytes");
+        assert!(other.open(&sealed).is_err());
+    }
+
+    #[test]
+    fn a_malformed_sealed_code_does_not_parse_and_a_forged_one_does_not_open() {
+        for raw in ["", "123456", "not base64 at all!"] {
+            assert!(SealedCode::parse(raw).is_err(), "{raw:?}");
+        }
+        let forged = SealedCode::parse(&"A".repeat(46)).expect("the right shape");
+        assert!(sealer("a secret of at least thirty-two bytes!")
+            .open(&forged)
+            .is_err());
+    }
 
     #[test]
     fn codes_are_six_digits() {

@@ -37,7 +37,7 @@ pub use templates::{MailValues, Rendered, Templates};
 pub use transport::{SendFailure, Transport};
 
 use crate::config::MailSettings;
-use crate::domain::{MailKind, QueuedMail};
+use crate::domain::{CodeSealer, MailKind, QueuedMail};
 
 /// The mail module's one error type: everything that stops the service at
 /// start, or one message from being composed.
@@ -60,11 +60,13 @@ pub struct Composer {
     service: String,
     public_url: String,
     templates: Templates,
+    /// Opens the code a code mail carries, only to render it.
+    sealer: CodeSealer,
 }
 
 impl Composer {
     /// Loads and tries every template.
-    pub fn new(settings: &MailSettings) -> Result<Self, MailError> {
+    pub fn new(settings: &MailSettings, sealer: CodeSealer) -> Result<Self, MailError> {
         Ok(Self {
             from: settings.from.clone(),
             id_domain: settings.from.email.domain().to_owned(),
@@ -76,12 +78,22 @@ impl Composer {
                 .unwrap_or_else(|| "user-accounts".into()),
             public_url: settings.public_url.clone(),
             templates: Templates::load(settings.templates_dir.as_deref())?,
+            sealer,
         })
     }
 
-    /// What the templates of `mail` are given.
-    pub fn values(&self, mail: &QueuedMail) -> MailValues {
-        let code = mail.content.code().map(|code| code.expose().to_owned());
+    /// What the templates of `mail` are given; its code, opened.
+    pub fn values(&self, mail: &QueuedMail) -> Result<MailValues, MailError> {
+        let code = match mail.content.code() {
+            Some(sealed) => Some(
+                self.sealer
+                    .open(sealed)
+                    .map_err(MailError::Compose)?
+                    .expose()
+                    .to_owned(),
+            ),
+            None => None,
+        };
         let page = match mail.kind() {
             MailKind::VerifyEmail => Some("verify"),
             MailKind::ResetPassword => Some("reset"),
@@ -95,7 +107,7 @@ impl Composer {
             (Some(page), Some(code)) => Some(link(&self.public_url, page, mail.to.as_str(), code)),
             _ => None,
         };
-        MailValues {
+        Ok(MailValues {
             kind: mail.kind().as_str().to_owned(),
             service: self.service.clone(),
             to: mail.to.as_str().to_owned(),
@@ -111,13 +123,13 @@ impl Composer {
                     .div_euclid(60)
                     .max(1)
             }),
-        }
+        })
     }
 
     /// The message for `mail`: From, To, Subject, Date, a `Message-ID` made
     /// of the message's id, and a text and an HTML part.
     pub fn compose(&self, mail: &QueuedMail) -> Result<Message, MailError> {
-        let rendered = self.templates.render(&self.values(mail))?;
+        let rendered = self.templates.render(&self.values(mail)?)?;
         let to = mail
             .to
             .as_str()
@@ -187,7 +199,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::{MailContent, OneTimeCode, UserEmail, UserName};
+    use crate::domain::{CodeSecret, MailContent, OneTimeCode, UserEmail, UserName};
+
+    fn sealer() -> CodeSealer {
+        CodeSecret::parse(b"the test secret of at least thirty-two bytes")
+            .expect("long enough")
+            .sealer()
+    }
 
     fn composer() -> Composer {
         let settings = crate::config::Settings::from_lookup(|name| match name {
@@ -196,11 +214,11 @@ mod tests {
             _ => None,
         })
         .expect("valid settings");
-        Composer::new(&settings.mail).expect("templates load")
+        Composer::new(&settings.mail, sealer()).expect("templates load")
     }
 
     fn code_mail(kind: MailKind, to: &str, name: &str, code: &str) -> QueuedMail {
-        let code = OneTimeCode::parse(code).expect("six digits");
+        let code = sealer().seal(&OneTimeCode::parse(code).expect("six digits"));
         let content = MailContent::of_kind(kind, Some(code)).expect("a code kind");
         QueuedMail::new(
             UserEmail::parse(to).expect("valid"),
@@ -235,7 +253,7 @@ mod tests {
         for kind in [MailKind::VerifyEmail, MailKind::ResetPassword] {
             // A recipient and a name full of digits must not come first.
             let mail = code_mail(kind, "user1234567@example.com", "Jo 987654", "042917");
-            let values = composer.values(&mail);
+            let values = composer.values(&mail).expect("opens");
             let rendered = composer.templates.render(&values).expect("renders");
             assert_eq!(
                 code_line(&rendered.text),
@@ -251,13 +269,13 @@ mod tests {
         let composer = composer();
         let mail = code_mail(MailKind::VerifyEmail, "jo+x@example.com", "Jo", "123456");
         assert_eq!(
-            composer.values(&mail).link.as_deref(),
-            Some("https://example.com/app/verify#email=jo%2Bx%40example.com&code=123456")
+            composer.values(&mail).expect("opens").link,
+            Some("https://example.com/app/verify#email=jo%2Bx%40example.com&code=123456".into())
         );
         let reset = code_mail(MailKind::ResetPassword, "jo@example.com", "Jo", "654321");
         assert_eq!(
-            composer.values(&reset).link.as_deref(),
-            Some("https://example.com/app/reset#email=jo%40example.com&code=654321")
+            composer.values(&reset).expect("opens").link,
+            Some("https://example.com/app/reset#email=jo%40example.com&code=654321".into())
         );
     }
 

@@ -25,7 +25,7 @@ use rocket::{Orbit, Rocket};
 use super::smtp::SMTP_CONNECTIONS;
 use super::{after, backoff, Composer, MailError, SendFailure, Transport};
 use crate::config::{LogFormat, MailSettings, RedisSettings};
-use crate::domain::QueuedMail;
+use crate::domain::{CodeSealer, QueuedMail};
 use crate::logging::log_line;
 use crate::metrics::Metrics;
 use crate::store::{Delivery, MailConsumer, StoreError};
@@ -73,11 +73,12 @@ impl MailSender {
         redis: &RedisSettings,
         metrics: Arc<Metrics>,
         log_format: LogFormat,
+        sealer: CodeSealer,
     ) -> Result<Option<Self>, MailError> {
         let Some(transport) = Transport::new(mail)? else {
             return Ok(None);
         };
-        let composer = Composer::new(mail)?;
+        let composer = Composer::new(mail, sealer)?;
         let name = format!(
             "{}-{}",
             std::process::id(),

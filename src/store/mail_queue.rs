@@ -15,7 +15,7 @@ use redis::{Pipeline, Value};
 use super::conn::RedisConn;
 use super::layout::{mail_fields, Keys};
 use super::StoreError;
-use crate::domain::{MailContent, MailId, MailKind, OneTimeCode, QueuedMail, UserEmail, UserName};
+use crate::domain::{MailContent, MailId, MailKind, QueuedMail, SealedCode, UserEmail, UserName};
 
 /// The Lua function that queues one message unless its recipient already
 /// got its share in the last hour (`MAIL_MAX_PER_RECIPIENT`): every message
@@ -102,7 +102,7 @@ pub(super) fn encode(mail: &QueuedMail) -> Vec<(&'static str, String)> {
         fields.push((mail_fields::NAME, name.as_str().to_owned()));
     }
     if let Some(code) = mail.content.code() {
-        fields.push((mail_fields::CODE, code.expose().to_owned()));
+        fields.push((mail_fields::CODE, code.as_str().to_owned()));
     }
     if let Some(at) = mail.expires_at {
         fields.push((mail_fields::EXPIRES_AT, at.timestamp_millis().to_string()));
@@ -125,7 +125,7 @@ pub(super) fn decode(fields: &HashMap<String, String>) -> Result<QueuedMail, Str
         .transpose()
         .map_err(|reason| format!("the name {reason}"))?;
     let code = field(mail_fields::CODE)
-        .map(|code| OneTimeCode::parse(code).map_err(|_| "the code is not six digits"))
+        .map(SealedCode::parse)
         .transpose()?;
     let content = MailContent::of_kind(kind, code)?;
     let queued_at = millis(required(mail_fields::QUEUED_AT)?, mail_fields::QUEUED_AT)?;
@@ -174,6 +174,7 @@ impl RedisConn {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{CodeSecret, OneTimeCode};
 
     fn as_map(fields: Vec<(&'static str, String)>) -> HashMap<String, String> {
         fields
@@ -186,9 +187,15 @@ mod tests {
         UserEmail::parse(raw).expect("valid")
     }
 
+    fn sealed(code: &str) -> SealedCode {
+        CodeSecret::generate()
+            .sealer()
+            .seal(&OneTimeCode::parse(code).expect("valid"))
+    }
+
     #[test]
     fn a_message_round_trips_through_its_fields() {
-        let code = OneTimeCode::parse("042917").expect("valid");
+        let code = sealed("042917");
         let mut mail = QueuedMail::new(
             email("jo@example.com"),
             Some(UserName::parse("Jo Doe").expect("valid")),
@@ -207,7 +214,7 @@ mod tests {
             email("jo@example.com"),
             None,
             MailContent::VerifyEmail {
-                code: OneTimeCode::parse("123456").expect("valid"),
+                code: sealed("123456"),
             },
         );
         let mut fields = as_map(encode(&mail));

@@ -22,7 +22,9 @@ use super::records::{
 use super::session_index::{revoke_all, watched_session_ids};
 use super::transaction::{transact, transact_with_replies, watch, Plan};
 use super::StoreError;
-use crate::domain::{now, EventKind, PasswordHash, QueuedMail, User, UserEmail, UserId, UserName};
+use crate::domain::{
+    now, CodePurpose, EventKind, PasswordHash, QueuedMail, User, UserEmail, UserId, UserName,
+};
 
 /// The outcome of a write that is conditional on the user's current state.
 #[derive(Debug)]
@@ -433,10 +435,13 @@ fn delete_user(
         };
         let sessions = watched_session_ids(conn, keys, id)?;
         let mut writes = redis::pipe();
+        // The day's counts are the user's too: a new account has a new id.
         writes
             .cmd("DEL")
             .arg(&key)
             .arg(keys.email_changes(id))
+            .arg(keys.codes_issued(CodePurpose::VerifyEmail, id))
+            .arg(keys.codes_issued(CodePurpose::ResetPassword, id))
             .ignore();
         remove_from_index(&mut writes, keys, current.email.as_str(), id);
         revoke_all(&mut writes, keys, id, &sessions);
