@@ -54,13 +54,7 @@ impl UserEmail {
     /// prefix of the whole label's.)
     pub fn normalize(raw: &str) -> String {
         let folded = fold(raw);
-        let converted = folded
-            .rsplit_once('@')
-            .and_then(|(local, domain)| match ascii_domain(domain) {
-                Ok(Cow::Owned(ascii)) => Some(format!("{local}@{ascii}")),
-                Ok(Cow::Borrowed(_)) | Err(_) => None,
-            });
-        converted.unwrap_or(folded)
+        converted_domain(&folded).unwrap_or(folded)
     }
 
     pub fn as_str(&self) -> &str {
@@ -117,6 +111,16 @@ fn scripts_of(text: &str) -> Vec<&'static str> {
         }
     }
     scripts.iter().map(|script| script.full_name()).collect()
+}
+
+/// `folded` with its domain in ASCII form, unless that is the same or IDNA
+/// refuses the domain.
+fn converted_domain(folded: &str) -> Option<String> {
+    let (local, domain) = folded.rsplit_once('@')?;
+    match ascii_domain(domain) {
+        Ok(Cow::Owned(ascii)) => Some(format!("{local}@{ascii}")),
+        Ok(Cow::Borrowed(_)) | Err(_) => None,
+    }
 }
 
 /// `domain` (folded) in IDNA UTS 46 ASCII form, borrowed when it is that
@@ -293,8 +297,7 @@ mod tests {
     #[test]
     fn a_mixed_script_local_part_is_refused() {
         // Cyrillic і and с among Latin letters: a look-alike of victim.
-        let error =
-            UserEmail::parse("v\u{456}\u{441}t\u{456}m@example.com").expect_err("mixed");
+        let error = UserEmail::parse("v\u{456}\u{441}t\u{456}m@example.com").expect_err("mixed");
         assert!(error.contains("mixes scripts (Latin, Cyrillic)"), "{error}");
     }
 
