@@ -85,8 +85,9 @@ fn check_characters(folded: &str) -> Result<(), String> {
 }
 
 fn check_local_part(local: &str) -> Result<(), String> {
-    // lettre parses the recipient out of the To header again, which splits
-    // `"q,1"` at its comma and unquotes `"q"`: no message would reach it.
+    // lettre takes a message's envelope from its To header as it reads it
+    // back, which splits `"q,1"` at its comma and unquotes `"q"`: no
+    // message would reach such an address.
     if local.contains('"') {
         return Err("must not have a quoted local part".into());
     }

@@ -48,7 +48,9 @@ pub enum Finding {
 /// What the current address rules make of an outdated stored email.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CurrentRules {
+    /// The form they store it in, which the index would hold.
     StoreAs(String),
+    /// Why they refuse it.
     Refuse(String),
 }
 
