@@ -267,3 +267,90 @@ async fn repairing_moves_the_live_sessions_of_an_old_set_into_the_index() {
     assert!(!exists, "the old set is gone");
     assert!(doctor(&app, false).success);
 }
+
+fn stored_email(app: &TestApp, id: &str) -> String {
+    redis::cmd("HGET")
+        .arg(app.user_key(id))
+        .arg(user_fields::EMAIL)
+        .query(&mut app.redis())
+        .expect("HGET")
+}
+
+/// A user whose hash and index entry hold `email`, written by hand as an
+/// earlier version with other address rules would have stored it.
+async fn user_stored_as(app: &TestApp, email: &str) -> String {
+    let id = user(app, "v@example.com").await;
+    redis_cmd(
+        app,
+        &["HSET", &app.user_key(&id), user_fields::EMAIL, email],
+    );
+    redis_cmd(
+        app,
+        &[
+            "ZREM",
+            &app.index_key(),
+            &index_member("v@example.com", &id),
+        ],
+    );
+    redis_cmd(
+        app,
+        &["ZADD", &app.index_key(), "0", &index_member(email, &id)],
+    );
+    id
+}
+
+#[rocket::async_test]
+async fn a_stored_email_that_now_normalizes_differently_is_reported_and_left_alone() {
+    let app = TestApp::spawn().await;
+    let id = user_stored_as(&app, "v@ex\u{E4}mple.com").await;
+
+    let run = doctor(&app, true);
+
+    assert!(!run.success, "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!(
+            "user {id} (v@ex\u{E4}mple.com) has an email that the current rules store as \
+             v@xn--exmple-cua.com (needs a person: not repaired)"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("1 finding(s), 0 repaired"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(stored_email(&app, &id), "v@ex\u{E4}mple.com");
+    assert_eq!(
+        app.index_members(),
+        vec![index_member("v@ex\u{E4}mple.com", &id)]
+    );
+}
+
+#[rocket::async_test]
+async fn a_stored_email_that_the_rules_now_refuse_is_reported_and_left_alone() {
+    let app = TestApp::spawn().await;
+    let id = user_stored_as(&app, "\"q,1\"@example.com").await;
+
+    let run = doctor(&app, true);
+
+    assert!(!run.success, "{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!(
+            "user {id} (\"q,1\"@example.com) has an email that the current rules refuse: \
+             it must not have a quoted local part (needs a person: not repaired)"
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("1 finding(s), 0 repaired"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(stored_email(&app, &id), "\"q,1\"@example.com");
+    assert_eq!(
+        app.index_members(),
+        vec![index_member("\"q,1\"@example.com", &id)]
+    );
+}

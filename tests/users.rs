@@ -539,3 +539,43 @@ async fn create_with_a_fullwidth_spelling_of_a_taken_email_returns_409() {
     let (app, _) = app_with_ada().await;
     assert_sign_up_is_taken(&app, "ＡＤＡ＠ｅｘａｍｐｌｅ．ｃｏｍ").await;
 }
+
+#[rocket::async_test]
+async fn a_quoted_local_part_is_refused_with_422() {
+    let app = TestApp::spawn().await;
+    let reply = app.sign_up("Q", "\"q,1\"@example.com", PASSWORD).await;
+    reply.assert_problem(
+        Status::UnprocessableEntity,
+        "the request has invalid fields",
+    );
+    assert_invalid(&reply, "email", &["must not have a quoted local part"]);
+    assert!(app.keys().is_empty(), "nothing was written");
+}
+
+#[rocket::async_test]
+async fn the_unicode_and_punycode_spellings_of_one_domain_are_one_account() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("V", "v@ex\u{E4}mple.com", PASSWORD).await;
+    assert_eq!(user["email"], "v@xn--exmple-cua.com");
+    assert_sign_up_is_taken(&app, "v@xn--exmple-cua.com").await;
+}
+
+#[rocket::async_test]
+async fn a_mixed_script_look_alike_local_part_is_refused() {
+    let app = TestApp::spawn().await;
+    app.create_user("Victim", "victim@example.com", PASSWORD)
+        .await;
+    // Cyrillic і and с among the Latin letters.
+    let reply = app
+        .sign_up(
+            "Look-alike",
+            "v\u{456}\u{441}t\u{456}m@example.com",
+            PASSWORD,
+        )
+        .await;
+    reply.assert_problem_status(Status::UnprocessableEntity);
+    let reasons = reply.field_errors("email");
+    assert_eq!(reasons.len(), 1, "{}", reply.body);
+    assert!(reasons[0].contains("mixes scripts"), "{}", reasons[0]);
+    assert_eq!(app.index_members().len(), 1, "only the victim signed up");
+}

@@ -35,12 +35,32 @@ pub enum Finding {
     StaleSessionReference { user: UserId, session: String },
     /// A session set in the format of versions before the session index.
     LegacySessionSet { user: UserId, sessions: usize },
+    /// A user's email stored under earlier address rules, which the current
+    /// ones would store in another form or refuse: look-ups of the address
+    /// miss it, so a person changes it.
+    OutdatedEmail {
+        user: UserId,
+        email: String,
+        now: CurrentRules,
+    },
+}
+
+/// What the current address rules make of an outdated stored email.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CurrentRules {
+    /// The form they store it in, which the index would hold.
+    StoreAs(String),
+    /// Why they refuse it.
+    Refuse(String),
 }
 
 impl Finding {
     /// Whether `--repair` can fix this without guessing.
     pub fn is_repairable(&self) -> bool {
-        !matches!(self, Self::SharedEmail { .. } | Self::MalformedUser { .. })
+        !matches!(
+            self,
+            Self::SharedEmail { .. } | Self::MalformedUser { .. } | Self::OutdatedEmail { .. }
+        )
     }
 }
 
@@ -82,6 +102,17 @@ impl fmt::Display for Finding {
                 "user {user} has a session set in the old format ({sessions} session ids), \
                  not yet moved into the session index"
             ),
+            Self::OutdatedEmail { user, email, now } => match now {
+                CurrentRules::StoreAs(normalized) => write!(
+                    f,
+                    "user {user} ({email}) has an email that the current rules store as \
+                     {normalized}"
+                ),
+                CurrentRules::Refuse(reason) => write!(
+                    f,
+                    "user {user} ({email}) has an email that the current rules refuse: it {reason}"
+                ),
+            },
         }
     }
 }
@@ -223,20 +254,56 @@ fn read_users(
             if fields.is_empty() {
                 continue; // Deleted since the SCAN.
             }
-            match decode_user(id, key, fields) {
-                Ok(record) => {
-                    users.insert(id, record.user.email.as_str().to_owned());
-                }
-                Err(StoreError::Corrupt { key, reason }) => {
-                    findings.push(Finding::MalformedUser { key, reason });
-                }
-                Err(error) => return Err(error),
+            if let Some(email) = examine_user(id, key, fields, findings)? {
+                users.insert(id, email);
             }
         }
         done += batch.len() as u64;
         progress.advance(done);
     }
     Ok(users)
+}
+
+/// Checks one user hash; the email as stored, for the index checks, unless
+/// the hash is malformed. An email that the current rules refuse keeps the
+/// rest of the hash from decoding: that is checked once the email is fixed.
+fn examine_user(
+    id: UserId,
+    key: &str,
+    fields: HashMap<String, String>,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<String>, StoreError> {
+    let stored = fields.get(user_fields::EMAIL).cloned();
+    let now = stored.as_deref().and_then(outdated_email);
+    if let (Some(email), Some(now)) = (&stored, now) {
+        let refused = matches!(now, CurrentRules::Refuse(_));
+        findings.push(Finding::OutdatedEmail {
+            user: id,
+            email: email.clone(),
+            now,
+        });
+        if refused {
+            return Ok(stored);
+        }
+    }
+    match decode_user(id, key, fields) {
+        Ok(_) => Ok(stored),
+        Err(StoreError::Corrupt { key, reason }) => {
+            findings.push(Finding::MalformedUser { key, reason });
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// What the current address rules make of a stored email, when that is
+/// not the email itself.
+fn outdated_email(stored: &str) -> Option<CurrentRules> {
+    match UserEmail::parse(stored) {
+        Ok(email) if email.as_str() == stored => None,
+        Ok(email) => Some(CurrentRules::StoreAs(email.as_str().to_owned())),
+        Err(reason) => Some(CurrentRules::Refuse(reason)),
+    }
 }
 
 fn check_session_sets(
@@ -437,6 +504,8 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
             Ok(removed == 1)
         }
         Finding::LegacySessionSet { user, .. } => fold_legacy_set(conn, keys, *user),
-        Finding::SharedEmail { .. } | Finding::MalformedUser { .. } => Ok(false),
+        Finding::SharedEmail { .. }
+        | Finding::MalformedUser { .. }
+        | Finding::OutdatedEmail { .. } => Ok(false),
     }
 }
