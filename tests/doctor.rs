@@ -354,3 +354,12 @@ async fn a_stored_email_that_the_rules_now_refuse_is_reported_and_left_alone() {
         vec![index_member("\"q,1\"@example.com", &id)]
     );
 }
+
+#[rocket::async_test]
+async fn a_user_whose_stored_email_the_rules_now_refuse_is_still_read_as_stored() {
+    let app = TestApp::spawn().await;
+    let id = user_stored_as(&app, "\"q,1\"@example.com").await;
+    let reply = app.get_as_admin(&format!("/api/users/{id}")).await;
+    assert_eq!(reply.status, rocket::http::Status::Ok, "{}", reply.body);
+    assert_eq!(reply.json()["email"], "\"q,1\"@example.com");
+}

@@ -18,6 +18,18 @@ pub struct UserEmail(String);
 const MAX_LEN: usize = 254;
 
 impl UserEmail {
+    /// An email as the store holds it, taken as it was written, even when
+    /// the rules of an earlier version let it in or stored it in another
+    /// form: such users stay readable, and the index still finds them,
+    /// until a person fixes them (the doctor reports them). Only what no
+    /// version ever stored is refused.
+    pub fn from_stored(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("is not an email any version stored".into());
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
     pub fn parse(raw: &str) -> Result<Self, String> {
         let folded = fold(raw);
         check_characters(&folded)?;
@@ -169,6 +181,20 @@ impl fmt::Debug for UserEmail {
 #[cfg(test)]
 mod tests {
     use super::UserEmail;
+
+    #[test]
+    fn a_stored_email_that_the_rules_now_refuse_is_read_as_stored() {
+        for stored in ["v@ex\u{e4}mple.com", "\"q,1\"@example.com"] {
+            assert!(UserEmail::parse(stored)
+                .map(|email| email.as_str() != stored)
+                .unwrap_or(true));
+            assert_eq!(
+                UserEmail::from_stored(stored).expect("readable").as_str(),
+                stored
+            );
+        }
+        assert!(UserEmail::from_stored("").is_err());
+    }
 
     #[test]
     fn is_trimmed_and_lowercased() {

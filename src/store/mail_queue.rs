@@ -118,7 +118,7 @@ pub(super) fn decode(fields: &HashMap<String, String>) -> Result<QueuedMail, Str
     let id = MailId::parse(required(mail_fields::ID)?).ok_or("the id is not a UUID")?;
     let kind = required(mail_fields::KIND)?;
     let kind = MailKind::parse(kind).ok_or_else(|| format!("unknown kind {kind:?}"))?;
-    let to = UserEmail::parse(required(mail_fields::TO)?)
+    let to = UserEmail::from_stored(required(mail_fields::TO)?)
         .map_err(|reason| format!("the recipient {reason}"))?;
     let name = field(mail_fields::NAME)
         .map(UserName::parse)

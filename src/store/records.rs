@@ -231,7 +231,7 @@ fn decode_public_user(id: UserId, fields: &mut StoredFields<'_>) -> Result<User,
     Ok(User {
         id,
         name: fields.take_parsed(user_fields::NAME, UserName::parse)?,
-        email: fields.take_parsed(user_fields::EMAIL, UserEmail::parse)?,
+        email: fields.take_parsed(user_fields::EMAIL, UserEmail::from_stored)?,
         created: fields.take_time(user_fields::CREATED)?,
         updated: fields.take_time(user_fields::UPDATED)?,
         disabled: fields.take_flag(user_fields::DISABLED)?,
