@@ -894,6 +894,7 @@ fn code_cases() -> Vec<Case> {
     let reset = "/api/password-reset";
     let reset_confirm = "/api/password-reset/confirm";
     let admin_reset = "/api/users/{id}/password-reset";
+    let code_limits = "/api/users/{id}/code-limits";
     let confirm = json!({"email": "{email}", "code": "{code}"});
     let wrong = json!({"email": "{email}", "code": "000000"});
     let new_password = "an entirely new passphrase";
@@ -951,6 +952,18 @@ fn code_cases() -> Vec<Case> {
         )
         .auth(Auth::AdminKey),
         case(Post, admin_reset, 503, "/api/users/{id}/password-reset")
+            .on(Target::Down)
+            .auth(Auth::Forged),
+        case(Delete, code_limits, 204, "/api/users/{id}/code-limits").auth(Auth::AdminKey),
+        case(Delete, code_limits, 401, "/api/users/{id}/code-limits"),
+        case(Delete, code_limits, 403, "/api/users/{id}/code-limits")
+            .auth(Auth::ReadKey)
+            .problem(FORBIDDEN),
+        case(Delete, code_limits, 403, "/api/users/{id}/code-limits")
+            .auth(Auth::Own)
+            .problem(FORBIDDEN),
+        case(Delete, code_limits, 404, "/api/users/{missing}/code-limits").auth(Auth::AdminKey),
+        case(Delete, code_limits, 503, "/api/users/{id}/code-limits")
             .on(Target::Down)
             .auth(Auth::Forged),
         case(Post, "/api/sessions", 403, "/api/sessions")
