@@ -43,7 +43,7 @@ use rocket::{Build, Rocket};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 
 use crate::accounts::{Accounts, AuthPolicy};
-use crate::api::{Telemetry, TrustedProxies};
+use crate::api::{SecurityHeaders, Telemetry, TrustedProxies};
 use crate::config::Settings;
 use crate::domain::CodeSecret;
 use crate::hashing::PasswordHasher;
@@ -121,6 +121,9 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
     .manage(accounts)
     .manage(TrustedProxies(settings.access.trusted_proxies))
     .manage(settings.log_format)
+    .attach(SecurityHeaders {
+        https: settings.mail.public_url.starts_with("https://"),
+    })
     .manage(AccessLogGuard {
         _flushes_on_drop: access_log_guard,
     })

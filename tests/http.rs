@@ -321,3 +321,45 @@ async fn metrics_are_served_in_prometheus_text_format() {
         );
     }
 }
+
+#[rocket::async_test]
+async fn an_answer_carrying_a_user_is_not_to_be_cached() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .sign_up("Ada", "ada@example.com", "correct horse battery")
+        .await;
+    assert_eq!(reply.status, Status::Created, "{}", reply.body);
+    assert_eq!(reply.header("Cache-Control"), Some("no-store"));
+    let login = app.login("ada@example.com", "correct horse battery").await;
+    assert_eq!(login.header("Cache-Control"), Some("no-store"));
+}
+
+#[rocket::async_test]
+async fn the_pages_send_no_referrer() {
+    let app = TestApp::spawn().await;
+    for page in ["/verify", "/reset"] {
+        let reply = app.get(page).await;
+        assert_eq!(
+            reply.header("Referrer-Policy"),
+            Some("no-referrer"),
+            "{page}"
+        );
+    }
+}
+
+#[rocket::async_test]
+async fn https_is_required_of_browsers_only_when_the_service_is_published_on_it() {
+    let plain = TestApp::spawn_with(&[("PUBLIC_URL", "http://127.0.0.1:8000")]).await;
+    assert_eq!(
+        plain.get("/ping").await.header("Strict-Transport-Security"),
+        None
+    );
+    let published = TestApp::spawn_with(&[("PUBLIC_URL", "https://accounts.example.com")]).await;
+    assert_eq!(
+        published
+            .get("/ping")
+            .await
+            .header("Strict-Transport-Security"),
+        Some("max-age=31536000")
+    );
+}

@@ -5,6 +5,7 @@
 mod codes;
 mod fields;
 mod guards;
+mod headers;
 mod health;
 mod json;
 mod pages;
@@ -21,6 +22,7 @@ use rocket::{catch, catchers, get, routes, Build, Rocket};
 use crate::accounts::{Accounts, Caller};
 
 pub use guards::TrustedProxies;
+pub use headers::SecurityHeaders;
 pub use problem::{ApiError, Problem};
 pub use telemetry::Telemetry;
 
