@@ -50,13 +50,7 @@ impl Accounts {
         caller: &Caller,
         id: UserId,
     ) -> Result<(), AccountError> {
-        caller.require_admin()?;
-        let user = self
-            .store
-            .connection()
-            .public_user_by_id(id)
-            .await?
-            .ok_or_else(|| AccountError::NotFound(id.to_string()))?;
+        let user = self.user_for_admin(caller, id).await?;
         self.send_code(CodePurpose::ResetPassword, &user, Resend::Now)
             .await
     }
@@ -113,18 +107,22 @@ impl Accounts {
     /// `DELETE /api/users/{id}/code-limits`: an admin lifts the day's caps
     /// on the account's codes and wrong confirmations.
     pub async fn clear_code_limits(&self, caller: &Caller, id: UserId) -> Result<(), AccountError> {
-        caller.require_admin()?;
-        let user = self
-            .store
-            .connection()
-            .public_user_by_id(id)
-            .await?
-            .ok_or_else(|| AccountError::NotFound(id.to_string()))?;
+        let user = self.user_for_admin(caller, id).await?;
         Ok(self
             .store
             .connection()
             .clear_code_limits(id, &user.email)
             .await?)
+    }
+
+    /// The user `id`, for a caller that must hold an admin key.
+    async fn user_for_admin(&self, caller: &Caller, id: UserId) -> Result<User, AccountError> {
+        caller.require_admin()?;
+        self.store
+            .connection()
+            .public_user_by_id(id)
+            .await?
+            .ok_or_else(|| AccountError::NotFound(id.to_string()))
     }
 
     /// A fresh code of `purpose` for `user`, and its mail (when mail is on),
