@@ -37,6 +37,7 @@ pub mod store;
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
@@ -91,7 +92,11 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
         .secret
         .clone()
         .unwrap_or_else(CodeSecret::generate);
-    let accounts = accounts_with_secret(&settings, Arc::clone(&metrics), code_secret.clone())?;
+    let accounts = Arc::new(accounts_with_secret(
+        &settings,
+        Arc::clone(&metrics),
+        code_secret.clone(),
+    )?);
     // Blocks requests rather than drop lines when the writer falls behind.
     let (access_log, access_log_guard) = NonBlockingBuilder::default()
         .lossy(false)
@@ -118,7 +123,7 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
         rocket::custom(without_ip_header(figment)),
         &settings.static_dir,
     )
-    .manage(accounts)
+    .manage(Arc::clone(&accounts))
     .manage(TrustedProxies(settings.access.trusted_proxies))
     .manage(settings.log_format)
     .attach(SecurityHeaders {
@@ -140,6 +145,12 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
             // up serving until the PING times out.
             rocket::tokio::spawn(announce::announce(listening, redis));
         })
+    }));
+    // Before the mail sender stops: a code requested just before shutdown
+    // is still queued.
+    let rocket = rocket.attach(AdHoc::on_shutdown("code requests", |rocket| {
+        let grace = Duration::from_secs(u64::from(rocket.config().shutdown.grace.max(1)));
+        Box::pin(async move { accounts.finish_after_answers(grace).await })
     }));
     Ok(match mail_sender {
         Some(sender) => rocket.attach(sender),
@@ -176,7 +187,8 @@ fn accounts_with_secret(
         code_secret,
     };
     Ok(Accounts::new(store, hasher, policy, metrics)
-        .sending_mail(settings.mail.transport.is_some()))
+        .sending_mail(settings.mail.transport.is_some())
+        .logging_as(settings.log_format))
 }
 
 /// Held in Rocket's state: dropped with the server, it writes out the request

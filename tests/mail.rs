@@ -42,7 +42,10 @@ async fn mail_app(mail_url: &str, extra: &[(&str, &str)]) -> TestApp {
 }
 
 fn accounts(app: &TestApp) -> &Accounts {
-    app.client.rocket().state::<Accounts>().expect("managed")
+    app.client
+        .rocket()
+        .state::<std::sync::Arc<Accounts>>()
+        .expect("managed")
 }
 
 fn email(raw: &str) -> UserEmail {

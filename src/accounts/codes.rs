@@ -1,12 +1,14 @@
 //! Email verification and password reset by one-time codes.
 //!
-//! A request for a code answers the same whether or not the email has an
-//! account (so the answer tells nothing), and is counted per client
-//! address. A code goes out only to an account that may use it, and at most
+//! A request for a code answers the same, and in the same time, whether or
+//! not the email has an account (so the answer tells nothing): it is
+//! counted per client address, answered, and only then is the account
+//! looked up. A code goes out only to an account that may use it, and at most
 //! once per `MAIL_RESEND_SECS` and purpose unless a change calls for one (a
 //! sign-up, a new email). Confirming a code goes through the same limiter
 //! as a password.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{AccountError, Accounts, Caller};
@@ -23,14 +25,31 @@ impl Accounts {
     /// `POST /api/email-verification` and `POST /api/password-reset`: a
     /// code of `purpose` to the account holding `email`, when it exists and
     /// may use one (enabled; for verification, not verified yet). The
-    /// outcome is the same either way.
+    /// outcome is the same either way, and so is the time it takes: the
+    /// account's part runs after the answer, tracked so that shutdown
+    /// waits for it.
     pub async fn request_code(
-        &self,
+        self: &Arc<Self>,
         purpose: CodePurpose,
         client: &ClientAddress,
-        email: &UserEmail,
+        email: UserEmail,
     ) -> Result<(), AccountError> {
         self.count_code_request(client).await?;
+        let accounts = Arc::clone(self);
+        self.after_answers.spawn(async move {
+            if let Err(error) = accounts.issue_requested_code(purpose, &email).await {
+                accounts.log_failure("a requested code was not issued", &error);
+            }
+        });
+        Ok(())
+    }
+
+    /// The part of [`Accounts::request_code`] that depends on the account.
+    async fn issue_requested_code(
+        &self,
+        purpose: CodePurpose,
+        email: &UserEmail,
+    ) -> Result<(), AccountError> {
         let Some(user) = self.user_with_email(email).await? else {
             return Ok(());
         };

@@ -25,9 +25,13 @@ mod users;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{AccessSettings, CodeSettings, LoginSettings, SessionSettings};
+use rocket::tokio;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{AccessSettings, CodeSettings, LogFormat, LoginSettings, SessionSettings};
 use crate::domain::{CodeSecret, Password, User, UserEmail, UserId, UserName};
 use crate::hashing::{HashingError, PasswordHasher};
+use crate::logging::log_line;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, Written};
 
@@ -132,6 +136,9 @@ pub struct Accounts {
     admin_keys: admin_keys::KeyCache,
     /// On while `MAIL_URL` is set; while it is not, nothing is queued.
     mailer: mail::Mailer,
+    /// The work requests left to do after their answer.
+    after_answers: TaskTracker,
+    log_format: LogFormat,
 }
 
 impl Accounts {
@@ -148,7 +155,42 @@ impl Accounts {
             metrics,
             admin_keys: admin_keys::KeyCache::default(),
             mailer: mail::Mailer { enabled: false },
+            after_answers: TaskTracker::new(),
+            log_format: LogFormat::Text,
         }
+    }
+
+    /// The same service, logging in `format`.
+    pub fn logging_as(self, log_format: LogFormat) -> Self {
+        Self { log_format, ..self }
+    }
+
+    /// At shutdown: waits up to `grace` for the work requests left to do
+    /// after their answer, and says when some of it is cut short.
+    pub async fn finish_after_answers(&self, grace: Duration) {
+        self.after_answers.close();
+        if tokio::time::timeout(grace, self.after_answers.wait())
+            .await
+            .is_err()
+        {
+            log_line(
+                self.log_format,
+                "warn",
+                &format!(
+                    "{} code request(s) not done within the shutdown grace period",
+                    self.after_answers.len()
+                ),
+            );
+        }
+    }
+
+    /// Logs the failure of work no request waits for; the message names no
+    /// secret and no email.
+    fn log_failure(&self, what: &str, error: &AccountError) {
+        let cause = std::error::Error::source(error)
+            .map(|cause| format!(": {cause}"))
+            .unwrap_or_default();
+        log_line(self.log_format, "error", &format!("{what}: {error}{cause}"));
     }
 
     /// The same service, with mail on or off.

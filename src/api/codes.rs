@@ -2,8 +2,10 @@
 //! and confirming one. The answers to a request for a code are the same
 //! whether or not the email has an account.
 
+use std::sync::Arc;
+
 use rocket::http::Status;
-use rocket::{delete, post, routes, Route};
+use rocket::{delete, post, routes, Route, State};
 use serde::{Deserialize, Serialize};
 
 use super::fields::Fields;
@@ -102,7 +104,7 @@ impl TryFrom<ConfirmData> for ResetConfirmation {
 /// has an account.
 async fn request_code(
     purpose: CodePurpose,
-    accounts: &Accounts,
+    accounts: &Arc<Accounts>,
     client: Client,
     body: Body<EmailData>,
 ) -> Result<(Status, Json<Message>), ApiError> {
@@ -111,7 +113,7 @@ async fn request_code(
         return Err(fields.into_error());
     };
     accounts
-        .request_code(purpose, &client.address, &email)
+        .request_code(purpose, &client.address, email)
         .await?;
     Ok((
         Status::Accepted,
@@ -123,11 +125,11 @@ async fn request_code(
 
 #[post("/email-verification", data = "<body>")]
 async fn post_email_verification(
-    accounts: &Accounts,
+    accounts: &State<Arc<Accounts>>,
     client: Client,
     body: Body<EmailData>,
 ) -> Result<(Status, Json<Message>), ApiError> {
-    request_code(CodePurpose::VerifyEmail, accounts, client, body).await
+    request_code(CodePurpose::VerifyEmail, accounts.inner(), client, body).await
 }
 
 #[post("/email-verification/confirm", data = "<body>")]
@@ -145,11 +147,11 @@ async fn post_email_verification_confirm(
 
 #[post("/password-reset", data = "<body>")]
 async fn post_password_reset(
-    accounts: &Accounts,
+    accounts: &State<Arc<Accounts>>,
     client: Client,
     body: Body<EmailData>,
 ) -> Result<(Status, Json<Message>), ApiError> {
-    request_code(CodePurpose::ResetPassword, accounts, client, body).await
+    request_code(CodePurpose::ResetPassword, accounts.inner(), client, body).await
 }
 
 #[post("/password-reset/confirm", data = "<body>")]

@@ -4,6 +4,7 @@
 //! it reaches the client as the problem it is.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use rocket::outcome::try_outcome;
@@ -26,7 +27,7 @@ impl<'r> FromRequest<'r> for &'r Accounts {
     type Error = ApiError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
-        match request.rocket().state::<Accounts>() {
+        match request.rocket().state::<Arc<Accounts>>() {
             Some(accounts) => Outcome::Success(accounts),
             None => fail(ApiError::Internal(anyhow::anyhow!(
                 "the accounts service is not managed"

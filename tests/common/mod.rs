@@ -303,7 +303,11 @@ impl TestApp {
     /// A new key of `scope`, made through the service as
     /// `user-accounts admin-key create` makes one.
     pub async fn key(&self, scope: KeyScope) -> String {
-        let accounts = self.client.rocket().state::<Accounts>().expect("managed");
+        let accounts = self
+            .client
+            .rocket()
+            .state::<std::sync::Arc<Accounts>>()
+            .expect("managed");
         let name = format!("test-{}", uuid::Uuid::new_v4().simple());
         let name = KeyName::parse(&name).expect("a valid name");
         accounts
