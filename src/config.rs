@@ -66,6 +66,9 @@ pub struct CodeSettings {
 pub struct AccessSettings {
     /// `SIGNUP`: whether anyone may sign up, or only an admin key.
     pub signup: Signup,
+    /// `SIGNUP_EXISTING`: how a sign-up without an admin key answers for an
+    /// email that has an account.
+    pub signup_existing: SignupExisting,
     /// `TRUSTED_PROXIES`: the networks whose `X-Forwarded-For` and
     /// `X-Real-IP` headers name the client. Empty: trust no header.
     pub trusted_proxies: Vec<IpNet>,
@@ -76,6 +79,17 @@ pub enum Signup {
     Open,
     /// Only an admin key may create users.
     Closed,
+}
+
+/// How a sign-up answers for an email that has an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignupExisting {
+    /// `409`: plain, and it tells anyone which emails have accounts.
+    Conflict,
+    /// `202` for every sign-up, the same whether or not the email has an
+    /// account; its owner gets a notice instead, and logins need a verified
+    /// email.
+    Notify,
 }
 
 /// How request log lines are written: `LOG_FORMAT=text` or `json`.
@@ -675,21 +689,44 @@ fn flag(env: &Env, setting: &'static str) -> Result<bool, ConfigError> {
     }
 }
 
-fn access(env: &Env) -> Result<AccessSettings, ConfigError> {
-    let signup = match env
-        .get("SIGNUP")
-        .map(|value| value.trim().to_lowercase())
-        .as_deref()
-    {
-        None | Some("open") => Signup::Open,
-        Some("closed") => Signup::Closed,
-        Some(other) => {
-            return Err(ConfigError {
-                setting: "SIGNUP",
-                reason: format!("expected open or closed, got {other:?}"),
-            })
-        }
+/// One of `choices` (named as written, case aside) for `setting`; the
+/// first when it is unset.
+fn choice<T: Copy>(
+    env: &Env,
+    setting: &'static str,
+    choices: &[(&str, T)],
+) -> Result<T, ConfigError> {
+    let Some(raw) = env.get(setting) else {
+        return Ok(choices[0].1);
     };
+    let raw = raw.trim().to_lowercase();
+    choices
+        .iter()
+        .find(|(name, _)| *name == raw)
+        .map(|(_, value)| *value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+            ConfigError {
+                setting,
+                reason: format!("expected {}, got {raw:?}", names.join(" or ")),
+            }
+        })
+}
+
+fn access(env: &Env) -> Result<AccessSettings, ConfigError> {
+    let signup = choice(
+        env,
+        "SIGNUP",
+        &[("open", Signup::Open), ("closed", Signup::Closed)],
+    )?;
+    let signup_existing = choice(
+        env,
+        "SIGNUP_EXISTING",
+        &[
+            ("conflict", SignupExisting::Conflict),
+            ("notify", SignupExisting::Notify),
+        ],
+    )?;
     let trusted_proxies = env
         .get("TRUSTED_PROXIES")
         .unwrap_or_default()
@@ -711,23 +748,17 @@ fn access(env: &Env) -> Result<AccessSettings, ConfigError> {
         .collect::<Result<_, _>>()?;
     Ok(AccessSettings {
         signup,
+        signup_existing,
         trusted_proxies,
     })
 }
 
 fn log_format(env: &Env) -> Result<LogFormat, ConfigError> {
-    match env
-        .get("LOG_FORMAT")
-        .map(|value| value.trim().to_lowercase())
-        .as_deref()
-    {
-        None | Some("text") => Ok(LogFormat::Text),
-        Some("json") => Ok(LogFormat::Json),
-        Some(other) => Err(ConfigError {
-            setting: "LOG_FORMAT",
-            reason: format!("expected text or json, got {other:?}"),
-        }),
-    }
+    choice(
+        env,
+        "LOG_FORMAT",
+        &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+    )
 }
 
 fn static_dir(env: &Env) -> Result<PathBuf, ConfigError> {
@@ -1090,6 +1121,19 @@ mod tests {
             .err()
             .expect("rejected");
         assert_eq!(error.setting, "SIGNUP");
+    }
+
+    #[test]
+    fn signup_existing_is_conflict_unless_set_to_notify() {
+        let default = settings_from(&[]).expect("valid");
+        assert_eq!(default.access.signup_existing, SignupExisting::Conflict);
+        let notify = settings_from(&[("SIGNUP_EXISTING", "notify")]).expect("valid");
+        assert_eq!(notify.access.signup_existing, SignupExisting::Notify);
+        let error = settings_from(&[("SIGNUP_EXISTING", "silent")])
+            .err()
+            .expect("rejected");
+        assert_eq!(error.setting, "SIGNUP_EXISTING");
+        assert_eq!(error.reason, r#"expected conflict or notify, got "silent""#);
     }
 
     fn redis_url_error(url: &str) -> ConfigError {

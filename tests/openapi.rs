@@ -457,6 +457,8 @@ enum Target {
     VerifiedOnly,
     /// `MAIL_MAX_PER_ADDRESS=1`, and one request for a code was made first.
     CodesThrottled,
+    /// `SIGNUP_EXISTING=notify`: sign-ups answer alike for every email.
+    Notify,
 }
 
 #[derive(Clone, Copy)]
@@ -580,6 +582,9 @@ fn user_cases() -> Vec<Case> {
             .on(Target::Closed)
             .auth(Auth::AdminKey)
             .json(signup.clone()),
+        case(Post, "/api/users", 202, "/api/users")
+            .on(Target::Notify)
+            .json(json!({"name": "Twin", "email": "{email}", "password": PASSWORD})),
         case(Post, "/api/users", 401, "/api/users")
             .on(Target::Closed)
             .json(signup.clone()),
@@ -1200,6 +1205,7 @@ async fn every_documented_response_is_provoked_by_a_request() {
     let reauth = beside(&up, ("SESSION_REAUTH_SECS", "1")).await;
     let verified_only = beside(&up, ("REQUIRE_VERIFIED_EMAIL", "true")).await;
     let codes_strict = beside(&up, ("MAIL_MAX_PER_ADDRESS", "1")).await;
+    let notify = beside(&up, ("SIGNUP_EXISTING", "notify")).await;
     let down = TestApp::spawn_on(
         &format!("redis://127.0.0.1:{}/", free_port()),
         &[("REDIS_TIMEOUT_MS", "200")],
@@ -1241,6 +1247,7 @@ async fn every_documented_response_is_provoked_by_a_request() {
                 &strict
             }
             Target::Closed => &closed,
+            Target::Notify => &notify,
             Target::Reauth => &reauth,
             Target::VerifiedOnly => &verified_only,
             Target::CodesThrottled => {

@@ -40,7 +40,7 @@ pub use admin_keys::AdminKeyInfo;
 pub use mail::TestMail;
 pub use operations::{PoolFigures, Readiness};
 pub use sessions::{Client, NewSession};
-pub use users::{NewUser, UserList};
+pub use users::{NewUser, SignedUp, UserList};
 
 pub use crate::store::MailCounts;
 

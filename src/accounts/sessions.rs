@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{AccountError, Accounts, Caller};
+use crate::config::SignupExisting;
 use crate::domain::{
     now, ClientAddress, Event, Password, PasswordHash, Session, SessionId, SessionToken, User,
     UserEmail, UserId,
@@ -40,6 +41,12 @@ impl Accounts {
             Some(id) => conn.user_by_id(id).await?,
             None => None,
         };
+        // With SIGNUP_EXISTING=notify, anyone may have made the account of
+        // an address they do not hold: until its email is verified, a login
+        // treats it as unknown, so that neither the answer nor the limiter
+        // tells it from an account with another password.
+        let notify = self.policy.access.signup_existing == SignupExisting::Notify;
+        let record = record.filter(|record| record.user.email_verified || !notify);
         let hash = record.as_ref().map(|record| record.password_hash.clone());
         let proven = self
             .check_password(&email, &client.address, password.clone(), hash)

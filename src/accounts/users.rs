@@ -2,17 +2,26 @@
 
 use super::access::{session_token, Proof, Sensitivity};
 use super::{check_strength, settle, AccountError, Accounts, Caller, MAX_ATTEMPTS};
-use crate::config::Signup;
+use crate::config::{Signup, SignupExisting};
 use crate::domain::{
     now, ClientAddress, CodePurpose, MailContent, Password, User, UserEmail, UserId, UserName,
 };
-use crate::store::{EmailChange, HashReplacement, ListCursor, ListQuery, UserRecord};
+use crate::store::{EmailChange, EmailTaken, HashReplacement, ListCursor, ListQuery, UserRecord};
 
 /// A sign-up, its fields valid.
 pub struct NewUser {
     pub name: UserName,
     pub email: UserEmail,
     pub password: Password,
+}
+
+/// What a sign-up answers.
+#[derive(Debug)]
+pub enum SignedUp {
+    Created(User),
+    /// `SIGNUP_EXISTING=notify`: the email's holder, new or not, hears by
+    /// mail.
+    Accepted,
 }
 
 /// One page of users, and where the next one starts.
@@ -27,7 +36,11 @@ pub struct UserList {
 impl Accounts {
     /// Hashes the password first, outside any transaction, then stores the
     /// user if the email is free. With sign-up closed, only an admin may.
-    pub async fn sign_up(&self, caller: &Caller, new: NewUser) -> Result<User, AccountError> {
+    /// With `SIGNUP_EXISTING=notify`, a caller without an admin key learns
+    /// nothing of whether the email had an account: its holder is mailed
+    /// instead, and both cases answer [`SignedUp::Accepted`] after the same
+    /// work.
+    pub async fn sign_up(&self, caller: &Caller, new: NewUser) -> Result<SignedUp, AccountError> {
         if self.policy.access.signup == Signup::Closed {
             caller.require_admin()?;
         }
@@ -55,8 +68,25 @@ impl Accounts {
             password_hash,
         };
         let code = self.new_code(CodePurpose::VerifyEmail, &user);
-        self.store.connection().create_user(record, code).await?;
-        Ok(user)
+        let notify =
+            self.policy.access.signup_existing == SignupExisting::Notify && !caller.is_admin();
+        let taken = if notify {
+            let mailer = self.mailer();
+            EmailTaken::Notify(Box::new(move |holder| {
+                mailer.mail_to(holder, MailContent::SignupAttempted, None)
+            }))
+        } else {
+            EmailTaken::Refuse
+        };
+        self.store
+            .connection()
+            .create_user(record, code, taken)
+            .await?;
+        Ok(if notify {
+            SignedUp::Accepted
+        } else {
+            SignedUp::Created(user)
+        })
     }
 
     pub async fn user(&self, caller: &Caller, id: UserId) -> Result<User, AccountError> {

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use rocket::http::Status;
 use rocket::{delete, post, routes, Route, State};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::fields::Fields;
 use super::json::Json;
 use super::problem::ApiError;
-use super::users::{parse_id, Body};
+use super::users::{parse_id, Body, Message};
 use crate::accounts::{Accounts, Caller, Client};
 use crate::domain::{CodePurpose, OneTimeCode, Password, User, UserEmail};
 
@@ -36,11 +36,6 @@ struct ConfirmData {
     email: Option<String>,
     code: Option<String>,
     new_password: Option<String>,
-}
-
-#[derive(Serialize)]
-struct Message {
-    message: &'static str,
 }
 
 /// An email and the code sent to it.

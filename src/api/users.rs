@@ -1,14 +1,14 @@
 //! `/api/users`: create, read, update, delete and list accounts.
 
-use rocket::response::status::Created;
-use rocket::{delete, get, patch, post, put, routes, Route};
+use rocket::response::status::{Accepted, Created};
+use rocket::{delete, get, patch, post, put, routes, Responder, Route};
 use serde::{Deserialize, Serialize};
 
 use super::fields::Fields;
 use super::guards::Bearer;
 use super::json::{Json, JsonBody};
 use super::problem::ApiError;
-use crate::accounts::{AccountError, Accounts, Caller, Client, NewUser};
+use crate::accounts::{AccountError, Accounts, Caller, Client, NewUser, SignedUp};
 use crate::domain::{Password, User, UserEmail, UserId, UserName};
 
 pub fn routes() -> Vec<Route> {
@@ -123,11 +123,26 @@ async fn post_user(
     caller: Result<Caller, ApiError>,
     accounts: &Accounts,
     body: Body<UserData>,
-) -> Result<Created<Json<User>>, ApiError> {
+) -> Result<SignUpReply, ApiError> {
     let caller = caller?;
     let new_user = NewUser::try_from(body?.0)?;
-    let user = accounts.sign_up(&caller, new_user).await?;
-    Ok(Created::new(format!("/api/users/{}", user.id)).body(Json(user)))
+    Ok(match accounts.sign_up(&caller, new_user).await? {
+        SignedUp::Created(user) => {
+            SignUpReply::Created(Created::new(format!("/api/users/{}", user.id)).body(Json(user)))
+        }
+        SignedUp::Accepted => SignUpReply::Accepted(Accepted(Json(Message {
+            message: "If the address can take a new account, it has one now; either way, \
+                      a mail to the address tells what to do next",
+        }))),
+    })
+}
+
+/// `201` with the user, or, with `SIGNUP_EXISTING=notify`, the same `202`
+/// for every email.
+#[derive(Responder)]
+enum SignUpReply {
+    Created(Created<Json<User>>),
+    Accepted(Accepted<Json<Message>>),
 }
 
 /// `user` is an id when it parses as a UUID, else an email. One route for
@@ -180,8 +195,8 @@ async fn put_user(
 }
 
 #[derive(Serialize)]
-struct Message {
-    message: &'static str,
+pub(super) struct Message {
+    pub(super) message: &'static str,
 }
 
 #[patch("/users/<id>", data = "<body>")]

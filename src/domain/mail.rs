@@ -22,18 +22,22 @@ pub enum MailKind {
     AccountDisabled,
     /// A notice: an admin enabled the account again.
     AccountEnabled,
+    /// A notice: someone tried to sign up with the address, which has an
+    /// account (`SIGNUP_EXISTING=notify`).
+    SignupAttempted,
     /// `user-accounts mail send-test`: proves mail reaches an address.
     Test,
 }
 
 impl MailKind {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::VerifyEmail,
         Self::ResetPassword,
         Self::PasswordChanged,
         Self::EmailChanged,
         Self::AccountDisabled,
         Self::AccountEnabled,
+        Self::SignupAttempted,
         Self::Test,
     ];
 
@@ -46,6 +50,7 @@ impl MailKind {
             Self::EmailChanged => "email_changed",
             Self::AccountDisabled => "account_disabled",
             Self::AccountEnabled => "account_enabled",
+            Self::SignupAttempted => "signup_attempted",
             Self::Test => "test",
         }
     }
@@ -98,6 +103,7 @@ pub enum MailContent {
     EmailChanged,
     AccountDisabled,
     AccountEnabled,
+    SignupAttempted,
     Test,
 }
 
@@ -110,6 +116,7 @@ impl MailContent {
             Self::EmailChanged => MailKind::EmailChanged,
             Self::AccountDisabled => MailKind::AccountDisabled,
             Self::AccountEnabled => MailKind::AccountEnabled,
+            Self::SignupAttempted => MailKind::SignupAttempted,
             Self::Test => MailKind::Test,
         }
     }
@@ -123,6 +130,7 @@ impl MailContent {
             | Self::EmailChanged
             | Self::AccountDisabled
             | Self::AccountEnabled
+            | Self::SignupAttempted
             | Self::Test => None,
         }
     }
@@ -139,15 +147,16 @@ impl MailContent {
             (MailKind::EmailChanged, None) => Ok(Self::EmailChanged),
             (MailKind::AccountDisabled, None) => Ok(Self::AccountDisabled),
             (MailKind::AccountEnabled, None) => Ok(Self::AccountEnabled),
+            (MailKind::SignupAttempted, None) => Ok(Self::SignupAttempted),
             (MailKind::Test, None) => Ok(Self::Test),
             (_, Some(_)) => Err("this kind of mail carries no code"),
         }
     }
 }
 
-/// A message waiting to be sent. The code it may carry is kept in clear
-/// only while the message waits (queued, retrying or dead); a sent message
-/// leaves Redis at once.
+/// A message waiting to be sent. The code it may carry stays sealed while
+/// the message waits (queued, retrying or dead); a sent message leaves
+/// Redis at once.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueuedMail {
     pub id: MailId,

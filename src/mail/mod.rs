@@ -101,6 +101,7 @@ impl Composer {
             | MailKind::EmailChanged
             | MailKind::AccountDisabled
             | MailKind::AccountEnabled
+            | MailKind::SignupAttempted
             | MailKind::Test => None,
         };
         let link = match (page, &code) {

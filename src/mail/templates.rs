@@ -87,6 +87,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("templates/account_enabled.html"),
     ),
     (
+        "signup_attempted.subject.txt",
+        include_str!("templates/signup_attempted.subject.txt"),
+    ),
+    (
+        "signup_attempted.txt",
+        include_str!("templates/signup_attempted.txt"),
+    ),
+    (
+        "signup_attempted.html",
+        include_str!("templates/signup_attempted.html"),
+    ),
+    (
         "test.subject.txt",
         include_str!("templates/test.subject.txt"),
     ),

@@ -124,17 +124,18 @@ impl RedisConn {
         .await
     }
 
-    /// Stores a new user, unless another user holds the email already
-    /// ([`StoreError::EmailInUse`]).
-    /// `code` (a verification code and its mail) is stored in the same
-    /// transaction.
+    /// Stores a new user, with `code` (a verification code and its mail) in
+    /// the same transaction, unless another user holds the email already:
+    /// then, as `taken` says, [`StoreError::EmailInUse`], or the holder's
+    /// notice is queued instead and nothing else is written.
     pub async fn create_user(
         &mut self,
         record: UserRecord,
         code: NewCode,
+        taken: EmailTaken,
     ) -> Result<(), StoreError> {
         let replies = self
-            .run(move |conn, keys| create_user(conn, keys, &record, &code))
+            .run(move |conn, keys| create_user(conn, keys, &record, &code, &taken))
             .await?;
         self.tally_mail(&MailTally::of(&replies));
         Ok(())
@@ -234,14 +235,22 @@ fn create_user(
     keys: &Keys,
     record: &UserRecord,
     code: &NewCode,
+    taken: &EmailTaken,
 ) -> Result<Vec<Value>, StoreError> {
     let user = &record.user;
     let hset = hset_user(&keys.user(user.id), record)?;
     let (_, replies) = transact_with_replies(conn, &keys.email_claim(&user.email), |conn| {
-        if find_id_by_email(conn, keys, &user.email)?.is_some() {
-            return Err(StoreError::EmailInUse);
-        }
         let mut writes = redis::pipe();
+        if let Some(holder) = find_id_by_email(conn, keys, &user.email)? {
+            let EmailTaken::Notify(notice) = taken else {
+                return Err(StoreError::EmailInUse);
+            };
+            let holder = read_user(conn, keys, holder)?.map(|record| record.user);
+            if let Some(mail) = holder.as_ref().and_then(notice) {
+                enqueue(&mut writes, keys, &mail);
+            }
+            return Ok(Plan::Write(writes, ()));
+        }
         writes.add_command(hset.clone()).ignore();
         add_to_index(&mut writes, keys, &user.email, user.id);
         code.add(&mut writes, keys, user.id);
@@ -249,6 +258,17 @@ fn create_user(
         Ok(Plan::Write(writes, ()))
     })?;
     Ok(replies)
+}
+
+/// Makes the mail to a user, or `None` for none.
+pub type Notice = Box<dyn Fn(&User) -> Option<QueuedMail> + Send>;
+
+/// What a sign-up does when the email has an account already.
+pub enum EmailTaken {
+    /// Fails with [`StoreError::EmailInUse`].
+    Refuse,
+    /// Queues the notice this makes for the holder.
+    Notify(Notice),
 }
 
 /// Why a write conditional on the verified password hash did not happen.

@@ -724,6 +724,19 @@ impl Reply {
             .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", self.body))
     }
 
+    /// The headers as `name: value` lines, sorted, but for the two that
+    /// differ on every answer (`Date`, `X-Request-Id`).
+    pub fn lasting_headers(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| !["date", "x-request-id"].contains(&name.to_lowercase().as_str()))
+            .map(|(name, value)| format!("{name}: {value}"))
+            .collect();
+        lines.sort();
+        lines
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
