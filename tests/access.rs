@@ -410,11 +410,7 @@ async fn a_revoked_key_stops_working_within_five_seconds() {
     let app = TestApp::spawn().await;
     let key = app.key(KeyScope::Read).await;
     assert_eq!(app.get_as("/api/users", &key).await.status, Status::Ok);
-    let accounts = app
-        .client
-        .rocket()
-        .state::<user_accounts::accounts::Accounts>()
-        .expect("managed");
+    let accounts = app.accounts();
     let names = accounts.admin_keys().await.expect("listed");
     for info in names {
         accounts.revoke_admin_key(info.name).await.expect("revoked");

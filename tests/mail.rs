@@ -15,7 +15,7 @@ use chrono::Utc;
 use common::smtp::{test_certificates, Received, Security, SmtpServer};
 use common::{free_port, shared_redis_url, TestApp};
 use rocket::http::Status;
-use user_accounts::accounts::{Accounts, TestMail};
+use user_accounts::accounts::TestMail;
 use user_accounts::domain::{
     CodeSecret, MailContent, MailKind, OneTimeCode, QueuedMail, SealedCode, UserEmail, UserName,
 };
@@ -39,13 +39,6 @@ async fn mail_app(mail_url: &str, extra: &[(&str, &str)]) -> TestApp {
     ];
     settings.extend_from_slice(extra);
     TestApp::spawn_on(&shared_redis_url(), &settings).await
-}
-
-fn accounts(app: &TestApp) -> &Accounts {
-    app.client
-        .rocket()
-        .state::<std::sync::Arc<Accounts>>()
-        .expect("managed")
 }
 
 fn email(raw: &str) -> UserEmail {
@@ -72,7 +65,7 @@ fn notice(kind: MailKind, to: &str) -> QueuedMail {
 }
 
 async fn queue(app: &TestApp, mail: &QueuedMail) {
-    let queued = accounts(app).queue_mail(mail).await.expect("queued");
+    let queued = app.accounts().queue_mail(mail).await.expect("queued");
     assert!(queued, "mail is on, so the message is queued");
 }
 
@@ -704,7 +697,7 @@ async fn a_message_left_unfinished_by_five_stopped_senders_goes_to_the_dead_lett
 #[rocket::async_test]
 async fn without_a_mail_url_nothing_is_queued_and_the_service_runs() {
     let app = TestApp::spawn().await;
-    let accounts = accounts(&app);
+    let accounts = app.accounts();
     assert!(!accounts.mail_enabled());
     let queued = accounts
         .queue_mail(&notice(MailKind::Test, "jo@example.com"))

@@ -6,6 +6,7 @@
 //! - `admin_keys`: creating, listing, revoking and checking admin keys.
 //! - `codes`: email verification and password reset by one-time codes.
 //! - `passwords`: every password check, through the attempt limiter.
+//! - `reverts`: undoing an email change from the old address.
 //! - `users`: sign-up, reads, the list, profile and password changes,
 //!   deletion, disabling.
 //! - `sessions`: log in, check a token, list and end sessions, activity.
@@ -19,6 +20,7 @@ mod codes;
 mod mail;
 mod operations;
 mod passwords;
+mod reverts;
 mod sessions;
 mod users;
 

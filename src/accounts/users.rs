@@ -192,9 +192,11 @@ impl Accounts {
                 email: email.clone(),
                 ..current.user.clone()
             };
+            let (notice, revert_digest) = self.email_change_notice(&current.user);
             let change = EmailChange {
                 code: self.new_code(CodePurpose::VerifyEmail, &renamed),
-                notice: self.mail_to(&current.user, MailContent::EmailChanged, None),
+                notice,
+                revert_digest,
                 max_per_day: self.policy.codes.email_changes_per_day,
             };
             let written = self

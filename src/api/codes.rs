@@ -1,5 +1,6 @@
 //! `/api/email-verification` and `/api/password-reset`: asking for a code,
-//! and confirming one. The answers to a request for a code are the same
+//! and confirming one; `/api/email-change/revert`: the code the old address
+//! got when the email changed. The answers to a request for a code are the same
 //! whether or not the email has an account.
 
 use std::sync::Arc;
@@ -22,7 +23,8 @@ pub fn routes() -> Vec<Route> {
         post_password_reset,
         post_password_reset_confirm,
         post_user_password_reset,
-        delete_user_code_limits
+        delete_user_code_limits,
+        post_email_change_revert
     ]
 }
 
@@ -197,4 +199,22 @@ async fn delete_user_code_limits(
     let id = parse_id(id)?;
     accounts.clear_code_limits(&caller?, id).await?;
     Ok(Status::NoContent)
+}
+
+/// The old address of an email change takes the account back with the
+/// revert code it was sent.
+#[post("/email-change/revert", data = "<body>")]
+async fn post_email_change_revert(
+    accounts: &Accounts,
+    client: Client,
+    body: Body<ConfirmData>,
+) -> Result<Json<Message>, ApiError> {
+    let revert = CodeConfirmation::try_from(body?.0)?;
+    accounts
+        .revert_email_change(&client.address, &revert.email, &revert.code)
+        .await?;
+    Ok(Json(Message {
+        message: "The email is back; every session has ended, and a code to choose a new \
+                  password is on its way to it",
+    }))
 }

@@ -1,11 +1,11 @@
-//! The pages the links in verification and reset mails open: `/verify` and
-//! `/reset`. The link carries the email and the code in its fragment
+//! The pages the links in verification and reset mails and in the notice
+//! of an email change open: `/verify`, `/reset` and `/revert`. The link carries the email and the code in its fragment
 //! (`#email=…&code=…`), which browsers never send, so no server sees a code
 //! in a URL; and the page spends the code only when the person presses its
 //! button, so a link scanner that opens the link spends nothing.
 //!
 //! Each page is one self-contained document with an inline script and
-//! style; the script's part both pages share is `pages/code_link.js`.
+//! style; the script's part the pages share is `pages/code_link.js`.
 //! Its `Content-Security-Policy` allows exactly those (by their SHA-256),
 //! requests to this origin only, and no framing.
 
@@ -18,7 +18,7 @@ use rocket::{get, routes, Responder, Route};
 use sha2::{Digest, Sha256};
 
 pub fn routes() -> Vec<Route> {
-    routes![get_verify, get_reset]
+    routes![get_verify, get_reset, get_revert]
 }
 
 /// What both pages' scripts share, put where each says `/* code_link.js */`.
@@ -27,8 +27,11 @@ const CODE_LINK: &str = include_str!("pages/code_link.js");
 static VERIFY: LazyLock<String> =
     LazyLock::new(|| with_code_link(include_str!("pages/verify.html")));
 static RESET: LazyLock<String> = LazyLock::new(|| with_code_link(include_str!("pages/reset.html")));
+static REVERT: LazyLock<String> =
+    LazyLock::new(|| with_code_link(include_str!("pages/revert.html")));
 static VERIFY_POLICY: LazyLock<String> = LazyLock::new(|| policy(&VERIFY));
 static RESET_POLICY: LazyLock<String> = LazyLock::new(|| policy(&RESET));
+static REVERT_POLICY: LazyLock<String> = LazyLock::new(|| policy(&REVERT));
 
 fn with_code_link(page: &str) -> String {
     page.replace("    /* code_link.js */\n", CODE_LINK)
@@ -61,6 +64,13 @@ fn get_verify() -> Page {
 #[get("/reset")]
 fn get_reset() -> Page {
     Page::new(&RESET, &RESET_POLICY)
+}
+
+/// The page the link in the notice of an email change opens, at the old
+/// address.
+#[get("/revert")]
+fn get_revert() -> Page {
+    Page::new(&REVERT, &REVERT_POLICY)
 }
 
 /// The contents of every `<{tag}>…</{tag}>` in `html` (the pages' own
@@ -101,7 +111,7 @@ mod tests {
 
     #[test]
     fn each_page_has_one_script_and_one_style_and_its_policy_names_them() {
-        for html in [VERIFY.as_str(), RESET.as_str()] {
+        for html in [VERIFY.as_str(), RESET.as_str(), REVERT.as_str()] {
             let scripts = elements(html, "script");
             let styles = elements(html, "style");
             assert_eq!((scripts.len(), styles.len()), (1, 1));
@@ -116,7 +126,7 @@ mod tests {
 
     #[test]
     fn each_page_carries_the_shared_script_in_place_of_its_mark() {
-        for html in [VERIFY.as_str(), RESET.as_str()] {
+        for html in [VERIFY.as_str(), RESET.as_str(), REVERT.as_str()] {
             assert!(html.contains("function linkFields()"));
             assert!(!html.contains("/* code_link.js */"));
         }
@@ -124,7 +134,7 @@ mod tests {
 
     #[test]
     fn the_pages_load_nothing_from_elsewhere() {
-        for html in [VERIFY.as_str(), RESET.as_str()] {
+        for html in [VERIFY.as_str(), RESET.as_str(), REVERT.as_str()] {
             assert!(!html.contains("http://") && !html.contains("https://"));
             assert!(!html.contains("<script src") && !html.contains("<link"));
             assert!(

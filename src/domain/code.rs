@@ -104,15 +104,26 @@ impl CodeSecret {
         email: &UserEmail,
         code: &OneTimeCode,
     ) -> String {
-        // Any key length is accepted by HMAC: this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        for part in [
+        self.mac(&[
             purpose.as_str(),
             &user.to_string(),
             email.as_str(),
             code.expose(),
-        ] {
+        ])
+    }
+
+    /// HMAC-SHA256 of a revert code, bound to the old email it was sent to,
+    /// in hex. It names no user: the request that offers it names only the
+    /// email.
+    pub fn revert_digest(&self, email: &UserEmail, code: &OneTimeCode) -> String {
+        self.mac(&["revert_email", email.as_str(), code.expose()])
+    }
+
+    fn mac(&self, parts: &[&str]) -> String {
+        // Any key length is accepted by HMAC: this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        for part in parts {
             mac.update(part.as_bytes());
             mac.update(b"\0");
         }

@@ -16,7 +16,8 @@ pub enum MailKind {
     ResetPassword,
     /// A notice: the account's password was changed.
     PasswordChanged,
-    /// A notice to the old address: the account's email was changed.
+    /// A notice to the old address: the account's email was changed; with a
+    /// code that restores it.
     EmailChanged,
     /// A notice: an admin disabled the account.
     AccountDisabled,
@@ -61,7 +62,10 @@ impl MailKind {
 
     /// Whether messages of this kind carry a code.
     pub fn carries_code(self) -> bool {
-        matches!(self, Self::VerifyEmail | Self::ResetPassword)
+        matches!(
+            self,
+            Self::VerifyEmail | Self::ResetPassword | Self::EmailChanged
+        )
     }
 }
 
@@ -97,10 +101,18 @@ impl fmt::Display for MailId {
 /// What a message says, by kind, with the values its templates need.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MailContent {
-    VerifyEmail { code: SealedCode },
-    ResetPassword { code: SealedCode },
+    VerifyEmail {
+        code: SealedCode,
+    },
+    ResetPassword {
+        code: SealedCode,
+    },
     PasswordChanged,
-    EmailChanged,
+    /// `revert`: the code that restores the old address (none in a message
+    /// queued before revert codes existed).
+    EmailChanged {
+        revert: Option<SealedCode>,
+    },
     AccountDisabled,
     AccountEnabled,
     SignupAttempted,
@@ -113,7 +125,7 @@ impl MailContent {
             Self::VerifyEmail { .. } => MailKind::VerifyEmail,
             Self::ResetPassword { .. } => MailKind::ResetPassword,
             Self::PasswordChanged => MailKind::PasswordChanged,
-            Self::EmailChanged => MailKind::EmailChanged,
+            Self::EmailChanged { .. } => MailKind::EmailChanged,
             Self::AccountDisabled => MailKind::AccountDisabled,
             Self::AccountEnabled => MailKind::AccountEnabled,
             Self::SignupAttempted => MailKind::SignupAttempted,
@@ -126,8 +138,8 @@ impl MailContent {
     pub fn code(&self) -> Option<&SealedCode> {
         match self {
             Self::VerifyEmail { code } | Self::ResetPassword { code } => Some(code),
+            Self::EmailChanged { revert } => revert.as_ref(),
             Self::PasswordChanged
-            | Self::EmailChanged
             | Self::AccountDisabled
             | Self::AccountEnabled
             | Self::SignupAttempted
@@ -144,7 +156,7 @@ impl MailContent {
                 Err("this kind of mail needs a code")
             }
             (MailKind::PasswordChanged, None) => Ok(Self::PasswordChanged),
-            (MailKind::EmailChanged, None) => Ok(Self::EmailChanged),
+            (MailKind::EmailChanged, revert) => Ok(Self::EmailChanged { revert }),
             (MailKind::AccountDisabled, None) => Ok(Self::AccountDisabled),
             (MailKind::AccountEnabled, None) => Ok(Self::AccountEnabled),
             (MailKind::SignupAttempted, None) => Ok(Self::SignupAttempted),

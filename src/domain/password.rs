@@ -1,5 +1,6 @@
 use std::fmt;
 
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use zxcvbn::{Entropy, Score};
 
 use super::{UserEmail, UserName};
@@ -22,6 +23,14 @@ impl Password {
             return Err(format!("must be at most {MAX_LEN} characters"));
         }
         Ok(Self(raw.to_owned()))
+    }
+
+    /// A password nobody knows (32 random bytes): it locks an account until
+    /// its owner sets a new one with a reset code.
+    pub fn unknowable() -> Self {
+        let mut bytes = [0u8; 32];
+        OsRng.fill_bytes(&mut bytes);
+        Self(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
     }
 
     /// Wraps a password offered to prove who the caller is. The policy is not

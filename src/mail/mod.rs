@@ -97,8 +97,8 @@ impl Composer {
         let page = match mail.kind() {
             MailKind::VerifyEmail => Some("verify"),
             MailKind::ResetPassword => Some("reset"),
+            MailKind::EmailChanged => Some("revert"),
             MailKind::PasswordChanged
-            | MailKind::EmailChanged
             | MailKind::AccountDisabled
             | MailKind::AccountEnabled
             | MailKind::SignupAttempted

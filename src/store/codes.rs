@@ -25,7 +25,7 @@ pub const MAX_CODE_TRIES: u32 = 5;
 /// The Lua function that refuses a confirmation while the account's wrong
 /// confirmations of this purpose in the day are at `max`: the ms until the
 /// day ends, else 0.
-const FAILURE_GATE: &str = r"
+pub(super) const FAILURE_GATE: &str = r"
 local function refused(failures, max)
   if tonumber(redis.call('GET', failures) or '0') >= tonumber(max) then
     return math.max(1, redis.call('PTTL', failures))

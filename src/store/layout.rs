@@ -218,6 +218,29 @@ impl Keys {
         format!("{}email_changes:{user}", self.prefix)
     }
 
+    /// A revert code sent to `email`, the account's old address, by its
+    /// keyed hash: the id of the account it restores, for 7 days.
+    pub fn email_revert(&self, email: &UserEmail, digest: &str) -> String {
+        format!("{}email_revert:{email}:{digest}", self.prefix)
+    }
+
+    /// The wrong revert codes offered for `email` in the current day.
+    pub fn revert_failures(&self, email: &UserEmail) -> String {
+        format!("{}code_failures:revert_email:{email}", self.prefix)
+    }
+
+    /// `email` kept for the account that held it (its id) while a revert
+    /// code can bring it back: no other account may take it meanwhile.
+    pub fn email_reserved(&self, email: &UserEmail) -> String {
+        format!("{}email_reserved:{email}", self.prefix)
+    }
+
+    /// The revert codes and reserved emails of `user`: a set of their keys,
+    /// so that a revert, or the user's deletion, ends them all.
+    pub fn email_reverts_of(&self, user: UserId) -> String {
+        format!("{}email_reverts:{user}", self.prefix)
+    }
+
     /// The messages queued to `email` in the last hour: a sorted set of
     /// message ids scored by when each was queued (Unix milliseconds).
     pub fn mail_to_recipient(&self, email: &UserEmail) -> String {

@@ -12,6 +12,7 @@ use super::conn::RedisConn;
 use super::email_index::{
     add_to_index, email_lookup, email_prefix_range, first_id, remove_from_index, ListCursor,
 };
+use super::email_reverts::{add_revert, email_holder, end_reverts};
 use super::layout::{parse_index_member, user_fields, Keys};
 use super::mail_queue::{enqueue, MailTally};
 use super::outbox;
@@ -57,6 +58,9 @@ pub enum HashReplacement {
 pub struct EmailChange {
     pub code: NewCode,
     pub notice: Option<QueuedMail>,
+    /// The keyed hash of the revert code the notice carries (`None` with
+    /// no notice): stored with the old address, which stays reserved.
+    pub revert_digest: Option<String>,
     pub max_per_day: u32,
 }
 
@@ -212,7 +216,7 @@ impl RedisConn {
     }
 }
 
-fn read_user(
+pub(super) fn read_user(
     conn: &mut Connection,
     keys: &Keys,
     id: UserId,
@@ -222,7 +226,7 @@ fn read_user(
     decode_user_fields(id, &key, fields)
 }
 
-fn find_id_by_email(
+pub(super) fn find_id_by_email(
     conn: &mut Connection,
     keys: &Keys,
     email: &UserEmail,
@@ -241,7 +245,7 @@ fn create_user(
     let hset = hset_user(&keys.user(user.id), record)?;
     let (_, replies) = transact_with_replies(conn, &keys.email_claim(&user.email), |conn| {
         let mut writes = redis::pipe();
-        if let Some(holder) = find_id_by_email(conn, keys, &user.email)? {
+        if let Some(holder) = email_holder(conn, keys, &user.email)? {
             let EmailTaken::Notify(notice) = taken else {
                 return Err(StoreError::EmailInUse);
             };
@@ -326,7 +330,7 @@ fn update_profile(
             if let Some(retry_after) = changes_spent(conn, &changes_key, change.max_per_day)? {
                 return Ok(Plan::Answer(Written::EmailChangesSpent { retry_after }));
             }
-            if find_id_by_email(conn, keys, &email)?.is_some_and(|owner| owner != id) {
+            if email_holder(conn, keys, &email)?.is_some_and(|owner| owner != id) {
                 return Err(StoreError::EmailInUse);
             }
         }
@@ -368,6 +372,9 @@ fn update_profile(
             change.code.add(&mut writes, keys, id);
             if let Some(notice) = &change.notice {
                 enqueue(&mut writes, keys, notice);
+            }
+            if let Some(digest) = &change.revert_digest {
+                add_revert(&mut writes, keys, id, &current.email, digest);
             }
         }
         outbox::record(
@@ -466,6 +473,7 @@ fn delete_user(
         remove_from_index(&mut writes, keys, current.email.as_str(), id);
         revoke_all(&mut writes, keys, id, &sessions);
         remove_codes(&mut writes, keys, id);
+        end_reverts(conn, keys, id, &mut writes)?;
         outbox::record(&mut writes, keys, EventKind::Deleted, id, now());
         Ok(Plan::Write(writes, Written::Done(current)))
     })

@@ -300,14 +300,18 @@ impl TestApp {
         }
     }
 
+    /// The service the app runs, for what the command line does.
+    pub fn accounts(&self) -> &Accounts {
+        self.client
+            .rocket()
+            .state::<std::sync::Arc<Accounts>>()
+            .expect("managed")
+    }
+
     /// A new key of `scope`, made through the service as
     /// `user-accounts admin-key create` makes one.
     pub async fn key(&self, scope: KeyScope) -> String {
-        let accounts = self
-            .client
-            .rocket()
-            .state::<std::sync::Arc<Accounts>>()
-            .expect("managed");
+        let accounts = self.accounts();
         let name = format!("test-{}", uuid::Uuid::new_v4().simple());
         let name = KeyName::parse(&name).expect("a valid name");
         accounts

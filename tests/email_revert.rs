@@ -1,0 +1,212 @@
+//! Taking an account back after its email was changed: the notice to the
+//! old address carries a revert code that, for 7 days, puts that address
+//! back, ends every session and locks the password until a reset.
+
+mod common;
+
+use common::mailbox::*;
+use common::{id_of, Reply};
+use rocket::http::Status;
+use serde_json::json;
+
+const REVERT: &str = "/api/email-change/revert";
+const OWNER: &str = "owner@example.com";
+const THIEF: &str = "thief@example.net";
+const CHANGED: &str = "email address of your";
+
+/// An account whose email was changed to `THIEF` by a fresh session, and
+/// that session's token. The sign-up's verification mail and the change's
+/// two mails (a code to the new address, the notice to the old) make three.
+async fn stolen_account(mailed: &MailedApp) -> (String, String) {
+    let id = mailed.sign_up(OWNER).await;
+    let token = mailed.app.token_for(OWNER, PASSWORD).await;
+    change_email(mailed, &id, &token, THIEF).await;
+    (id, token)
+}
+
+async fn change_email(mailed: &MailedApp, id: &str, token: &str, email: &str) {
+    let body = json!({"name": "Ada", "email": email});
+    let reply = mailed.app.put_user_as(id, token, &body).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+}
+
+async fn revert(mailed: &MailedApp, email: &str, code: &str) -> Reply {
+    mailed
+        .app
+        .post_json(REVERT, &json!({"email": email, "code": code}))
+        .await
+}
+
+/// The revert code in the latest notice to `to`, once `count` mails came.
+async fn revert_code(mailed: &MailedApp, to: &str, count: usize) -> String {
+    mailed.code_for(to, count, CHANGED).await
+}
+
+#[rocket::async_test]
+async fn the_notice_to_the_old_address_carries_a_revert_code_and_its_link() {
+    let mailed = MailedApp::spawn(&[]).await;
+    stolen_account(&mailed).await;
+    let code = revert_code(&mailed, OWNER, 3).await;
+    let notice = mailed.mails(3).await.into_iter().rev().find(|mail| {
+        mail.header("Subject")
+            .is_some_and(|subject| subject.contains(CHANGED))
+    });
+    let text = notice.expect("the notice").text();
+    assert!(
+        text.contains(&format!(
+            "https://accounts.example.com/revert#email=owner%40example.com&code={code}"
+        )),
+        "{text}"
+    );
+}
+
+#[rocket::async_test]
+async fn a_revert_code_puts_the_old_email_back_verified() {
+    let mailed = MailedApp::spawn(&[]).await;
+    let (id, _) = stolen_account(&mailed).await;
+    let code = revert_code(&mailed, OWNER, 3).await;
+    let reply = revert(&mailed, OWNER, &code).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let user = mailed.app.get_user(&id).await.json();
+    assert_eq!(
+        (user["email"].as_str(), &user["email_verified"]),
+        (Some(OWNER), &json!(true))
+    );
+    assert_eq!(mailed.app.get_user(THIEF).await.status, Status::NotFound);
+}
+
+#[rocket::async_test]
+async fn a_revert_ends_every_session_and_the_password_that_was_known() {
+    let mailed = MailedApp::spawn(&[]).await;
+    let (_, token) = stolen_account(&mailed).await;
+    let code = revert_code(&mailed, OWNER, 3).await;
+    revert(&mailed, OWNER, &code).await;
+    mailed.app.assert_signed_out(&token).await;
+    let login = mailed.app.login(OWNER, PASSWORD).await;
+    assert_eq!(login.status, Status::Unauthorized, "{}", login.body);
+}
+
+#[rocket::async_test]
+async fn a_revert_mails_the_old_address_a_reset_code_that_sets_a_new_password() {
+    let mailed = MailedApp::spawn(&[]).await;
+    stolen_account(&mailed).await;
+    let code = revert_code(&mailed, OWNER, 3).await;
+    revert(&mailed, OWNER, &code).await;
+    let reset_code = mailed.code_for(OWNER, 4, "Reset").await;
+    let reply = reset(&mailed.app, OWNER, &reset_code, NEW_PASSWORD).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    mailed.app.token_for(OWNER, NEW_PASSWORD).await;
+}
+
+#[rocket::async_test]
+async fn a_revert_code_works_once() {
+    let mailed = MailedApp::spawn(&[]).await;
+    stolen_account(&mailed).await;
+    let code = revert_code(&mailed, OWNER, 3).await;
+    assert_eq!(revert(&mailed, OWNER, &code).await.status, Status::Ok);
+    assert_invalid_code(&revert(&mailed, OWNER, &code).await);
+}
+
+#[rocket::async_test]
+async fn a_wrong_revert_code_changes_nothing() {
+    let mailed = MailedApp::spawn(&[]).await;
+    let (id, token) = stolen_account(&mailed).await;
+    let code = revert_code(&mailed, OWNER, 3).await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    assert_invalid_code(&revert(&mailed, OWNER, wrong).await);
+    assert_eq!(mailed.app.get_user(&id).await.json()["email"], THIEF);
+    mailed.app.assert_signed_in(&token).await;
+}
+
+#[rocket::async_test]
+async fn the_old_address_stays_reserved_while_its_revert_code_works() {
+    let mailed = MailedApp::spawn(&[]).await;
+    stolen_account(&mailed).await;
+    let reply = mailed.app.sign_up("Twin", OWNER, PASSWORD).await;
+    assert_eq!(reply.status, Status::Conflict, "{}", reply.body);
+    let other = mailed.sign_up("other@example.com").await;
+    let token = mailed.app.token_for("other@example.com", PASSWORD).await;
+    let body = json!({"name": "Other", "email": OWNER});
+    let reply = mailed.app.put_user_as(&other, &token, &body).await;
+    assert_eq!(reply.status, Status::Conflict, "{}", reply.body);
+}
+
+#[rocket::async_test]
+async fn the_account_may_take_its_own_reserved_address_back() {
+    let mailed = MailedApp::spawn(&[]).await;
+    let (id, token) = stolen_account(&mailed).await;
+    change_email(&mailed, &id, &token, OWNER).await;
+    assert_eq!(mailed.app.get_user(&id).await.json()["email"], OWNER);
+}
+
+#[rocket::async_test]
+async fn a_second_change_does_not_spend_the_first_revert_code() {
+    let mailed = MailedApp::spawn(&[]).await;
+    let (id, token) = stolen_account(&mailed).await;
+    let first = revert_code(&mailed, OWNER, 3).await;
+    change_email(&mailed, &id, &token, "thief+2@example.net").await;
+    let reply = revert(&mailed, OWNER, &first).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(mailed.app.get_user(&id).await.json()["email"], OWNER);
+}
+
+#[rocket::async_test]
+async fn a_revert_ends_the_revert_codes_the_later_addresses_got() {
+    let mailed = MailedApp::spawn(&[]).await;
+    let (id, token) = stolen_account(&mailed).await;
+    let first = revert_code(&mailed, OWNER, 3).await;
+    change_email(&mailed, &id, &token, "thief+2@example.net").await;
+    let thiefs = revert_code(&mailed, THIEF, 5).await;
+    assert_eq!(revert(&mailed, OWNER, &first).await.status, Status::Ok);
+    assert_invalid_code(&revert(&mailed, THIEF, &thiefs).await);
+    assert_eq!(mailed.app.get_user(&id).await.json()["email"], OWNER);
+}
+
+#[rocket::async_test]
+async fn wrong_revert_codes_from_many_addresses_get_429_past_the_days_limit() {
+    let mailed = MailedApp::spawn(&[("CODE_MAX_ACCOUNT_FAILURES", "3")]).await;
+    stolen_account(&mailed).await;
+    let code = revert_code(&mailed, OWNER, 3).await;
+    let wrong = if code == "000000" { "000001" } else { "000000" };
+    let body = json!({"email": OWNER, "code": wrong});
+    for n in 2..5 {
+        let address = format!("127.0.0.{n}");
+        let reply = mailed.app.post_json_from(&address, REVERT, &body).await;
+        assert_invalid_code(&reply);
+    }
+    let body = json!({"email": OWNER, "code": code});
+    let reply = mailed.app.post_json_from("127.0.0.9", REVERT, &body).await;
+    reply.assert_problem_status(Status::TooManyRequests);
+    assert!(reply.header("Retry-After").is_some());
+}
+
+#[rocket::async_test]
+async fn no_revert_code_is_kept_in_clear_in_redis() {
+    let mailed = MailedApp::spawn(&[]).await;
+    stolen_account(&mailed).await;
+    let code = revert_code(&mailed, OWNER, 3).await;
+    let mut redis = mailed.app.redis();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", mailed.app.prefix))
+        .query(&mut redis)
+        .expect("KEYS");
+    for key in keys {
+        assert!(!key.contains(&code), "{key} names the code");
+        let dump: Option<Vec<u8>> = redis::cmd("DUMP")
+            .arg(&key)
+            .query(&mut redis)
+            .expect("DUMP");
+        let dump = String::from_utf8_lossy(&dump.unwrap_or_default()).into_owned();
+        assert!(!dump.contains(&code), "{key} holds the code in clear");
+    }
+}
+
+#[rocket::async_test]
+async fn deleting_the_account_frees_the_address_it_reserved() {
+    let mailed = MailedApp::spawn(&[]).await;
+    let (id, token) = stolen_account(&mailed).await;
+    let reply = mailed.app.delete_user_as(&id, &token).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    let created = mailed.app.create_user("Ada", OWNER, PASSWORD).await;
+    assert_ne!(id_of(&created), id);
+}
