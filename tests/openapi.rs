@@ -566,6 +566,7 @@ fn operations_cases() -> Vec<Case> {
         case(Get, "/docs", 200, "/docs"),
         case(Get, "/verify", 200, "/verify"),
         case(Get, "/reset", 200, "/reset"),
+        case(Get, "/revert", 200, "/revert"),
         case(Get, "/files/{path}", 200, "/files/index.html"),
         case(Get, "/files/{path}", 404, "/files/missing.txt"),
     ]
@@ -900,6 +901,7 @@ fn code_cases() -> Vec<Case> {
     let reset_confirm = "/api/password-reset/confirm";
     let admin_reset = "/api/users/{id}/password-reset";
     let code_limits = "/api/users/{id}/code-limits";
+    let revert = "/api/email-change/revert";
     let confirm = json!({"email": "{email}", "code": "{code}"});
     let wrong = json!({"email": "{email}", "code": "000000"});
     let new_password = "an entirely new passphrase";
@@ -928,7 +930,7 @@ fn code_cases() -> Vec<Case> {
             .json(confirm.clone()),
         case(Post, verify_confirm, 503, verify_confirm)
             .on(Target::Down)
-            .json(confirm),
+            .json(confirm.clone()),
         case(Post, reset_confirm, 200, reset_confirm).json(reset_body.clone()),
         case(Post, reset_confirm, 422, reset_confirm)
             .json(json!({"email": "{email}", "code": "000000", "new_password": new_password}))
@@ -971,12 +973,25 @@ fn code_cases() -> Vec<Case> {
         case(Delete, code_limits, 503, "/api/users/{id}/code-limits")
             .on(Target::Down)
             .auth(Auth::Forged),
+        case(Post, revert, 200, revert).json(confirm.clone()),
+        case(Post, revert, 409, revert)
+            .json(json!({"email": "{other_email}", "code": "{code}"}))
+            .problem("/problems/email-in-use"),
+        case(Post, revert, 422, revert)
+            .json(wrong.clone())
+            .problem("/problems/invalid-code"),
+        case(Post, revert, 429, revert)
+            .on(Target::Throttled)
+            .json(confirm.clone()),
+        case(Post, revert, 503, revert)
+            .on(Target::Down)
+            .json(confirm),
         case(Post, "/api/sessions", 403, "/api/sessions")
             .on(Target::VerifiedOnly)
             .json(json!({"email": "{email}", "password": PASSWORD}))
             .problem("/problems/email-not-verified"),
     ]);
-    for uri in [verify, verify_confirm, reset, reset_confirm] {
+    for uri in [verify, verify_confirm, reset, reset_confirm, revert] {
         cases.extend(body_failures(Post, uri, uri));
     }
     cases
@@ -1030,6 +1045,9 @@ async fn fixture(app: &TestApp, old: &Old) -> Fixture {
     for purpose in [CodePurpose::VerifyEmail, CodePurpose::ResetPassword] {
         store_code(app, purpose, id, &email);
     }
+    for old in [&email, &other_email] {
+        store_revert_code(app, id, old);
+    }
     Fixture {
         id: user["id"].as_str().expect("id").to_owned(),
         token: app.token_for(&email, PASSWORD).await,
@@ -1066,6 +1084,21 @@ fn store_code(app: &TestApp, purpose: CodePurpose, id: &str, email: &str) {
         .arg(0)
         .exec(&mut app.redis())
         .expect("HSET");
+}
+
+/// Gives the user `id` the revert code [`CODE`] for `old`, as the notice
+/// of a change from `old` would have brought it. For the other user's
+/// email, it names an address another account holds.
+fn store_revert_code(app: &TestApp, id: &str, old: &str) {
+    let secret = CodeSecret::parse(SECRET.as_bytes()).expect("a valid secret");
+    let old = UserEmail::parse(old).expect("a valid email");
+    let code = OneTimeCode::parse(CODE).expect("six digits");
+    let digest = secret.revert_digest(&old, &code);
+    redis::cmd("SET")
+        .arg(app.keys_of_layout().email_revert(&old, &digest))
+        .arg(id)
+        .exec(&mut app.redis())
+        .expect("SET");
 }
 
 fn fill(text: &str, fixture: &Fixture) -> String {
