@@ -81,6 +81,12 @@ pub enum Signup {
     Closed,
 }
 
+/// How long work left at shutdown may take: Rocket's shutdown grace, at
+/// least a second.
+pub fn shutdown_grace(rocket: &rocket::Config) -> Duration {
+    Duration::from_secs(u64::from(rocket.shutdown.grace.max(1)))
+}
+
 /// How a sign-up answers for an email that has an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignupExisting {

@@ -37,7 +37,6 @@ pub mod store;
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use rocket::fairing::AdHoc;
 use rocket::{Build, Rocket};
@@ -146,10 +145,10 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
             rocket::tokio::spawn(announce::announce(listening, redis));
         })
     }));
-    // Before the mail sender stops: a code requested just before shutdown
-    // is still queued.
+    // A code requested just before shutdown is still issued and its mail
+    // queued (in Redis, for whichever instance sends next).
     let rocket = rocket.attach(AdHoc::on_shutdown("code requests", |rocket| {
-        let grace = Duration::from_secs(u64::from(rocket.config().shutdown.grace.max(1)));
+        let grace = config::shutdown_grace(rocket.config());
         Box::pin(async move { accounts.finish_after_answers(grace).await })
     }));
     Ok(match mail_sender {

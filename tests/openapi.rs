@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use common::{free_port, session_id, TestApp};
 use rocket::http::{ContentType, Header, Method, Status};
 use serde_json::{json, Value};
-use user_accounts::domain::{CodePurpose, CodeSecret, KeyScope, OneTimeCode, UserEmail, UserId};
+use user_accounts::domain::{
+    CodePurpose, CodeSecret, KeyScope, OneTimeCode, RevertCode, UserEmail, UserId,
+};
 use user_accounts::store::layout::code_fields;
 
 const PASSWORD: &str = "correct horse battery";
@@ -18,6 +20,8 @@ const PASSWORD: &str = "correct horse battery";
 const SECRET: &str = "a test secret of at least thirty-two bytes";
 /// The code every fixture's user holds, for verification and for reset.
 const CODE: &str = "135790";
+/// The revert code every fixture's user holds for its own email.
+const REVERT_CODE: &str = "AAAAAAAAAAAAAAAAAAAAAA";
 
 fn document() -> Value {
     serde_json::from_str(include_str!("../src/api/openapi.json")).expect("the document is JSON")
@@ -902,6 +906,7 @@ fn code_cases() -> Vec<Case> {
     let admin_reset = "/api/users/{id}/password-reset";
     let code_limits = "/api/users/{id}/code-limits";
     let revert = "/api/email-change/revert";
+    let revert_body = json!({"email": "{email}", "code": "{revert_code}"});
     let confirm = json!({"email": "{email}", "code": "{code}"});
     let wrong = json!({"email": "{email}", "code": "000000"});
     let new_password = "an entirely new passphrase";
@@ -930,7 +935,7 @@ fn code_cases() -> Vec<Case> {
             .json(confirm.clone()),
         case(Post, verify_confirm, 503, verify_confirm)
             .on(Target::Down)
-            .json(confirm.clone()),
+            .json(confirm),
         case(Post, reset_confirm, 200, reset_confirm).json(reset_body.clone()),
         case(Post, reset_confirm, 422, reset_confirm)
             .json(json!({"email": "{email}", "code": "000000", "new_password": new_password}))
@@ -973,19 +978,20 @@ fn code_cases() -> Vec<Case> {
         case(Delete, code_limits, 503, "/api/users/{id}/code-limits")
             .on(Target::Down)
             .auth(Auth::Forged),
-        case(Post, revert, 200, revert).json(confirm.clone()),
+        case(Post, revert, 200, revert).json(revert_body.clone()),
         case(Post, revert, 409, revert)
-            .json(json!({"email": "{other_email}", "code": "{code}"}))
+            .json(json!({"email": "{other_email}", "code": "{revert_code}"}))
             .problem("/problems/email-in-use"),
         case(Post, revert, 422, revert)
-            .json(wrong.clone())
+            .json(json!({"email": "{email}", "code": "BBBBBBBBBBBBBBBBBBBBBA"}))
             .problem("/problems/invalid-code"),
+        case(Post, revert, 422, revert).json(json!({"email": "{email}", "code": "{code}"})),
         case(Post, revert, 429, revert)
             .on(Target::Throttled)
-            .json(confirm.clone()),
+            .json(revert_body.clone()),
         case(Post, revert, 503, revert)
             .on(Target::Down)
-            .json(confirm),
+            .json(revert_body),
         case(Post, "/api/sessions", 403, "/api/sessions")
             .on(Target::VerifiedOnly)
             .json(json!({"email": "{email}", "password": PASSWORD}))
@@ -1086,13 +1092,13 @@ fn store_code(app: &TestApp, purpose: CodePurpose, id: &str, email: &str) {
         .expect("HSET");
 }
 
-/// Gives the user `id` the revert code [`CODE`] for `old`, as the notice
+/// Gives the user `id` the revert code [`REVERT_CODE`] for `old`, as the notice
 /// of a change from `old` would have brought it. For the other user's
 /// email, it names an address another account holds.
 fn store_revert_code(app: &TestApp, id: &str, old: &str) {
     let secret = CodeSecret::parse(SECRET.as_bytes()).expect("a valid secret");
     let old = UserEmail::parse(old).expect("a valid email");
-    let code = OneTimeCode::parse(CODE).expect("six digits");
+    let code = RevertCode::parse(REVERT_CODE).expect("a revert code");
     let digest = secret.revert_digest(&old, &code);
     redis::cmd("SET")
         .arg(app.keys_of_layout().email_revert(&old, &digest))
@@ -1104,6 +1110,7 @@ fn store_revert_code(app: &TestApp, id: &str, old: &str) {
 fn fill(text: &str, fixture: &Fixture) -> String {
     let session_id = session_id(&fixture.token);
     text.replace("{code}", CODE)
+        .replace("{revert_code}", REVERT_CODE)
         .replace("{old_id}", &fixture.old.id)
         .replace("{old_email}", &fixture.old.email)
         .replace("{id}", &fixture.id)

@@ -5,18 +5,30 @@
 //! stolen session, say) keeps nothing: not the session, not the password,
 //! not the new address.
 
-use super::{AccountError, Accounts};
+use super::{AccountError, Accounts, Caller};
 use crate::domain::{
-    ClientAddress, CodePurpose, MailContent, OneTimeCode, Password, QueuedMail, User, UserEmail,
+    ClientAddress, CodePurpose, MailContent, Password, QueuedMail, RevertCode, User, UserEmail,
 };
-use crate::store::{AttemptProof, Revert, RevertCheck, REVERT_TTL};
+use crate::store::{AttemptProof, Revert, REVERT_TTL};
 
 impl Accounts {
-    /// The notice to `user`'s current (soon old) address that its email is
-    /// changing, carrying a revert code, and the code's keyed hash; both
-    /// `None` while mail is off, as no code could reach anyone.
-    pub(super) fn email_change_notice(&self, user: &User) -> (Option<QueuedMail>, Option<String>) {
-        let code = OneTimeCode::generate();
+    /// The notice to `user`'s current (soon old) address that `caller` is
+    /// changing its email, and the keyed hash of the revert code it
+    /// carries. A revert code goes only to an address the account proved
+    /// (a typo made at sign-up takes nothing back) and only when the change
+    /// is the user's own: an admin key that changes an email may be taking
+    /// it away from a holder it no longer trusts. Both `None` while mail is
+    /// off.
+    pub(super) fn email_change_notice(
+        &self,
+        caller: &Caller,
+        user: &User,
+    ) -> (Option<QueuedMail>, Option<String>) {
+        if caller.is_admin() || !user.email_verified {
+            let notice = self.mail_to(user, MailContent::EmailChanged { revert: None }, None);
+            return (notice, None);
+        }
+        let code = RevertCode::generate();
         let secret = &self.policy.code_secret;
         let content = MailContent::EmailChanged {
             revert: Some(secret.sealer().seal(&code)),
@@ -30,25 +42,21 @@ impl Accounts {
 
     /// `POST /api/email-change/revert`: gives `email` back to the account
     /// it was changed away from, when `code` is the revert code sent there.
-    /// Counted by the password limiter first, then against the email's
-    /// wrong revert codes of the day.
+    /// Counted by the password limiter (per email and address, and per
+    /// address); no cap per email, which anyone knowing the address could
+    /// exhaust, is needed: the code is too long to guess.
     pub async fn revert_email_change(
         &self,
         client: &ClientAddress,
         email: &UserEmail,
-        code: &OneTimeCode,
+        code: &RevertCode,
     ) -> Result<(), AccountError> {
         self.admit_attempt(email, client, AttemptProof::Code)
             .await?;
         let digest = self.policy.code_secret.revert_digest(email, code);
         let conn = self.store.connection();
-        let max_failures = self.policy.codes.max_account_failures;
-        let id = match conn.check_revert_code(email, &digest, max_failures).await? {
-            RevertCheck::Matched(id) => id,
-            RevertCheck::Wrong => return Err(AccountError::InvalidCode),
-            RevertCheck::Refused { retry_after } => {
-                return Err(AccountError::TooManyWrongCodes { retry_after })
-            }
+        let Some(id) = conn.revert_code_owner(email, &digest).await? else {
+            return Err(AccountError::InvalidCode);
         };
         let Some(user) = conn.public_user_by_id(id).await? else {
             return Err(AccountError::InvalidCode);

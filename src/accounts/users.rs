@@ -192,7 +192,11 @@ impl Accounts {
                 email: email.clone(),
                 ..current.user.clone()
             };
-            let (notice, revert_digest) = self.email_change_notice(&current.user);
+            let (notice, revert_digest) = if current.user.email == email {
+                (None, None)
+            } else {
+                self.email_change_notice(caller, &current.user)
+            };
             let change = EmailChange {
                 code: self.new_code(CodePurpose::VerifyEmail, &renamed),
                 notice,

@@ -10,11 +10,11 @@ use rocket::{delete, post, routes, Route, State};
 use serde::Deserialize;
 
 use super::fields::Fields;
-use super::json::Json;
+use super::json::{Json, Message};
 use super::problem::ApiError;
-use super::users::{parse_id, Body, Message};
+use super::users::{parse_id, Body};
 use crate::accounts::{Accounts, Caller, Client};
-use crate::domain::{CodePurpose, OneTimeCode, Password, User, UserEmail};
+use crate::domain::{CodePurpose, OneTimeCode, Password, RevertCode, User, UserEmail};
 
 pub fn routes() -> Vec<Route> {
     routes![
@@ -46,6 +46,12 @@ struct CodeConfirmation {
     code: OneTimeCode,
 }
 
+/// An old email and the revert code sent to it.
+struct RevertConfirmation {
+    email: UserEmail,
+    code: RevertCode,
+}
+
 /// The same, and the new password it is to set.
 struct ResetConfirmation {
     email: UserEmail,
@@ -69,6 +75,20 @@ impl TryFrom<ConfirmData> for CodeConfirmation {
     fn try_from(data: ConfirmData) -> Result<Self, ApiError> {
         let mut fields = Fields::default();
         match email_and_code(&mut fields, &data) {
+            (Some(email), Some(code)) => Ok(Self { email, code }),
+            _ => Err(fields.into_error()),
+        }
+    }
+}
+
+impl TryFrom<ConfirmData> for RevertConfirmation {
+    type Error = ApiError;
+
+    fn try_from(data: ConfirmData) -> Result<Self, ApiError> {
+        let mut fields = Fields::default();
+        let email = fields.required("email", data.email.as_deref(), UserEmail::parse);
+        let code = fields.required("code", data.code.as_deref(), RevertCode::parse);
+        match (email, code) {
             (Some(email), Some(code)) => Ok(Self { email, code }),
             _ => Err(fields.into_error()),
         }
@@ -209,7 +229,7 @@ async fn post_email_change_revert(
     client: Client,
     body: Body<ConfirmData>,
 ) -> Result<Json<Message>, ApiError> {
-    let revert = CodeConfirmation::try_from(body?.0)?;
+    let revert = RevertConfirmation::try_from(body?.0)?;
     accounts
         .revert_email_change(&client.address, &revert.email, &revert.code)
         .await?;

@@ -24,6 +24,12 @@ pub struct JsonBody<T>(pub T);
 /// A JSON answer, `application/json`, ending with a newline.
 pub struct Json<T>(pub T);
 
+/// A body that only says what happened: `{"message": …}`.
+#[derive(Serialize)]
+pub(super) struct Message {
+    pub(super) message: &'static str,
+}
+
 /// `value` as JSON and a newline.
 pub(super) fn to_json_line<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
     let mut body = serde_json::to_vec(value).map_err(|_| Status::InternalServerError)?;

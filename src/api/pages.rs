@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn each_page_carries_the_shared_script_in_place_of_its_mark() {
         for html in [VERIFY.as_str(), RESET.as_str(), REVERT.as_str()] {
-            assert!(html.contains("function linkFields()"));
+            assert!(html.contains("function linkFields(shape)"));
             assert!(!html.contains("/* code_link.js */"));
         }
     }

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fields::Fields;
 use super::guards::Bearer;
-use super::json::{Json, JsonBody};
+use super::json::{Json, JsonBody, Message};
 use super::problem::ApiError;
 use crate::accounts::{AccountError, Accounts, Caller, Client, NewUser, SignedUp};
 use crate::domain::{Password, User, UserEmail, UserId, UserName};
@@ -192,11 +192,6 @@ async fn put_user(
         )
         .await?;
     Ok(Json(user))
-}
-
-#[derive(Serialize)]
-pub(super) struct Message {
-    pub(super) message: &'static str,
 }
 
 #[patch("/users/<id>", data = "<body>")]

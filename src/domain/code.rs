@@ -50,6 +50,65 @@ impl fmt::Debug for OneTimeCode {
     }
 }
 
+/// The code that puts an old email back after a change: 128 random bits in
+/// URL-safe base64 (22 characters). It travels in a link mostly, so it can
+/// afford to be too long to guess, and no per-email cap on wrong offers
+/// (which anyone knowing the address could exhaust) is needed. It never
+/// prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RevertCode(String);
+
+const REVERT_BYTES: usize = 16;
+const REVERT_LEN: usize = 22;
+
+impl RevertCode {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; REVERT_BYTES];
+        OsRng.fill_bytes(&mut bytes);
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The 22 characters from the email, spaces around them allowed.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let decoded = URL_SAFE_NO_PAD.decode(raw).ok();
+        if raw.len() == REVERT_LEN && decoded.is_some_and(|bytes| bytes.len() == REVERT_BYTES) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(format!(
+                "must be the {REVERT_LEN} characters of the code from the email"
+            ))
+        }
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RevertCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RevertCode(***)")
+    }
+}
+
+/// A code a mail carries, as [`CodeSealer`] seals and opens it.
+pub trait MailedCode {
+    fn expose(&self) -> &str;
+}
+
+impl MailedCode for OneTimeCode {
+    fn expose(&self) -> &str {
+        OneTimeCode::expose(self)
+    }
+}
+
+impl MailedCode for RevertCode {
+    fn expose(&self) -> &str {
+        RevertCode::expose(self)
+    }
+}
+
 /// What a code is for: a code of one purpose never serves the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodePurpose {
@@ -115,7 +174,7 @@ impl CodeSecret {
     /// HMAC-SHA256 of a revert code, bound to the old email it was sent to,
     /// in hex. It names no user: the request that offers it names only the
     /// email.
-    pub fn revert_digest(&self, email: &UserEmail, code: &OneTimeCode) -> String {
+    pub fn revert_digest(&self, email: &UserEmail, code: &RevertCode) -> String {
         self.mac(&["revert_email", email.as_str(), code.expose()])
     }
 
@@ -156,23 +215,24 @@ const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 
 impl CodeSealer {
-    pub fn seal(&self, code: &OneTimeCode) -> SealedCode {
+    pub fn seal(&self, code: &impl MailedCode) -> SealedCode {
         let nonce = ChaCha20Poly1305::generate_nonce(&mut AeadOsRng);
         // Encrypting a few bytes in memory fails only past the cipher's
-        // length limit, which six digits are far from.
+        // length limit, which a code is far from.
         let sealed = self
             .0
             .encrypt(&nonce, code.expose().as_bytes())
-            .unwrap_or_else(|_| unreachable!("six bytes are within the cipher's limit"));
+            .unwrap_or_else(|_| unreachable!("a code is within the cipher's limit"));
         let mut bytes = nonce.to_vec();
         bytes.extend_from_slice(&sealed);
         SealedCode(URL_SAFE_NO_PAD.encode(bytes))
     }
 
-    /// The code inside `sealed`; `Err` when it was sealed under another
-    /// key (`TOKEN_SECRET` changed, or was unset on the instance that
-    /// sealed it) or was altered.
-    pub fn open(&self, sealed: &SealedCode) -> Result<OneTimeCode, &'static str> {
+    /// The code inside `sealed`, as the mail shows it: a [`OneTimeCode`] or
+    /// a [`RevertCode`]; `Err` when it was sealed under another key
+    /// (`TOKEN_SECRET` changed, or was unset on the instance that sealed
+    /// it) or was altered.
+    pub fn open(&self, sealed: &SealedCode) -> Result<String, &'static str> {
         const NOT_OURS: &str =
             "the code was sealed under another key (is TOKEN_SECRET the same on every instance?)";
         let bytes = URL_SAFE_NO_PAD.decode(&sealed.0).map_err(|_| NOT_OURS)?;
@@ -181,8 +241,12 @@ impl CodeSealer {
             .0
             .decrypt(Nonce::from_slice(nonce), ciphertext)
             .map_err(|_| NOT_OURS)?;
-        let digits = String::from_utf8(plain).map_err(|_| NOT_OURS)?;
-        OneTimeCode::parse(&digits).map_err(|_| NOT_OURS)
+        let code = String::from_utf8(plain).map_err(|_| NOT_OURS)?;
+        if OneTimeCode::parse(&code).is_ok() || RevertCode::parse(&code).is_ok() {
+            Ok(code)
+        } else {
+            Err(NOT_OURS)
+        }
     }
 }
 
@@ -203,7 +267,8 @@ impl SealedCode {
         let bytes = URL_SAFE_NO_PAD
             .decode(raw)
             .map_err(|_| "the sealed code is not base64")?;
-        if bytes.len() != NONCE_LEN + DIGITS + TAG_LEN {
+        let code_len = bytes.len().checked_sub(NONCE_LEN + TAG_LEN);
+        if !code_len.is_some_and(|len| len == DIGITS || len == REVERT_LEN) {
             return Err("the sealed code has the wrong length");
         }
         Ok(Self(raw.to_owned()))
@@ -237,8 +302,33 @@ mod tests {
         let sealed = sealer.seal(&code);
         assert!(!sealed.as_str().contains("042917"));
         assert_eq!(SealedCode::parse(sealed.as_str()), Ok(sealed.clone()));
-        assert_eq!(sealer.open(&sealed).expect("opens"), code);
+        assert_eq!(sealer.open(&sealed).expect("opens"), "042917");
         assert_ne!(sealer.seal(&code), sealed, "a fresh nonce each time");
+    }
+
+    #[test]
+    fn a_sealed_revert_code_opens_to_itself() {
+        let sealer = sealer("a secret of at least thirty-two bytes!");
+        let code = RevertCode::generate();
+        let sealed = sealer.seal(&code);
+        assert_eq!(SealedCode::parse(sealed.as_str()), Ok(sealed.clone()));
+        assert_eq!(sealer.open(&sealed).expect("opens"), code.expose());
+    }
+
+    #[test]
+    fn a_revert_code_is_22_characters_of_url_safe_base64() {
+        let code = RevertCode::generate();
+        assert_eq!(code.expose().len(), 22);
+        assert_eq!(RevertCode::parse(&format!(" {} ", code.expose())), Ok(code));
+        for raw in [
+            "",
+            "123456",
+            &"A".repeat(21),
+            &"A".repeat(23),
+            "AAAAAAAAAAAAAAAAAAAA+/",
+        ] {
+            assert!(RevertCode::parse(raw).is_err(), "{raw}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod user;
 
 pub use admin_key::{AdminKey, AdminKeyDigest, KeyName, KeyScope};
 pub use client_address::ClientAddress;
-pub use code::{CodePurpose, CodeSealer, CodeSecret, OneTimeCode, SealedCode};
+pub use code::{CodePurpose, CodeSealer, CodeSecret, OneTimeCode, RevertCode, SealedCode};
 pub use email::UserEmail;
 pub use event::{Event, EventKind};
 pub use mail::{MailContent, MailId, MailKind, QueuedMail};

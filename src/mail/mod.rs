@@ -85,13 +85,7 @@ impl Composer {
     /// What the templates of `mail` are given; its code, opened.
     pub fn values(&self, mail: &QueuedMail) -> Result<MailValues, MailError> {
         let code = match mail.content.code() {
-            Some(sealed) => Some(
-                self.sealer
-                    .open(sealed)
-                    .map_err(MailError::Compose)?
-                    .expose()
-                    .to_owned(),
-            ),
+            Some(sealed) => Some(self.sealer.open(sealed).map_err(MailError::Compose)?),
             None => None,
         };
         let page = match mail.kind() {

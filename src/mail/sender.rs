@@ -137,7 +137,7 @@ impl Fairing for MailSender {
             return;
         };
         let _ = stop.send(true);
-        let grace = Duration::from_secs(u64::from(rocket.config().shutdown.grace.max(1)));
+        let grace = crate::config::shutdown_grace(rocket.config());
         if time::timeout(grace, task).await.is_err() {
             eprintln!(
                 "{} WARN mail: the sender did not stop within the shutdown grace period; \

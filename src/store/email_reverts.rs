@@ -5,13 +5,11 @@
 //! takes it, and a revert ends every revert code and reservation of the
 //! account at once.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::{Connection, Pipeline, Script};
+use redis::{Connection, Pipeline};
 
-use super::code_writes::{millis, remove_codes, NewCode, CODE_DAY};
-use super::codes::FAILURE_GATE;
+use super::code_writes::{millis, remove_codes, NewCode};
 use super::conn::RedisConn;
 use super::email_index::{add_to_index, remove_from_index};
 use super::layout::{user_fields, Keys};
@@ -26,39 +24,6 @@ use crate::domain::{now, EventKind, PasswordHash, UserEmail, UserId};
 
 /// How long a revert code works, and the old address stays reserved.
 pub const REVERT_TTL: Duration = Duration::from_secs(7 * 86_400);
-
-/// KEYS: the revert code, the wrong revert codes of the email today. ARGV:
-/// the most wrong codes a day, the day (ms). Returns the id of the account
-/// the code restores, '' for no such code (counted), or minus the ms to
-/// wait while the email's wrong codes are at their most.
-const CHECK_REVERT: &str = r"
-local wait = refused(KEYS[2], ARGV[1])
-if wait > 0 then
-  return -wait
-end
-local id = redis.call('GET', KEYS[1])
-if id then
-  return id
-end
-count_failure(KEYS[2], ARGV[2])
-return ''
-";
-
-static CHECK_REVERT_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{FAILURE_GATE}{CHECK_REVERT}")));
-
-/// How a revert code offered for an email fared.
-#[derive(Debug, PartialEq, Eq)]
-pub enum RevertCheck {
-    /// It restores the account `0`.
-    Matched(UserId),
-    Wrong,
-    /// The email's wrong revert codes are at their most until `retry_after`
-    /// from now; the code was not looked up.
-    Refused {
-        retry_after: Duration,
-    },
-}
 
 /// A revert that matched: the account, the address it gets back, and what
 /// the same transaction writes with it.
@@ -75,6 +40,25 @@ pub struct Revert {
     pub reset_code: NewCode,
 }
 
+/// KEYS: the revert code, the reservation of the old email, the account's
+/// revert set. ARGV: the user id, the lifetime (ms). Stores both keys with
+/// the id, and adds them to the set scored later than every member before
+/// them (Redis's clock, in ms), so that a revert can end what came after
+/// it and keep what came before.
+const ADD_REVERT: &str = r"
+local time = redis.call('TIME')
+local score = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local last = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2]
+if last and tonumber(last) >= score then
+  score = tonumber(last) + 1
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('ZADD', KEYS[3], score, KEYS[1], score, KEYS[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return 0
+";
+
 /// Adds to an email change's MULTI/EXEC the revert code (by its keyed hash
 /// `digest`) that brings `old` back to `user`, and the reservation of `old`
 /// for `user`.
@@ -85,33 +69,23 @@ pub(super) fn add_revert(
     old: &UserEmail,
     digest: &str,
 ) {
-    let ttl = millis(REVERT_TTL);
-    let code = keys.email_revert(old, digest);
-    let reserved = keys.email_reserved(old);
-    let reverts = keys.email_reverts_of(user);
-    for key in [&code, &reserved] {
-        writes
-            .cmd("SET")
-            .arg(key)
-            .arg(user.to_string())
-            .arg("PX")
-            .arg(ttl)
-            .ignore();
-    }
     writes
-        .cmd("SADD")
-        .arg(&reverts)
-        .arg(&code)
-        .arg(&reserved)
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(&reverts)
-        .arg(ttl)
+        .cmd("EVAL")
+        .arg(ADD_REVERT)
+        .arg(3)
+        .arg(keys.email_revert(old, digest))
+        .arg(keys.email_reserved(old))
+        .arg(keys.email_reverts_of(user))
+        .arg(user.to_string())
+        .arg(millis(REVERT_TTL))
         .ignore();
 }
 
 /// The account that holds `email`: the one indexed under it, else the one
-/// it is reserved for. Read under WATCH of the email's claim.
+/// it is reserved for. Read under WATCH of the email's claim: an email
+/// leaves the index in the very transaction that reserves it, and goes
+/// back into it in the one that ends the reservation, so the two reads
+/// never both miss.
 pub(super) fn email_holder(
     conn: &mut Connection,
     keys: &Keys,
@@ -120,61 +94,106 @@ pub(super) fn email_holder(
     if let Some(id) = find_id_by_email(conn, keys, email)? {
         return Ok(Some(id));
     }
+    reserved_for(conn, keys, email)
+}
+
+/// The account `email` is reserved for, if any.
+pub(super) fn reserved_for(
+    conn: &mut Connection,
+    keys: &Keys,
+    email: &UserEmail,
+) -> Result<Option<UserId>, StoreError> {
     let reserved: Option<String> = redis::cmd("GET")
         .arg(keys.email_reserved(email))
         .query(conn)?;
     Ok(reserved.as_deref().and_then(UserId::parse))
 }
 
-/// Adds to a MULTI/EXEC the end of every revert code and reservation of
-/// `user`, read under WATCH.
+/// Which of an account's revert codes and reservations to end.
+pub(super) enum Ending<'a> {
+    /// Every one: the account is gone.
+    All,
+    /// The one `code` (a key) and those that came after it: a revert to an
+    /// address ends the codes the later addresses got, and keeps the codes
+    /// of the addresses before it.
+    From(&'a str),
+}
+
+/// Adds to a MULTI/EXEC the end of `user`'s revert codes and reservations
+/// that `ending` names, read under WATCH. A key is deleted only while it
+/// still names `user`: a reservation another account made since is left.
 pub(super) fn end_reverts(
     conn: &mut Connection,
     keys: &Keys,
     user: UserId,
+    ending: &Ending,
     writes: &mut Pipeline,
 ) -> Result<(), StoreError> {
     let reverts = keys.email_reverts_of(user);
     watch(conn, &reverts)?;
-    let members: Vec<String> = redis::cmd("SMEMBERS").arg(&reverts).query(conn)?;
-    writes.cmd("DEL").arg(&reverts).arg(members).ignore();
+    let from = match ending {
+        Ending::All => None,
+        Ending::From(code) => {
+            let score: Option<f64> = redis::cmd("ZSCORE").arg(&reverts).arg(code).query(conn)?;
+            Some(score.unwrap_or(f64::INFINITY))
+        }
+    };
+    let from_arg = from.map_or_else(|| "-inf".to_owned(), |score| score.to_string());
+    let mut ended: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        .arg(&reverts)
+        .arg(&from_arg)
+        .arg("+inf")
+        .query(conn)?;
+    if let Ending::From(code) = ending {
+        if !ended.iter().any(|key| key == code) {
+            ended.push((*code).to_owned());
+        }
+    }
+    if ended.is_empty() {
+        return Ok(());
+    }
+    for key in &ended {
+        watch(conn, key)?;
+    }
+    let owners: Vec<Option<String>> = redis::cmd("MGET").arg(&ended).query(conn)?;
+    let mine = user.to_string();
+    let owned: Vec<&String> = ended
+        .iter()
+        .zip(&owners)
+        .filter(|(_, owner)| owner.as_deref() == Some(mine.as_str()))
+        .map(|(key, _)| key)
+        .collect();
+    if !owned.is_empty() {
+        writes.cmd("DEL").arg(owned).ignore();
+    }
+    match from {
+        None => writes.cmd("DEL").arg(&reverts).ignore(),
+        Some(_) => writes
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&reverts)
+            .arg(&from_arg)
+            .arg("+inf")
+            .ignore(),
+    };
     Ok(())
 }
 
 impl RedisConn {
-    /// Looks up the revert code with keyed hash `digest` sent to `email`;
-    /// a miss counts against the email's day, refused past `max_failures`.
-    pub async fn check_revert_code(
+    /// The account the revert code with keyed hash `digest`, sent to
+    /// `email`, would restore.
+    pub async fn revert_code_owner(
         &self,
         email: &UserEmail,
         digest: &str,
-        max_failures: u32,
-    ) -> Result<RevertCheck, StoreError> {
-        let keys = [
-            self.keys.email_revert(email, digest),
-            self.keys.revert_failures(email),
-        ];
-        let keys = &keys;
-        let reply: redis::Value = self
-            .script(|mut conn| async move {
-                Ok(CHECK_REVERT_SCRIPT
-                    .key(&keys[..])
-                    .arg(max_failures)
-                    .arg(millis(CODE_DAY))
-                    .invoke_async(&mut conn)
-                    .await?)
+    ) -> Result<Option<UserId>, StoreError> {
+        let key = self.keys.email_revert(email, digest);
+        let key = &key;
+        let owner: Option<String> =
+            self.read(|mut conn| async move {
+                Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
             })
             .await?;
-        Ok(match reply {
-            redis::Value::Int(wait) => RevertCheck::Refused {
-                retry_after: Duration::from_millis(wait.unsigned_abs()),
-            },
-            redis::Value::BulkString(id) => std::str::from_utf8(&id)
-                .ok()
-                .and_then(UserId::parse)
-                .map_or(RevertCheck::Wrong, RevertCheck::Matched),
-            _ => RevertCheck::Wrong,
-        })
+        Ok(owner.as_deref().and_then(UserId::parse))
     }
 
     /// Puts `revert.email` back on its account, marked verified (the code
@@ -231,7 +250,7 @@ fn revert_email(
             remove_from_index(&mut writes, keys, current.email.as_str(), id);
             add_to_index(&mut writes, keys, &revert.email, id);
         }
-        end_reverts(conn, keys, id, &mut writes)?;
+        end_reverts(conn, keys, id, &Ending::From(&code), &mut writes)?;
         let sessions = watched_session_ids(conn, keys, id)?;
         revoke_all(&mut writes, keys, id, &sessions);
         remove_codes(&mut writes, keys, id);

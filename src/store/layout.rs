@@ -224,19 +224,15 @@ impl Keys {
         format!("{}email_revert:{email}:{digest}", self.prefix)
     }
 
-    /// The wrong revert codes offered for `email` in the current day.
-    pub fn revert_failures(&self, email: &UserEmail) -> String {
-        format!("{}code_failures:revert_email:{email}", self.prefix)
-    }
-
     /// `email` kept for the account that held it (its id) while a revert
     /// code can bring it back: no other account may take it meanwhile.
     pub fn email_reserved(&self, email: &UserEmail) -> String {
         format!("{}email_reserved:{email}", self.prefix)
     }
 
-    /// The revert codes and reserved emails of `user`: a set of their keys,
-    /// so that a revert, or the user's deletion, ends them all.
+    /// The revert codes and reserved emails of `user`: a sorted set of their
+    /// keys, scored by when each was made, so that a revert ends its own and
+    /// the later ones, and the user's deletion ends them all.
     pub fn email_reverts_of(&self, user: UserId) -> String {
         format!("{}email_reverts:{user}", self.prefix)
     }

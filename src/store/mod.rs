@@ -58,7 +58,7 @@ pub use code_writes::{NewCode, Resend};
 pub use codes::{CodeAttempt, CodeCheck, Reset, MAX_CODE_TRIES};
 pub use conn::{PoolStatus, RedisConn, Store};
 pub use email_index::ListCursor;
-pub use email_reverts::{Revert, RevertCheck, REVERT_TTL};
+pub use email_reverts::{Revert, REVERT_TTL};
 pub use error::StoreError;
 pub use mail_delivery::{Delivery, MailConsumer, MailCounts};
 pub use password_attempts::Proof as AttemptProof;

@@ -12,7 +12,7 @@ use super::conn::RedisConn;
 use super::email_index::{
     add_to_index, email_lookup, email_prefix_range, first_id, remove_from_index, ListCursor,
 };
-use super::email_reverts::{add_revert, email_holder, end_reverts};
+use super::email_reverts::{add_revert, email_holder, end_reverts, reserved_for, Ending};
 use super::layout::{parse_index_member, user_fields, Keys};
 use super::mail_queue::{enqueue, MailTally};
 use super::outbox;
@@ -245,11 +245,18 @@ fn create_user(
     let hset = hset_user(&keys.user(user.id), record)?;
     let (_, replies) = transact_with_replies(conn, &keys.email_claim(&user.email), |conn| {
         let mut writes = redis::pipe();
-        if let Some(holder) = email_holder(conn, keys, &user.email)? {
+        let indexed = find_id_by_email(conn, keys, &user.email)?;
+        if indexed.is_some() || reserved_for(conn, keys, &user.email)?.is_some() {
             let EmailTaken::Notify(notice) = taken else {
                 return Err(StoreError::EmailInUse);
             };
-            let holder = read_user(conn, keys, holder)?.map(|record| record.user);
+            // Only the account that has the address now hears of it: one
+            // the address is reserved for has moved to another, and its
+            // owner has the revert code in this mailbox already.
+            let holder = match indexed {
+                Some(id) => read_user(conn, keys, id)?.map(|record| record.user),
+                None => None,
+            };
             if let Some(mail) = holder.as_ref().and_then(notice) {
                 enqueue(&mut writes, keys, &mail);
             }
@@ -473,7 +480,7 @@ fn delete_user(
         remove_from_index(&mut writes, keys, current.email.as_str(), id);
         revoke_all(&mut writes, keys, id, &sessions);
         remove_codes(&mut writes, keys, id);
-        end_reverts(conn, keys, id, &mut writes)?;
+        end_reverts(conn, keys, id, &Ending::All, &mut writes)?;
         outbox::record(&mut writes, keys, EventKind::Deleted, id, now());
         Ok(Plan::Write(writes, Written::Done(current)))
     })

@@ -1,6 +1,7 @@
-    // What both pages do with the link they were opened by. The link is
-    // /verify#email=...&code=... or /reset#...: the fragment never reaches a
-    // server, and opening the page spends nothing. Only the button does.
+    // What the pages do with the link they were opened by. The link is
+    // /verify#email=...&code=..., /reset#... or /revert#...: the fragment
+    // never reaches a server, and opening the page spends nothing. Only the
+    // button does.
     const INVALID = "This code is invalid or has expired. Ask for a new one.";
     const statusLine = document.getElementById("status");
 
@@ -9,9 +10,12 @@
       statusLine.className = kind || "";
     }
 
+    // The six digits of a verification or reset code.
+    const DIGITS = /^[0-9]{6}$/;
+
     // The email and the code of the link, shown as text; null, and the page
-    // says so, when either is missing or malformed.
-    function linkFields() {
+    // says so, when either is missing or the code does not match `shape`.
+    function linkFields(shape) {
       const fields = {};
       for (const pair of location.hash.replace(/^#/, "").split("&")) {
         const at = pair.indexOf("=");
@@ -24,7 +28,7 @@
       }
       const email = (fields.email || "").trim();
       const code = (fields.code || "").trim();
-      if (!email || !/^[0-9]{6}$/.test(code)) {
+      if (!email || !shape.test(code)) {
         say("This link is incomplete; copy the whole link from your email.", "failed");
         return null;
       }
