@@ -170,14 +170,17 @@ async fn an_email_change_unverifies_sends_the_new_address_a_code_and_tells_the_o
     let reply = mailed.app.put_user(&id, &body).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json()["email_verified"], false);
-    let revert_code = mailed.code_for("ada@example.com", 3, "was changed").await;
+    let mails = mailed.mails(3).await;
+    assert!(
+        mails.iter().any(|mail| mail
+            .header("To")
+            .is_some_and(|to| to.contains("ada@example.com"))
+            && mail
+                .header("Subject")
+                .is_some_and(|subject| subject.contains("was changed"))),
+        "a notice to the old address"
+    );
     let new_code = mailed.code_for("lovelace@example.com", 3, "Verify").await;
-    if revert_code != new_code {
-        // The old address's code restores it; it verifies nothing.
-        assert_invalid_code(
-            &confirm_email(&mailed.app, "lovelace@example.com", &revert_code).await,
-        );
-    }
     let reply = confirm_email(&mailed.app, "lovelace@example.com", &new_code).await;
     assert_eq!(reply.json()["email_verified"], true);
 }
