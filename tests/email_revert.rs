@@ -360,3 +360,20 @@ async fn a_sign_up_for_a_reserved_address_in_notify_mode_mails_nobody() {
     rocket::tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert_eq!(mailed.mails(3).await.len(), 3, "no notice to anyone");
 }
+
+#[rocket::async_test]
+async fn a_thiefs_revert_to_a_later_address_keeps_the_owners_address_reserved() {
+    let mailed = MailedApp::spawn(&[]).await;
+    let (id, token) = stolen_account(&mailed).await;
+    let owners = revert_code(&mailed, OWNER, 3).await;
+    verify_thiefs_address(&mailed).await;
+    change_email(&mailed, &id, &token, OWNER).await;
+    let thiefs = revert_code(&mailed, THIEF, 5).await;
+    change_email(&mailed, &id, &token, "thief+3@example.net").await;
+    assert_eq!(revert(&mailed, THIEF, &thiefs).await.status, Status::Ok);
+    let squat = mailed.app.sign_up("Squatter", OWNER, PASSWORD).await;
+    assert_eq!(squat.status, Status::Conflict, "{}", squat.body);
+    let reply = revert(&mailed, OWNER, &owners).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(mailed.app.get_user(&id).await.json()["email"], OWNER);
+}

@@ -245,7 +245,7 @@ fn settle<T>(id: UserId, written: Written<T>) -> Result<Option<T>, AccountError>
     match written {
         Written::Done(value) => Ok(Some(value)),
         Written::Missing => Err(AccountError::NotFound(id.to_string())),
-        Written::PasswordChanged => Ok(None),
+        Written::PasswordChanged | Written::EmailMoved => Ok(None),
         Written::EmailChangesSpent { retry_after } => {
             Err(AccountError::TooManyEmailChanges { retry_after })
         }

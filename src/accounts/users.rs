@@ -198,6 +198,7 @@ impl Accounts {
                 self.email_change_notice(caller, &current.user)
             };
             let change = EmailChange {
+                read_as: (current.user.email.clone(), current.user.email_verified),
                 code: self.new_code(CodePurpose::VerifyEmail, &renamed),
                 notice,
                 revert_digest,

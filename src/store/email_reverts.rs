@@ -44,7 +44,9 @@ pub struct Revert {
 /// revert set. ARGV: the user id, the lifetime (ms). Stores both keys with
 /// the id, and adds them to the set scored later than every member before
 /// them (Redis's clock, in ms), so that a revert can end what came after
-/// it and keep what came before.
+/// it and keep what came before. A reservation still live keeps its first
+/// score: it serves the earliest revert code of that address, and a revert
+/// to a later address must not end it.
 const ADD_REVERT: &str = r"
 local time = redis.call('TIME')
 local score = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -52,9 +54,15 @@ local last = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2]
 if last and tonumber(last) >= score then
   score = tonumber(last) + 1
 end
+local reserved = redis.call('EXISTS', KEYS[2]) == 1
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[3], score, KEYS[1], score, KEYS[2])
+redis.call('ZADD', KEYS[3], score, KEYS[1])
+if reserved then
+  redis.call('ZADD', KEYS[3], 'NX', score, KEYS[2])
+else
+  redis.call('ZADD', KEYS[3], score, KEYS[2])
+end
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return 0
 ";

@@ -36,6 +36,9 @@ pub enum Written<T> {
     /// The password hash is no longer the one the caller verified against:
     /// the password changed in between.
     PasswordChanged,
+    /// The user's email (or whether it is verified) is no longer the one
+    /// the caller read and made the change's mail for: start over.
+    EmailMoved,
     /// The account changed its email as often as a day allows; the next
     /// change may come after `retry_after`.
     EmailChangesSpent {
@@ -56,6 +59,9 @@ pub enum HashReplacement {
 /// What an email change sends: a code to the new address, a notice to
 /// the old one; and how many changes a day allows.
 pub struct EmailChange {
+    /// The email, and whether it was verified, as the caller read them:
+    /// the notice and its revert code were made for that address.
+    pub read_as: (UserEmail, bool),
     pub code: NewCode,
     pub notice: Option<QueuedMail>,
     /// The keyed hash of the revert code the notice carries (`None` with
@@ -327,6 +333,9 @@ fn update_profile(
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
+        if (current.email.clone(), current.email_verified) != change.read_as {
+            return Ok(Plan::Answer(Written::EmailMoved));
+        }
         if current.name == name && current.email == email {
             return Ok(Plan::Answer(Written::Done(current)));
         }
