@@ -818,3 +818,39 @@ async fn using_a_session_of_a_legacy_set_moves_it_into_the_index() {
     let legacy_set = app.legacy_sessions_of_key(&id);
     assert!(!app.exists(&legacy_set), "the legacy set emptied and went");
 }
+
+#[rocket::async_test]
+async fn a_change_by_a_session_that_ended_after_its_check_is_refused() {
+    let app = TestApp::spawn().await;
+    let (id, token) = user_and_token(&app, "ada@example.com").await;
+    let accounts = app.accounts();
+    let caller = accounts.caller(&token).await.expect("the session checks");
+    let logout = app
+        .with_token(Method::Delete, "/api/sessions/current", &token, None)
+        .await;
+    assert_eq!(logout.status, Status::NoContent, "{}", logout.body);
+    let client = user_accounts::domain::ClientAddress::resolve(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        None,
+        None,
+        &[],
+    );
+    let changed = accounts
+        .update_profile(
+            &caller,
+            &client,
+            UserId::parse(&id).expect("an id"),
+            None,
+            user_accounts::domain::UserName::parse("Eve").expect("a name"),
+            user_accounts::domain::UserEmail::parse("eve@example.net").expect("an email"),
+        )
+        .await;
+    assert!(
+        matches!(
+            changed,
+            Err(user_accounts::accounts::AccountError::Unauthenticated)
+        ),
+        "{changed:?}"
+    );
+    assert_eq!(app.get_user(&id).await.json()["email"], "ada@example.com");
+}

@@ -5,7 +5,7 @@
 use chrono::Utc;
 
 use super::{AccountError, Accounts};
-use crate::domain::{AdminKey, KeyScope, Password, Session, SessionToken, UserId};
+use crate::domain::{AdminKey, KeyScope, Password, Session, SessionId, SessionToken, UserId};
 
 /// The credential a request carries, once checked. An unknown, revoked,
 /// expired or malformed one is no credential at all.
@@ -21,8 +21,8 @@ pub enum Caller {
 pub(super) enum Proof {
     /// The user's current password, from the body: it wins over any header.
     Password(Password),
-    /// A session of that user.
-    Session,
+    /// A session of that user, by its id.
+    Session(SessionId),
     /// An admin key: no password needed.
     Admin,
 }
@@ -188,7 +188,7 @@ impl Caller {
                 if sensitivity == Sensitivity::Sensitive && age >= reauth {
                     Err(AccountError::ReauthenticationRequired)
                 } else {
-                    Ok(Proof::Session)
+                    Ok(Proof::Session(session.id.clone()))
                 }
             }
             Self::Key(KeyScope::Admin) => Ok(Proof::Admin),

@@ -323,7 +323,11 @@ impl Accounts {
     ) -> Result<UserRecord, AccountError> {
         let proven = match proof {
             Proof::Admin => return Ok(record),
-            Proof::Session => true,
+            // Checked again after the record was read: a revert or a
+            // password change that ended the session committed with the hash
+            // the change is checked against, so the session is seen ended
+            // whenever that hash is the one read.
+            Proof::Session(id) => self.store.connection().session_is_live(&id).await?,
             Proof::Password(password) => {
                 let hash = Some(record.password_hash.clone());
                 self.check_password(&record.user.email, client, password, hash)

@@ -66,6 +66,16 @@ impl RedisConn {
             .await
     }
 
+    /// Whether the session `id` still exists.
+    pub async fn session_is_live(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let key = self.keys.session(id);
+        let key = key.as_str();
+        self.read(|mut conn| async move {
+            Ok(redis::cmd("EXISTS").arg(key).query_async(&mut conn).await?)
+        })
+        .await
+    }
+
     /// As [`Self::use_session`], and, when the session is `user`'s, that
     /// user's public fields, read in the same round trip (one pipeline): for
     /// a request that reads its own user with a session. The user's fields
