@@ -145,9 +145,9 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
             rocket::tokio::spawn(announce::announce(listening, redis));
         })
     }));
-    // A code requested just before shutdown is still issued and its mail
-    // queued (in Redis, for whichever instance sends next).
-    let rocket = rocket.attach(AdHoc::on_shutdown("code requests", |rocket| {
+    // A code requested or a sign-up accepted just before shutdown is still
+    // stored, its mail queued (in Redis, for whichever instance sends next).
+    let rocket = rocket.attach(AdHoc::on_shutdown("work after answers", |rocket| {
         let grace = config::shutdown_grace(rocket.config());
         Box::pin(async move { accounts.finish_after_answers(grace).await })
     }));

@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::future::Future;
 use std::time::Duration;
 
 use common::mailbox::*;
 use common::smtp::Received;
-use common::{id_of, user_body, Reply};
+use common::{user_body, Reply};
 use rocket::futures::future::join_all;
 use rocket::http::{Method, Status};
 use serde_json::json;
@@ -380,112 +379,8 @@ async fn disabling_and_enabling_an_account_each_mail_a_notice() {
     assert_one_notice(&mailed, 3, "was enabled again").await;
 }
 
-/// Medians of the time `ask` takes to answer `202` about an email with an
-/// account (`true`) and about one without (`false`), over `rounds` requests
-/// each, taken in turn (which one comes first alternates too). Each request
-/// gets a moment afterwards, so that no work left after one answer overlaps
-/// the next request.
-async fn answer_medians<F, Fut>(rounds: usize, ask: &F) -> (Duration, Duration)
-where
-    F: Fn(bool, usize) -> Fut,
-    Fut: Future<Output = Reply>,
-{
-    let mut times = [Vec::with_capacity(rounds), Vec::with_capacity(rounds)];
-    for round in 0..rounds {
-        let mut order = [(0, true), (1, false)];
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for (n, has_account) in order {
-            let started = std::time::Instant::now();
-            let reply = ask(has_account, round).await;
-            times[n].push(started.elapsed());
-            assert_eq!(reply.status, Status::Accepted, "{}", reply.body);
-            rocket::tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-    let [known, unknown] = times.map(|mut times| {
-        times.sort();
-        times[rounds / 2]
-    });
-    (known, unknown)
-}
-
-/// How far apart two medians are, relative to the smaller.
-fn gap((known, unknown): (Duration, Duration)) -> f64 {
-    known.abs_diff(unknown).as_secs_f64() / known.min(unknown).as_secs_f64()
-}
-
-/// Checks that the medians of 60 answers of `ask` about an email with an
-/// account and about one without differ by under 10 %. A busy machine can
-/// push one measurement past that: it is taken up to three times, and a
-/// real difference fails all three.
-async fn assert_same_time_to_answer<F, Fut>(ask: F)
-where
-    F: Fn(bool, usize) -> Fut,
-    Fut: Future<Output = Reply>,
-{
-    // The first requests warm connections and caches up for both.
-    answer_medians(10, &ask).await;
-    let mut measured = Vec::new();
-    for _ in 0..3 {
-        let medians = answer_medians(60, &ask).await;
-        if gap(medians) < 0.10 {
-            return;
-        }
-        measured.push(medians);
-    }
-    panic!("medians (account, none) differ by 10 % or more each time: {measured:?}");
-}
-
-/// Asks for codes of `uri` for `VICTIM`'s account and for an email with
-/// none, in the same time.
-async fn assert_code_requests_take_the_same_time(mailed: &MailedApp, uri: &str) {
-    assert_same_time_to_answer(|has_account, _| {
-        let email = if has_account {
-            VICTIM
-        } else {
-            "nobody@example.com"
-        };
-        async move { mailed.app.post_json(uri, &json!({"email": email})).await }
-    })
-    .await;
-}
-
-/// Settings that let one client ask for codes as often as the test does.
-const MANY_REQUESTS: &[(&str, &str)] = &[("MAIL_MAX_PER_ADDRESS", "1000")];
-
-#[rocket::async_test]
-async fn reset_requests_answer_in_the_same_time_whether_or_not_the_email_has_an_account() {
-    let mailed = MailedApp::spawn(MANY_REQUESTS).await;
-    mailed.sign_up(VICTIM).await;
-    assert_code_requests_take_the_same_time(&mailed, RESET).await;
-}
-
-#[rocket::async_test]
-async fn verification_requests_answer_in_the_same_time_whether_or_not_the_email_has_an_account() {
-    let mailed = MailedApp::spawn(MANY_REQUESTS).await;
-    mailed.sign_up(VICTIM).await;
-    assert_code_requests_take_the_same_time(&mailed, VERIFY).await;
-}
-
 /// Settings of a service whose sign-ups do not tell who has an account.
 const NOTIFY: &[(&str, &str)] = &[("SIGNUP_EXISTING", "notify")];
-
-/// `VICTIM`'s account, made by an admin key and verified: the first mail.
-async fn verified_victim(mailed: &MailedApp) -> String {
-    let key = mailed.app.admin_key().await.to_owned();
-    let body = user_body("Victoria", VICTIM, PASSWORD);
-    let reply = mailed
-        .app
-        .with_token(Method::Post, "/api/users", &key, Some(&body))
-        .await;
-    assert_eq!(reply.status, Status::Created, "{}", reply.body);
-    let code = mailed.code_for(VICTIM, 1, "Verify").await;
-    let confirmed = confirm_email(&mailed.app, VICTIM, &code).await;
-    assert_eq!(confirmed.status, Status::Ok, "{}", confirmed.body);
-    id_of(&reply.json()).to_owned()
-}
 
 /// A sign-up without a credential, with the attacker's text as the name.
 async fn sign_up_as_stranger(mailed: &MailedApp, email: &str) -> Reply {
@@ -498,7 +393,7 @@ async fn sign_up_as_stranger(mailed: &MailedApp, email: &str) -> Reply {
 #[rocket::async_test]
 async fn sign_ups_in_notify_mode_answer_alike_for_existing_and_new_emails() {
     let mailed = MailedApp::spawn(NOTIFY).await;
-    verified_victim(&mailed).await;
+    mailed.verified_account("Victoria", VICTIM).await;
     let existing = sign_up_as_stranger(&mailed, VICTIM).await;
     let new = sign_up_as_stranger(&mailed, "newcomer@example.com").await;
     assert_eq!(existing.status, Status::Accepted, "{}", existing.body);
@@ -509,7 +404,7 @@ async fn sign_ups_in_notify_mode_answer_alike_for_existing_and_new_emails() {
 #[rocket::async_test]
 async fn sign_up_in_notify_mode_mails_the_owner_a_notice_without_the_requesters_text() {
     let mailed = MailedApp::spawn(NOTIFY).await;
-    verified_victim(&mailed).await;
+    mailed.verified_account("Victoria", VICTIM).await;
     sign_up_as_stranger(&mailed, VICTIM).await;
     let mails = settled_mails(&mailed, 2).await;
     let notice = &addressed_to(&mails, VICTIM)[1];
@@ -549,8 +444,9 @@ async fn sign_up_in_notify_mode_gives_a_new_email_an_account_that_logs_in_once_v
 #[rocket::async_test]
 async fn login_in_notify_mode_answers_an_unverified_account_like_a_wrong_password() {
     let mailed = MailedApp::spawn(NOTIFY).await;
-    verified_victim(&mailed).await;
+    mailed.verified_account("Victoria", VICTIM).await;
     sign_up_as_stranger(&mailed, "squatter@example.com").await;
+    mailed.code_for("squatter@example.com", 2, "Verify").await;
     let unverified = mailed.app.login("squatter@example.com", NEW_PASSWORD).await;
     let wrong = mailed.app.login(VICTIM, NEW_PASSWORD).await;
     assert_eq!(
@@ -568,7 +464,7 @@ async fn login_in_notify_mode_answers_an_unverified_account_like_a_wrong_passwor
 #[rocket::async_test]
 async fn an_admin_key_still_gets_201_and_409_in_notify_mode() {
     let mailed = MailedApp::spawn(NOTIFY).await;
-    verified_victim(&mailed).await;
+    mailed.verified_account("Victoria", VICTIM).await;
     let key = mailed.app.admin_key().await.to_owned();
     let body = user_body("Ada", VICTIM, PASSWORD);
     let again = mailed
@@ -576,23 +472,4 @@ async fn an_admin_key_still_gets_201_and_409_in_notify_mode() {
         .with_token(Method::Post, "/api/users", &key, Some(&body))
         .await;
     assert_eq!(again.status, Status::Conflict, "{}", again.body);
-}
-
-#[rocket::async_test]
-async fn sign_ups_in_notify_mode_take_the_same_time_for_existing_and_new_emails() {
-    let mailed = MailedApp::spawn(NOTIFY).await;
-    verified_victim(&mailed).await;
-    let mailed = &mailed;
-    assert_same_time_to_answer(|has_account, round| {
-        let email = if has_account {
-            VICTIM.to_owned()
-        } else {
-            format!(
-                "newcomer{round}-{}@example.com",
-                uuid::Uuid::new_v4().simple()
-            )
-        };
-        async move { sign_up_as_stranger(mailed, &email).await }
-    })
-    .await;
 }

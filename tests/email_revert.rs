@@ -64,18 +64,7 @@ async fn revert(mailed: &MailedApp, email: &str, code: &str) -> Reply {
 
 /// The latest notice of a change to `to`, once `count` mails came.
 async fn notice(mailed: &MailedApp, to: &str, count: usize) -> Received {
-    mailed
-        .mails(count)
-        .await
-        .into_iter()
-        .rev()
-        .find(|mail| {
-            mail.header("To").is_some_and(|header| header.contains(to))
-                && mail
-                    .header("Subject")
-                    .is_some_and(|subject| subject.contains(CHANGED))
-        })
-        .unwrap_or_else(|| panic!("no notice of a change to {to}"))
+    mailed.latest_mail(to, count, CHANGED).await
 }
 
 /// The revert code standing on a line of its own in the latest notice to
@@ -311,20 +300,7 @@ async fn no_revert_code_is_kept_in_clear_in_redis() {
     let mailed = MailedApp::spawn(&[]).await;
     stolen_account(&mailed).await;
     let code = revert_code(&mailed, OWNER, 3).await;
-    let mut redis = mailed.app.redis();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", mailed.app.prefix))
-        .query(&mut redis)
-        .expect("KEYS");
-    for key in keys {
-        assert!(!key.contains(&code), "{key} names the code");
-        let dump: Option<Vec<u8>> = redis::cmd("DUMP")
-            .arg(&key)
-            .query(&mut redis)
-            .expect("DUMP");
-        let dump = String::from_utf8_lossy(&dump.unwrap_or_default()).into_owned();
-        assert!(!dump.contains(&code), "{key} holds the code in clear");
-    }
+    mailed.app.assert_nowhere_in_redis(&code);
 }
 
 #[rocket::async_test]
@@ -340,15 +316,7 @@ async fn deleting_the_account_frees_the_address_it_reserved() {
 #[rocket::async_test]
 async fn a_sign_up_for_a_reserved_address_in_notify_mode_mails_nobody() {
     let mailed = MailedApp::spawn(&[("SIGNUP_EXISTING", "notify")]).await;
-    let key = mailed.app.admin_key().await.to_owned();
-    let body = common::user_body("Ada", OWNER, PASSWORD);
-    let created = mailed
-        .app
-        .with_token(rocket::http::Method::Post, "/api/users", &key, Some(&body))
-        .await;
-    let id = id_of(&created.json()).to_owned();
-    let code = mailed.code_for(OWNER, 1, "Verify").await;
-    confirm_email(&mailed.app, OWNER, &code).await;
+    let id = mailed.verified_account("Ada", OWNER).await;
     let token = mailed.app.token_for(OWNER, PASSWORD).await;
     change_email(&mailed, &id, &token, THIEF).await;
     let stranger = common::user_body("Stranger", OWNER, NEW_PASSWORD);

@@ -480,15 +480,7 @@ async fn a_dead_letter_keeps_its_code_sealed_and_no_redis_value_holds_it_in_clea
         .sealer()
         .open(&sealed)
         .expect("sealed under the service's secret");
-    let mut redis = app.redis();
-    for key in app.keys() {
-        let dump: Option<Vec<u8>> = redis::cmd("DUMP")
-            .arg(&key)
-            .query(&mut redis)
-            .expect("DUMP");
-        let dump = String::from_utf8_lossy(&dump.unwrap_or_default()).into_owned();
-        assert!(!dump.contains(&code), "{key} holds the code in clear");
-    }
+    app.assert_nowhere_in_redis(&code);
     server.defer_all(false);
     let retried = cli(
         &app.prefix,

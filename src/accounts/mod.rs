@@ -179,7 +179,8 @@ impl Accounts {
                 self.log_format,
                 "warn",
                 &format!(
-                    "{} code request(s) not done within the shutdown grace period",
+                    "{} request(s) left work undone within the shutdown grace period \
+                     (a code or a sign-up not stored)",
                     self.after_answers.len()
                 ),
             );
@@ -245,7 +246,7 @@ fn settle<T>(id: UserId, written: Written<T>) -> Result<Option<T>, AccountError>
     match written {
         Written::Done(value) => Ok(Some(value)),
         Written::Missing => Err(AccountError::NotFound(id.to_string())),
-        Written::PasswordChanged | Written::EmailMoved => Ok(None),
+        Written::PasswordChanged => Ok(None),
         Written::EmailChangesSpent { retry_after } => {
             Err(AccountError::TooManyEmailChanges { retry_after })
         }

@@ -5,39 +5,38 @@
 //! stolen session, say) keeps nothing: not the session, not the password,
 //! not the new address.
 
-use super::{AccountError, Accounts, Caller};
+use super::{AccountError, Accounts};
 use crate::domain::{
-    ClientAddress, CodePurpose, MailContent, Password, QueuedMail, RevertCode, User, UserEmail,
+    ClientAddress, CodePurpose, MailContent, Password, RevertCode, User, UserEmail,
 };
-use crate::store::{AttemptProof, Revert, REVERT_TTL};
+use crate::store::{AttemptProof, ChangeNotice, Revert, REVERT_TTL};
 
 impl Accounts {
-    /// The notice to `user`'s current (soon old) address that `caller` is
-    /// changing its email, and the keyed hash of the revert code it
-    /// carries. A revert code goes only to an address the account proved
-    /// (a typo made at sign-up takes nothing back) and only when the change
-    /// is the user's own: an admin key that changes an email may be taking
-    /// it away from a holder it no longer trusts. Both `None` while mail is
-    /// off.
-    pub(super) fn email_change_notice(
-        &self,
-        caller: &Caller,
-        user: &User,
-    ) -> (Option<QueuedMail>, Option<String>) {
-        if caller.is_admin() || !user.email_verified {
-            let notice = self.mail_to(user, MailContent::EmailChanged { revert: None }, None);
-            return (notice, None);
-        }
-        let code = RevertCode::generate();
-        let secret = &self.policy.code_secret;
-        let content = MailContent::EmailChanged {
-            revert: Some(secret.sealer().seal(&code)),
-        };
-        let notice = self.mail_to(user, content, Some(REVERT_TTL));
-        let digest = notice
-            .is_some()
-            .then(|| secret.revert_digest(&user.email, &code));
-        (notice, digest)
+    /// What makes the notice to a user's current (soon old) address that
+    /// its email is changing (by an admin key or not), and the keyed hash
+    /// of the revert code it carries. A revert code goes only to an address
+    /// the account proved (a typo made at sign-up takes nothing back) and
+    /// only when the change is the user's own: an admin key that changes an
+    /// email may be taking it away from a holder it no longer trusts.
+    /// Nothing while mail is off.
+    pub(super) fn email_change_notice(&self, by_admin: bool) -> ChangeNotice {
+        let mailer = self.mailer();
+        let secret = self.policy.code_secret.clone();
+        Box::new(move |user| {
+            if by_admin || !user.email_verified {
+                let notice = mailer.mail_to(user, MailContent::EmailChanged { revert: None }, None);
+                return (notice, None);
+            }
+            let code = RevertCode::generate();
+            let content = MailContent::EmailChanged {
+                revert: Some(secret.sealer().seal(&code)),
+            };
+            let notice = mailer.mail_to(user, content, Some(REVERT_TTL));
+            let digest = notice
+                .is_some()
+                .then(|| secret.revert_digest(&user.email, &code));
+            (notice, digest)
+        })
     }
 
     /// `POST /api/email-change/revert`: gives `email` back to the account

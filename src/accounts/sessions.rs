@@ -91,10 +91,9 @@ impl Accounts {
             .await?;
         Ok(match written {
             Written::Done(()) => new_hash,
-            Written::Missing
-            | Written::PasswordChanged
-            | Written::EmailMoved
-            | Written::EmailChangesSpent { .. } => record.password_hash.clone(),
+            Written::Missing | Written::PasswordChanged | Written::EmailChangesSpent { .. } => {
+                record.password_hash.clone()
+            }
         })
     }
 

@@ -1,5 +1,7 @@
 //! Sign-up, reads, the user list, profile and password changes, deletion.
 
+use std::sync::Arc;
+
 use super::access::{session_token, Proof, Sensitivity};
 use super::{check_strength, settle, AccountError, Accounts, Caller, MAX_ATTEMPTS};
 use crate::config::{Signup, SignupExisting};
@@ -37,10 +39,15 @@ impl Accounts {
     /// Hashes the password first, outside any transaction, then stores the
     /// user if the email is free. With sign-up closed, only an admin may.
     /// With `SIGNUP_EXISTING=notify`, a caller without an admin key learns
-    /// nothing of whether the email had an account: its holder is mailed
-    /// instead, and both cases answer [`SignedUp::Accepted`] after the same
-    /// work.
-    pub async fn sign_up(&self, caller: &Caller, new: NewUser) -> Result<SignedUp, AccountError> {
+    /// nothing of whether the email had an account, by the answer or by its
+    /// time: the store's part (the account, or the holder's notice instead)
+    /// runs after the answer, [`SignedUp::Accepted`], tracked so that
+    /// shutdown waits for it.
+    pub async fn sign_up(
+        self: &Arc<Self>,
+        caller: &Caller,
+        new: NewUser,
+    ) -> Result<SignedUp, AccountError> {
         if self.policy.access.signup == Signup::Closed {
             caller.require_admin()?;
         }
@@ -68,25 +75,29 @@ impl Accounts {
             password_hash,
         };
         let code = self.new_code(CodePurpose::VerifyEmail, &user);
-        let notify =
-            self.policy.access.signup_existing == SignupExisting::Notify && !caller.is_admin();
-        let taken = if notify {
+        if self.policy.access.signup_existing == SignupExisting::Notify && !caller.is_admin() {
             let mailer = self.mailer();
-            EmailTaken::Notify(Box::new(move |holder| {
+            let taken = EmailTaken::Notify(Box::new(move |holder| {
                 mailer.mail_to(holder, MailContent::SignupAttempted, None)
-            }))
-        } else {
-            EmailTaken::Refuse
-        };
+            }));
+            let accounts = Arc::clone(self);
+            self.after_answers.spawn(async move {
+                let stored = accounts
+                    .store
+                    .connection()
+                    .create_user(record, code, taken)
+                    .await;
+                if let Err(error) = stored {
+                    accounts.log_failure("a sign-up was not stored", &error.into());
+                }
+            });
+            return Ok(SignedUp::Accepted);
+        }
         self.store
             .connection()
-            .create_user(record, code, taken)
+            .create_user(record, code, EmailTaken::Refuse)
             .await?;
-        Ok(if notify {
-            SignedUp::Accepted
-        } else {
-            SignedUp::Created(user)
-        })
+        Ok(SignedUp::Created(user))
     }
 
     pub async fn user(&self, caller: &Caller, id: UserId) -> Result<User, AccountError> {
@@ -192,16 +203,9 @@ impl Accounts {
                 email: email.clone(),
                 ..current.user.clone()
             };
-            let (notice, revert_digest) = if current.user.email == email {
-                (None, None)
-            } else {
-                self.email_change_notice(caller, &current.user)
-            };
             let change = EmailChange {
-                read_as: (current.user.email.clone(), current.user.email_verified),
                 code: self.new_code(CodePurpose::VerifyEmail, &renamed),
-                notice,
-                revert_digest,
+                notice: self.email_change_notice(caller.is_admin()),
                 max_per_day: self.policy.codes.email_changes_per_day,
             };
             let written = self

@@ -1,7 +1,9 @@
 //! `/api/users`: create, read, update, delete and list accounts.
 
+use std::sync::Arc;
+
 use rocket::response::status::{Accepted, Created};
-use rocket::{delete, get, patch, post, put, routes, Responder, Route};
+use rocket::{delete, get, patch, post, put, routes, Responder, Route, State};
 use serde::{Deserialize, Serialize};
 
 use super::fields::Fields;
@@ -121,7 +123,7 @@ impl PasswordChange {
 #[post("/users", data = "<body>")]
 async fn post_user(
     caller: Result<Caller, ApiError>,
-    accounts: &Accounts,
+    accounts: &State<Arc<Accounts>>,
     body: Body<UserData>,
 ) -> Result<SignUpReply, ApiError> {
     let caller = caller?;
@@ -131,8 +133,7 @@ async fn post_user(
             SignUpReply::Created(Created::new(format!("/api/users/{}", user.id)).body(Json(user)))
         }
         SignedUp::Accepted => SignUpReply::Accepted(Accepted(Json(Message {
-            message: "If the address can take a new account, it has one now; either way, \
-                      a mail to the address tells what to do next",
+            message: "Accepted: a mail to the address tells what to do next",
         }))),
     })
 }

@@ -63,4 +63,6 @@ pub use error::StoreError;
 pub use mail_delivery::{Delivery, MailConsumer, MailCounts};
 pub use password_attempts::Proof as AttemptProof;
 pub use records::UserRecord;
-pub use users::{EmailChange, EmailTaken, HashReplacement, ListQuery, UserPage, Written};
+pub use users::{
+    ChangeNotice, EmailChange, EmailTaken, HashReplacement, ListQuery, UserPage, Written,
+};

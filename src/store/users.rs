@@ -36,9 +36,6 @@ pub enum Written<T> {
     /// The password hash is no longer the one the caller verified against:
     /// the password changed in between.
     PasswordChanged,
-    /// The user's email (or whether it is verified) is no longer the one
-    /// the caller read and made the change's mail for: start over.
-    EmailMoved,
     /// The account changed its email as often as a day allows; the next
     /// change may come after `retry_after`.
     EmailChangesSpent {
@@ -59,16 +56,17 @@ pub enum HashReplacement {
 /// What an email change sends: a code to the new address, a notice to
 /// the old one; and how many changes a day allows.
 pub struct EmailChange {
-    /// The email, and whether it was verified, as the caller read them:
-    /// the notice and its revert code were made for that address.
-    pub read_as: (UserEmail, bool),
     pub code: NewCode,
-    pub notice: Option<QueuedMail>,
-    /// The keyed hash of the revert code the notice carries (`None` with
-    /// no notice): stored with the old address, which stays reserved.
-    pub revert_digest: Option<String>,
+    /// Makes the notice for the user as the transaction reads it (so for
+    /// the address it really leaves), and the keyed hash of the revert code
+    /// it carries, if any: stored with that address, which stays reserved.
+    pub notice: ChangeNotice,
     pub max_per_day: u32,
 }
+
+/// The notice of an email change to a user's current address, and the
+/// keyed hash of the revert code it carries.
+pub type ChangeNotice = Box<dyn Fn(&User) -> (Option<QueuedMail>, Option<String>) + Send>;
 
 /// One page of the email index.
 pub struct ListQuery {
@@ -154,7 +152,7 @@ impl RedisConn {
     /// Replaces name and email, provided the password hash is still `verified`.
     /// A new email is unverified; when the email changes, the same
     /// transaction stores `change.code` (for the new address) and queues
-    /// `change.notice` (to the old one).
+    /// the notice `change.notice` makes (to the old one).
     pub async fn update_profile(
         &mut self,
         id: UserId,
@@ -333,9 +331,6 @@ fn update_profile(
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
-        if (current.email.clone(), current.email_verified) != change.read_as {
-            return Ok(Plan::Answer(Written::EmailMoved));
-        }
         if current.name == name && current.email == email {
             return Ok(Plan::Answer(Written::Done(current)));
         }
@@ -386,10 +381,11 @@ fn update_profile(
                 .ignore();
             remove_codes(&mut writes, keys, id);
             change.code.add(&mut writes, keys, id);
-            if let Some(notice) = &change.notice {
+            let (notice, revert_digest) = (change.notice)(&current);
+            if let Some(notice) = &notice {
                 enqueue(&mut writes, keys, notice);
             }
-            if let Some(digest) = &change.revert_digest {
+            if let Some(digest) = &revert_digest {
                 add_revert(&mut writes, keys, id, &current.email, digest);
             }
         }

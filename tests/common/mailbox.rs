@@ -54,10 +54,10 @@ impl MailedApp {
         }
     }
 
-    /// The code in the latest mail to `to` whose subject holds `subject`.
-    pub async fn code_for(&self, to: &str, count: usize, subject: &str) -> String {
-        let mail = self
-            .mails(count)
+    /// The latest mail to `to` whose subject holds `subject`, once `count`
+    /// mails came.
+    pub async fn latest_mail(&self, to: &str, count: usize, subject: &str) -> Received {
+        self.mails(count)
             .await
             .into_iter()
             .rev()
@@ -67,8 +67,30 @@ impl MailedApp {
                         .header("Subject")
                         .is_some_and(|header| header.contains(subject))
             })
-            .unwrap_or_else(|| panic!("no mail about {subject:?} to {to}"));
-        code_in(&mail.text())
+            .unwrap_or_else(|| panic!("no mail about {subject:?} to {to}"))
+    }
+
+    /// The code in the latest mail to `to` whose subject holds `subject`.
+    pub async fn code_for(&self, to: &str, count: usize, subject: &str) -> String {
+        code_in(&self.latest_mail(to, count, subject).await.text())
+    }
+
+    /// An account made by an admin key, its email verified with the code
+    /// of its first mail: the same under every `SIGNUP` and
+    /// `SIGNUP_EXISTING`.
+    pub async fn verified_account(&self, name: &str, email: &str) -> String {
+        let key = self.app.admin_key().await.to_owned();
+        let count = eml_files(&self.dir).len() + 1;
+        let body = super::user_body(name, email, PASSWORD);
+        let reply = self
+            .app
+            .with_token(rocket::http::Method::Post, "/api/users", &key, Some(&body))
+            .await;
+        assert_eq!(reply.status, Status::Created, "{}", reply.body);
+        let code = self.code_for(email, count, "Verify").await;
+        let confirmed = confirm_email(&self.app, email, &code).await;
+        assert_eq!(confirmed.status, Status::Ok, "{}", confirmed.body);
+        super::id_of(&reply.json()).to_owned()
     }
 
     pub async fn sign_up(&self, email: &str) -> String {

@@ -658,6 +658,21 @@ impl TestApp {
         assert!(!keys.iter().any(|key| key.contains(":session")), "{keys:?}");
     }
 
+    /// Asserts that no key of the app names `secret` and no value holds it
+    /// in clear (a `DUMP` of every key).
+    pub fn assert_nowhere_in_redis(&self, secret: &str) {
+        let mut redis = self.redis();
+        for key in self.keys() {
+            assert!(!key.contains(secret), "{key} names it");
+            let dump: Option<Vec<u8>> = redis::cmd("DUMP")
+                .arg(&key)
+                .query(&mut redis)
+                .expect("DUMP");
+            let dump = String::from_utf8_lossy(&dump.unwrap_or_default()).into_owned();
+            assert!(!dump.contains(secret), "{key} holds it in clear");
+        }
+    }
+
     /// Every key under this app's prefix that holds account data: the
     /// admin keys a test makes to read with are left out.
     pub fn keys(&self) -> Vec<String> {
