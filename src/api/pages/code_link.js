@@ -74,3 +74,36 @@
         say("Something went wrong (HTTP " + status + "). Try again in a moment.", "failed");
       }
     }
+
+    // A page whose button sends the link's email and code to `path` and
+    // nothing else: it says `done` when the code works, and that the code
+    // is dead when the service refuses it.
+    function sendOnPress(shape, path, done) {
+      const button = document.getElementById("submit");
+      const link = linkFields(shape);
+      if (!link) return;
+      document.getElementById("form").hidden = false;
+
+      button.addEventListener("click", async function () {
+        button.disabled = true;
+        say("Checking the code…");
+        const response = await post(path, link);
+        if (!response) {
+          button.disabled = false;
+        } else if (response.ok) {
+          say(done, "done");
+          button.hidden = true;
+        } else {
+          const problem = await problemOf(response);
+          if (response.status === 422 && (problem.type === "/problems/invalid-code" || problem.errors.length > 0)) {
+            // A code or an email the service refuses as malformed is as dead
+            // as an expired code: a new one is the way on.
+            say(INVALID, "failed");
+            button.hidden = true;
+          } else {
+            sayOtherwise(response.status);
+            button.disabled = false;
+          }
+        }
+      });
+    }
