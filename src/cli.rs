@@ -1,13 +1,15 @@
-//! The command line: serve (no subcommand), the doctor, admin keys, and
-//! the mail queue.
+//! The command line: serve (no subcommand), the doctor, admin keys, the
+//! mail queue, and the settings in effect.
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use crate::accounts::{Accounts, TestMail};
-use crate::config::Settings;
+use crate::config::catalog::{self, Fallback, Masking};
+use crate::config::{self, Settings};
 use crate::domain::{KeyName, KeyScope, UserEmail};
 use crate::metrics::Metrics;
 
@@ -16,7 +18,8 @@ use crate::metrics::Metrics;
     name = "user-accounts",
     version,
     about = "A REST service for user accounts, backed by Redis. \
-             Without a command, it serves HTTP (settings: environment, .env, Rocket.toml)."
+             Without a command, it serves HTTP (settings: environment, .env, Rocket.toml; \
+             every one is in .env.example, and `user-accounts config` shows them in effect)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -37,6 +40,20 @@ pub enum Command {
     /// Look after the mail queue: its dead letters, a test message.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Print every setting in effect and where it came from (default,
+    /// .env, environment), secrets masked; then any mistake in them.
+    Config(ConfigCommand),
+}
+
+#[derive(clap::Args)]
+pub struct ConfigCommand {
+    /// Print the README's settings table instead, made from the table of
+    /// settings.
+    #[arg(long, conflicts_with = "env_example")]
+    readme_table: bool,
+    /// Print .env.example instead, made from the table of settings.
+    #[arg(long)]
+    env_example: bool,
 }
 
 #[derive(Subcommand)]
@@ -80,6 +97,59 @@ pub enum AdminKeyCommand {
 
 fn parse_scope(raw: &str) -> Result<KeyScope, String> {
     KeyScope::parse(raw).ok_or_else(|| format!("expected admin, read or metrics, got {raw:?}"))
+}
+
+/// `user-accounts config`: the settings in effect, or the documents made
+/// from the table of settings.
+pub fn config(shown: ConfigCommand, from_environment: &HashSet<String>) -> ExitCode {
+    if shown.readme_table {
+        print!("{}", catalog::readme_table());
+        return ExitCode::SUCCESS;
+    }
+    if shown.env_example {
+        print!("{}", catalog::env_example());
+        return ExitCode::SUCCESS;
+    }
+    for setting in catalog::settings() {
+        let value = std::env::var(setting.name)
+            .ok()
+            .filter(|value| !value.trim().is_empty());
+        let source = match &value {
+            None => "default",
+            Some(_) if from_environment.contains(setting.name) => "environment",
+            Some(_) => ".env",
+        };
+        let shown = match (&value, setting.default) {
+            (Some(value), _) => match setting.masking {
+                Masking::Clear => value.clone(),
+                Masking::Whole => "***".to_owned(),
+                Masking::Passwords => value
+                    .split(',')
+                    .map(config::masked)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            },
+            (None, Fallback::Value(value)) => value.to_owned(),
+            (None, Fallback::Unset) => "(unset)".to_owned(),
+            (None, Fallback::Computed(how)) => format!("({how})"),
+        };
+        println!("{}={shown}  # {source}", setting.name);
+    }
+    let mut mistakes: Vec<String> = match config::unknown_variables() {
+        Ok(unknown) => unknown,
+        Err(error) => vec![error.to_string()],
+    };
+    if let Err(error) = Settings::from_env() {
+        mistakes.push(error.to_string());
+    }
+    for mistake in &mistakes {
+        eprintln!("user-accounts: {mistake}");
+    }
+    if mistakes.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Runs an admin-key command against the configured Redis.

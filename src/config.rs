@@ -13,6 +13,7 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionI
 
 use crate::domain::CodeSecret;
 
+pub mod catalog;
 mod mail;
 
 pub use mail::{
@@ -295,6 +296,21 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
+
+/// The lines that say which variables of the process environment (`.env`
+/// included) look like settings but are none; none when there are none or
+/// `ALLOW_UNKNOWN_SETTINGS=true`.
+pub fn unknown_variables() -> Result<Vec<String>, ConfigError> {
+    let lookup = |name: &str| std::env::var(name).ok();
+    let env = Env(&lookup);
+    if flag(&env, "ALLOW_UNKNOWN_SETTINGS")? {
+        return Ok(Vec::new());
+    }
+    let names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect();
+    Ok(catalog::unknown(names.iter().map(String::as_str)))
+}
 
 impl Settings {
     /// Reads the settings from the process environment.
@@ -627,7 +643,7 @@ fn redis_url(url: &str) -> Result<ConnectionInfo, String> {
 /// none (a password written where the user name goes), and the `pass=` of a
 /// Unix socket URL. Control characters are escaped, so a message stays on
 /// one line.
-fn masked(value: &str) -> String {
+pub fn masked(value: &str) -> String {
     let (scheme, rest) = match value.find("://") {
         Some(index) => value.split_at(index + 3),
         None => ("", value),

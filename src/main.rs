@@ -1,3 +1,4 @@
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -6,7 +7,7 @@ use clap::Parser;
 use rocket::error::ErrorKind;
 
 use user_accounts::cli::{self, Cli, Command};
-use user_accounts::config::Settings;
+use user_accounts::config::{self, Settings};
 
 /// Requests hop between Tokio's worker threads, so memory is often freed by
 /// another thread than the one that allocated it; glibc's malloc then waits
@@ -20,10 +21,37 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     // First, so that --help and usage errors need no settings.
     let cli = Cli::parse();
+    // Before .env is read: what the environment itself sets.
+    let from_environment: HashSet<String> = std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect();
     // A missing .env is fine: the environment alone may configure the service.
     if let Err(error) = dotenvy::dotenv() {
         if !error.not_found() {
             eprintln!("user-accounts: cannot read .env: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    // `config` shows the settings whatever they are, mistakes included.
+    let command = match cli.command {
+        Some(Command::Config(shown)) => return cli::config(shown, &from_environment),
+        command => command,
+    };
+    match config::unknown_variables() {
+        Ok(unknown) if unknown.is_empty() => {}
+        Ok(unknown) => {
+            for line in unknown {
+                eprintln!("user-accounts: {line}");
+            }
+            eprintln!(
+                "user-accounts: fix or remove those variables (in .env or the environment), \
+                 or set ALLOW_UNKNOWN_SETTINGS=true to start anyway; every setting is in \
+                 .env.example, and `user-accounts config` shows what is in effect"
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(error) => {
+            eprintln!("user-accounts: {error}");
             return ExitCode::FAILURE;
         }
     }
@@ -34,11 +62,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
+    match command {
         None => serve(settings).await,
         Some(Command::Doctor { repair }) => doctor(&settings, repair),
         Some(Command::AdminKey(command)) => cli::admin_key(&settings, command).await,
         Some(Command::Mail(command)) => cli::mail(&settings, command).await,
+        Some(Command::Config(shown)) => cli::config(shown, &from_environment),
     }
 }
 

@@ -200,6 +200,102 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     assert!(stderr.contains("REDIS_POOL_SIZE"), "{stderr}");
 }
 
+/// `user-accounts config` in a fresh directory holding `dot_env` as its
+/// `.env`, with `vars` in the environment.
+fn config_output(dot_env: &str, vars: &[(&str, &str)]) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("config-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    std::fs::write(dir.join(".env"), dot_env).expect(".env written");
+    let output = Command::new(env!("CARGO_BIN_EXE_user-accounts"))
+        .arg("config")
+        .current_dir(&dir)
+        .env("STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
+        .envs(vars.iter().copied())
+        .output()
+        .expect("the binary runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    output
+}
+
+#[test]
+fn a_misspelt_setting_stops_the_start_naming_the_nearest_one() {
+    let output = Command::new(env!("CARGO_BIN_EXE_user-accounts"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("REDIS_ULR", "redis://127.0.0.1:6390/0")
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("REDIS_ULR: not a setting; did you mean REDIS_URL?"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("ALLOW_UNKNOWN_SETTINGS=true"), "{stderr}");
+}
+
+#[test]
+fn a_lower_case_setting_in_dot_env_is_a_mistake_config_names() {
+    let output = config_output("redis_url=redis://127.0.0.1:6390/0\n", &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("redis_url: settings are upper case; did you mean REDIS_URL?"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn allow_unknown_settings_lets_a_misspelt_one_pass() {
+    let output = config_output(
+        "",
+        &[
+            ("SESION_IDLE_SECS", "5"),
+            ("ALLOW_UNKNOWN_SETTINGS", "true"),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn config_shows_each_setting_in_effect_and_where_it_came_from() {
+    let output = config_output("LOG_FORMAT=json\n", &[("SESSION_IDLE_SECS", "120")]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "LOG_FORMAT=json  # .env",
+        "SESSION_IDLE_SECS=120  # environment",
+        "SIGNUP=open  # default",
+    ] {
+        assert!(
+            stdout.lines().any(|shown| shown == line),
+            "{line} in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn config_masks_secrets() {
+    let secret = "a token secret of at least thirty-two bytes";
+    let url = "redis://ops:hunter2-redis@127.0.0.1:6379/0";
+    let output = config_output("", &[("TOKEN_SECRET", secret), ("REDIS_URL", url)]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("TOKEN_SECRET=***  # environment"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("REDIS_URL=redis://ops:***@127.0.0.1:6379/0  # environment"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(secret) && !stdout.contains("hunter2"),
+        "{stdout}"
+    );
+}
+
 /// Runs the binary to its exit, failing the test if it is still running
 /// after 20 s.
 fn run_to_exit(command: &mut Command) -> std::process::Output {
