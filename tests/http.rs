@@ -363,3 +363,20 @@ async fn https_is_required_of_browsers_only_when_the_service_is_published_on_it(
         Some("max-age=31536000")
     );
 }
+
+#[rocket::async_test]
+async fn a_browser_at_the_root_is_sent_to_the_docs() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/").await;
+    assert_eq!(reply.status, Status::SeeOther);
+    assert_eq!(reply.header("Location"), Some("/docs"));
+}
+
+#[rocket::async_test]
+async fn health_answers_as_readiness_does() {
+    let app = TestApp::spawn().await;
+    let health = app.get("/health").await;
+    let ready = app.get("/health/ready").await;
+    assert_eq!(health.status, Status::Ok, "{}", health.body);
+    assert_eq!(health.json()["status"], ready.json()["status"]);
+}

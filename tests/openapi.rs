@@ -357,7 +357,8 @@ fn error_responses_document_their_headers() {
                 );
             }
             if status.starts_with('4') || status.starts_with('5') {
-                let ready = path == "/health/ready" && status == "503";
+                let ready =
+                    ["/health", "/health/ready"].contains(&path.as_str()) && status == "503";
                 assert!(is_problem || ready, "{method} {path} {status} is a problem");
             }
         }
@@ -554,6 +555,9 @@ fn operations_cases() -> Vec<Case> {
         case(Get, "/health/live", 200, "/health/live"),
         case(Get, "/health/ready", 200, "/health/ready"),
         case(Get, "/health/ready", 503, "/health/ready").on(Target::Down),
+        case(Get, "/health", 200, "/health"),
+        case(Get, "/health", 503, "/health").on(Target::Down),
+        case(Get, "/", 303, "/"),
         case(Get, "/metrics", 200, "/metrics").auth(Auth::MetricsKey),
         case(Get, "/metrics", 200, "/metrics").auth(Auth::AdminKey),
         case(Get, "/metrics", 401, "/metrics"),

@@ -1,4 +1,5 @@
-//! Liveness and readiness for orchestrators and load balancers.
+//! Liveness and readiness for orchestrators and load balancers; `/health`
+//! answers as readiness does.
 
 use rocket::http::Status;
 use rocket::{get, routes, Route};
@@ -8,7 +9,7 @@ use super::json::Json;
 use crate::accounts::{Accounts, Readiness};
 
 pub fn routes() -> Vec<Route> {
-    routes![get_live, get_ready]
+    routes![get_live, get_ready, get_health]
 }
 
 #[derive(Serialize)]
@@ -41,6 +42,12 @@ struct PoolView {
     connections: u32,
     idle: u32,
     in_use: u32,
+}
+
+/// `/health`: the same as `/health/ready`, for whoever looks there first.
+#[get("/")]
+async fn get_health(accounts: &Accounts) -> (Status, Json<Ready>) {
+    get_ready(accounts).await
 }
 
 /// 200 when Redis answers a PING within the timeout, 503 otherwise.

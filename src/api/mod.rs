@@ -17,6 +17,7 @@ mod users;
 use rocket::fs::FileServer;
 use rocket::http::{ContentType, Status};
 use rocket::request::Request;
+use rocket::response::Redirect;
 use rocket::{catch, catchers, get, routes, Build, Rocket};
 
 use crate::accounts::{Accounts, Caller};
@@ -29,7 +30,7 @@ pub use telemetry::Telemetry;
 /// Mounts every route and catcher on `rocket`.
 pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Build> {
     rocket
-        .mount("/", routes![ping])
+        .mount("/", routes![front_door, ping])
         .mount("/health", health::routes())
         .mount("/", routes![get_metrics, get_docs])
         .mount("/", pages::routes())
@@ -39,6 +40,12 @@ pub fn mount(rocket: Rocket<Build>, static_dir: &std::path::Path) -> Rocket<Buil
         .mount("/api", codes::routes())
         .mount("/files", FileServer::from(static_dir))
         .register("/", catchers![default_catcher])
+}
+
+/// A browser opened on the service finds its documentation.
+#[get("/")]
+fn front_door() -> Redirect {
+    Redirect::to("/docs")
 }
 
 #[get("/ping")]
