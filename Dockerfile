@@ -2,6 +2,15 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# The dependencies first, in a layer of their own, built against empty
+# sources: a change to src/ then rebuilds the service alone. The empty
+# build's own artefacts go, so the real sources are compiled afresh.
+RUN mkdir src \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs \
+    && cargo build --release --locked --bin user-accounts \
+    && rm -rf src target/release/user-accounts target/release/deps/user_accounts-* \
+        target/release/deps/libuser_accounts-* target/release/.fingerprint/user-accounts-*
 COPY src ./src
 RUN cargo build --release --locked --bin user-accounts
 

@@ -1,4 +1,4 @@
-//! The command line: serve (no subcommand), the doctor, admin keys, the
+//! The command line: serve (the default), the doctor, admin keys, the
 //! mail queue, and the settings in effect.
 
 use std::collections::HashSet;
@@ -28,6 +28,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
+    /// Serve HTTP: what the service does when no command is given.
+    Serve,
     /// Check the data for inconsistencies; exit 0 only when it is consistent.
     Doctor {
         /// Repair what can be repaired without guessing.

@@ -63,7 +63,7 @@ async fn main() -> ExitCode {
         }
     };
     match command {
-        None => serve(settings).await,
+        None | Some(Command::Serve) => serve(settings).await,
         Some(Command::Doctor { repair }) => doctor(&settings, repair),
         Some(Command::AdminKey(command)) => cli::admin_key(&settings, command).await,
         Some(Command::Mail(command)) => cli::mail(&settings, command).await,

@@ -26,6 +26,11 @@ struct Service {
 
 impl Service {
     fn start(extra: &[(&str, &str)]) -> Self {
+        Self::start_with_args(&[], extra)
+    }
+
+    /// As [`Self::start`], with `args` on the command line.
+    fn start_with_args(args: &[&str], extra: &[(&str, &str)]) -> Self {
         let port = free_port();
         let log = std::env::temp_dir().join(format!("user-accounts-{}.log", uuid::Uuid::new_v4()));
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -45,6 +50,7 @@ impl Service {
             settings.push((name.to_string(), value.to_string()));
         }
         let child = Command::new(env!("CARGO_BIN_EXE_user-accounts"))
+            .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .envs(settings.iter().map(|(name, value)| (name, value)))
             .env("ROCKET_PORT", port.to_string())
@@ -215,6 +221,13 @@ fn config_output(dot_env: &str, vars: &[(&str, &str)]) -> std::process::Output {
         .expect("the binary runs");
     let _ = std::fs::remove_dir_all(&dir);
     output
+}
+
+#[test]
+fn serve_is_a_command_of_its_own() {
+    let service = Service::start_with_args(&["serve"], &[]);
+    let reply = ureq::get(&service.url("/ping")).call().expect("an answer");
+    assert_eq!(reply.status(), 200);
 }
 
 #[test]
