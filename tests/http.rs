@@ -380,3 +380,48 @@ async fn health_answers_as_readiness_does() {
     assert_eq!(health.status, Status::Ok, "{}", health.body);
     assert_eq!(health.json()["status"], ready.json()["status"]);
 }
+
+#[rocket::async_test]
+async fn a_known_path_with_another_method_gets_405_naming_the_methods_it_takes() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .send_raw(rocket::http::Method::Delete, "/api/users", None, "")
+        .await;
+    reply.assert_problem_status(Status::MethodNotAllowed);
+    assert_eq!(reply.header("Allow"), Some("GET, HEAD, POST"));
+    assert_eq!(reply.json()["detail"], "/api/users takes GET, HEAD, POST");
+}
+
+#[rocket::async_test]
+async fn options_on_a_known_path_gets_405_with_allow() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .send_raw(rocket::http::Method::Options, "/api/sessions", None, "")
+        .await;
+    reply.assert_problem_status(Status::MethodNotAllowed);
+    assert_eq!(reply.header("Allow"), Some("POST"));
+}
+
+#[rocket::async_test]
+async fn a_path_with_a_parameter_gets_405_for_a_method_it_does_not_take() {
+    let app = TestApp::spawn().await;
+    let id = uuid::Uuid::new_v4();
+    let reply = app
+        .send_raw(
+            rocket::http::Method::Post,
+            &format!("/api/users/{id}"),
+            None,
+            "",
+        )
+        .await;
+    reply.assert_problem_status(Status::MethodNotAllowed);
+    assert_eq!(reply.header("Allow"), Some("DELETE, GET, HEAD, PATCH, PUT"));
+}
+
+#[rocket::async_test]
+async fn an_unknown_path_is_still_404() {
+    let app = TestApp::spawn().await;
+    let reply = app.get("/api/nothing-here").await;
+    reply.assert_problem_status(Status::NotFound);
+    assert!(reply.header("Allow").is_none());
+}

@@ -15,7 +15,7 @@ mod telemetry;
 mod users;
 
 use rocket::fs::FileServer;
-use rocket::http::{ContentType, Status};
+use rocket::http::{ContentType, Method, Status};
 use rocket::request::Request;
 use rocket::response::Redirect;
 use rocket::{catch, catchers, get, routes, Build, Rocket};
@@ -77,10 +77,57 @@ fn get_metrics(
 }
 
 /// Rocket's own errors (no route, an unreadable request) as problem details.
+/// A path that routes take with other methods than the request's is a
+/// `405` naming them, not a `404`.
 #[catch(default)]
 fn default_catcher(status: Status, request: &Request<'_>) -> ApiError {
+    let path = request.uri().path();
     match status {
-        Status::NotFound => ApiError::NotFound(format!("no resource at {}", request.uri().path())),
+        Status::NotFound => {
+            let allowed = methods_for(request);
+            if allowed.is_empty() || allowed.contains(&request.method()) {
+                ApiError::NotFound(format!("no resource at {path}"))
+            } else {
+                let allow: Vec<&str> = allowed.iter().map(|method| method.as_str()).collect();
+                ApiError::MethodNotAllowed {
+                    detail: format!("{path} takes {}", allow.join(", ")),
+                    allow: allow.join(", "),
+                }
+            }
+        }
         status => ApiError::Unrouted(status),
     }
+}
+
+/// The methods of the routes whose path matches the request's (a `<param>`
+/// takes any one segment, a `<path..>` the rest), with `HEAD` beside `GET`,
+/// which Rocket answers too; sorted.
+fn methods_for(request: &Request<'_>) -> Vec<Method> {
+    let wanted: Vec<&str> = request.uri().path().segments().collect();
+    let mut methods: Vec<Method> = request
+        .rocket()
+        .routes()
+        .filter(|route| path_matches(route.uri.path(), &wanted))
+        .flat_map(|route| match route.method {
+            Method::Get => vec![Method::Get, Method::Head],
+            method => vec![method],
+        })
+        .collect();
+    methods.sort_by_key(|method| method.as_str());
+    methods.dedup();
+    methods
+}
+
+fn path_matches(pattern: &str, wanted: &[&str]) -> bool {
+    let pattern: Vec<&str> = pattern.split('/').filter(|part| !part.is_empty()).collect();
+    for (at, part) in pattern.iter().enumerate() {
+        if part.starts_with('<') && part.ends_with("..>") {
+            return true;
+        }
+        match wanted.get(at) {
+            Some(segment) if part.starts_with('<') || part == segment => {}
+            _ => return false,
+        }
+    }
+    pattern.len() == wanted.len()
 }

@@ -45,6 +45,9 @@ pub enum ApiError {
     },
     #[error("the code is invalid or has expired")]
     InvalidCode,
+    /// A path routes take with other methods, `allow` (for the header).
+    #[error("{detail}")]
+    MethodNotAllowed { detail: String, allow: String },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -92,6 +95,7 @@ impl ApiError {
             Self::Forbidden { .. } => Status::Forbidden,
             Self::TooManyRequests { .. } => Status::TooManyRequests,
             Self::InvalidCode => Status::UnprocessableEntity,
+            Self::MethodNotAllowed { .. } => Status::MethodNotAllowed,
             Self::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             Self::PayloadTooLarge(_) => Status::PayloadTooLarge,
             Self::Unavailable { .. } => Status::ServiceUnavailable,
@@ -178,6 +182,9 @@ pub struct Problem {
     /// Sent as `Retry-After`, in seconds.
     #[serde(skip)]
     pub retry_after: Option<u64>,
+    /// Sent as `Allow`: the methods the path takes.
+    #[serde(skip)]
+    pub allow: Option<String>,
 }
 
 impl Problem {
@@ -189,6 +196,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: (status == Status::ServiceUnavailable).then_some(RETRY_AFTER_SECS),
+            allow: None,
         }
     }
 }
@@ -204,6 +212,9 @@ impl<'r> Responder<'r, 'static> for Problem {
             .sized_body(body.len(), Cursor::new(body));
         if let Some(seconds) = self.retry_after {
             response.header(Header::new("Retry-After", seconds.to_string()));
+        }
+        if let Some(allow) = self.allow {
+            response.header(Header::new("Allow", allow));
         }
         if status == Status::Unauthorized {
             response.header(Header::new("WWW-Authenticate", "Bearer"));
@@ -230,6 +241,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
             } => {
                 problem.retry_after = Some(retry_after_secs.max(1));
             }
+            Self::MethodNotAllowed { allow, .. } => problem.allow = Some(allow),
             _ => {}
         }
         problem.respond_to(request)
