@@ -29,8 +29,25 @@ async fn member(app: &TestApp, email: &str) -> Member {
     }
 }
 
+/// A `401` for a credential that names nothing.
+fn assert_invalid_token(reply: &Reply) {
+    reply.assert_problem(
+        Status::Unauthorized,
+        "the credential is unknown, revoked or expired",
+    );
+    assert_eq!(reply.json()["type"], "/problems/invalid-token");
+    assert_eq!(
+        reply.header("WWW-Authenticate"),
+        Some(r#"Bearer error="invalid_token""#)
+    );
+}
+
 fn assert_needs_a_credential(reply: &Reply) {
-    reply.assert_problem(Status::Unauthorized, "user not authenticated");
+    reply.assert_problem(
+        Status::Unauthorized,
+        "this needs a credential: send Authorization: Bearer <session token or admin key>",
+    );
+    assert_eq!(reply.json()["type"], "/problems/unauthenticated");
     assert_eq!(reply.header("WWW-Authenticate"), Some("Bearer"));
 }
 
@@ -161,7 +178,7 @@ async fn sessions_and_activity_are_read_by_their_user_or_a_key() {
 }
 
 #[rocket::async_test]
-async fn an_unknown_or_malformed_credential_counts_as_none() {
+async fn an_unknown_or_malformed_credential_counts_as_none_and_gets_invalid_token() {
     let app = TestApp::spawn().await;
     let ada = member(&app, "ada@example.com").await;
     let uri = format!("/api/users/{}", ada.id);
@@ -171,7 +188,7 @@ async fn an_unknown_or_malformed_credential_counts_as_none() {
         &common::unknown_key(),
         "uak_short",
     ] {
-        assert_needs_a_credential(&app.get_as(&uri, credential).await);
+        assert_invalid_token(&app.get_as(&uri, credential).await);
     }
     let signup = json!({"name": "Bob", "email": "bob@example.com", "password": PASSWORD});
     let reply = send(&app, Method::Post, "/api/users", "not-a-token", signup).await;
@@ -370,7 +387,7 @@ async fn a_wrong_password_for_a_disabled_user_is_just_wrong() {
     let disable = format!("/api/users/{}/disable", ada.id);
     app.with_token(Method::Post, &disable, &admin, None).await;
     let reply = app.login("ada@example.com", "wrong password").await;
-    reply.assert_problem(Status::Unauthorized, "user not authenticated");
+    reply.assert_problem(Status::Unauthorized, "wrong email or password");
 }
 
 #[rocket::async_test]
@@ -396,10 +413,10 @@ async fn an_admin_key_ends_one_session_of_a_user() {
 async fn with_sign_up_closed_only_an_admin_key_creates_users() {
     let app = TestApp::spawn_with(&[("SIGNUP", "closed")]).await;
     let body = json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD});
-    assert_needs_a_credential(&app.post_user(&body).await);
+    assert_forbidden(&app.post_user(&body).await, "/problems/signup-closed");
     let reader = app.key(KeyScope::Read).await;
     let reply = send(&app, Method::Post, "/api/users", &reader, body.clone()).await;
-    assert_forbidden(&reply, "/problems/forbidden");
+    assert_forbidden(&reply, "/problems/signup-closed");
     let admin = app.admin_key().await.to_owned();
     let reply = send(&app, Method::Post, "/api/users", &admin, body).await;
     assert_eq!(reply.status, Status::Created, "{}", reply.body);
@@ -423,7 +440,7 @@ async fn a_revoked_key_stops_working_within_five_seconds() {
         );
         rocket::tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_needs_a_credential(&app.get_as("/api/users", &key).await);
+    assert_invalid_token(&app.get_as("/api/users", &key).await);
 }
 
 #[rocket::async_test]
@@ -435,9 +452,22 @@ async fn a_malformed_email_looked_up_without_a_credential_gets_401_not_404() {
 #[rocket::async_test]
 async fn a_malformed_list_query_without_a_credential_gets_401_not_422() {
     let app = TestApp::spawn().await;
-    let reply = app.get("/api/users?limit=0").await;
-    reply.assert_problem(Status::Unauthorized, "user not authenticated");
+    assert_needs_a_credential(&app.get("/api/users?limit=0").await);
     let reader = app.key(KeyScope::Read).await;
     let reply = app.get_as("/api/users?limit=0", &reader).await;
     assert_eq!(reply.status, Status::UnprocessableEntity, "{}", reply.body);
+}
+
+#[rocket::async_test]
+async fn a_key_of_too_narrow_a_scope_is_told_which_keys_may() {
+    let app = TestApp::spawn().await;
+    let reader = app.key(KeyScope::Read).await;
+    let reply = app.get_as("/metrics", &reader).await;
+    reply.assert_problem(
+        Status::Forbidden,
+        "only an admin or metrics key may do this",
+    );
+    let metrics = app.key(KeyScope::Metrics).await;
+    let reply = app.get_as("/api/users", &metrics).await;
+    reply.assert_problem(Status::Forbidden, "only an admin or read key may do this");
 }

@@ -594,14 +594,11 @@ fn user_cases() -> Vec<Case> {
         case(Post, "/api/users", 202, "/api/users")
             .on(Target::Notify)
             .json(json!({"name": "Twin", "email": "{email}", "password": PASSWORD})),
-        case(Post, "/api/users", 401, "/api/users")
-            .on(Target::Closed)
-            .json(signup.clone()),
         case(Post, "/api/users", 403, "/api/users")
             .on(Target::Closed)
             .auth(Auth::ReadKey)
             .json(signup.clone())
-            .problem(FORBIDDEN),
+            .problem("/problems/signup-closed"),
         case(Post, "/api/users", 409, "/api/users")
             .json(json!({"name": "Twin", "email": "{email}", "password": PASSWORD})),
         case(Post, "/api/users", 422, "/api/users")

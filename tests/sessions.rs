@@ -66,7 +66,8 @@ async fn unknown_email_and_wrong_password_get_the_same_401() {
     app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let unknown = app.login("nobody@example.com", PASSWORD).await;
     let wrong = app.login("ada@example.com", "wrong password").await;
-    unknown.assert_problem(Status::Unauthorized, "user not authenticated");
+    unknown.assert_problem(Status::Unauthorized, "wrong email or password");
+    assert_eq!(unknown.json()["type"], "/problems/invalid-credentials");
     assert_eq!(unknown.body, wrong.body);
     assert_eq!(unknown.header("WWW-Authenticate"), Some("Bearer"));
 }
@@ -100,16 +101,75 @@ async fn the_current_session_returns_its_user_and_expiry() {
 }
 
 #[rocket::async_test]
-async fn no_unknown_or_malformed_token_gets_401_with_www_authenticate() {
+async fn no_credential_gets_401_saying_one_is_needed() {
     let app = TestApp::spawn().await;
     let reply = app.get("/api/sessions/current").await;
-    reply.assert_problem(Status::Unauthorized, "user not authenticated");
+    reply.assert_problem(
+        Status::Unauthorized,
+        "this needs a credential: send Authorization: Bearer <session token or admin key>",
+    );
     assert_eq!(reply.header("WWW-Authenticate"), Some("Bearer"));
-    for token in ["garbage", &"A".repeat(43)] {
+}
+
+#[rocket::async_test]
+async fn an_unknown_or_malformed_token_gets_401_invalid_token() {
+    let app = TestApp::spawn().await;
+    for token in ["garbage", &"A".repeat(43), "uak_not-a-key"] {
         let reply = app.current_session(token).await;
-        assert_eq!(reply.status, Status::Unauthorized, "token {token}");
-        assert_eq!(reply.header("WWW-Authenticate"), Some("Bearer"));
+        reply.assert_problem(
+            Status::Unauthorized,
+            "the credential is unknown, revoked or expired",
+        );
+        assert_eq!(
+            reply.json()["type"],
+            "/problems/invalid-token",
+            "token {token}"
+        );
+        assert_eq!(
+            reply.header("WWW-Authenticate"),
+            Some(r#"Bearer error="invalid_token""#),
+            "token {token}"
+        );
     }
+}
+
+#[rocket::async_test]
+async fn an_ended_session_gets_401_invalid_token() {
+    let app = TestApp::spawn().await;
+    let (_, token) = user_and_token(&app, "ada@example.com").await;
+    app.with_token(Method::Delete, "/api/sessions/current", &token, None)
+        .await;
+    let reply = app.current_session(&token).await;
+    assert_eq!(reply.json()["type"], "/problems/invalid-token");
+}
+
+#[rocket::async_test]
+async fn a_credential_not_in_the_bearer_form_gets_401_saying_so() {
+    let app = TestApp::spawn().await;
+    let (_, token) = user_and_token(&app, "ada@example.com").await;
+    let reply = Reply::read(
+        app.client
+            .get("/api/sessions/current")
+            .header(Header::new("Authorization", token))
+            .dispatch()
+            .await,
+    )
+    .await;
+    reply.assert_problem(
+        Status::Unauthorized,
+        "the Authorization header must read Bearer <session token or admin key>",
+    );
+}
+
+#[rocket::async_test]
+async fn an_admin_key_asking_for_its_session_gets_401_saying_it_has_none() {
+    let app = TestApp::spawn().await;
+    let key = app.admin_key().await.to_owned();
+    let reply = app.current_session(&key).await;
+    reply.assert_problem(
+        Status::Unauthorized,
+        "this needs a session token; an admin key has no session",
+    );
 }
 
 #[rocket::async_test]
@@ -848,7 +908,7 @@ async fn a_change_by_a_session_that_ended_after_its_check_is_refused() {
     assert!(
         matches!(
             changed,
-            Err(user_accounts::accounts::AccountError::Unauthenticated)
+            Err(user_accounts::accounts::AccountError::Unauthenticated(_))
         ),
         "{changed:?}"
     );

@@ -247,7 +247,7 @@ async fn put_with_a_wrong_password_returns_401_and_changes_nothing() {
     let id = id_of(&ada);
     app.put_user(id, &user_body("Eve", "eve@example.com", "wrong password"))
         .await
-        .assert_problem(Status::Unauthorized, "user not authenticated");
+        .assert_problem(Status::Unauthorized, "the current password is wrong");
     assert_eq!(app.get_user(id).await.json(), ada);
 }
 
@@ -308,7 +308,7 @@ async fn patch_changes_the_password() {
     assert_eq!(reply.json(), json!({"message": "Password updated"}));
     app.put_user(id, &user_body("Ada", "ada@example.com", PASSWORD))
         .await
-        .assert_problem(Status::Unauthorized, "user not authenticated");
+        .assert_problem(Status::Unauthorized, "the current password is wrong");
     let reply = app
         .put_user(id, &user_body("Ada", "ada@example.com", "a new passphrase"))
         .await;
@@ -329,7 +329,7 @@ async fn patch_with_a_wrong_password_returns_401() {
     let body = json!({"password": "wrong password", "new_password": "a new passphrase"});
     app.patch_user(id_of(&ada), &body)
         .await
-        .assert_problem(Status::Unauthorized, "user not authenticated");
+        .assert_problem(Status::Unauthorized, "the current password is wrong");
 }
 
 #[rocket::async_test]
@@ -371,7 +371,7 @@ async fn delete_with_a_wrong_password_returns_401_and_keeps_the_user() {
     let id = id_of(&ada);
     app.delete_user(id, &json!({"password": "wrong password"}))
         .await
-        .assert_problem(Status::Unauthorized, "user not authenticated");
+        .assert_problem(Status::Unauthorized, "the current password is wrong");
     assert_eq!(app.get_user(id).await.status, Status::Ok);
 }
 

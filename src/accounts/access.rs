@@ -8,13 +8,28 @@ use super::{AccountError, Accounts};
 use crate::domain::{AdminKey, KeyScope, Password, Session, SessionId, SessionToken, UserId};
 
 /// The credential a request carries, once checked. An unknown, revoked,
-/// expired or malformed one is no credential at all.
+/// expired or malformed one is no credential at all, and the caller is
+/// anonymous; why, a `401` says.
 #[derive(Clone, Debug)]
 pub enum Caller {
-    Anonymous,
+    Anonymous(Absence),
     /// A live session, renewed by this request if it was due.
     User(Session),
     Key(KeyScope),
+}
+
+/// Why a caller has no usable credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Absence {
+    #[error("this needs a credential: send Authorization: Bearer <session token or admin key>")]
+    NoCredential,
+    #[error("the Authorization header must read Bearer <session token or admin key>")]
+    NotBearer,
+    /// A credential that names no live session and no admin key.
+    #[error("the credential is unknown, revoked or expired")]
+    UnknownCredential,
+    #[error("this needs a session token; an admin key has no session")]
+    NotASession,
 }
 
 /// How a caller proves they may change a user.
@@ -36,8 +51,10 @@ pub(super) enum Sensitivity {
 }
 
 const OTHER_USER: &str = "this session belongs to another user";
-const KEY_TOO_NARROW: &str = "this key's scope does not allow it";
+const NEEDS_ADMIN: &str = "only an admin key may do this";
 const NEEDS_KEY: &str = "only an admin or read key may do this";
+const NEEDS_OWNER_OR_KEY: &str = "only the user's own session or an admin or read key may do this";
+const NEEDS_METRICS_KEY: &str = "only an admin or metrics key may do this";
 const NOT_OWN_EMAIL: &str = "a session may look up its own email only";
 
 impl Accounts {
@@ -45,31 +62,25 @@ impl Accounts {
     /// session token. Anything else, or one that names nothing, is
     /// anonymous; only Redis being out of reach is an error.
     pub async fn caller(&self, bearer: &str) -> Result<Caller, AccountError> {
+        let unknown = Caller::Anonymous(Absence::UnknownCredential);
         if AdminKey::looks_like(bearer) {
             return Ok(match AdminKey::parse(bearer) {
-                Some(key) => self
-                    .key_scope(&key)
-                    .await?
-                    .map_or(Caller::Anonymous, Caller::Key),
-                None => Caller::Anonymous,
+                Some(key) => self.key_scope(&key).await?.map_or(unknown, Caller::Key),
+                None => unknown,
             });
         }
-        match session_token(bearer) {
-            Some(token) => match self.session(&token).await {
-                Ok(session) => Ok(Caller::User(session)),
-                Err(AccountError::Unauthenticated) => Ok(Caller::Anonymous),
-                Err(error) => Err(error),
-            },
-            None => Ok(Caller::Anonymous),
-        }
+        Ok(match session_token(bearer) {
+            Some(token) => self.session(&token).await?.map_or(unknown, Caller::User),
+            None => unknown,
+        })
     }
 
-    /// The caller a bearer credential names, if there is one; without one,
-    /// anonymous.
-    pub async fn caller_of(&self, bearer: Option<&str>) -> Result<Caller, AccountError> {
+    /// The caller a bearer credential names, or the anonymous caller
+    /// `absence` describes.
+    pub async fn caller_of(&self, bearer: Result<&str, Absence>) -> Result<Caller, AccountError> {
         match bearer {
-            Some(bearer) => self.caller(bearer).await,
-            None => Ok(Caller::Anonymous),
+            Ok(bearer) => self.caller(bearer).await,
+            Err(absence) => Ok(Caller::Anonymous(absence)),
         }
     }
 }
@@ -88,8 +99,17 @@ impl Caller {
     /// that may not do this is refused (403).
     fn refuse(&self, reason: &'static str) -> AccountError {
         match self {
-            Self::Anonymous => AccountError::Unauthenticated,
+            Self::Anonymous(absence) => AccountError::Unauthenticated(*absence),
             _ => AccountError::Forbidden(reason),
+        }
+    }
+
+    /// The caller's own session: a key has none.
+    pub(super) fn require_session(&self) -> Result<&Session, AccountError> {
+        match self {
+            Self::User(session) => Ok(session),
+            Self::Anonymous(absence) => Err(AccountError::Unauthenticated(*absence)),
+            Self::Key(_) => Err(AccountError::Unauthenticated(Absence::NotASession)),
         }
     }
 
@@ -136,7 +156,7 @@ impl Caller {
             Self::User(session) if session.user_id == user => Ok(()),
             Self::User(_) => Err(AccountError::Forbidden(OTHER_USER)),
             _ if self.may_read_anyone() => Ok(()),
-            _ => Err(self.refuse(KEY_TOO_NARROW)),
+            _ => Err(self.refuse(NEEDS_OWNER_OR_KEY)),
         }
     }
 
@@ -145,7 +165,7 @@ impl Caller {
         if self.is_admin() {
             Ok(())
         } else {
-            Err(self.refuse(KEY_TOO_NARROW))
+            Err(self.refuse(NEEDS_ADMIN))
         }
     }
 
@@ -162,7 +182,7 @@ impl Caller {
     pub(super) fn require_metrics_reader(&self) -> Result<(), AccountError> {
         match self {
             Self::Key(KeyScope::Admin | KeyScope::Metrics) => Ok(()),
-            _ => Err(self.refuse(KEY_TOO_NARROW)),
+            _ => Err(self.refuse(NEEDS_METRICS_KEY)),
         }
     }
 
@@ -192,8 +212,8 @@ impl Caller {
                 }
             }
             Self::Key(KeyScope::Admin) => Ok(Proof::Admin),
-            Self::Key(_) => Err(AccountError::Forbidden(KEY_TOO_NARROW)),
-            Self::Anonymous => Err(AccountError::Unauthenticated),
+            Self::Key(_) => Err(AccountError::Forbidden(NEEDS_ADMIN)),
+            Self::Anonymous(absence) => Err(AccountError::Unauthenticated(*absence)),
         }
     }
 }

@@ -37,7 +37,7 @@ use crate::logging::log_line;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, Written};
 
-pub use access::Caller;
+pub use access::{Absence, Caller};
 pub use admin_keys::AdminKeyInfo;
 pub use mail::TestMail;
 pub use operations::{PoolFigures, Readiness};
@@ -56,8 +56,17 @@ pub enum AccountError {
     EmailNotFound(String),
     #[error("session {0} not found")]
     SessionNotFound(String),
-    #[error("user not authenticated")]
-    Unauthenticated,
+    /// No usable credential where one is needed.
+    #[error("{0}")]
+    Unauthenticated(Absence),
+    /// A login whose email or password is wrong (which one, it never says).
+    #[error("wrong email or password")]
+    WrongLogin,
+    /// A current password, sent to prove a change, that is wrong.
+    #[error("the current password is wrong")]
+    WrongPassword,
+    #[error("sign-up is closed: only an admin key creates users")]
+    SignupClosed,
     /// A credential that may not do this.
     #[error("{0}")]
     Forbidden(&'static str),

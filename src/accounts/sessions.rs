@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{AccountError, Accounts, Caller};
+use super::{Absence, AccountError, Accounts, Caller};
 use crate::config::SignupExisting;
 use crate::domain::{
     now, ClientAddress, Event, Password, PasswordHash, Session, SessionId, SessionToken, User,
@@ -53,7 +53,7 @@ impl Accounts {
             .await?;
         let record = match record {
             Some(record) if proven => record,
-            _ => return Err(AccountError::Unauthenticated),
+            _ => return Err(AccountError::WrongLogin),
         };
         if record.user.disabled {
             return Err(AccountError::AccountDisabled);
@@ -130,7 +130,7 @@ impl Accounts {
         if !stored {
             // The user was deleted, or its password changed, while logging
             // in: the password this login proved is no longer the user's.
-            return Err(AccountError::Unauthenticated);
+            return Err(AccountError::WrongLogin);
         }
         self.metrics.sessions_created.inc();
         Ok(NewSession {
@@ -142,13 +142,16 @@ impl Accounts {
 
     /// The live session a bearer token names, renewed for another idle
     /// period unless it was renewed within the last renewal step.
-    pub(super) async fn session(&self, token: &SessionToken) -> Result<Session, AccountError> {
+    pub(super) async fn session(
+        &self,
+        token: &SessionToken,
+    ) -> Result<Option<Session>, AccountError> {
         let sessions = self.policy.sessions;
-        self.store
+        Ok(self
+            .store
             .connection()
             .use_session(token.id(), sessions.idle, sessions.renewal_step())
-            .await?
-            .ok_or(AccountError::Unauthenticated)
+            .await?)
     }
 
     /// When `session` ends if it is not used again.
@@ -159,23 +162,19 @@ impl Accounts {
     /// The caller's own session, and the user it belongs to; a user deleted
     /// meanwhile leaves the session unauthenticated.
     pub async fn current_session(&self, caller: &Caller) -> Result<(Session, User), AccountError> {
-        let Caller::User(session) = caller else {
-            return Err(AccountError::Unauthenticated);
-        };
+        let session = caller.require_session()?;
         let user = self
             .store
             .connection()
             .public_user_by_id(session.user_id)
             .await?
-            .ok_or(AccountError::Unauthenticated)?;
+            .ok_or(AccountError::Unauthenticated(Absence::UnknownCredential))?;
         Ok((session.clone(), user))
     }
 
     /// Ends the caller's own session; one that ended meanwhile is as good.
     pub async fn log_out(&self, caller: &Caller) -> Result<(), AccountError> {
-        let Caller::User(session) = caller else {
-            return Err(AccountError::Unauthenticated);
-        };
+        let session = caller.require_session()?;
         self.store
             .connection()
             .revoke_session(session.user_id, session.id.clone())

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::access::{session_token, Proof, Sensitivity};
-use super::{check_strength, settle, AccountError, Accounts, Caller, MAX_ATTEMPTS};
+use super::{check_strength, settle, Absence, AccountError, Accounts, Caller, MAX_ATTEMPTS};
 use crate::config::{Signup, SignupExisting};
 use crate::domain::{
     now, ClientAddress, CodePurpose, MailContent, Password, User, UserEmail, UserId, UserName,
@@ -48,8 +48,8 @@ impl Accounts {
         caller: &Caller,
         new: NewUser,
     ) -> Result<SignedUp, AccountError> {
-        if self.policy.access.signup == Signup::Closed {
-            caller.require_admin()?;
+        if self.policy.access.signup == Signup::Closed && !caller.is_admin() {
+            return Err(AccountError::SignupClosed);
         }
         check_strength(
             &self.hasher,
@@ -113,10 +113,10 @@ impl Accounts {
     /// session token is checked in the round trip that reads the user.
     pub async fn user_for_bearer(
         &self,
-        bearer: Option<&str>,
+        bearer: Result<&str, Absence>,
         id: UserId,
     ) -> Result<User, AccountError> {
-        let Some(token) = bearer.and_then(session_token) else {
+        let Some(token) = bearer.ok().and_then(session_token) else {
             let caller = self.caller_of(bearer).await?;
             return self.user(&caller, id).await;
         };
@@ -127,7 +127,7 @@ impl Accounts {
             .use_session_reading_user(token.id(), sessions.idle, sessions.renewal_step(), id)
             .await?;
         session
-            .map_or(Caller::Anonymous, Caller::User)
+            .map_or(Caller::Anonymous(Absence::UnknownCredential), Caller::User)
             .require_reader_of(id)?;
         own.ok_or_else(|| AccountError::NotFound(id.to_string()))
     }
@@ -331,7 +331,12 @@ impl Accounts {
             // password change that ended the session committed with the hash
             // the change is checked against, so the session is seen ended
             // whenever that hash is the one read.
-            Proof::Session(id) => self.store.connection().session_is_live(&id).await?,
+            Proof::Session(id) => {
+                if !self.store.connection().session_is_live(&id).await? {
+                    return Err(AccountError::Unauthenticated(Absence::UnknownCredential));
+                }
+                true
+            }
             Proof::Password(password) => {
                 let hash = Some(record.password_hash.clone());
                 self.check_password(&record.user.email, client, password, hash)
@@ -339,7 +344,7 @@ impl Accounts {
             }
         };
         match proven {
-            false => Err(AccountError::Unauthenticated),
+            false => Err(AccountError::WrongPassword),
             true if record.user.disabled => Err(AccountError::AccountDisabled),
             true => Ok(record),
         }

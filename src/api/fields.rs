@@ -49,7 +49,7 @@ impl Fields {
         password: Option<&str>,
     ) -> Option<Option<Password>> {
         match (password, caller) {
-            (None, Caller::Anonymous) => self.required("password", None, candidate).map(Some),
+            (None, Caller::Anonymous(_)) => self.required("password", None, candidate).map(Some),
             (password, _) => self.optional("password", password, candidate),
         }
     }

@@ -11,7 +11,7 @@ use rocket::outcome::try_outcome;
 use rocket::request::{FromRequest, Outcome, Request};
 
 use super::problem::ApiError;
-use crate::accounts::{Accounts, Caller, Client};
+use crate::accounts::{Absence, Accounts, Caller, Client};
 use crate::domain::ClientAddress;
 
 /// The networks whose forwarding headers name the client
@@ -36,18 +36,26 @@ impl<'r> FromRequest<'r> for &'r Accounts {
     }
 }
 
-/// The bearer credential of `Authorization: Bearer …`, if there is one.
-fn bearer<'r>(request: &'r Request<'_>) -> Option<&'r str> {
-    let header = request.headers().get_one("Authorization")?;
-    let (scheme, credential) = header.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| credential.trim())
+/// The bearer credential of `Authorization: Bearer …`; else why there is
+/// none: no header, or one of another form.
+fn bearer<'r>(request: &'r Request<'_>) -> Result<&'r str, Absence> {
+    let header = request
+        .headers()
+        .get_one("Authorization")
+        .ok_or(Absence::NoCredential)?;
+    match header.split_once(' ') {
+        Some((scheme, credential))
+            if scheme.eq_ignore_ascii_case("bearer") && !credential.trim().is_empty() =>
+        {
+            Ok(credential.trim())
+        }
+        _ => Err(Absence::NotBearer),
+    }
 }
 
 /// The bearer credential as sent, unchecked: for a route that checks it
 /// together with what it reads.
-pub struct Bearer<'r>(pub Option<&'r str>);
+pub struct Bearer<'r>(pub Result<&'r str, Absence>);
 
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for Bearer<'r> {
@@ -66,8 +74,9 @@ impl<'r> FromRequest<'r> for Caller {
     type Error = ApiError;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ApiError> {
-        let Some(bearer) = bearer(request) else {
-            return Outcome::Success(Caller::Anonymous);
+        let bearer = match bearer(request) {
+            Ok(bearer) => bearer,
+            Err(absence) => return Outcome::Success(Caller::Anonymous(absence)),
         };
         let accounts = try_outcome!(request.guard::<&Accounts>().await);
         match accounts.caller(bearer).await {

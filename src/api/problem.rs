@@ -9,7 +9,7 @@ use rocket::response::{self, Responder, Response};
 use serde::Serialize;
 
 use super::json::to_json_line;
-use crate::accounts::AccountError;
+use crate::accounts::{Absence, AccountError};
 use crate::domain::FieldError;
 use crate::logging::log_problem;
 
@@ -30,8 +30,14 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
-    #[error("user not authenticated")]
-    Unauthenticated,
+    /// `401`; `invalid_token`: the credential sent names nothing, which
+    /// `WWW-Authenticate` says (RFC 6750).
+    #[error("{detail}")]
+    Unauthenticated {
+        detail: String,
+        problem_type: &'static str,
+        invalid_token: bool,
+    },
     #[error("{detail}")]
     Forbidden {
         detail: String,
@@ -91,7 +97,7 @@ impl ApiError {
             Self::BadRequest(_) => Status::BadRequest,
             Self::NotFound(_) => Status::NotFound,
             Self::Conflict(_) => Status::Conflict,
-            Self::Unauthenticated => Status::Unauthorized,
+            Self::Unauthenticated { .. } => Status::Unauthorized,
             Self::Forbidden { .. } => Status::Forbidden,
             Self::TooManyRequests { .. } => Status::TooManyRequests,
             Self::InvalidCode => Status::UnprocessableEntity,
@@ -108,7 +114,7 @@ impl ApiError {
         match self {
             Self::Validation { .. } => "/problems/validation",
             Self::Conflict(_) => "/problems/email-in-use",
-            Self::Unauthenticated => "/problems/unauthenticated",
+            Self::Unauthenticated { problem_type, .. } => problem_type,
             Self::Forbidden { problem_type, .. } => problem_type,
             Self::TooManyRequests { problem_type, .. } => problem_type,
             Self::InvalidCode => "/problems/invalid-code",
@@ -125,7 +131,20 @@ impl From<AccountError> for ApiError {
             AccountError::NotFound(_)
             | AccountError::EmailNotFound(_)
             | AccountError::SessionNotFound(_) => Self::NotFound(detail),
-            AccountError::Unauthenticated => Self::Unauthenticated,
+            AccountError::Unauthenticated(absence) => Self::Unauthenticated {
+                detail,
+                problem_type: match absence {
+                    Absence::UnknownCredential => "/problems/invalid-token",
+                    _ => "/problems/unauthenticated",
+                },
+                invalid_token: absence == Absence::UnknownCredential,
+            },
+            AccountError::WrongLogin | AccountError::WrongPassword => Self::Unauthenticated {
+                detail,
+                problem_type: "/problems/invalid-credentials",
+                invalid_token: false,
+            },
+            AccountError::SignupClosed => Self::forbidden(detail, "/problems/signup-closed"),
             AccountError::Forbidden(_) => Self::forbidden(detail, "/problems/forbidden"),
             AccountError::ReauthenticationRequired => {
                 Self::forbidden(detail, "/problems/reauthentication-required")
@@ -185,6 +204,10 @@ pub struct Problem {
     /// Sent as `Allow`: the methods the path takes.
     #[serde(skip)]
     pub allow: Option<String>,
+    /// `WWW-Authenticate` of a `401`: `Bearer`, with `error="invalid_token"`
+    /// when the credential sent names nothing.
+    #[serde(skip)]
+    pub invalid_token: bool,
 }
 
 impl Problem {
@@ -197,6 +220,7 @@ impl Problem {
             errors: Vec::new(),
             retry_after: (status == Status::ServiceUnavailable).then_some(RETRY_AFTER_SECS),
             allow: None,
+            invalid_token: false,
         }
     }
 }
@@ -217,7 +241,12 @@ impl<'r> Responder<'r, 'static> for Problem {
             response.header(Header::new("Allow", allow));
         }
         if status == Status::Unauthorized {
-            response.header(Header::new("WWW-Authenticate", "Bearer"));
+            let challenge = if self.invalid_token {
+                r#"Bearer error="invalid_token""#
+            } else {
+                "Bearer"
+            };
+            response.header(Header::new("WWW-Authenticate", challenge));
         }
         Ok(response.finalize())
     }
@@ -242,6 +271,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
                 problem.retry_after = Some(retry_after_secs.max(1));
             }
             Self::MethodNotAllowed { allow, .. } => problem.allow = Some(allow),
+            Self::Unauthenticated { invalid_token, .. } => problem.invalid_token = invalid_token,
             _ => {}
         }
         problem.respond_to(request)

@@ -232,7 +232,7 @@ async fn delete_user(
     let id = parse_id(id)?;
     let caller = caller?;
     let password = match (&caller, body) {
-        (Caller::Anonymous, body) => body?.0.password,
+        (Caller::Anonymous(_), body) => body?.0.password,
         (_, body) => body.ok().and_then(|body| body.0.password),
     };
     let mut fields = Fields::default();

@@ -723,7 +723,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    async fn read(response: LocalResponse<'_>) -> Self {
+    pub async fn read(response: LocalResponse<'_>) -> Self {
         let status = response.status();
         let headers = response
             .headers()
