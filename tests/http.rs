@@ -425,3 +425,35 @@ async fn an_unknown_path_is_still_404() {
     reply.assert_problem_status(Status::NotFound);
     assert!(reply.header("Allow").is_none());
 }
+
+#[rocket::async_test]
+async fn an_unknown_field_is_refused_naming_it_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let mut body = user_body("Bob", "bob@example.com", "correct horse battery");
+    body["username"] = json!("bob");
+    let reply = app.post_user(&body).await;
+    reply.assert_problem_status(Status::UnprocessableEntity);
+    assert_eq!(
+        reply.json()["errors"],
+        json!([{
+            "field": "username",
+            "message": "is not a field of this request (it takes name, email, password)"
+        }])
+    );
+    assert!(app.keys().is_empty());
+}
+
+#[rocket::async_test]
+async fn a_put_may_send_back_the_read_only_fields_it_read() {
+    let app = TestApp::spawn().await;
+    let user = app
+        .create_user("Ada", "ada@example.com", "correct horse battery")
+        .await;
+    let mut body = user.clone();
+    body["name"] = json!("Ada Lovelace");
+    body["password"] = json!("correct horse battery");
+    let id = user["id"].as_str().expect("an id");
+    let reply = app.put_user(id, &body).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(reply.json()["name"], "Ada Lovelace");
+}

@@ -10,7 +10,7 @@ use rocket::{delete, post, routes, Route, State};
 use serde::Deserialize;
 
 use super::fields::Fields;
-use super::json::{Json, Message};
+use super::json::{BodyFields, Json, Message};
 use super::problem::ApiError;
 use super::users::{parse_id, Body};
 use crate::accounts::{Accounts, Caller, Client};
@@ -33,11 +33,19 @@ struct EmailData {
     email: Option<String>,
 }
 
+impl BodyFields for EmailData {
+    const FIELDS: &'static [&'static str] = &["email"];
+}
+
 #[derive(Deserialize)]
 struct ConfirmData {
     email: Option<String>,
     code: Option<String>,
     new_password: Option<String>,
+}
+
+impl BodyFields for ConfirmData {
+    const FIELDS: &'static [&'static str] = &["email", "code", "new_password"];
 }
 
 /// An email and the code sent to it.

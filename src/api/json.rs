@@ -47,8 +47,16 @@ impl<'r, T: Serialize> Responder<'r, 'static> for Json<T> {
     }
 }
 
+/// The fields a body may carry. Any other is refused (`422`, naming it),
+/// so that a misspelt field cannot silently miss; but those in `IGNORED`,
+/// which a client that sends back what it read may send, pass unread.
+pub(super) trait BodyFields {
+    const FIELDS: &'static [&'static str];
+    const IGNORED: &'static [&'static str] = &[];
+}
+
 #[rocket::async_trait]
-impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {
+impl<'r, T: DeserializeOwned + BodyFields> FromData<'r> for JsonBody<T> {
     type Error = ApiError;
 
     async fn from_data(request: &'r Request<'_>, data: Data<'r>) -> data::Outcome<'r, Self> {
@@ -59,7 +67,10 @@ impl<'r, T: DeserializeOwned> FromData<'r> for JsonBody<T> {
     }
 }
 
-async fn parse<T: DeserializeOwned>(request: &Request<'_>, data: Data<'_>) -> Result<T, ApiError> {
+async fn parse<T: DeserializeOwned + BodyFields>(
+    request: &Request<'_>,
+    data: Data<'_>,
+) -> Result<T, ApiError> {
     if !request.content_type().is_some_and(|media| media.is_json()) {
         return Err(ApiError::UnsupportedMediaType(
             "the body must be JSON, sent with Content-Type: application/json".into(),
@@ -86,11 +97,28 @@ async fn parse<T: DeserializeOwned>(request: &Request<'_>, data: Data<'_>) -> Re
         )]));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(&body);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(into_api_error)?;
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_path_to_error::deserialize(&mut deserializer).map_err(into_api_error)?;
     deserializer
         .end()
         .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
-    Ok(value)
+    let unknown: Vec<FieldError> = object
+        .keys()
+        .filter(|key| !T::FIELDS.contains(&key.as_str()) && !T::IGNORED.contains(&key.as_str()))
+        .map(|key| {
+            FieldError::new(
+                key.clone(),
+                format!(
+                    "is not a field of this request (it takes {})",
+                    T::FIELDS.join(", ")
+                ),
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::invalid_fields(unknown));
+    }
+    serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(into_api_error)
 }
 
 fn into_api_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -98,6 +126,9 @@ fn into_api_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiEr
     let inner = error.into_inner();
     if inner.is_data() {
         ApiError::invalid_fields(vec![FieldError::new(path, strip_position(&inner))])
+    } else if strip_position(&inner) == "recursion limit exceeded" {
+        // Well-formed JSON, nested deeper than the parser follows (128).
+        ApiError::invalid_fields(vec![FieldError::new(path, "nests too deeply")])
     } else {
         ApiError::BadRequest(format!("malformed JSON: {inner}"))
     }

@@ -8,7 +8,7 @@ use rocket::{delete, get, post, routes, Route};
 use serde::{Deserialize, Serialize};
 
 use super::fields::{candidate, Fields};
-use super::json::Json;
+use super::json::{BodyFields, Json};
 use super::problem::ApiError;
 use super::users::{parse_id, Body};
 use crate::accounts::{AccountError, Accounts, Caller, Client};
@@ -30,6 +30,10 @@ pub fn routes() -> Vec<Route> {
 struct LoginData {
     email: Option<String>,
     password: Option<String>,
+}
+
+impl BodyFields for LoginData {
+    const FIELDS: &'static [&'static str] = &["email", "password"];
 }
 
 /// An email and the password offered for it.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fields::Fields;
 use super::guards::Bearer;
-use super::json::{Json, JsonBody, Message};
+use super::json::{BodyFields, Json, JsonBody, Message};
 use super::problem::ApiError;
 use crate::accounts::{AccountError, Accounts, Caller, Client, NewUser, SignedUp};
 use crate::domain::{Password, User, UserEmail, UserId, UserName};
@@ -36,15 +36,29 @@ struct UserData {
     password: Option<String>,
 }
 
+impl BodyFields for UserData {
+    const FIELDS: &'static [&'static str] = &["name", "email", "password"];
+    const IGNORED: &'static [&'static str] =
+        &["id", "created", "updated", "disabled", "email_verified"];
+}
+
 #[derive(Deserialize)]
 struct PasswordChangeData {
     password: Option<String>,
     new_password: Option<String>,
 }
 
+impl BodyFields for PasswordChangeData {
+    const FIELDS: &'static [&'static str] = &["password", "new_password"];
+}
+
 #[derive(Deserialize)]
 struct PasswordData {
     password: Option<String>,
+}
+
+impl BodyFields for PasswordData {
+    const FIELDS: &'static [&'static str] = &["password"];
 }
 
 impl TryFrom<UserData> for NewUser {
