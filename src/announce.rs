@@ -1,13 +1,14 @@
 //! The line at start: where the service listens, and whether its Redis
 //! answered.
 
-use crate::config::RedisSettings;
+use crate::config::{LogFormat, RedisSettings};
+use crate::logging::json_line;
 use crate::store::{Store, StoreError};
 
 /// Prints the line that says the service is up: where it listens, which
 /// Redis it uses (never with a password) and whether that Redis answered a
 /// PING just now. The service serves either way.
-pub async fn announce(listening: std::net::SocketAddr, redis: RedisSettings) {
+pub async fn announce(listening: std::net::SocketAddr, redis: RedisSettings, format: LogFormat) {
     let target = redis.target.to_string();
     let timeout_ms = redis.timeout.as_millis();
     let ping = rocket::tokio::task::spawn_blocking(move || {
@@ -26,7 +27,11 @@ pub async fn announce(listening: std::net::SocketAddr, redis: RedisSettings) {
             why_unanswered(&error, timeout_ms)
         ),
     };
-    println!("user-accounts listening on http://{listening}; Redis {target} {state}");
+    let line = format!("user-accounts listening on http://{listening}; Redis {target} {state}");
+    match format {
+        LogFormat::Text => println!("{line}"),
+        LogFormat::Json => println!("{}", json_line("info", &line)),
+    }
 }
 
 /// Why Redis did not answer, on one line.

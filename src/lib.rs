@@ -44,10 +44,10 @@ use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 
 use crate::accounts::{Accounts, AuthPolicy};
 use crate::api::{SecurityHeaders, Telemetry, TrustedProxies};
-use crate::config::Settings;
+use crate::config::{LogFormat, Settings};
 use crate::domain::CodeSecret;
 use crate::hashing::PasswordHasher;
-use crate::logging::BatchedStdout;
+use crate::logging::{log_line, BatchedStdout};
 use crate::mail::MailSender;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -65,6 +65,18 @@ pub fn build(settings: Settings) -> anyhow::Result<Rocket<Build>> {
 /// from `TRUSTED_PROXIES`.
 fn without_ip_header(figment: rocket::figment::Figment) -> rocket::figment::Figment {
     figment.merge(("ip_header", false))
+}
+
+/// With `LOG_FORMAT=json` every line is the service's own JSON: Rocket's
+/// own lines (its launch and shutdown notes) are silenced.
+fn quiet_when_json(
+    figment: rocket::figment::Figment,
+    format: LogFormat,
+) -> rocket::figment::Figment {
+    match format {
+        LogFormat::Json => figment.merge(("log_level", "off")),
+        LogFormat::Text => figment,
+    }
 }
 
 /// Like [`build`], with the HTTP settings taken from `figment` instead of
@@ -109,17 +121,27 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
         code_secret.sealer(),
     )?;
     if mail_sender.is_none() {
-        eprintln!("user-accounts: mail is off (MAIL_URL is unset): no mail is queued or sent");
+        log_line(
+            settings.log_format,
+            "warn",
+            "mail is off (MAIL_URL is unset): no mail is queued or sent",
+        );
     }
     if settings.codes.secret.is_none() {
-        eprintln!(
-            "user-accounts: TOKEN_SECRET is unset: codes are hashed under a key made at start, \
-             so they survive neither a restart nor a hand-over to another instance"
+        log_line(
+            settings.log_format,
+            "warn",
+            "TOKEN_SECRET is unset: codes are hashed under a key made at start, so they \
+             survive neither a restart nor a hand-over to another instance",
         );
     }
     let redis = settings.redis.clone();
+    let log_format = settings.log_format;
     let rocket = api::mount(
-        rocket::custom(without_ip_header(figment)),
+        rocket::custom(quiet_when_json(
+            without_ip_header(figment),
+            settings.log_format,
+        )),
         &settings.static_dir,
     )
     .manage(Arc::clone(&accounts))
@@ -136,13 +158,13 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
         log_format: settings.log_format,
         access_log,
     })
-    .attach(AdHoc::on_liftoff("announce", |rocket| {
+    .attach(AdHoc::on_liftoff("announce", move |rocket| {
         Box::pin(async move {
             let config = rocket.config();
             let listening = std::net::SocketAddr::new(config.address, config.port);
             // Its own task: a Redis that does not answer must not hold
             // up serving until the PING times out.
-            rocket::tokio::spawn(announce::announce(listening, redis));
+            rocket::tokio::spawn(announce::announce(listening, redis, log_format));
         })
     }));
     // A code requested or a sign-up accepted just before shutdown is still

@@ -57,15 +57,26 @@ pub fn log_problem(request: &Request<'_>, level: &str, message: &str) {
 /// as text or JSON like every other line.
 pub fn log_line(format: LogFormat, level: &str, message: &str) {
     let line = match format {
-        LogFormat::Json => json!({
-            "ts": timestamp(),
-            "level": level,
-            "message": message,
-        })
-        .to_string(),
+        LogFormat::Json => json_line(level, message),
         LogFormat::Text => format!("{} {} {message}", timestamp(), level.to_uppercase()),
     };
     eprintln!("{line}");
+}
+
+/// A line about the service's own work as one JSON object.
+pub fn json_line(level: &str, message: &str) -> String {
+    json!({
+        "ts": timestamp(),
+        "level": level,
+        "message": message,
+    })
+    .to_string()
+}
+
+/// Milliseconds of `elapsed`, rounded to the microsecond: a log line shows
+/// `0.091`, not `0.09115000000000001`.
+pub fn millis_to_the_microsecond(elapsed: Duration) -> f64 {
+    (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
 /// How long request lines may gather before they are written out together.

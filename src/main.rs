@@ -82,7 +82,14 @@ async fn serve(settings: Settings) -> ExitCode {
     let rocket = match rocket.ignite().await {
         Ok(rocket) => rocket,
         Err(error) => {
-            eprintln!("user-accounts: {error}");
+            match error.kind() {
+                ErrorKind::Config(errors) => {
+                    for error in errors.clone() {
+                        eprintln!("user-accounts: {}", rocket_setting_error(&error));
+                    }
+                }
+                _ => eprintln!("user-accounts: {error}"),
+            }
             return ExitCode::FAILURE;
         }
     };
@@ -99,6 +106,27 @@ async fn serve(settings: Settings) -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A bad Rocket setting, named as the person set it: `ROCKET_PORT` for one
+/// from the environment, else the key and where it came from.
+fn rocket_setting_error(error: &rocket::figment::Error) -> String {
+    let key = error.path.join(".");
+    let from_environment = error
+        .metadata
+        .as_ref()
+        .is_some_and(|metadata| metadata.name.contains("ROCKET_"));
+    if let (true, Some(first)) = (from_environment, error.path.first()) {
+        let name = format!("ROCKET_{}", first.to_uppercase());
+        let within = if error.path.len() > 1 {
+            format!(" (its key {key})")
+        } else {
+            String::new()
+        };
+        format!("invalid setting {name}{within}: {}", error.kind)
+    } else {
+        format!("invalid Rocket setting: {error}")
     }
 }
 

@@ -566,6 +566,39 @@ fn json_log_lines_carry_the_request_fields() {
 }
 
 #[test]
+fn with_json_logs_every_line_from_start_to_shutdown_is_one_json_object() {
+    let mut service = Service::start(&[("LOG_FORMAT", "json")]);
+    let (status, _, _) = send("GET", &service.url("/ping"), None, None);
+    assert_eq!(status, 200);
+    service.signal("TERM");
+    assert_eq!(service.wait(Duration::from_secs(10)), Some(0));
+    let logs = service.logs();
+    for line in logs.lines().filter(|line| !line.trim().is_empty()) {
+        let entry: Value = serde_json::from_str(line)
+            .unwrap_or_else(|error| panic!("not JSON ({error}): {line}\n{logs}"));
+        if let Some(latency) = entry["latency_ms"].as_f64() {
+            let micros = latency * 1000.0;
+            assert!((micros - micros.round()).abs() < 1e-6, "{line}");
+        }
+    }
+}
+
+#[test]
+fn a_bad_rocket_setting_is_named_with_its_value() {
+    let output = Command::new(env!("CARGO_BIN_EXE_user-accounts"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("ROCKET_PORT", "eighty")
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ROCKET_PORT") && stderr.contains("eighty"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn sigterm_lets_in_flight_requests_finish_and_exits_0() {
     // A costly hash keeps the sign-up in flight while the signal arrives.
     let mut service =

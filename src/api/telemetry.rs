@@ -76,7 +76,7 @@ impl Fairing for Telemetry {
             .request_seconds
             .with_label_values(&[route.as_str(), method])
             .observe(elapsed.as_secs_f64());
-        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        let latency_ms = crate::logging::millis_to_the_microsecond(elapsed);
         let mut line = match self.log_format {
             LogFormat::Json => json!({
                 "ts": timestamp(),

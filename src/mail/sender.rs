@@ -57,6 +57,7 @@ const FORGET_AFTER: Duration = Duration::from_secs(3600);
 pub struct MailSender {
     ready: Mutex<Option<Sender>>,
     running: Mutex<Option<Running>>,
+    log_format: LogFormat,
 }
 
 struct Running {
@@ -100,6 +101,7 @@ impl MailSender {
         Ok(Some(Self {
             ready: Mutex::new(Some(sender)),
             running: Mutex::new(None),
+            log_format,
         }))
     }
 }
@@ -139,10 +141,11 @@ impl Fairing for MailSender {
         let _ = stop.send(true);
         let grace = crate::config::shutdown_grace(rocket.config());
         if time::timeout(grace, task).await.is_err() {
-            eprintln!(
-                "{} WARN mail: the sender did not stop within the shutdown grace period; \
-                 another instance takes over what it held after MAIL_CLAIM_AFTER_MS",
-                crate::logging::timestamp()
+            crate::logging::log_line(
+                self.log_format,
+                "warn",
+                "mail: the sender did not stop within the shutdown grace period; another \
+                 instance takes over what it held after MAIL_CLAIM_AFTER_MS",
             );
         }
     }
