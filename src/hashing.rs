@@ -160,11 +160,11 @@ impl PasswordHasher {
     pub async fn check_strength(
         &self,
         password: &Password,
-        email: &UserEmail,
-        name: &UserName,
+        email: Option<&UserEmail>,
+        name: Option<&UserName>,
     ) -> Result<Result<(), String>, HashingError> {
-        let (password, email, name) = (password.clone(), email.clone(), name.clone());
-        self.run(move |_| Ok(password.check_strength(&email, &name)))
+        let (password, email, name) = (password.clone(), email.cloned(), name.cloned());
+        self.run(move |_| Ok(password.check_strength_against(email.as_ref(), name.as_ref())))
             .await
     }
 
@@ -405,12 +405,12 @@ mod tests {
         has_started
             .recv_timeout(Duration::from_secs(5))
             .expect("the thread took the first job");
-        let mut waiting = pin!(hasher.check_strength(&strong, &email, &name));
+        let mut waiting = pin!(hasher.check_strength(&strong, Some(&email), Some(&name)));
         assert!(queued(waiting.as_mut()).await);
 
         let refused = rocket::tokio::time::timeout(
             Duration::from_secs(5),
-            hasher.check_strength(&strong, &email, &name),
+            hasher.check_strength(&strong, Some(&email), Some(&name)),
         )
         .await
         .expect("answered at once, not queued");
@@ -421,7 +421,7 @@ mod tests {
         assert_eq!(waiting.await.expect("answered"), Ok(()));
         assert_eq!(
             hasher
-                .check_strength(&strong, &email, &name)
+                .check_strength(&strong, Some(&email), Some(&name))
                 .await
                 .expect("answered"),
             Ok(())
@@ -433,7 +433,7 @@ mod tests {
         let (email, name) = ada();
         let weak = Password::parse("password123").expect("valid");
         let verdict = hasher()
-            .check_strength(&weak, &email, &name)
+            .check_strength(&weak, Some(&email), Some(&name))
             .await
             .expect("answered");
         let reason = verdict.expect_err("weak");

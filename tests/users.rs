@@ -579,3 +579,19 @@ async fn a_mixed_script_look_alike_local_part_is_refused() {
     assert!(reasons[0].contains("mixes scripts"), "{}", reasons[0]);
     assert_eq!(app.index_members().len(), 1, "only the victim signed up");
 }
+
+#[rocket::async_test]
+async fn a_sign_up_with_a_blank_name_and_a_weak_password_names_both() {
+    let app = TestApp::spawn().await;
+    let reply = app.sign_up("", "ada@example.com", "password").await;
+    reply.assert_problem_status(Status::UnprocessableEntity);
+    let body = reply.json();
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|error| error["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["name", "password"], "{}", reply.body);
+    assert!(app.keys().is_empty());
+}

@@ -226,12 +226,28 @@ async fn check_strength(
     name: &UserName,
 ) -> Result<(), AccountError> {
     hasher
-        .check_strength(password, email, name)
+        .check_strength(password, Some(email), Some(name))
         .await?
         .map_err(|reason| AccountError::InvalidField { field, reason })
 }
 
 impl Accounts {
+    /// Why `password` is too weak for a sign-up whose other fields are
+    /// invalid, judged against the ones that are valid; `None` when it is
+    /// strong enough. So a client learns of all its mistakes at once.
+    pub async fn weakness_of(
+        &self,
+        password: &Password,
+        email: Option<&UserEmail>,
+        name: Option<&UserName>,
+    ) -> Result<Option<String>, AccountError> {
+        Ok(self
+            .hasher
+            .check_strength(password, email, name)
+            .await?
+            .err())
+    }
+
     /// Rejects a weak new password for `user`, naming the field
     /// `new_password`.
     async fn judge_new_password(

@@ -54,6 +54,11 @@ impl Fields {
         }
     }
 
+    /// Keeps an error about `field` found outside the parsing.
+    pub(super) fn invalid(&mut self, field: &str, reason: String) {
+        self.errors.push(FieldError::new(field, reason));
+    }
+
     /// The problem listing every error gathered.
     pub(super) fn into_error(self) -> ApiError {
         ApiError::invalid_fields(self.errors)

@@ -61,22 +61,30 @@ impl BodyFields for PasswordData {
     const FIELDS: &'static [&'static str] = &["password"];
 }
 
-impl TryFrom<UserData> for NewUser {
-    type Error = ApiError;
-
-    fn try_from(data: UserData) -> Result<Self, ApiError> {
-        let mut fields = Fields::default();
-        let name = fields.required("name", data.name.as_deref(), UserName::parse);
-        let email = fields.required("email", data.email.as_deref(), UserEmail::parse);
-        let password = fields.required("password", data.password.as_deref(), Password::parse);
-        match (name, email, password) {
-            (Some(name), Some(email), Some(password)) => Ok(NewUser {
-                name,
-                email,
-                password,
-            }),
-            _ => Err(fields.into_error()),
+/// The sign-up in `data`, or every invalid field of it. A valid password
+/// is judged for strength even when other fields are invalid, so that the
+/// answer names all of them at once.
+async fn new_user(accounts: &Accounts, data: UserData) -> Result<NewUser, ApiError> {
+    let mut fields = Fields::default();
+    let name = fields.required("name", data.name.as_deref(), UserName::parse);
+    let email = fields.required("email", data.email.as_deref(), UserEmail::parse);
+    let password = fields.required("password", data.password.as_deref(), Password::parse);
+    match (name, email, password) {
+        (Some(name), Some(email), Some(password)) => Ok(NewUser {
+            name,
+            email,
+            password,
+        }),
+        (name, email, Some(password)) => {
+            if let Some(reason) = accounts
+                .weakness_of(&password, email.as_ref(), name.as_ref())
+                .await?
+            {
+                fields.invalid("password", reason);
+            }
+            Err(fields.into_error())
         }
+        _ => Err(fields.into_error()),
     }
 }
 
@@ -141,7 +149,7 @@ async fn post_user(
     body: Body<UserData>,
 ) -> Result<SignUpReply, ApiError> {
     let caller = caller?;
-    let new_user = NewUser::try_from(body?.0)?;
+    let new_user = new_user(accounts, body?.0).await?;
     Ok(match accounts.sign_up(&caller, new_user).await? {
         SignedUp::Created(user) => {
             SignUpReply::Created(Created::new(format!("/api/users/{}", user.id)).body(Json(user)))

@@ -68,6 +68,17 @@ impl Password {
     /// A password that fits in one window and repeats nothing is judged by
     /// zxcvbn whole, as it always was.
     pub fn check_strength(&self, email: &UserEmail, name: &UserName) -> Result<(), String> {
+        self.check_strength_against(Some(email), Some(name))
+    }
+
+    /// As [`Self::check_strength`], against what is known of the user: a
+    /// sign-up whose email or name is invalid still hears about its
+    /// password.
+    pub fn check_strength_against(
+        &self,
+        email: Option<&UserEmail>,
+        name: Option<&UserName>,
+    ) -> Result<(), String> {
         let context = known_words(email, name);
         let context: Vec<&str> = context.iter().map(String::as_str).collect();
         let chars: Vec<char> = self.0.chars().collect();
@@ -95,11 +106,12 @@ impl Password {
 
 /// The user's email and name, whole, in parts, and run together: "Ada
 /// Lovelace" gives "ada lovelace", "ada", "lovelace" and "adalovelace".
-fn known_words(email: &UserEmail, name: &UserName) -> Vec<String> {
-    let local_part = email.as_str().split('@').next().unwrap_or_default();
+fn known_words(email: Option<&UserEmail>, name: Option<&UserName>) -> Vec<String> {
+    let email = email.map_or("", UserEmail::as_str);
+    let local_part = email.split('@').next().unwrap_or_default();
     let is_separator = |c: char| c.is_whitespace() || ".-_+".contains(c);
-    let mut words: Vec<String> = vec![email.as_str().to_owned()];
-    for text in [local_part, name.as_str()] {
+    let mut words: Vec<String> = vec![email.to_owned()];
+    for text in [local_part, name.map_or("", UserName::as_str)] {
         let text = text.to_lowercase();
         let run_together = text.replace(is_separator, "");
         let parts: Vec<String> = text.split(is_separator).map(str::to_owned).collect();
@@ -335,7 +347,7 @@ mod tests {
     #[test]
     fn a_short_password_without_repeats_gets_zxcvbns_own_verdict() {
         let (email, name) = ada();
-        let context = known_words(&email, &name);
+        let context = known_words(Some(&email), Some(&name));
         let context: Vec<&str> = context.iter().map(String::as_str).collect();
         for raw in [
             "correct horse battery",
@@ -403,7 +415,7 @@ mod tests {
         use std::time::{Duration, Instant};
 
         let (email, name) = ada();
-        let context = known_words(&email, &name);
+        let context = known_words(Some(&email), Some(&name));
         let context: Vec<&str> = context.iter().map(String::as_str).collect();
         // The costliest 6 substitutes, among letters they stand for, in
         // four full windows.
