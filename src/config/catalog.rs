@@ -209,12 +209,28 @@ const PREFIXES: &[&str] = &[
     "WEBHOOK_",
 ];
 
+/// Variables other programs set that start like the service's settings:
+/// a desktop session's, and the ones Kubernetes sets for a service (named
+/// `redis`, say: `REDIS_SERVICE_HOST`, `REDIS_PORT_6379_TCP_ADDR`, …).
+fn foreign(name: &str) -> bool {
+    let kubernetes_port = name.split_once("_PORT_").is_some_and(|(_, rest)| {
+        rest.split('_')
+            .next()
+            .is_some_and(|port| !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit()))
+    });
+    name == "SESSION_MANAGER"
+        || name.ends_with("_SERVICE_HOST")
+        || name.contains("_SERVICE_PORT")
+        || kubernetes_port
+}
+
 /// For each of `names` (the variables of the environment, `.env`
 /// included) that looks like a setting but is none, a line that says so and
 /// names the nearest setting.
 pub fn unknown<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut found: Vec<String> = names
         .into_iter()
+        .filter(|name| !foreign(name))
         .filter_map(|name| {
             let upper = name.to_ascii_uppercase();
             let nearest = nearest(&upper);
@@ -385,6 +401,16 @@ mod tests {
             "PATH",
             "HOME",
             "CI",
+            "MAIL",
+            "EMAIL",
+            "LOGNAME",
+            "SESSION_MANAGER",
+            "REDIS_SERVICE_HOST",
+            "REDIS_SERVICE_PORT",
+            "REDIS_SERVICE_PORT_REDIS",
+            "REDIS_PORT_6379_TCP",
+            "REDIS_PORT_6379_TCP_ADDR",
+            "MAILPIT_PORT_1025_TCP_PORT",
             "ROCKET_PORT",
             "TEST_REDIS_URL",
             "http_proxy",
