@@ -358,3 +358,18 @@ async fn without_mail_nothing_is_queued_and_requests_still_answer_202() {
     assert_eq!(queued, 0);
     let _: Value = reply.json();
 }
+
+#[rocket::async_test]
+async fn an_eml_file_keeps_crlf_line_ends_with_the_code_on_a_line_of_its_own() {
+    let mailed = MailedApp::spawn(&[]).await;
+    mailed.sign_up("ada@example.com").await;
+    let code = mailed.code_for("ada@example.com", 1, "Verify").await;
+    let file = eml_files(&mailed.dir).remove(0);
+    let raw = std::fs::read_to_string(file).expect("the .eml file");
+    assert!(
+        raw.split('\n')
+            .all(|line| line.is_empty() || line.ends_with('\r')),
+        "every line ends in CRLF"
+    );
+    assert!(raw.contains(&format!("\r\n{code}\r\n")), "{raw}");
+}
