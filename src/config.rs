@@ -301,15 +301,25 @@ impl std::error::Error for ConfigError {}
 /// included) look like settings but are none; none when there are none or
 /// `ALLOW_UNKNOWN_SETTINGS=true`.
 pub fn unknown_variables() -> Result<Vec<String>, ConfigError> {
-    let lookup = |name: &str| std::env::var(name).ok();
+    let lookup = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .filter(|value| !value.trim().is_empty())
+    };
     let env = Env(&lookup);
     if flag(&env, "ALLOW_UNKNOWN_SETTINGS")? {
         return Ok(Vec::new());
     }
-    let names: Vec<String> = std::env::vars_os()
-        .filter_map(|(name, _)| name.into_string().ok())
-        .collect();
+    let names = variable_names();
     Ok(catalog::unknown(names.iter().map(String::as_str)))
+}
+
+/// The names of the process environment's variables (`.env` included once
+/// it is read) that are valid Unicode.
+pub fn variable_names() -> std::collections::HashSet<String> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| name.into_string().ok())
+        .collect()
 }
 
 impl Settings {

@@ -164,7 +164,7 @@ impl PasswordHasher {
         name: Option<&UserName>,
     ) -> Result<Result<(), String>, HashingError> {
         let (password, email, name) = (password.clone(), email.cloned(), name.cloned());
-        self.run(move |_| Ok(password.check_strength_against(email.as_ref(), name.as_ref())))
+        self.run(move |_| Ok(password.check_strength(email.as_ref(), name.as_ref())))
             .await
     }
 

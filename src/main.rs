@@ -1,4 +1,3 @@
-use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -22,9 +21,7 @@ async fn main() -> ExitCode {
     // First, so that --help and usage errors need no settings.
     let cli = Cli::parse();
     // Before .env is read: what the environment itself sets.
-    let from_environment: HashSet<String> = std::env::vars_os()
-        .filter_map(|(name, _)| name.into_string().ok())
-        .collect();
+    let from_environment = config::variable_names();
     // A missing .env is fine: the environment alone may configure the service.
     if let Err(error) = dotenvy::dotenv() {
         if !error.not_found() {

@@ -471,3 +471,38 @@ async fn a_key_of_too_narrow_a_scope_is_told_which_keys_may() {
     let reply = app.get_as("/api/users", &metrics).await;
     reply.assert_problem(Status::Forbidden, "only an admin or read key may do this");
 }
+
+#[rocket::async_test]
+async fn a_closed_sign_up_with_a_credential_that_names_nothing_gets_invalid_token() {
+    let app = TestApp::spawn_with(&[("SIGNUP", "closed")]).await;
+    let body = json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD});
+    let reply = send(
+        &app,
+        Method::Post,
+        "/api/users",
+        &common::unknown_key(),
+        body,
+    )
+    .await;
+    assert_invalid_token(&reply);
+}
+
+#[rocket::async_test]
+async fn a_read_key_changing_a_user_is_told_who_may() {
+    let app = TestApp::spawn().await;
+    let ada = member(&app, "ada@example.com").await;
+    let reader = app.key(KeyScope::Read).await;
+    let body = json!({"name": "Eve", "email": "ada@example.com"});
+    let reply = send(
+        &app,
+        Method::Put,
+        &format!("/api/users/{}", ada.id),
+        &reader,
+        body,
+    )
+    .await;
+    reply.assert_problem(
+        Status::Forbidden,
+        "only the user's own session or password, or an admin key, may do this",
+    );
+}

@@ -457,3 +457,24 @@ async fn a_put_may_send_back_the_read_only_fields_it_read() {
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(reply.json()["name"], "Ada Lovelace");
 }
+
+#[rocket::async_test]
+async fn a_sign_up_may_not_carry_the_read_only_fields() {
+    let app = TestApp::spawn().await;
+    let mut body = user_body("Bob", "bob@example.com", "correct horse battery");
+    body["id"] = json!(uuid::Uuid::new_v4().to_string());
+    let reply = app.post_user(&body).await;
+    reply.assert_problem_status(Status::UnprocessableEntity);
+    assert_eq!(reply.json()["errors"][0]["field"], "id");
+}
+
+#[rocket::async_test]
+async fn a_verification_takes_no_new_password() {
+    let app = TestApp::spawn().await;
+    let body = json!({"email": "ada@example.com", "code": "123456", "new_password": "x"});
+    let reply = app
+        .post_json("/api/email-verification/confirm", &body)
+        .await;
+    reply.assert_problem_status(Status::UnprocessableEntity);
+    assert_eq!(reply.json()["errors"][0]["field"], "new_password");
+}

@@ -55,6 +55,8 @@ const NEEDS_ADMIN: &str = "only an admin key may do this";
 const NEEDS_KEY: &str = "only an admin or read key may do this";
 const NEEDS_OWNER_OR_KEY: &str = "only the user's own session or an admin or read key may do this";
 const NEEDS_METRICS_KEY: &str = "only an admin or metrics key may do this";
+const NEEDS_OWNER_OR_ADMIN: &str =
+    "only the user's own session or password, or an admin key, may do this";
 const NOT_OWN_EMAIL: &str = "a session may look up its own email only";
 
 impl Accounts {
@@ -160,6 +162,18 @@ impl Caller {
         }
     }
 
+    /// A sign-up while `SIGNUP=closed`: an admin key only. A credential
+    /// that names nothing is told so first.
+    pub(super) fn require_signup_admin(&self) -> Result<(), AccountError> {
+        match self {
+            _ if self.is_admin() => Ok(()),
+            Self::Anonymous(Absence::UnknownCredential) => {
+                Err(AccountError::Unauthenticated(Absence::UnknownCredential))
+            }
+            _ => Err(AccountError::SignupClosed),
+        }
+    }
+
     /// Only an admin key.
     pub(super) fn require_admin(&self) -> Result<(), AccountError> {
         if self.is_admin() {
@@ -174,7 +188,8 @@ impl Caller {
         match self {
             Self::User(session) if session.user_id == user => Ok(()),
             Self::User(_) => Err(AccountError::Forbidden(OTHER_USER)),
-            _ => self.require_admin(),
+            _ if self.is_admin() => Ok(()),
+            _ => Err(self.refuse(NEEDS_OWNER_OR_ADMIN)),
         }
     }
 
@@ -212,7 +227,7 @@ impl Caller {
                 }
             }
             Self::Key(KeyScope::Admin) => Ok(Proof::Admin),
-            Self::Key(_) => Err(AccountError::Forbidden(NEEDS_ADMIN)),
+            Self::Key(_) => Err(AccountError::Forbidden(NEEDS_OWNER_OR_ADMIN)),
             Self::Anonymous(absence) => Err(AccountError::Unauthenticated(*absence)),
         }
     }

@@ -225,10 +225,21 @@ async fn check_strength(
     email: &UserEmail,
     name: &UserName,
 ) -> Result<(), AccountError> {
-    hasher
-        .check_strength(password, Some(email), Some(name))
-        .await?
-        .map_err(|reason| AccountError::InvalidField { field, reason })
+    match weakness(hasher, password, Some(email), Some(name)).await? {
+        None => Ok(()),
+        Some(reason) => Err(AccountError::InvalidField { field, reason }),
+    }
+}
+
+/// Why `password` is too weak for the user the email and name (those that
+/// are known) describe; `None` when it is strong enough.
+async fn weakness(
+    hasher: &PasswordHasher,
+    password: &Password,
+    email: Option<&UserEmail>,
+    name: Option<&UserName>,
+) -> Result<Option<String>, AccountError> {
+    Ok(hasher.check_strength(password, email, name).await?.err())
 }
 
 impl Accounts {
@@ -241,11 +252,7 @@ impl Accounts {
         email: Option<&UserEmail>,
         name: Option<&UserName>,
     ) -> Result<Option<String>, AccountError> {
-        Ok(self
-            .hasher
-            .check_strength(password, email, name)
-            .await?
-            .err())
+        weakness(&self.hasher, password, email, name).await
     }
 
     /// Rejects a weak new password for `user`, naming the field

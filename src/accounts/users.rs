@@ -48,9 +48,7 @@ impl Accounts {
         caller: &Caller,
         new: NewUser,
     ) -> Result<SignedUp, AccountError> {
-        if self.policy.access.signup == Signup::Closed && !caller.is_admin() {
-            return Err(AccountError::SignupClosed);
-        }
+        self.admit_sign_up(caller)?;
         check_strength(
             &self.hasher,
             "password",
@@ -98,6 +96,16 @@ impl Accounts {
             .create_user(record, code, EmailTaken::Refuse)
             .await?;
         Ok(SignedUp::Created(user))
+    }
+
+    /// Whether `caller` may sign up at all: with `SIGNUP=closed`, only an
+    /// admin key. Asked before the fields are judged, so a refused caller
+    /// costs no strength check.
+    pub fn admit_sign_up(&self, caller: &Caller) -> Result<(), AccountError> {
+        match self.policy.access.signup {
+            Signup::Open => Ok(()),
+            Signup::Closed => caller.require_signup_admin(),
+        }
     }
 
     pub async fn user(&self, caller: &Caller, id: UserId) -> Result<User, AccountError> {

@@ -48,6 +48,15 @@ impl BodyFields for ConfirmData {
     const FIELDS: &'static [&'static str] = &["email", "code", "new_password"];
 }
 
+/// The body of a confirmation that sets nothing: an email and its code.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct CodeData(ConfirmData);
+
+impl BodyFields for CodeData {
+    const FIELDS: &'static [&'static str] = &["email", "code"];
+}
+
 /// An email and the code sent to it.
 struct CodeConfirmation {
     email: UserEmail,
@@ -161,9 +170,9 @@ async fn post_email_verification(
 async fn post_email_verification_confirm(
     accounts: &Accounts,
     client: Client,
-    body: Body<ConfirmData>,
+    body: Body<CodeData>,
 ) -> Result<Json<User>, ApiError> {
-    let confirmation = CodeConfirmation::try_from(body?.0)?;
+    let confirmation = CodeConfirmation::try_from(body?.0 .0)?;
     let user = accounts
         .confirm_email(&client.address, &confirmation.email, &confirmation.code)
         .await?;
@@ -235,9 +244,9 @@ async fn delete_user_code_limits(
 async fn post_email_change_revert(
     accounts: &Accounts,
     client: Client,
-    body: Body<ConfirmData>,
+    body: Body<CodeData>,
 ) -> Result<Json<Message>, ApiError> {
-    let revert = RevertConfirmation::try_from(body?.0)?;
+    let revert = RevertConfirmation::try_from(body?.0 .0)?;
     accounts
         .revert_email_change(&client.address, &revert.email, &revert.code)
         .await?;

@@ -38,6 +38,16 @@ struct UserData {
 
 impl BodyFields for UserData {
     const FIELDS: &'static [&'static str] = &["name", "email", "password"];
+}
+
+/// The body of a `PUT`: a user's fields, and the read-only ones a client
+/// that sends back what it read may carry, ignored.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct ProfileData(UserData);
+
+impl BodyFields for ProfileData {
+    const FIELDS: &'static [&'static str] = UserData::FIELDS;
     const IGNORED: &'static [&'static str] =
         &["id", "created", "updated", "disabled", "email_verified"];
 }
@@ -149,6 +159,7 @@ async fn post_user(
     body: Body<UserData>,
 ) -> Result<SignUpReply, ApiError> {
     let caller = caller?;
+    accounts.admit_sign_up(&caller)?;
     let new_user = new_user(accounts, body?.0).await?;
     Ok(match accounts.sign_up(&caller, new_user).await? {
         SignedUp::Created(user) => {
@@ -199,11 +210,11 @@ async fn put_user(
     caller: Result<Caller, ApiError>,
     client: Client,
     accounts: &Accounts,
-    body: Body<UserData>,
+    body: Body<ProfileData>,
 ) -> Result<Json<User>, ApiError> {
     let id = parse_id(id)?;
     let caller = caller?;
-    let update = ProfileUpdate::parse(body?.0, &caller)?;
+    let update = ProfileUpdate::parse(body?.0 .0, &caller)?;
     let user = accounts
         .update_profile(
             &caller,

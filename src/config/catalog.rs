@@ -187,38 +187,39 @@ pub fn find(name: &str) -> Option<&'static Setting> {
 /// The beginnings of the names that are this service's, now or in a later
 /// version: a variable that starts so but is no setting is a mistake.
 const PREFIXES: &[&str] = &[
-    "ALLOW_",
     "ARGON2_",
     "CODE_",
     "EMAIL_",
-    "EVENTS_",
     "HASHING_",
     "LOGIN_",
-    "LOG_",
     "MAIL_",
-    "PUBLIC_",
     "REDIS_",
-    "REQUIRE_",
-    "SESSION",
+    "SESSION_",
+    "SESSIONS_",
     "SIGNUP",
-    "STATIC_",
     "TOKEN_",
     "TOTP_",
-    "TRUSTED_",
     "WEBAUTHN_",
     "WEBHOOK_",
 ];
 
 /// Variables other programs set that start like the service's settings:
-/// a desktop session's, and the ones Kubernetes sets for a service (named
-/// `redis`, say: `REDIS_SERVICE_HOST`, `REDIS_PORT_6379_TCP_ADDR`, …).
+/// a desktop session's, the official Redis image's, and the ones Kubernetes
+/// sets for a service (named `redis`, say: `REDIS_SERVICE_HOST`,
+/// `REDIS_PORT_6379_TCP_ADDR`, …).
 fn foreign(name: &str) -> bool {
     let kubernetes_port = name.split_once("_PORT_").is_some_and(|(_, rest)| {
         rest.split('_')
             .next()
             .is_some_and(|port| !port.is_empty() && port.bytes().all(|byte| byte.is_ascii_digit()))
     });
-    name == "SESSION_MANAGER"
+    [
+        "SESSION_MANAGER",
+        "REDIS_VERSION",
+        "REDIS_DOWNLOAD_URL",
+        "REDIS_DOWNLOAD_SHA",
+    ]
+    .contains(&name)
         || name.ends_with("_SERVICE_HOST")
         || name.contains("_SERVICE_PORT")
         || kubernetes_port
@@ -251,9 +252,20 @@ pub fn unknown<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     found
 }
 
-/// The setting whose name is the fewest edits away from `name`.
+/// The setting whose name is the fewest edits away from `name`, among
+/// those that start with the same word when there are any.
 fn nearest(name: &str) -> &'static str {
-    settings()
+    let word = |name: &str| name.split('_').next().unwrap_or_default().to_owned();
+    let same_word: Vec<&Setting> = settings()
+        .filter(|setting| word(setting.name) == word(name))
+        .collect();
+    let candidates: Vec<&Setting> = if same_word.is_empty() {
+        settings().collect()
+    } else {
+        same_word
+    };
+    candidates
+        .into_iter()
         .min_by_key(|setting| strsim::levenshtein(name, setting.name))
         .map_or("", |setting| setting.name)
 }
@@ -411,6 +423,12 @@ mod tests {
             "REDIS_PORT_6379_TCP",
             "REDIS_PORT_6379_TCP_ADDR",
             "MAILPIT_PORT_1025_TCP_PORT",
+            "REDIS_VERSION",
+            "LOG_LEVEL",
+            "SESSIONNAME",
+            "PUBLIC_KEY",
+            "STATIC_URL",
+            "ALLOW_EMPTY_PASSWORD",
             "ROCKET_PORT",
             "TEST_REDIS_URL",
             "http_proxy",
