@@ -193,15 +193,21 @@ fn send(
     (status, text, id)
 }
 
-#[test]
-fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
+/// Starts the binary with `name=value` set, expects it to stop at once
+/// refusing to start, and answers what it said on stderr.
+fn refused_start(name: &str, value: &str) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_user-accounts"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("REDIS_POOL_SIZE", "lots")
+        .env(name, value)
         .output()
         .expect("the binary runs");
     assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
+    let stderr = refused_start("REDIS_POOL_SIZE", "lots");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("REDIS_POOL_SIZE"), "{stderr}");
 }
@@ -232,13 +238,7 @@ fn serve_is_a_command_of_its_own() {
 
 #[test]
 fn a_misspelt_setting_stops_the_start_naming_the_nearest_one() {
-    let output = Command::new(env!("CARGO_BIN_EXE_user-accounts"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("REDIS_ULR", "redis://127.0.0.1:6390/0")
-        .output()
-        .expect("the binary runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start("REDIS_ULR", "redis://127.0.0.1:6390/0");
     assert!(
         stderr.contains("REDIS_ULR: not a setting; did you mean REDIS_URL?"),
         "{stderr}"
@@ -585,13 +585,7 @@ fn with_json_logs_every_line_from_start_to_shutdown_is_one_json_object() {
 
 #[test]
 fn a_bad_rocket_setting_is_named_with_its_value() {
-    let output = Command::new(env!("CARGO_BIN_EXE_user-accounts"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("ROCKET_PORT", "eighty")
-        .output()
-        .expect("the binary runs");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = refused_start("ROCKET_PORT", "eighty");
     assert!(
         stderr.contains("ROCKET_PORT") && stderr.contains("eighty"),
         "{stderr}"
