@@ -32,6 +32,10 @@ pub struct Setting {
     pub example: Option<&'static str>,
     /// How `user-accounts config` shows its value.
     pub masking: Masking,
+    /// Whether `.env.example` shows its default commented out: set, it
+    /// would clash with settings a reader may set instead (the Redis
+    /// address settings against `REDIS_URL` and the Sentinels).
+    pub commented: bool,
 }
 
 /// How much of a value `user-accounts config` shows.
@@ -57,6 +61,7 @@ const fn setting(name: &'static str, default: Fallback, about: &'static str) -> 
         about,
         example: None,
         masking: Masking::Clear,
+        commented: false,
     }
 }
 
@@ -67,6 +72,7 @@ const fn example(name: &'static str, example: &'static str, about: &'static str)
         about,
         example: Some(example),
         masking: Masking::Clear,
+        commented: false,
     }
 }
 
@@ -82,6 +88,7 @@ const fn secret(
         about,
         example,
         masking,
+        commented: false,
     }
 }
 
@@ -92,11 +99,11 @@ pub const GROUPS: &[Group] = &[
         title: "Redis: one server (REDIS_URL, or the address settings), or the primary Redis Sentinel names",
         settings: &[
             secret("REDIS_URL", Masking::Passwords, Some("redis://127.0.0.1:6379/0"), "`redis://`, `rediss://` (TLS) or `redis+unix://` URL, with optional ACL user, password and database"),
-            setting("REDIS_ADDRESS", Value("127.0.0.1"), "host, when `REDIS_URL` and `REDIS_SENTINELS` are unset"),
-            setting("REDIS_PORT", Value("6379"), "port, when `REDIS_URL` and `REDIS_SENTINELS` are unset"),
+            Setting { commented: true, ..setting("REDIS_ADDRESS", Value("127.0.0.1"), "host, when `REDIS_URL` and `REDIS_SENTINELS` are unset") },
+            Setting { commented: true, ..setting("REDIS_PORT", Value("6379"), "port, when `REDIS_URL` and `REDIS_SENTINELS` are unset") },
             secret("REDIS_SENTINELS", Masking::Passwords, Some("sentinel-1:26379,sentinel-2:26379,sentinel-3:26379"), "comma-separated Sentinel addresses, each `host:port` or `redis://[[user]:password@]host:port` (the Sentinel's own ACL user and password); the service then writes to the primary they name (see Running with Redis Sentinel); not with `REDIS_URL`, `REDIS_ADDRESS` or `REDIS_PORT`"),
-            setting("REDIS_SENTINEL_MASTER", Value("mymaster"), "the master name the Sentinels monitor, with `REDIS_SENTINELS`"),
-            setting("REDIS_DB", Value("0"), "database number, when `REDIS_URL` is unset (with `REDIS_SENTINELS`: on the primary)"),
+            Setting { commented: true, ..setting("REDIS_SENTINEL_MASTER", Value("mymaster"), "the master name the Sentinels monitor, with `REDIS_SENTINELS`") },
+            Setting { commented: true, ..setting("REDIS_DB", Value("0"), "database number, when `REDIS_URL` is unset (with `REDIS_SENTINELS`: on the primary)") },
             setting("REDIS_USERNAME", Unset, "ACL user, when `REDIS_URL` is unset (with `REDIS_SENTINELS`: on the primary)"),
             secret("REDIS_PASSWORD", Masking::Whole, None, "password, when `REDIS_URL` is unset (with `REDIS_SENTINELS`: on the primary)"),
             setting("REDIS_POOL_SIZE", Value("15"), "pooled connections, for writes; reads share one more connection"),
@@ -300,6 +307,7 @@ pub fn env_example() -> String {
         for setting in group.settings {
             file.push_str(&comment(&plain(setting.about)));
             let line = match (setting.default, setting.example) {
+                (Value(value), _) if setting.commented => format!("# {}={value}", setting.name),
                 (Value(value), _) if value.contains(' ') => format!("{}=\"{value}\"", setting.name),
                 (Value(value), _) => format!("{}={value}", setting.name),
                 (_, Some(example)) => format!("# {}={example}", setting.name),
@@ -385,6 +393,19 @@ mod tests {
             include_str!("../../.env.example") == env_example(),
             "regenerate it: `user-accounts config --env-example > .env.example`"
         );
+    }
+
+    #[test]
+    fn env_example_copied_to_dot_env_is_valid_as_it_stands() {
+        let vars: HashMap<String, String> = env_example()
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.is_empty())
+            .filter_map(|line| line.split_once('='))
+            .map(|(name, value)| (name.to_owned(), value.trim_matches('"').to_owned()))
+            .collect();
+        assert!(unknown(vars.keys().map(String::as_str)).is_empty());
+        let settings = Settings::from_lookup(|name| vars.get(name).cloned());
+        assert!(settings.is_ok(), "{:?}", settings.err());
     }
 
     #[test]
