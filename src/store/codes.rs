@@ -283,11 +283,8 @@ impl RedisConn {
     /// `false` (nothing written) when the code is no longer live or the
     /// user is gone.
     pub async fn reset_password(&mut self, reset: Reset) -> Result<bool, StoreError> {
-        let (done, replies) = self
-            .run(move |conn, keys| reset_password(conn, keys, &reset))
-            .await?;
-        self.tally_mail(&MailTally::of(&replies));
-        Ok(done)
+        self.run_mailing(move |conn, keys| reset_password(conn, keys, &reset))
+            .await
     }
 }
 

@@ -244,6 +244,20 @@ impl RedisConn {
         self.counted(result)
     }
 
+    /// Runs `work`, a transaction that may queue mail, and tallies the
+    /// mail its EXEC's replies say it queued or held back.
+    pub(super) async fn run_mailing<T, F>(&mut self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Keys) -> Result<(T, Vec<redis::Value>), StoreError>
+            + Send
+            + 'static,
+    {
+        let (value, replies) = self.run(work).await?;
+        self.tally_mail(&MailTally::of(&replies));
+        Ok(value)
+    }
+
     /// Counts the messages a write that just succeeded queued, and those
     /// the recipient bound held back, which it also logs: no caller is told,
     /// so that no answer shows how much mail an address got.

@@ -13,7 +13,6 @@ use super::code_writes::{millis, remove_codes, NewCode};
 use super::conn::RedisConn;
 use super::email_index::{add_to_index, remove_from_index};
 use super::layout::{user_fields, Keys};
-use super::mail_queue::MailTally;
 use super::outbox;
 use super::records::{add_password_fields, encode_time};
 use super::session_index::{revoke_all, watched_session_ids};
@@ -212,11 +211,8 @@ impl RedisConn {
     /// gone. Fails with [`StoreError::EmailInUse`] when another account
     /// holds the address.
     pub async fn revert_email(&mut self, revert: Revert) -> Result<bool, StoreError> {
-        let (done, replies) = self
-            .run(move |conn, keys| revert_email(conn, keys, &revert))
-            .await?;
-        self.tally_mail(&MailTally::of(&replies));
-        Ok(done)
+        self.run_mailing(move |conn, keys| revert_email(conn, keys, &revert))
+            .await
     }
 }
 

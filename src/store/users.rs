@@ -14,7 +14,7 @@ use super::email_index::{
 };
 use super::email_reverts::{add_revert, email_holder, end_reverts, reserved_for, Ending};
 use super::layout::{parse_index_member, user_fields, Keys};
-use super::mail_queue::{enqueue, MailTally};
+use super::mail_queue::enqueue;
 use super::outbox;
 use super::records::{
     add_password_fields, decode_public_values, decode_user_fields, encode_time, hgetall,
@@ -142,11 +142,8 @@ impl RedisConn {
         code: NewCode,
         taken: EmailTaken,
     ) -> Result<(), StoreError> {
-        let replies = self
-            .run(move |conn, keys| create_user(conn, keys, &record, &code, &taken))
-            .await?;
-        self.tally_mail(&MailTally::of(&replies));
-        Ok(())
+        self.run_mailing(move |conn, keys| create_user(conn, keys, &record, &code, &taken))
+            .await
     }
 
     /// Replaces name and email, provided the password hash is still `verified`.
@@ -160,11 +157,10 @@ impl RedisConn {
         profile: (UserName, UserEmail),
         change: EmailChange,
     ) -> Result<Written<User>, StoreError> {
-        let (written, replies) = self
-            .run(move |conn, keys| update_profile(conn, keys, id, &verified, profile, &change))
-            .await?;
-        self.tally_mail(&MailTally::of(&replies));
-        Ok(written)
+        self.run_mailing(move |conn, keys| {
+            update_profile(conn, keys, id, &verified, profile, &change)
+        })
+        .await
     }
 
     /// Replaces the password hash, provided it is still `verified`. A
@@ -177,13 +173,10 @@ impl RedisConn {
         new_hash: PasswordHash,
         reason: HashReplacement,
     ) -> Result<Written<()>, StoreError> {
-        let (written, replies) = self
-            .run(move |conn, keys| {
-                replace_password_hash(conn, keys, id, &verified, &new_hash, &reason)
-            })
-            .await?;
-        self.tally_mail(&MailTally::of(&replies));
-        Ok(written)
+        self.run_mailing(move |conn, keys| {
+            replace_password_hash(conn, keys, id, &verified, &new_hash, &reason)
+        })
+        .await
     }
 
     /// Removes the user, its index entry and its sessions, provided the hash
@@ -206,11 +199,8 @@ impl RedisConn {
         disabled: bool,
         notice: impl Fn(&User) -> Option<QueuedMail> + Send + 'static,
     ) -> Result<Option<User>, StoreError> {
-        let (user, replies) = self
-            .run(move |conn, keys| set_disabled(conn, keys, id, disabled, &notice))
-            .await?;
-        self.tally_mail(&MailTally::of(&replies));
-        Ok(user)
+        self.run_mailing(move |conn, keys| set_disabled(conn, keys, id, disabled, &notice))
+            .await
     }
 
     pub async fn list_users(&self, query: &ListQuery) -> Result<UserPage, StoreError> {
@@ -244,10 +234,10 @@ fn create_user(
     record: &UserRecord,
     code: &NewCode,
     taken: &EmailTaken,
-) -> Result<Vec<Value>, StoreError> {
+) -> Result<((), Vec<Value>), StoreError> {
     let user = &record.user;
     let hset = hset_user(&keys.user(user.id), record)?;
-    let (_, replies) = transact_with_replies(conn, &keys.email_claim(&user.email), |conn| {
+    transact_with_replies(conn, &keys.email_claim(&user.email), |conn| {
         let mut writes = redis::pipe();
         let indexed = find_id_by_email(conn, keys, &user.email)?;
         if indexed.is_some() || reserved_for(conn, keys, &user.email)?.is_some() {
@@ -271,8 +261,7 @@ fn create_user(
         code.add(&mut writes, keys, user.id);
         outbox::record(&mut writes, keys, EventKind::Created, user.id, user.created);
         Ok(Plan::Write(writes, ()))
-    })?;
-    Ok(replies)
+    })
 }
 
 /// Makes the mail to a user, or `None` for none.
