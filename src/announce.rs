@@ -34,15 +34,15 @@ pub async fn announce(listening: std::net::SocketAddr, redis: RedisSettings, for
     }
 }
 
-/// Why Redis did not answer, on one line.
+/// Why Redis did not answer, on one line: what it means, then Redis's own
+/// words when they say more.
 fn why_unanswered(error: &StoreError, timeout_ms: u128) -> String {
     let why = match error {
-        StoreError::Redis(error) if error.is_connection_refusal() => "connection refused".into(),
-        StoreError::Redis(error) if error.is_timeout() => {
+        StoreError::Redis(redis) if redis.is_timeout() => {
             format!("no reply within {timeout_ms} ms")
         }
-        StoreError::Redis(error) => error.to_string(),
-        error => error.to_string(),
+        StoreError::Redis(redis) if redis.is_connection_refusal() => error.summary().into(),
+        error => format!("{}: {error}", error.summary()),
     };
     why.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -62,7 +62,7 @@ mod tests {
         let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
         assert_eq!(
             why_unanswered(&redis_error(refused), 2000),
-            "connection refused"
+            "Redis refused the connection"
         );
     }
 
@@ -80,7 +80,7 @@ mod tests {
         let garbled = io::Error::other("Parse error at 1\nUnexpected `84`\n");
         assert_eq!(
             why_unanswered(&redis_error(garbled), 2000),
-            "Parse error at 1 Unexpected `84`"
+            "Redis is not reachable: Redis command failed: Parse error at 1 Unexpected `84`"
         );
     }
 }

@@ -256,6 +256,19 @@ fn time(at: chrono::DateTime<chrono::Utc>) -> String {
 }
 
 fn fail(command: &str, error: &anyhow::Error) -> ExitCode {
-    eprintln!("user-accounts {command}: {error:#}");
+    eprintln!("user-accounts {command}: {}", one_line(error));
     ExitCode::FAILURE
+}
+
+/// An error and its causes on one line, each cause once: an error's own
+/// message often repeats its source's.
+pub fn one_line(error: &anyhow::Error) -> String {
+    error.chain().fold(String::new(), |line, cause| {
+        let cause = cause.to_string();
+        match line.as_str() {
+            "" => cause,
+            told if told.contains(&cause) => line,
+            _ => format!("{line}: {cause}"),
+        }
+    })
 }

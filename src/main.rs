@@ -72,7 +72,7 @@ async fn serve(settings: Settings) -> ExitCode {
     let rocket = match user_accounts::build(settings) {
         Ok(rocket) => rocket,
         Err(error) => {
-            eprintln!("user-accounts: {error:#}");
+            eprintln!("user-accounts: {}", cli::one_line(&error));
             return ExitCode::FAILURE;
         }
     };
@@ -147,7 +147,8 @@ fn doctor(settings: &Settings, repair: bool) -> ExitCode {
         Ok(outcome) if outcome.consistent => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("user-accounts doctor: {error}");
+            let cause = format!("{}: {}", error.summary(), cli::one_line(&error.into()));
+            eprintln!("user-accounts doctor: {cause}");
             ExitCode::from(2)
         }
     }

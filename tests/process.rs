@@ -383,11 +383,47 @@ fn the_start_up_line_says_when_redis_did_not_answer_and_starts_anyway() {
         service.start_up_line(),
         format!(
             "user-accounts listening on http://127.0.0.1:{}; Redis redis://127.0.0.1:{closed}/3 \
-             did not answer (connection refused); requests answer 503 until it does",
+             did not answer (Redis refused the connection); requests answer 503 until it does",
             service.port
         )
     );
     assert!(!service.logs().contains("hunter2"), "{}", service.logs());
+}
+
+#[test]
+fn the_start_up_line_says_when_redis_refused_the_credentials() {
+    let server = common::RedisServer::start_with_password("right-password");
+    let service = Service::start(&[("REDIS_URL", &server.url_with_password("wrong-password"))]);
+    let line = service.start_up_line();
+    assert!(
+        line.contains("did not answer (Redis refused the credentials: "),
+        "{line}"
+    );
+    assert!(
+        !service.logs().contains("wrong-password"),
+        "{}",
+        service.logs()
+    );
+}
+
+#[test]
+fn the_command_line_names_the_cause_of_a_redis_refusal_once() {
+    let server = common::RedisServer::start_with_password("right-password");
+    let output = run_to_exit(
+        Command::new(env!("CARGO_BIN_EXE_user-accounts"))
+            .args(["admin-key", "create", "ops"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("REDIS_URL", server.url_with_password("wrong-password")),
+    );
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("Redis refused the credentials"), "{stderr}");
+    assert_eq!(
+        stderr.matches("Password authentication failed").count(),
+        1,
+        "{stderr}"
+    );
 }
 
 #[test]

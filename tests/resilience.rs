@@ -26,11 +26,105 @@ fn assert_answered_within(started: Instant, timeout_ms: u64) {
     );
 }
 
+/// A 503 for Redis, whatever the cause.
 fn assert_unavailable(reply: &common::Reply) {
+    assert_eq!(reply.status, Status::ServiceUnavailable, "{}", reply.body);
+    assert_eq!(
+        reply.json()["type"],
+        "/problems/unavailable",
+        "{}",
+        reply.body
+    );
+}
+
+/// A 503 that names `cause`.
+fn assert_unavailable_because(reply: &common::Reply, cause: &str) {
     reply.assert_problem(
         Status::ServiceUnavailable,
-        "the user store is unavailable; retry later",
+        &format!("the user store is unavailable ({cause}); retry later"),
     );
+}
+
+/// Far longer than a Redis that turns the service down takes to say so.
+const LONG_TIMEOUT_MS: u64 = 8000;
+
+/// Against a Redis at `url` that turns every connection down, a read, a
+/// transaction and the readiness check each answer `503` naming `cause`,
+/// long before the timeout: first while the cause is new, then once it is
+/// known.
+async fn assert_turned_down_at_once(url: &str, cause: &str) {
+    let app = TestApp::spawn_on(url, &[("REDIS_TIMEOUT_MS", &LONG_TIMEOUT_MS.to_string())]).await;
+    let at_once = Duration::from_millis(LONG_TIMEOUT_MS / 4);
+    for round in ["while new", "once known"] {
+        let started = Instant::now();
+        let health = app.get("/health/ready").await;
+        assert_eq!(health.status, Status::ServiceUnavailable, "{}", health.body);
+        assert_eq!(health.json()["reason"], cause, "{round}");
+        let read = app
+            .get_as(
+                &format!("/api/users/{}", uuid::Uuid::new_v4()),
+                &unknown_key(),
+            )
+            .await;
+        assert_unavailable_because(&read, cause);
+        let body = json!({"name": "Ada", "email": "ada@example.com", "password": PASSWORD});
+        let write = app.post_user(&body).await;
+        assert_unavailable_because(&write, cause);
+        let took = started.elapsed();
+        assert!(took < at_once, "{round}: three answers took {took:?}");
+    }
+}
+
+#[rocket::async_test]
+async fn a_refused_connection_is_named_at_once_rather_than_after_the_timeout() {
+    let closed = format!("redis://127.0.0.1:{}/", free_port());
+    assert_turned_down_at_once(&closed, "Redis refused the connection").await;
+}
+
+#[rocket::async_test]
+async fn a_wrong_redis_password_is_named_at_once_rather_than_after_the_timeout() {
+    let server = RedisServer::start_with_password("right-password");
+    let wrong = server.url_with_password("wrong-password");
+    assert_turned_down_at_once(&wrong, "Redis refused the credentials").await;
+}
+
+#[rocket::async_test]
+async fn a_missing_redis_password_is_named_at_once_rather_than_after_the_timeout() {
+    let server = RedisServer::start_with_password("right-password");
+    let missing = server.url_with_password("");
+    assert_turned_down_at_once(&missing, "Redis refused the credentials").await;
+}
+
+#[rocket::async_test]
+async fn a_database_out_of_range_is_named_at_once_rather_than_after_the_timeout() {
+    let server = RedisServer::start();
+    let database_99 = format!("{}99", server.url());
+    assert_turned_down_at_once(
+        &database_99,
+        "Redis has no database of the configured number",
+    )
+    .await;
+}
+
+#[rocket::async_test]
+async fn the_service_serves_once_redis_stops_refusing_the_credentials() {
+    let server = RedisServer::start_with_password("right-password");
+    let app = TestApp::spawn_on(&server.url_with_password("new-password"), &[]).await;
+    let refused = app.get("/health/ready").await;
+    assert_eq!(refused.json()["reason"], "Redis refused the credentials");
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("new-password")
+        .exec(
+            &mut redis::Client::open(server.url())
+                .expect("a URL")
+                .get_connection()
+                .expect("a connection"),
+        )
+        .expect("CONFIG SET requirepass");
+    assert_eq!(app.get("/health/ready").await.status, Status::Ok);
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
 }
 
 #[rocket::async_test]
@@ -417,8 +511,13 @@ async fn concurrent_reads_from_a_redis_that_never_answers_all_get_503_within_the
     let replies = join_all((0..8).map(|_| app.get_as(&uri, &key))).await;
     assert_answered_within(started, 300);
     for reply in &replies {
-        assert_unavailable(reply);
+        assert_unavailable_because(reply, "Redis did not answer within the timeout");
     }
+    let health = app.get("/health/ready").await;
+    assert_eq!(
+        health.json()["reason"],
+        "Redis did not answer within the timeout"
+    );
 }
 
 #[rocket::async_test]
@@ -451,7 +550,7 @@ async fn readiness_names_the_failing_component_without_raw_error_text() {
         "hunter2",
         &unreachable_port.to_string(),
         "os error",
-        "refused",
+        "Connection refused",
     ] {
         assert!(!reply.body.contains(raw), "{raw} in {}", reply.body);
     }

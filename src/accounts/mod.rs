@@ -97,7 +97,7 @@ pub enum AccountError {
     TooManyAttempts { retry_after: Duration },
     #[error("the account changed during the request; retry")]
     PasswordKeptChanging,
-    #[error("the user store is unavailable; retry later")]
+    #[error("the user store is unavailable ({}); retry later", .0.summary())]
     StoreUnavailable(#[source] StoreError),
     #[error("too many passwords are waiting to be checked; retry later")]
     HashingBusy(#[source] HashingError),

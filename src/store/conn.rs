@@ -26,6 +26,8 @@ use crate::metrics::Metrics;
 pub struct Store {
     /// Connections for writes: each WATCH/MULTI/EXEC needs one of its own.
     pool: r2d2::Pool<RedisManager>,
+    /// Opens the pool's connections, and knows when Redis turns them down.
+    connector: Arc<Connector>,
     /// One multiplexed connection for the reads that need no transaction.
     reads: Arc<SharedConnection>,
     /// One multiplexed connection for the writes that are one atomic script.
@@ -58,9 +60,10 @@ impl Store {
             .min_idle(Some(0))
             .connection_timeout(settings.timeout)
             .test_on_check_out(true)
-            .build_unchecked(RedisManager::new(connector));
+            .build_unchecked(RedisManager::new(Arc::clone(&connector)));
         Ok(Self {
             pool,
+            connector,
             reads,
             scripts,
             checkouts: Arc::new(Semaphore::new(settings.pool_size as usize)),
@@ -94,6 +97,7 @@ impl Store {
     pub fn connection(&self) -> RedisConn {
         RedisConn {
             pool: self.pool.clone(),
+            connector: Arc::clone(&self.connector),
             reads: Arc::clone(&self.reads),
             scripts: Arc::clone(&self.scripts),
             connection: None,
@@ -147,6 +151,7 @@ pub struct PoolStatus {
 /// dropped.
 pub struct RedisConn {
     pool: r2d2::Pool<RedisManager>,
+    connector: Arc<Connector>,
     reads: Arc<SharedConnection>,
     scripts: Arc<SharedConnection>,
     // Dropped before `checkout`: the connection is back in the pool before
@@ -184,21 +189,22 @@ impl RedisConn {
         }
         let held = self.connection.take();
         let pool = self.pool.clone();
+        let connector = Arc::clone(&self.connector);
+        let timeout = self.timeout;
         let keys = Arc::clone(&self.keys);
         let metrics = Arc::clone(&self.metrics);
         let (connection, result) = task::spawn_blocking(move || {
             let mut connection = match held {
                 Some(connection) => connection,
-                None => {
-                    let checkout = pool.get();
-                    metrics
-                        .pool_wait_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                    match checkout {
-                        Ok(connection) => connection,
-                        Err(error) => return (None, Err(StoreError::Unavailable(error))),
+                None => match checkout(&pool, &connector, timeout) {
+                    Ok(connection) => {
+                        metrics
+                            .pool_wait_seconds
+                            .observe(started.elapsed().as_secs_f64());
+                        connection
                     }
-                }
+                    Err(error) => return (None, Err(error)),
+                },
             };
             let result = work(&mut connection, &keys);
             connection.touch();
@@ -217,6 +223,38 @@ impl RedisConn {
             self.metrics.redis_errors.inc();
         }
         result
+    }
+}
+
+/// How often a request waiting for a pooled connection looks whether Redis
+/// has meanwhile turned one of the pool's attempts down.
+const REFUSAL_LOOKOUT: Duration = Duration::from_millis(20);
+
+/// A pooled connection, waiting at most `timeout`. While Redis turns new
+/// connections down (nothing listening, wrong credentials, no such
+/// database), this fails with Redis's answer as soon as it is known rather
+/// than after the timeout: at once when it was known before, or when one of
+/// the pool's attempts meets it meanwhile.
+fn checkout(
+    pool: &r2d2::Pool<RedisManager>,
+    connector: &Connector,
+    timeout: Duration,
+) -> Result<r2d2::PooledConnection<RedisManager>, StoreError> {
+    let started = Instant::now();
+    if pool.state().idle_connections == 0 {
+        connector.admits()?;
+    }
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        match pool.get_timeout(left.min(REFUSAL_LOOKOUT)) {
+            Ok(connection) => return Ok(connection),
+            Err(error) => {
+                connector.refused_since(started)?;
+                if left <= REFUSAL_LOOKOUT {
+                    return Err(StoreError::Unavailable(error));
+                }
+            }
+        }
     }
 }
 

@@ -16,15 +16,16 @@
 //! reconfigure it, and those writes would be lost. The change is noticed on
 //! every new connection and by a watcher thread that asks every 0.5 s.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{
     Client, Connection, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo,
     RedisError, RedisResult, Role, ServerErrorKind,
 };
 
+use super::error::is_turned_down;
 use crate::config::RedisTarget;
 
 /// How often the watcher asks the sentinels which server is the primary.
@@ -33,6 +34,18 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 pub struct Connector {
     target: Target,
     timeout: Duration,
+    /// The answer of the last attempt to connect, when Redis turned it down
+    /// at once (nothing listening, wrong credentials, no such database):
+    /// waiting the timeout for another attempt would change nothing.
+    refusal: Mutex<Option<Refusal>>,
+    /// Set while [`Self::admits`] makes its attempt.
+    probing: AtomicBool,
+}
+
+#[derive(Clone)]
+struct Refusal {
+    error: RedisError,
+    at: Instant,
 }
 
 enum Target {
@@ -78,18 +91,79 @@ impl Connector {
                 })
             }
         };
-        Ok(Self { target, timeout })
+        Ok(Self {
+            target,
+            timeout,
+            refusal: Mutex::new(None),
+            probing: AtomicBool::new(false),
+        })
     }
 
     /// A new connection to the server, or to the current primary, with the
     /// generation it belongs to.
     pub fn connect(&self) -> RedisResult<(Connection, u64)> {
-        match &self.target {
-            Target::Server(client) => Ok((open(client, self.timeout)?, 0)),
+        let connected = match &self.target {
+            Target::Server(client) => open(client, self.timeout).map(|connection| (connection, 0)),
             Target::Sentinel(sentinels) => sentinels
                 .connect_primary(self.timeout)
                 .map(|(connection, _, generation)| (connection, generation)),
+        };
+        self.noted(connected)
+    }
+
+    /// Remembers how an attempt to connect ended: a refusal until the next
+    /// attempt succeeds.
+    pub fn noted<T>(&self, attempt: RedisResult<T>) -> RedisResult<T> {
+        let mut refusal = self.refusal.lock().unwrap_or_else(PoisonError::into_inner);
+        match &attempt {
+            Ok(_) => *refusal = None,
+            Err(error) if is_turned_down(error) => {
+                *refusal = Some(Refusal {
+                    error: error.clone(),
+                    at: Instant::now(),
+                });
+            }
+            Err(_) => {}
         }
+        attempt
+    }
+
+    /// Fails at once while Redis turns connections down, with its answer
+    /// to one new attempt. One attempt at a time: while it runs, other
+    /// callers fail with the last refusal, so that a burst of requests does
+    /// not become a burst of connections. Succeeds when no refusal is known
+    /// or the new attempt connects.
+    pub fn admits(&self) -> RedisResult<()> {
+        let Some(refusal) = self.last_refusal() else {
+            return Ok(());
+        };
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return Err(refusal.error);
+        }
+        let attempt = self.connect().map(drop);
+        self.probing.store(false, Ordering::Release);
+        attempt
+    }
+
+    /// Fails with the last refusal when an attempt met it after `moment`.
+    pub fn refused_since(&self, moment: Instant) -> RedisResult<()> {
+        match self.last_refusal() {
+            Some(refusal) if refusal.at >= moment => Err(refusal.error),
+            _ => Ok(()),
+        }
+    }
+
+    /// How Redis last turned a connection down, if no attempt since has
+    /// succeeded.
+    pub fn refusal(&self) -> Option<RedisError> {
+        self.last_refusal().map(|refusal| refusal.error)
+    }
+
+    fn last_refusal(&self) -> Option<Refusal> {
+        self.refusal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A client for the server, or for the primary the sentinels name right

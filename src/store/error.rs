@@ -42,8 +42,7 @@ impl StoreError {
                 error.is_io_error()
                     || error.is_timeout()
                     || error.is_connection_dropped()
-                    || error.is_connection_refusal()
-                    || refuses_client(error)
+                    || is_turned_down(error)
                     || matches!(
                         error.kind(),
                         ErrorKind::AuthenticationFailed
@@ -65,7 +64,14 @@ impl StoreError {
             Self::Unavailable(_) | Self::PoolBusy => "Redis did not answer within the timeout",
             Self::NotConnected => "Redis is not reachable",
             Self::Contention(_) => "Redis keys kept changing under concurrent writes",
+            Self::Redis(error) if error.is_connection_refusal() => "Redis refused the connection",
+            Self::Redis(error) if lacks_permission(error) => {
+                "Redis refused a command to the configured ACL user"
+            }
             Self::Redis(error) if refuses_client(error) => "Redis refused the credentials",
+            Self::Redis(error) if names_no_database(error) => {
+                "Redis has no database of the configured number"
+            }
             Self::Redis(error) if error.is_timeout() => "Redis did not answer within the timeout",
             Self::Redis(error) => match error.kind() {
                 ErrorKind::AuthenticationFailed => "Redis refused the credentials",
@@ -90,15 +96,42 @@ impl StoreError {
     }
 }
 
+/// Whether Redis turned this client down in a way that another attempt
+/// right away would not change: nothing listens at its address, it refuses
+/// the credentials or the ACL user's rights, or it has no such database.
+pub(super) fn is_turned_down(error: &RedisError) -> bool {
+    error.is_connection_refusal()
+        || refuses_client(error)
+        || error.kind() == ErrorKind::AuthenticationFailed
+        || names_no_database(error)
+}
+
 /// Whether Redis refused this client, in a reply of its own or in any reply
 /// of a pipeline.
 fn refuses_client(error: &RedisError) -> bool {
-    let refused = |code: &str| REFUSED_CODES.contains(&code);
-    error.code().is_some_and(refused)
+    replies_with(error, |code| REFUSED_CODES.contains(&code))
+}
+
+/// Whether Redis refused a command to this ACL user.
+fn lacks_permission(error: &RedisError) -> bool {
+    error.kind() == ErrorKind::Server(ServerErrorKind::NoPerm)
+        || replies_with(error, |code| code == "NOPERM")
+}
+
+fn replies_with(error: &RedisError, code_matches: impl Fn(&str) -> bool) -> bool {
+    error.code().is_some_and(&code_matches)
         || error
             .clone()
             .into_server_errors()
-            .is_some_and(|replies| replies.iter().any(|(_, reply)| refused(reply.code())))
+            .is_some_and(|replies| replies.iter().any(|(_, reply)| code_matches(reply.code())))
+}
+
+/// Whether the error is Redis's answer to `SELECT` of a database it does
+/// not have (`REDIS_DB`, or the number at the end of `REDIS_URL`).
+fn names_no_database(error: &RedisError) -> bool {
+    error
+        .detail()
+        .is_some_and(|detail| detail.contains("DB index is out of range"))
 }
 
 #[cfg(test)]

@@ -109,7 +109,10 @@ impl SharedConnection {
         // fail alike instead of queueing one attempt after another, which
         // would keep the last of many requests waiting many timeouts.
         if self.attempts.load(Ordering::Acquire) != attempts_before {
-            return Err(StoreError::NotConnected);
+            return Err(self
+                .connector
+                .refusal()
+                .map_or(StoreError::NotConnected, StoreError::Redis));
         }
         let opened = self.open().await;
         self.attempts.fetch_add(1, Ordering::Release);
@@ -124,10 +127,11 @@ impl SharedConnection {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(timeout)
             .set_response_timeout(timeout);
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await;
         let opened = Opened {
-            connection: client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await?,
+            connection: self.connector.noted(connection)?,
             generation,
             // Attempts run one at a time, under `opening`: no two share it.
             serial: self.attempts.load(Ordering::Acquire),
