@@ -444,6 +444,23 @@ async fn an_unknown_field_is_refused_naming_it_and_changes_nothing() {
 }
 
 #[rocket::async_test]
+async fn a_field_sent_twice_is_refused_naming_it_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let body = r#"{"name": "Bob", "email": "bob@example.com", "email": "eve@example.com",
+                   "password": "correct horse battery"}"#;
+    let reply = app.post_user_raw(Some(ContentType::JSON), body).await;
+    reply.assert_problem_status(Status::UnprocessableEntity);
+    assert_eq!(
+        reply.json()["errors"],
+        json!([{
+            "field": "email",
+            "message": "appears more than once; send each field once"
+        }])
+    );
+    assert!(app.keys().is_empty());
+}
+
+#[rocket::async_test]
 async fn a_put_may_send_back_the_read_only_fields_it_read() {
     let app = TestApp::spawn().await;
     let user = app

@@ -97,12 +97,17 @@ async fn parse<T: DeserializeOwned + BodyFields>(
         )]));
     }
     let mut deserializer = serde_json::Deserializer::from_slice(&body);
-    let object: serde_json::Map<String, serde_json::Value> =
+    let fields: BodyObject =
         serde_path_to_error::deserialize(&mut deserializer).map_err(into_api_error)?;
     deserializer
         .end()
         .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
-    let unknown: Vec<FieldError> = object
+    let repeated = fields
+        .repeated
+        .into_iter()
+        .map(|key| FieldError::new(key, "appears more than once; send each field once"));
+    let unknown = fields
+        .object
         .keys()
         .filter(|key| !T::FIELDS.contains(&key.as_str()) && !T::IGNORED.contains(&key.as_str()))
         .map(|key| {
@@ -113,12 +118,55 @@ async fn parse<T: DeserializeOwned + BodyFields>(
                     T::FIELDS.join(", ")
                 ),
             )
-        })
-        .collect();
-    if !unknown.is_empty() {
-        return Err(ApiError::invalid_fields(unknown));
+        });
+    let mistakes: Vec<FieldError> = repeated.chain(unknown).collect();
+    if !mistakes.is_empty() {
+        return Err(ApiError::invalid_fields(mistakes));
     }
-    serde_path_to_error::deserialize(serde_json::Value::Object(object)).map_err(into_api_error)
+    serde_path_to_error::deserialize(serde_json::Value::Object(fields.object))
+        .map_err(into_api_error)
+}
+
+/// A body's top-level object, and the keys it holds more than once: JSON
+/// leaves a repeated key's meaning open (parsers differ on which one wins),
+/// so a body that repeats one is refused rather than read one way here and
+/// another way by a proxy in front.
+struct BodyObject {
+    object: serde_json::Map<String, serde_json::Value>,
+    repeated: Vec<String>,
+}
+
+impl<'de> serde::Deserialize<'de> for BodyObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(BodyObjectVisitor)
+    }
+}
+
+struct BodyObjectVisitor;
+
+impl<'de> serde::de::Visitor<'de> for BodyObjectVisitor {
+    type Value = BodyObject;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<BodyObject, A::Error> {
+        let mut fields = BodyObject {
+            object: serde_json::Map::new(),
+            repeated: Vec::new(),
+        };
+        while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+            if fields.object.contains_key(&key) {
+                if !fields.repeated.contains(&key) {
+                    fields.repeated.push(key);
+                }
+            } else {
+                fields.object.insert(key, value);
+            }
+        }
+        Ok(fields)
+    }
 }
 
 fn into_api_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
