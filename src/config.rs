@@ -322,6 +322,14 @@ pub fn variable_names() -> std::collections::HashSet<String> {
         .collect()
 }
 
+/// The log format `LOG_FORMAT` asks for, read alone, before the other
+/// settings: the errors that stop a start are written in it too. Text when
+/// it is unset or not a format (which the settings then report).
+pub fn requested_log_format() -> LogFormat {
+    let lookup = |name: &str| std::env::var(name).ok();
+    log_format(&Env(&lookup)).unwrap_or(LogFormat::Text)
+}
+
 impl Settings {
     /// Reads the settings from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {

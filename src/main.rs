@@ -6,7 +6,8 @@ use clap::Parser;
 use rocket::error::ErrorKind;
 
 use user_accounts::cli::{self, Cli, Command};
-use user_accounts::config::{self, Settings};
+use user_accounts::config::{self, LogFormat, Settings};
+use user_accounts::logging::json_line;
 
 /// Requests hop between Tokio's worker threads, so memory is often freed by
 /// another thread than the one that allocated it; glibc's malloc then waits
@@ -23,10 +24,11 @@ async fn main() -> ExitCode {
     // Before .env is read: what the environment itself sets.
     let from_environment = config::variable_names();
     // A missing .env is fine: the environment alone may configure the service.
-    if let Err(error) = dotenvy::dotenv() {
+    let dot_env = dotenvy::dotenv();
+    let stop = Stop(config::requested_log_format());
+    if let Err(error) = dot_env {
         if !error.not_found() {
-            eprintln!("user-accounts: cannot read .env: {error}");
-            return ExitCode::FAILURE;
+            return stop.with(&format!("cannot read .env: {error}"));
         }
     }
     // `config` shows the settings whatever they are, mistakes included.
@@ -38,29 +40,22 @@ async fn main() -> ExitCode {
         Ok(unknown) if unknown.is_empty() => {}
         Ok(unknown) => {
             for line in unknown {
-                eprintln!("user-accounts: {line}");
+                stop.say(&line);
             }
-            eprintln!(
-                "user-accounts: fix or remove those variables (in .env or the environment), \
-                 or set ALLOW_UNKNOWN_SETTINGS=true to start anyway; every setting is in \
-                 .env.example, and `user-accounts config` shows what is in effect"
+            return stop.with(
+                "fix or remove those variables (in .env or the environment), or set \
+                 ALLOW_UNKNOWN_SETTINGS=true to start anyway; every setting is in \
+                 .env.example, and `user-accounts config` shows what is in effect",
             );
-            return ExitCode::FAILURE;
         }
-        Err(error) => {
-            eprintln!("user-accounts: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(error) => return stop.with(&error.to_string()),
     }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("user-accounts: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(error) => return stop.with(&error.to_string()),
     };
     match command {
-        None | Some(Command::Serve) => serve(settings).await,
+        None | Some(Command::Serve) => serve(settings, stop).await,
         Some(Command::Doctor { repair }) => doctor(&settings, repair),
         Some(Command::AdminKey(command)) => cli::admin_key(&settings, command).await,
         Some(Command::Mail(command)) => cli::mail(&settings, command).await,
@@ -68,13 +63,29 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(settings: Settings) -> ExitCode {
+/// Says why the service does not start, on stderr, as text or as JSON
+/// like every other line.
+#[derive(Clone, Copy)]
+struct Stop(LogFormat);
+
+impl Stop {
+    fn say(self, message: &str) {
+        match self.0 {
+            LogFormat::Text => eprintln!("user-accounts: {message}"),
+            LogFormat::Json => eprintln!("{}", json_line("error", message)),
+        }
+    }
+
+    fn with(self, message: &str) -> ExitCode {
+        self.say(message);
+        ExitCode::FAILURE
+    }
+}
+
+async fn serve(settings: Settings, stop: Stop) -> ExitCode {
     let rocket = match user_accounts::build(settings) {
         Ok(rocket) => rocket,
-        Err(error) => {
-            eprintln!("user-accounts: {}", cli::one_line(&error));
-            return ExitCode::FAILURE;
-        }
+        Err(error) => return stop.with(&cli::one_line(&error)),
     };
     let rocket = match rocket.ignite().await {
         Ok(rocket) => rocket,
@@ -82,10 +93,10 @@ async fn serve(settings: Settings) -> ExitCode {
             match error.kind() {
                 ErrorKind::Config(errors) => {
                     for error in errors.clone() {
-                        eprintln!("user-accounts: {}", rocket_setting_error(&error));
+                        stop.say(&rocket_setting_error(&error));
                     }
                 }
-                _ => eprintln!("user-accounts: {error}"),
+                _ => stop.say(&error.to_string()),
             }
             return ExitCode::FAILURE;
         }
@@ -95,11 +106,11 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
             match error.kind() {
-                ErrorKind::Bind(cause) => eprintln!(
-                    "user-accounts: cannot listen on {address}: {cause}; {}",
+                ErrorKind::Bind(cause) => stop.say(&format!(
+                    "cannot listen on {address}: {cause}; {}",
                     bind_advice(cause.kind())
-                ),
-                _ => eprintln!("user-accounts: {error}"),
+                )),
+                _ => stop.say(&error.to_string()),
             }
             ExitCode::FAILURE
         }

@@ -212,6 +212,34 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
     assert!(stderr.contains("REDIS_POOL_SIZE"), "{stderr}");
 }
 
+#[test]
+fn with_json_logs_the_errors_that_stop_a_start_are_json_too() {
+    for (name, value) in [
+        ("REDIS_ULR", "redis://127.0.0.1:6390/0"),
+        ("REDIS_POOL_SIZE", "lots"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_user-accounts"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("LOG_FORMAT", "json")
+            .env(name, value)
+            .output()
+            .expect("the binary runs");
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let lines: Vec<Value> = stderr
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+            .collect();
+        assert_eq!(lines[0]["level"], "error", "{stderr}");
+        assert!(
+            lines[0]["message"]
+                .as_str()
+                .is_some_and(|message| message.contains(name)),
+            "{stderr}"
+        );
+    }
+}
+
 /// `user-accounts config` in a fresh directory holding `dot_env` as its
 /// `.env`, with `vars` in the environment.
 fn config_output(dot_env: &str, vars: &[(&str, &str)]) -> std::process::Output {
