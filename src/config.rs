@@ -73,6 +73,9 @@ pub struct AccessSettings {
     /// `TRUSTED_PROXIES`: the networks whose `X-Forwarded-For` and
     /// `X-Real-IP` headers name the client. Empty: trust no header.
     pub trusted_proxies: Vec<IpNet>,
+    /// `CORS_ALLOWED_ORIGINS`: the origins (`https://app.example.com`)
+    /// whose pages may call the API from a browser. Empty: no CORS at all.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -790,7 +793,37 @@ fn access(env: &Env) -> Result<AccessSettings, ConfigError> {
         signup,
         signup_existing,
         trusted_proxies,
+        cors_allowed_origins: cors_allowed_origins(env)?,
     })
+}
+
+/// Each listed origin, as browsers send it in `Origin`: scheme, host and
+/// port (unless it is the scheme's own), nothing else.
+fn cors_allowed_origins(env: &Env) -> Result<Vec<String>, ConfigError> {
+    env.get("CORS_ALLOWED_ORIGINS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let invalid = |why: &str| ConfigError {
+                setting: "CORS_ALLOWED_ORIGINS",
+                reason: format!(
+                    "expected a comma-separated list of origins such as \
+                     https://app.example.com or http://localhost:5173; {entry:?} {why}"
+                ),
+            };
+            let url = url::Url::parse(entry).map_err(|_| invalid("is not a URL"))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(invalid("is not an http or https origin"));
+            }
+            let bare = url.path() == "/" && url.query().is_none() && url.fragment().is_none();
+            if !bare || !url.username().is_empty() || url.password().is_some() {
+                return Err(invalid("has more than a scheme, a host and a port"));
+            }
+            Ok(url.origin().ascii_serialization())
+        })
+        .collect()
 }
 
 fn log_format(env: &Env) -> Result<LogFormat, ConfigError> {
@@ -1151,6 +1184,41 @@ mod tests {
             .expect("rejected");
         assert_eq!(error.setting, "TRUSTED_PROXIES");
         assert!(error.reason.contains("proxy.local"), "{}", error.reason);
+    }
+
+    #[test]
+    fn cors_origins_are_kept_as_browsers_send_them() {
+        let settings = settings_from(&[(
+            "CORS_ALLOWED_ORIGINS",
+            "https://App.Example.com/, http://127.0.0.2:5173, https://example.org:443",
+        )])
+        .expect("valid");
+        assert_eq!(
+            settings.access.cors_allowed_origins,
+            [
+                "https://app.example.com",
+                "http://127.0.0.2:5173",
+                "https://example.org"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cors_origin_with_more_than_an_origin_is_rejected_naming_it() {
+        for entry in [
+            "*",
+            "app.example.com",
+            "ftp://files.example.com",
+            "https://app.example.com/login",
+            "https://app.example.com?x=1",
+            "https://user@app.example.com",
+        ] {
+            let error = settings_from(&[("CORS_ALLOWED_ORIGINS", entry)])
+                .err()
+                .unwrap_or_else(|| panic!("{entry} accepted"));
+            assert_eq!(error.setting, "CORS_ALLOWED_ORIGINS");
+            assert!(error.reason.contains(entry), "{}", error.reason);
+        }
     }
 
     #[test]

@@ -143,30 +143,31 @@ pub fn build_with_access_log<W: Write + Send + 'static>(
             settings.log_format,
         )),
         &settings.static_dir,
-    )
-    .manage(Arc::clone(&accounts))
-    .manage(TrustedProxies(settings.access.trusted_proxies))
-    .manage(settings.log_format)
-    .attach(SecurityHeaders {
-        https: settings.mail.public_url.starts_with("https://"),
-    })
-    .manage(AccessLogGuard {
-        _flushes_on_drop: access_log_guard,
-    })
-    .attach(Telemetry {
-        metrics: Arc::clone(&metrics),
-        log_format: settings.log_format,
-        access_log,
-    })
-    .attach(AdHoc::on_liftoff("announce", move |rocket| {
-        Box::pin(async move {
-            let config = rocket.config();
-            let listening = std::net::SocketAddr::new(config.address, config.port);
-            // Its own task: a Redis that does not answer must not hold
-            // up serving until the PING times out.
-            rocket::tokio::spawn(announce::announce(listening, redis, log_format));
+    );
+    let rocket = api::allow_origins(rocket, settings.access.cors_allowed_origins.clone())
+        .manage(Arc::clone(&accounts))
+        .manage(TrustedProxies(settings.access.trusted_proxies))
+        .manage(settings.log_format)
+        .attach(SecurityHeaders {
+            https: settings.mail.public_url.starts_with("https://"),
         })
-    }));
+        .manage(AccessLogGuard {
+            _flushes_on_drop: access_log_guard,
+        })
+        .attach(Telemetry {
+            metrics: Arc::clone(&metrics),
+            log_format: settings.log_format,
+            access_log,
+        })
+        .attach(AdHoc::on_liftoff("announce", move |rocket| {
+            Box::pin(async move {
+                let config = rocket.config();
+                let listening = std::net::SocketAddr::new(config.address, config.port);
+                // Its own task: a Redis that does not answer must not hold
+                // up serving until the PING times out.
+                rocket::tokio::spawn(announce::announce(listening, redis, log_format));
+            })
+        }));
     // A code requested or a sign-up accepted just before shutdown is still
     // stored, its mail queued (in Redis, for whichever instance sends next).
     let rocket = rocket.attach(AdHoc::on_shutdown("work after answers", |rocket| {

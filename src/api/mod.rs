@@ -3,6 +3,7 @@
 //! [`problem`]).
 
 mod codes;
+mod cors;
 mod fields;
 mod guards;
 mod headers;
@@ -22,6 +23,7 @@ use rocket::{catch, catchers, get, routes, Build, Rocket};
 
 use crate::accounts::{Accounts, Caller};
 
+pub use cors::allow_origins;
 pub use guards::TrustedProxies;
 pub use headers::SecurityHeaders;
 pub use problem::{ApiError, Problem};
@@ -81,21 +83,28 @@ fn get_metrics(
 /// `405` naming them, not a `404`.
 #[catch(default)]
 fn default_catcher(status: Status, request: &Request<'_>) -> ApiError {
-    let path = request.uri().path();
     match status {
-        Status::NotFound => {
-            let allowed = methods_for(request);
-            if allowed.is_empty() || allowed.contains(&request.method()) {
-                ApiError::NotFound(format!("no resource at {path}"))
-            } else {
-                let allow: Vec<&str> = allowed.iter().map(|method| method.as_str()).collect();
-                ApiError::MethodNotAllowed {
-                    detail: format!("{path} takes {}", allow.join(", ")),
-                    allow: allow.join(", "),
-                }
-            }
-        }
+        Status::NotFound => not_routed(request, request.method()),
         status => ApiError::Unrouted(status),
+    }
+}
+
+/// The answer to `method` on the request's path when no route takes it:
+/// `405` naming the methods routes take there, or `404` when none does.
+fn not_routed(request: &Request<'_>, method: Method) -> ApiError {
+    let path = request.uri().path();
+    let allowed: Vec<Method> = methods_for(request)
+        .into_iter()
+        .filter(|allowed| *allowed != Method::Options)
+        .collect();
+    if allowed.is_empty() || allowed.contains(&method) {
+        ApiError::NotFound(format!("no resource at {path}"))
+    } else {
+        let allow: Vec<&str> = allowed.iter().map(|method| method.as_str()).collect();
+        ApiError::MethodNotAllowed {
+            detail: format!("{path} takes {}", allow.join(", ")),
+            allow: allow.join(", "),
+        }
     }
 }
 

@@ -529,6 +529,20 @@ impl TestApp {
         .await
     }
 
+    /// A request with `headers` and no body.
+    pub async fn with_headers(
+        &self,
+        method: rocket::http::Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.client.req(method, uri.to_owned());
+        for (name, value) in headers {
+            request = request.header(Header::new(name.to_string(), value.to_string()));
+        }
+        Reply::read(request.dispatch().await).await
+    }
+
     /// A raw request, for bodies and headers the helpers would not send.
     pub async fn send_raw(
         &self,
