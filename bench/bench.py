@@ -145,7 +145,7 @@ class Bench:
         return password
 
     def seed(self, password):
-        """Writes N users in the service's layout (README.md, "Data in Redis"):
+        """Writes N users in the service's layout (docs/data-in-redis.md):
         hash {prefix}user:{id} with name, email, created, updated (Unix ms)
         and the real user's password_params, password_salt, password_hash,
         and member "{email}\\0{id}", score 0, in {prefix}users:by_email.

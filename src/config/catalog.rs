@@ -149,7 +149,7 @@ pub const GROUPS: &[Group] = &[
             setting("SIGNUP", Value("open"), "`open`, or `closed`: only an admin key creates users"),
             setting("SIGNUP_EXISTING", Value("conflict"), "a sign-up for an email with an account: `conflict` (`409`, which tells who has an account), or `notify` (`202` for every email, a notice to the owner, logins need a verified email)"),
             example("TRUSTED_PROXIES", "10.0.0.0/8", "addresses or CIDR networks whose `X-Forwarded-For` / `X-Real-IP` name the client"),
-            example("CORS_ALLOWED_ORIGINS", "https://app.example.com", "comma-separated origins whose pages may call the API from a browser (`PUBLIC_URL`'s own origin is then allowed too); other origins' cross-origin requests get `403`. Unset: no CORS headers"),
+            example("CORS_ALLOWED_ORIGINS", "https://app.example.com", "comma-separated origins whose pages may call the API from a browser: their preflights answer `204`, and answers to them name them (never `*`, never with credentials); a preflight from another origin gets `403`. Unset: no CORS headers"),
         ],
     },
     Group {
