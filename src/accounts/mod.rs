@@ -5,7 +5,7 @@
 //! - `access`: who the caller is, and what each kind of caller may do.
 //! - `admin_keys`: creating, listing, revoking and checking admin keys.
 //! - `codes`: email verification and password reset by one-time codes.
-//! - `passwords`: every password check, through the attempt limiter.
+//! - `login_limits`: every password check, through the attempt limiter.
 //! - `reverts`: undoing an email change from the old address.
 //! - `users`: sign-up, reads, the list, profile and password changes,
 //!   deletion, disabling.
@@ -17,9 +17,9 @@
 mod access;
 mod admin_keys;
 mod codes;
+mod login_limits;
 mod mail;
 mod operations;
-mod passwords;
 mod reverts;
 mod sessions;
 mod users;

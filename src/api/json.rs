@@ -13,7 +13,7 @@ use rocket::response::{self, Responder, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::problem::ApiError;
+use super::problem::{to_json_line, ApiError};
 use crate::domain::FieldError;
 
 /// The default limit when `Rocket.toml` sets none for `json`.
@@ -28,13 +28,6 @@ pub struct Json<T>(pub T);
 #[derive(Serialize)]
 pub(super) struct Message {
     pub(super) message: &'static str,
-}
-
-/// `value` as JSON and a newline.
-pub(super) fn to_json_line<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
-    let mut body = serde_json::to_vec(value).map_err(|_| Status::InternalServerError)?;
-    body.push(b'\n');
-    Ok(body)
 }
 
 impl<'r, T: Serialize> Responder<'r, 'static> for Json<T> {

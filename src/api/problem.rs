@@ -8,10 +8,16 @@ use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
 use serde::Serialize;
 
-use super::json::to_json_line;
 use crate::accounts::{Absence, AccountError};
 use crate::domain::FieldError;
 use crate::logging::log_problem;
+
+/// `value` as JSON and a newline.
+pub(super) fn to_json_line<T: Serialize>(value: &T) -> Result<Vec<u8>, Status> {
+    let mut body = serde_json::to_vec(value).map_err(|_| Status::InternalServerError)?;
+    body.push(b'\n');
+    Ok(body)
+}
 
 /// How long clients should wait before retrying after a 503.
 const RETRY_AFTER_SECS: u64 = 1;

@@ -34,10 +34,28 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 pub use sender::MailSender;
 pub use templates::{MailValues, Rendered, Templates};
-pub use transport::{SendFailure, Transport};
+pub use transport::Transport;
 
 use crate::config::MailSettings;
 use crate::domain::{CodeSealer, MailKind, QueuedMail};
+
+/// Why a message was not handed over, in fixed words: never the server's
+/// own text, which may quote the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendFailure {
+    /// It will never be taken (an SMTP 5xx answer): retrying is no use.
+    Permanent(String),
+    /// Another attempt may succeed (4xx, no connection, a timeout).
+    Transient(String),
+}
+
+impl SendFailure {
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::Permanent(reason) | Self::Transient(reason) => reason,
+        }
+    }
+}
 
 /// The mail module's one error type: everything that stops the service at
 /// start, or one message from being composed.

@@ -28,8 +28,7 @@ use rocket::tokio::time;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-use super::transport::SendFailure;
-use super::MailError;
+use super::{MailError, SendFailure};
 use crate::config::{SmtpSecurity, SmtpSettings};
 
 /// Idle connections kept open, and so messages handed over at once.

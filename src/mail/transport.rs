@@ -7,31 +7,13 @@ use lettre::Message;
 use rocket::tokio::{fs, io::AsyncWriteExt};
 
 use super::smtp::SmtpClient;
-use super::MailError;
+use super::{MailError, SendFailure};
 use crate::config::{MailSettings, MailTransport};
 use crate::domain::MailId;
 
 pub enum Transport {
     Smtp(SmtpClient),
     File(PathBuf),
-}
-
-/// Why a message was not handed over, in fixed words: never the server's
-/// own text, which may quote the message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SendFailure {
-    /// It will never be taken (an SMTP 5xx answer): retrying is no use.
-    Permanent(String),
-    /// Another attempt may succeed (4xx, no connection, a timeout).
-    Transient(String),
-}
-
-impl SendFailure {
-    pub fn reason(&self) -> &str {
-        match self {
-            Self::Permanent(reason) | Self::Transient(reason) => reason,
-        }
-    }
 }
 
 impl Transport {

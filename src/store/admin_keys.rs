@@ -7,12 +7,12 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use redis::{Connection, Script};
 
-use super::conn::RedisConn;
-use super::layout::{admin_key_fields, Keys};
-use super::records::{encode_time, StoredFields};
-use super::transaction::{transact, Plan};
-use super::StoreError;
 use crate::domain::{now, AdminKeyDigest, KeyName, KeyScope};
+use crate::store::layout::{admin_key_fields, Keys};
+use crate::store::plumbing::conn::RedisConn;
+use crate::store::plumbing::records::{encode_time, StoredFields};
+use crate::store::plumbing::transaction::{transact, Plan};
+use crate::store::StoreError;
 
 /// An admin key as listed: never the key itself.
 #[derive(Clone, Debug)]

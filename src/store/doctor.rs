@@ -6,13 +6,13 @@ use std::fmt;
 
 use redis::Connection;
 
-use super::email_index::{add_to_index, exact_email_range};
-use super::layout::{index_member, parse_index_member, session_fields, user_fields, Keys};
-use super::records::{decode_user, encode_time};
-use super::session_index::{decode_index, index_entries, update, Listed};
-use super::transaction::{transact, watch, Plan};
-use super::StoreError;
 use crate::domain::{now, SessionId, UserEmail, UserId};
+use crate::store::layout::{index_member, parse_index_member, session_fields, user_fields, Keys};
+use crate::store::plumbing::records::{decode_user, encode_time};
+use crate::store::plumbing::transaction::{transact, watch, Plan};
+use crate::store::sessions::index::{decode_index, index_entries, update, Listed};
+use crate::store::users::email_index::{add_to_index, exact_email_range};
+use crate::store::StoreError;
 
 /// How many keys or members one round trip handles.
 const BATCH: usize = 1000;

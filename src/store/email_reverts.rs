@@ -9,17 +9,17 @@ use std::time::Duration;
 
 use redis::{Connection, Pipeline};
 
-use super::code_writes::{millis, remove_codes, NewCode};
-use super::conn::RedisConn;
-use super::email_index::{add_to_index, remove_from_index};
-use super::layout::{user_fields, Keys};
-use super::outbox;
-use super::records::{add_password_fields, encode_time};
-use super::session_index::{revoke_all, watched_session_ids};
-use super::transaction::{transact_with_replies, watch, Plan};
-use super::users::{find_id_by_email, read_user};
-use super::StoreError;
 use crate::domain::{now, EventKind, PasswordHash, UserEmail, UserId};
+use crate::store::codes::issuing::{millis, remove_codes, NewCode};
+use crate::store::events::outbox;
+use crate::store::layout::{user_fields, Keys};
+use crate::store::plumbing::conn::RedisConn;
+use crate::store::plumbing::records::{add_password_fields, encode_time};
+use crate::store::plumbing::transaction::{transact_with_replies, watch, Plan};
+use crate::store::sessions::index::{revoke_all, watched_session_ids};
+use crate::store::users::email_index::{add_to_index, remove_from_index};
+use crate::store::users::{find_id_by_email, read_user};
+use crate::store::StoreError;
 
 /// How long a revert code works, and the old address stays reserved.
 pub const REVERT_TTL: Duration = Duration::from_secs(7 * 86_400);

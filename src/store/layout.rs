@@ -1,5 +1,5 @@
 //! The data layout: every key name, every field name and the encoding of the
-//! email index's members, in one place. README.md ("Data in Redis")
+//! email index's members, in one place. docs/data-in-redis.md
 //! describes what each key holds and why; the tests and the doctor build
 //! their keys from here, never by hand.
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use redis::{Pipeline, Script};
 
-use super::layout::{code_fields, Keys};
-use super::mail_queue::{encode, QUEUE_WITHIN_BOUND};
 use crate::domain::{CodePurpose, QueuedMail, UserId};
+use crate::store::layout::{code_fields, Keys};
+use crate::store::mail::queue::{encode, QUEUE_WITHIN_BOUND};
 
 /// The window of `CODE_MAX_PER_DAY` and `CODE_MAX_ACCOUNT_FAILURES`.
 pub const CODE_DAY: Duration = Duration::from_secs(86_400);
@@ -68,15 +68,16 @@ return queue_within_bound(KEYS[4], KEYS[5], tonumber(ARGV[9]), ARGV[10], 11)
 ";
 
 static ISSUE_SOURCE: LazyLock<String> = LazyLock::new(|| format!("{QUEUE_WITHIN_BOUND}{ISSUE}"));
-pub(super) static ISSUE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(&ISSUE_SOURCE));
+pub(in crate::store) static ISSUE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&ISSUE_SOURCE));
 
-pub(super) fn millis(duration: Duration) -> u64 {
+pub(in crate::store) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl NewCode {
     /// The keys and arguments of [`ISSUE_SCRIPT`] for this code of `user`.
-    pub(super) fn script_input(
+    pub(in crate::store) fn script_input(
         &self,
         keys: &Keys,
         user: UserId,
@@ -121,7 +122,7 @@ impl NewCode {
     /// Adds to a MULTI/EXEC the script that replaces `user`'s code of this
     /// purpose with this one and queues its mail, whatever the resend rule
     /// says. Its reply is not ignored: it tallies the mail.
-    pub(super) fn add(&self, writes: &mut Pipeline, keys: &Keys, user: UserId) {
+    pub(in crate::store) fn add(&self, writes: &mut Pipeline, keys: &Keys, user: UserId) {
         let (script_keys, args) = self.script_input(keys, user, Resend::Now);
         writes
             .cmd("EVAL")
@@ -135,7 +136,7 @@ impl NewCode {
 /// Adds to a MULTI/EXEC the removal of every live code of `user`: the
 /// state it was made for (the account enabled, its email, its password)
 /// changed, or the user is gone. The day's counts stay.
-pub(super) fn remove_codes(writes: &mut Pipeline, keys: &Keys, user: UserId) {
+pub(in crate::store) fn remove_codes(writes: &mut Pipeline, keys: &Keys, user: UserId) {
     for purpose in CodePurpose::ALL {
         writes
             .cmd("DEL")

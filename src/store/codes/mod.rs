@@ -2,22 +2,26 @@
 //! keyed hash with a count of wrong tries, and the mail that carries it,
 //! queued in the same atomic step.
 
+pub(super) mod issuing;
+
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::{Connection, Script, Value};
 
-use super::attempt_counters::{clear_account, Admission};
-use super::code_writes::{millis, remove_codes, NewCode, Resend, CODE_DAY, ISSUE_SCRIPT};
-use super::conn::RedisConn;
-use super::layout::{code_fields, user_fields, Keys};
-use super::mail_queue::{enqueue, MailTally};
-use super::outbox;
-use super::records::{add_password_fields, decode_user_fields, encode_time, hgetall};
-use super::session_index::{revoke_all, watched_session_ids};
-use super::transaction::{transact_with_replies, watch, Plan};
-use super::StoreError;
 use crate::domain::{now, CodePurpose, EventKind, PasswordHash, QueuedMail, UserEmail, UserId};
+use crate::store::codes::issuing::{millis, remove_codes, NewCode, Resend, CODE_DAY, ISSUE_SCRIPT};
+use crate::store::events::outbox;
+use crate::store::layout::{code_fields, user_fields, Keys};
+use crate::store::login_limits::counters::{clear_account, Admission};
+use crate::store::mail::queue::{enqueue, MailTally};
+use crate::store::plumbing::conn::RedisConn;
+use crate::store::plumbing::records::{
+    add_password_fields, decode_user_fields, encode_time, hgetall,
+};
+use crate::store::plumbing::transaction::{transact_with_replies, watch, Plan};
+use crate::store::sessions::index::{revoke_all, watched_session_ids};
+use crate::store::StoreError;
 
 /// A code dies after this many wrong tries.
 pub const MAX_CODE_TRIES: u32 = 5;
@@ -25,7 +29,7 @@ pub const MAX_CODE_TRIES: u32 = 5;
 /// The Lua function that refuses a confirmation while the account's wrong
 /// confirmations of this purpose in the day are at `max`: the ms until the
 /// day ends, else 0.
-pub(super) const FAILURE_GATE: &str = r"
+pub(in crate::store) const FAILURE_GATE: &str = r"
 local function refused(failures, max)
   if tonumber(redis.call('GET', failures) or '0') >= tonumber(max) then
     return math.max(1, redis.call('PTTL', failures))

@@ -1,12 +1,14 @@
 //! A user's activity: the last events the outbox recorded for them.
 
+pub(super) mod outbox;
+
 use redis::aio::MultiplexedConnection;
 
-use super::conn::RedisConn;
-use super::layout::Keys;
-use super::outbox::{StoredEvent, ACTIVITY_LEN};
-use super::StoreError;
 use crate::domain::{Event, UserId};
+use crate::store::events::outbox::{StoredEvent, ACTIVITY_LEN};
+use crate::store::layout::Keys;
+use crate::store::plumbing::conn::RedisConn;
+use crate::store::StoreError;
 
 impl RedisConn {
     /// The user's last events, newest first.

@@ -6,15 +6,15 @@ use chrono::{DateTime, Utc};
 use redis::Pipeline;
 use serde::{Deserialize, Serialize};
 
-use super::layout::{event_fields, Keys};
 use crate::domain::{Event, EventKind, UserId};
+use crate::store::layout::{event_fields, Keys};
 
 /// How many events a user's activity list keeps.
-pub(super) const ACTIVITY_LEN: isize = 50;
+pub(in crate::store) const ACTIVITY_LEN: isize = 50;
 
 /// An entry of a user's activity list, as stored: JSON.
 #[derive(Serialize, Deserialize)]
-pub(super) struct StoredEvent {
+pub(in crate::store) struct StoredEvent {
     #[serde(rename = "type")]
     kind: String,
     user_id: String,
@@ -22,7 +22,7 @@ pub(super) struct StoredEvent {
 }
 
 impl StoredEvent {
-    pub(super) fn decode(self) -> Result<Event, String> {
+    pub(in crate::store) fn decode(self) -> Result<Event, String> {
         Ok(Event {
             kind: EventKind::parse(&self.kind)
                 .ok_or_else(|| format!("unknown event type {:?}", self.kind))?,
@@ -33,7 +33,7 @@ impl StoredEvent {
 }
 
 /// Adds the commands that record `kind` for `user` to a MULTI/EXEC pipeline.
-pub(super) fn record(
+pub(in crate::store) fn record(
     writes: &mut Pipeline,
     keys: &Keys,
     kind: EventKind,

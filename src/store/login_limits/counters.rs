@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::layout::Keys;
 use crate::domain::UserEmail;
+use crate::store::layout::Keys;
 
 /// Whether an attempt (a password check, a code request) may go ahead.
 #[derive(Debug, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub enum Admission {
 }
 
 /// The three counters of one attempt, most specific first.
-pub(super) fn counters(keys: &Keys, email: &UserEmail, address: &str) -> [String; 3] {
+pub(in crate::store) fn counters(keys: &Keys, email: &UserEmail, address: &str) -> [String; 3] {
     [
         keys.login_failures_of_account_at(email, address),
         keys.login_failures_of_account(email),
@@ -28,7 +28,7 @@ pub(super) fn counters(keys: &Keys, email: &UserEmail, address: &str) -> [String
 /// Adds to a MULTI/EXEC the commands that clear every counter keyed by the
 /// account `email` (the per-address ones among them); `addresses` are the
 /// members of its set of addresses, read under WATCH.
-pub(super) fn clear_account(
+pub(in crate::store) fn clear_account(
     writes: &mut redis::Pipeline,
     keys: &Keys,
     email: &UserEmail,

@@ -9,16 +9,18 @@
 //!
 //! A window starts with a counter's first attempt and ends `window` later.
 
+pub(super) mod counters;
+
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::Script;
 
-use super::attempt_counters::{counters, Admission};
-use super::conn::RedisConn;
-use super::StoreError;
 use crate::config::LoginSettings;
 use crate::domain::{ClientAddress, UserEmail};
+use crate::store::login_limits::counters::{counters, Admission};
+use crate::store::plumbing::conn::RedisConn;
+use crate::store::StoreError;
 
 /// KEYS: the three counters, then the set of the account's addresses. ARGV:
 /// the window (ms), then each counter's limit in KEYS' order, then the

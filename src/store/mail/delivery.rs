@@ -18,12 +18,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use redis::{Connection, Script, Value};
 
-use super::conn::{RedisConn, Store};
-use super::layout::{mail_fields, Keys, MAIL_GROUP};
-use super::mail_queue::{decode, encode, enqueue};
-use super::StoreError;
 use crate::config::RedisSettings;
 use crate::domain::QueuedMail;
+use crate::store::layout::{mail_fields, Keys, MAIL_GROUP};
+use crate::store::mail::queue::{decode, encode, enqueue};
+use crate::store::plumbing::conn::{RedisConn, Store};
+use crate::store::StoreError;
 
 /// A message as one reader got it from the queue.
 #[derive(Debug)]

@@ -12,10 +12,10 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use redis::{Pipeline, Value};
 
-use super::conn::RedisConn;
-use super::layout::{mail_fields, Keys};
-use super::StoreError;
 use crate::domain::{MailContent, MailId, MailKind, QueuedMail, SealedCode, UserEmail, UserName};
+use crate::store::layout::{mail_fields, Keys};
+use crate::store::plumbing::conn::RedisConn;
+use crate::store::StoreError;
 
 /// The Lua function that queues one message unless its recipient already
 /// got its share in the last hour (`MAIL_MAX_PER_RECIPIENT`): every message
@@ -23,7 +23,7 @@ use crate::domain::{MailContent, MailId, MailKind, QueuedMail, SealedCode, UserE
 /// kind and whichever route caused it. `from` is the index in ARGV of the
 /// message's first field. Returns 'queued', or 'held' when the bound held it
 /// back.
-pub(super) const QUEUE_WITHIN_BOUND: &str = r"
+pub(in crate::store) const QUEUE_WITHIN_BOUND: &str = r"
 local function queue_within_bound(window, queue, max, id, from)
   local time = redis.call('TIME')
   local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -49,7 +49,7 @@ static QUEUE: LazyLock<String> = LazyLock::new(|| {
 /// [`RedisConn::tally_mail`] counts what was queued and what held back.
 /// The queue has no length cap: no queued message is dropped to make room.
 /// Queue only while mail is on (`Accounts::mail_enabled`).
-pub(super) fn enqueue(writes: &mut Pipeline, keys: &Keys, mail: &QueuedMail) {
+pub(in crate::store) fn enqueue(writes: &mut Pipeline, keys: &Keys, mail: &QueuedMail) {
     // A notice that carries a revert code is counted but never held back:
     // it is how the owner takes the account back, so a flood of other mail
     // must not crowd it out; and it goes only to an address the account
@@ -71,7 +71,7 @@ pub(super) fn enqueue(writes: &mut Pipeline, keys: &Keys, mail: &QueuedMail) {
 
 /// What the scripts that queue mail answered, in one EXEC's replies.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(super) struct MailTally {
+pub(in crate::store) struct MailTally {
     pub queued: u64,
     pub held: u64,
 }
@@ -79,7 +79,7 @@ pub(super) struct MailTally {
 impl MailTally {
     /// Counts the 'queued' and 'held' replies among `replies`; any other
     /// reply is some other command's.
-    pub(super) fn of(replies: &[Value]) -> Self {
+    pub(in crate::store) fn of(replies: &[Value]) -> Self {
         let mut tally = Self::default();
         for reply in replies {
             match reply {
@@ -95,7 +95,7 @@ impl MailTally {
 }
 
 /// The fields of `mail`, in a fixed order; optional ones only when present.
-pub(super) fn encode(mail: &QueuedMail) -> Vec<(&'static str, String)> {
+pub(in crate::store) fn encode(mail: &QueuedMail) -> Vec<(&'static str, String)> {
     let mut fields = vec![
         (mail_fields::ID, mail.id.to_string()),
         (mail_fields::KIND, mail.kind().as_str().to_owned()),
@@ -120,7 +120,7 @@ pub(super) fn encode(mail: &QueuedMail) -> Vec<(&'static str, String)> {
 
 /// A message from its stored fields; `Err` names what is wrong, never a
 /// value (a value may be a code).
-pub(super) fn decode(fields: &HashMap<String, String>) -> Result<QueuedMail, String> {
+pub(in crate::store) fn decode(fields: &HashMap<String, String>) -> Result<QueuedMail, String> {
     let field = |name: &str| fields.get(name).map(String::as_str);
     let required = |name: &'static str| field(name).ok_or_else(|| format!("no {name} field"));
     let id = MailId::parse(required(mail_fields::ID)?).ok_or("the id is not a UUID")?;

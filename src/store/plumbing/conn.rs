@@ -11,15 +11,15 @@ use redis::{Connection, RedisError};
 use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use rocket::tokio::{task, time};
 
-use super::connector::Connector;
-use super::layout::Keys;
-use super::mail_queue::MailTally;
-use super::pool::RedisManager;
-use super::shared::SharedConnection;
-use super::StoreError;
 use crate::config::{LogFormat, RedisSettings};
 use crate::logging::log_line;
 use crate::metrics::Metrics;
+use crate::store::layout::Keys;
+use crate::store::mail::queue::MailTally;
+use crate::store::plumbing::connector::Connector;
+use crate::store::plumbing::pool::RedisManager;
+use crate::store::plumbing::shared::SharedConnection;
+use crate::store::StoreError;
 
 /// The pool and the shared connections, shared by every request through
 /// Rocket's managed state.
@@ -160,8 +160,8 @@ pub struct RedisConn {
     checkout: Option<OwnedSemaphorePermit>,
     checkouts: Arc<Semaphore>,
     timeout: Duration,
-    pub(super) keys: Arc<Keys>,
-    pub(super) metrics: Arc<Metrics>,
+    pub(in crate::store) keys: Arc<Keys>,
+    pub(in crate::store) metrics: Arc<Metrics>,
     log_format: LogFormat,
 }
 
@@ -171,7 +171,7 @@ impl RedisConn {
     /// for a pooled connection to be free, then checks it out in the same
     /// blocking task as its first command: no thread ever sits waiting for a
     /// connection, and one call costs one hand-off.
-    pub(super) async fn run<T, F>(&mut self, work: F) -> Result<T, StoreError>
+    pub(in crate::store) async fn run<T, F>(&mut self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Keys) -> Result<T, StoreError> + Send + 'static,
@@ -261,7 +261,7 @@ fn checkout(
 impl RedisConn {
     /// Runs a read on the shared connection, on the async worker itself:
     /// it waits for Redis without blocking a thread.
-    pub(super) async fn read<T, F, Fut>(&self, read: F) -> Result<T, StoreError>
+    pub(in crate::store) async fn read<T, F, Fut>(&self, read: F) -> Result<T, StoreError>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
@@ -273,7 +273,7 @@ impl RedisConn {
     /// Runs one atomic write (a script) on the shared script connection.
     /// Unlike a read, it is not repeated after a dropped connection: it may
     /// have run.
-    pub(super) async fn script<T, F, Fut>(&self, step: F) -> Result<T, StoreError>
+    pub(in crate::store) async fn script<T, F, Fut>(&self, step: F) -> Result<T, StoreError>
     where
         F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
@@ -284,7 +284,7 @@ impl RedisConn {
 
     /// Runs `work`, a transaction that may queue mail, and tallies the
     /// mail its EXEC's replies say it queued or held back.
-    pub(super) async fn run_mailing<T, F>(&mut self, work: F) -> Result<T, StoreError>
+    pub(in crate::store) async fn run_mailing<T, F>(&mut self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection, &Keys) -> Result<(T, Vec<redis::Value>), StoreError>
@@ -299,7 +299,7 @@ impl RedisConn {
     /// Counts the messages a write that just succeeded queued, and those
     /// the recipient bound held back, which it also logs: no caller is told,
     /// so that no answer shows how much mail an address got.
-    pub(super) fn tally_mail(&self, tally: &MailTally) {
+    pub(in crate::store) fn tally_mail(&self, tally: &MailTally) {
         self.metrics.mail_queued.inc_by(tally.queued);
         if tally.held > 0 {
             self.metrics.mail_held_back.inc_by(tally.held);

@@ -25,8 +25,8 @@ use redis::{
     RedisError, RedisResult, Role, ServerErrorKind,
 };
 
-use super::error::is_turned_down;
 use crate::config::RedisTarget;
+use crate::store::plumbing::error::is_turned_down;
 
 /// How often the watcher asks the sentinels which server is the primary.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);

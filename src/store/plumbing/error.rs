@@ -91,7 +91,7 @@ impl StoreError {
     /// Redis out of reach, a timeout (a reply may still be on its way), a
     /// server that no longer takes writes (a primary demoted by a failover),
     /// or one that no longer accepts the connection's credentials.
-    pub(super) fn breaks_connection(&self) -> bool {
+    pub(in crate::store) fn breaks_connection(&self) -> bool {
         matches!(self, Self::Redis(_)) && self.is_unavailable()
     }
 }
@@ -99,7 +99,7 @@ impl StoreError {
 /// Whether Redis turned this client down in a way that another attempt
 /// right away would not change: nothing listens at its address, it refuses
 /// the credentials or the ACL user's rights, or it has no such database.
-pub(super) fn is_turned_down(error: &RedisError) -> bool {
+pub(in crate::store) fn is_turned_down(error: &RedisError) -> bool {
     error.is_connection_refusal()
         || refuses_client(error)
         || error.kind() == ErrorKind::AuthenticationFailed

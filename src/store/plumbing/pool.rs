@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, ConnectionLike, ErrorKind, RedisError};
 
-use super::connector::Connector;
+use crate::store::plumbing::connector::Connector;
 
 /// A connection idle for longer than this is checked (`PING`, or `ROLE`
 /// through sentinels) before it is handed out, so one that Redis dropped (a

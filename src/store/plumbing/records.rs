@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use super::layout::{session_fields, user_fields};
-use super::StoreError;
 use crate::domain::{PasswordHash, Session, SessionId, User, UserEmail, UserId, UserName};
+use crate::store::layout::{session_fields, user_fields};
+use crate::store::StoreError;
 
 /// A user as stored: the public fields and the password hash.
 #[derive(Clone, Debug)]
@@ -18,7 +18,7 @@ pub struct UserRecord {
 }
 
 /// Times are stored as Unix milliseconds: compact, and exact to the ms.
-pub(super) fn encode_time(time: DateTime<Utc>) -> i64 {
+pub(in crate::store) fn encode_time(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
 }
 
@@ -30,13 +30,13 @@ fn parse_time(raw: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// The fields of a hash read from Redis, taken one by one.
-pub(super) struct StoredFields<'k> {
+pub(in crate::store) struct StoredFields<'k> {
     key: &'k str,
     fields: HashMap<String, String>,
 }
 
 impl<'k> StoredFields<'k> {
-    pub(super) fn new(key: &'k str, fields: HashMap<String, String>) -> Self {
+    pub(in crate::store) fn new(key: &'k str, fields: HashMap<String, String>) -> Self {
         Self { key, fields }
     }
 
@@ -53,7 +53,7 @@ impl<'k> StoredFields<'k> {
             .ok_or_else(|| self.corrupt(format!("field {field} is missing")))
     }
 
-    pub(super) fn take_parsed<T>(
+    pub(in crate::store) fn take_parsed<T>(
         &mut self,
         field: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
@@ -71,12 +71,12 @@ impl<'k> StoredFields<'k> {
         }
     }
 
-    pub(super) fn take_time(&mut self, field: &str) -> Result<DateTime<Utc>, StoreError> {
+    pub(in crate::store) fn take_time(&mut self, field: &str) -> Result<DateTime<Utc>, StoreError> {
         self.take_parsed(field, parse_time)
     }
 
     /// A time that may not have been set yet.
-    pub(super) fn take_optional_time(
+    pub(in crate::store) fn take_optional_time(
         &mut self,
         field: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -114,7 +114,7 @@ impl<'a> StoredPasswordHash<'a> {
 }
 
 /// Appends the three fields of `hash` to an HSET.
-pub(super) fn add_password_fields(
+pub(in crate::store) fn add_password_fields(
     hset: &mut redis::Cmd,
     hash: &PasswordHash,
 ) -> Result<(), StoreError> {
@@ -129,7 +129,10 @@ pub(super) fn add_password_fields(
 }
 
 /// The HSET that stores a whole new user.
-pub(super) fn hset_user(key: &str, record: &UserRecord) -> Result<redis::Cmd, StoreError> {
+pub(in crate::store) fn hset_user(
+    key: &str,
+    record: &UserRecord,
+) -> Result<redis::Cmd, StoreError> {
     let user = &record.user;
     let mut hset = redis::cmd("HSET");
     hset.arg(key)
@@ -145,12 +148,12 @@ pub(super) fn hset_user(key: &str, record: &UserRecord) -> Result<redis::Cmd, St
     Ok(hset)
 }
 
-pub(super) fn hgetall(key: &str) -> redis::Cmd {
+pub(in crate::store) fn hgetall(key: &str) -> redis::Cmd {
     redis::cmd("HGETALL").arg(key).take()
 }
 
 /// The reply to [`hgetall`] on a user: `None` when the user does not exist.
-pub(super) fn decode_user_fields(
+pub(in crate::store) fn decode_user_fields(
     id: UserId,
     key: &str,
     fields: HashMap<String, String>,
@@ -162,7 +165,7 @@ pub(super) fn decode_user_fields(
 }
 
 /// The HMGET of the three parts of a user's password hash.
-pub(super) fn hmget_password_fields(key: &str) -> redis::Cmd {
+pub(in crate::store) fn hmget_password_fields(key: &str) -> redis::Cmd {
     redis::cmd("HMGET")
         .arg(key)
         .arg(user_fields::PASSWORD_PARAMS)
@@ -172,7 +175,7 @@ pub(super) fn hmget_password_fields(key: &str) -> redis::Cmd {
 }
 
 /// The reply to [`hmget_password_fields`]: `None` when the user does not exist.
-pub(super) fn decode_password_values(
+pub(in crate::store) fn decode_password_values(
     key: &str,
     values: Vec<Option<String>>,
 ) -> Result<Option<PasswordHash>, StoreError> {
@@ -188,14 +191,14 @@ pub(super) fn decode_password_values(
     }
 }
 
-pub(super) fn hmget_public_fields(key: &str) -> redis::Cmd {
+pub(in crate::store) fn hmget_public_fields(key: &str) -> redis::Cmd {
     let mut hmget = redis::cmd("HMGET");
     hmget.arg(key).arg(&user_fields::PUBLIC[..]);
     hmget
 }
 
 /// The reply to [`hmget_public_fields`]: `None` when the user does not exist.
-pub(super) fn decode_public_values(
+pub(in crate::store) fn decode_public_values(
     id: UserId,
     key: &str,
     values: Vec<Option<String>>,
@@ -211,7 +214,7 @@ pub(super) fn decode_public_values(
     decode_public_user(id, &mut StoredFields::new(key, fields)).map(Some)
 }
 
-pub(super) fn decode_user(
+pub(in crate::store) fn decode_user(
     id: UserId,
     key: &str,
     fields: HashMap<String, String>,
@@ -240,7 +243,7 @@ fn decode_public_user(id: UserId, fields: &mut StoredFields<'_>) -> Result<User,
 }
 
 /// The HSET that stores a new session.
-pub(super) fn hset_session(key: &str, session: &Session) -> redis::Cmd {
+pub(in crate::store) fn hset_session(key: &str, session: &Session) -> redis::Cmd {
     redis::cmd("HSET")
         .arg(key)
         .arg(session_fields::USER_ID)
@@ -258,7 +261,7 @@ pub(super) fn hset_session(key: &str, session: &Session) -> redis::Cmd {
         .take()
 }
 
-pub(super) fn decode_session(
+pub(in crate::store) fn decode_session(
     id: SessionId,
     key: &str,
     fields: HashMap<String, String>,

@@ -24,8 +24,8 @@ use redis::AsyncConnectionConfig;
 use rocket::tokio::sync::Mutex as AsyncMutex;
 use rocket::tokio::task;
 
-use super::connector::Connector;
-use super::StoreError;
+use crate::store::plumbing::connector::Connector;
+use crate::store::StoreError;
 
 pub struct SharedConnection {
     connector: Arc<Connector>,

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use redis::{Connection, Pipeline, Value};
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// A WATCH/MULTI/EXEC that another client's write aborted is retried this
 /// many times before the request gives up with 503.
 const MAX_TRANSACTION_ATTEMPTS: u32 = 32;
 
 /// What a transaction attempt decided after reading under WATCH.
-pub(super) enum Plan<T> {
+pub(in crate::store) enum Plan<T> {
     /// Run these commands in MULTI/EXEC; on success, answer `T`.
     Write(Pipeline, T),
     /// Nothing to write: answer `T` at once.
@@ -22,7 +22,7 @@ pub(super) enum Plan<T> {
 /// Runs optimistic transactions: WATCH `watched`, let `plan` read and decide,
 /// then EXEC its writes. An EXEC aborted by a concurrent write to a watched
 /// key starts over, at most [`MAX_TRANSACTION_ATTEMPTS`] times.
-pub(super) fn transact<T>(
+pub(in crate::store) fn transact<T>(
     conn: &mut Connection,
     watched: &str,
     plan: impl FnMut(&mut Connection) -> Result<Plan<T>, StoreError>,
@@ -32,7 +32,7 @@ pub(super) fn transact<T>(
 
 /// Like [`transact`], with the replies of the written commands that were
 /// not ignored (none when nothing was written).
-pub(super) fn transact_with_replies<T>(
+pub(in crate::store) fn transact_with_replies<T>(
     conn: &mut Connection,
     watched: &str,
     mut plan: impl FnMut(&mut Connection) -> Result<Plan<T>, StoreError>,
@@ -63,6 +63,6 @@ pub(super) fn transact_with_replies<T>(
 }
 
 /// Adds `key` to the keys the current transaction watches.
-pub(super) fn watch(conn: &mut Connection, key: &str) -> Result<(), StoreError> {
+pub(in crate::store) fn watch(conn: &mut Connection, key: &str) -> Result<(), StoreError> {
     Ok(redis::cmd("WATCH").arg(key).exec(conn)?)
 }

@@ -14,20 +14,20 @@
 
 use redis::{Connection, Pipeline};
 
-use super::layout::Keys;
-use super::StoreError;
 use crate::domain::{SessionId, UserId};
+use crate::store::layout::Keys;
+use crate::store::StoreError;
 
 /// A session id as the index lists it, with the end of its session.
 #[derive(Clone, Debug)]
-pub(super) struct Listed {
+pub(in crate::store) struct Listed {
     pub id: SessionId,
     /// Unix milliseconds.
     pub ends_at: i64,
 }
 
 /// What both of a user's session lists hold, read under WATCH.
-pub(super) struct WatchedSessions {
+pub(in crate::store) struct WatchedSessions {
     /// In the index, in order of their ends, ended ones included.
     pub indexed: Vec<Listed>,
     /// In the legacy set only.
@@ -46,7 +46,7 @@ impl WatchedSessions {
 }
 
 /// The command that reads the whole index with its scores, lowest first.
-pub(super) fn index_entries(index: &str) -> redis::Cmd {
+pub(in crate::store) fn index_entries(index: &str) -> redis::Cmd {
     redis::cmd("ZRANGE")
         .arg(index)
         .arg(0)
@@ -56,7 +56,7 @@ pub(super) fn index_entries(index: &str) -> redis::Cmd {
 }
 
 /// The reply to [`index_entries`]; members that are not session ids are left out.
-pub(super) fn decode_index(reply: Vec<(String, f64)>) -> Vec<Listed> {
+pub(in crate::store) fn decode_index(reply: Vec<(String, f64)>) -> Vec<Listed> {
     reply
         .into_iter()
         .filter_map(|(id, score)| {
@@ -72,7 +72,7 @@ pub(super) fn decode_index(reply: Vec<(String, f64)>) -> Vec<Listed> {
 /// WATCHes the user's index and legacy set and reads both, so that a login,
 /// a renewal or a revocation meanwhile aborts the transaction that acts on
 /// them. One round trip.
-pub(super) fn watched_sessions(
+pub(in crate::store) fn watched_sessions(
     conn: &mut Connection,
     keys: &Keys,
     user: UserId,
@@ -100,7 +100,7 @@ pub(super) fn watched_sessions(
 /// WATCHes the user's session lists and reads every id they hold, so a
 /// login that adds a session meanwhile aborts the transaction that revokes
 /// them all.
-pub(super) fn watched_session_ids(
+pub(in crate::store) fn watched_session_ids(
     conn: &mut Connection,
     keys: &Keys,
     user: UserId,
@@ -110,7 +110,12 @@ pub(super) fn watched_session_ids(
 
 /// Adds to a MULTI/EXEC the commands that end every session of `user` in
 /// `ids` (read with [`watched_session_ids`]), the index and the legacy set.
-pub(super) fn revoke_all(writes: &mut Pipeline, keys: &Keys, user: UserId, ids: &[SessionId]) {
+pub(in crate::store) fn revoke_all(
+    writes: &mut Pipeline,
+    keys: &Keys,
+    user: UserId,
+    ids: &[SessionId],
+) {
     for id in ids {
         writes.cmd("DEL").arg(keys.session(id)).ignore();
     }
@@ -125,7 +130,7 @@ pub(super) fn revoke_all(writes: &mut Pipeline, keys: &Keys, user: UserId, ids: 
 /// drop the ids whose end is at or before `now`, `remove` some, `add` some,
 /// and expire the key with the last session. `ends_last` is the highest end
 /// among the ids that stay, as the caller read and wrote them.
-pub(super) fn update(
+pub(in crate::store) fn update(
     writes: &mut Pipeline,
     index: &str,
     now: i64,
@@ -163,7 +168,7 @@ pub(super) fn update(
 /// A Lua function for scripts that write to an index: `tidy_index(index,
 /// now)` drops the ids whose end is at or before `now` and expires the key
 /// with its last session. Scripts start with it.
-pub(super) const TIDY_INDEX_LUA: &str = r"
+pub(in crate::store) const TIDY_INDEX_LUA: &str = r"
 local function tidy_index(index, now)
   redis.call('ZREMRANGEBYSCORE', index, '-inf', now)
   local last = redis.call('ZRANGE', index, -1, -1, 'WITHSCORES')

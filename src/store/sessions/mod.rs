@@ -1,5 +1,7 @@
 //! Login sessions and failed-login counters.
 
+pub(super) mod index;
+
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -8,18 +10,18 @@ use chrono::{DateTime, Utc};
 use redis::aio::MultiplexedConnection;
 use redis::{Connection, Script};
 
-use super::conn::RedisConn;
-use super::layout::{session_fields, user_fields, Keys};
-use super::records::{
+use crate::domain::{PasswordHash, Session, SessionId, User, UserId};
+use crate::store::layout::{session_fields, user_fields, Keys};
+use crate::store::plumbing::conn::RedisConn;
+use crate::store::plumbing::records::{
     decode_password_values, decode_public_values, decode_session, encode_time, hgetall,
     hmget_password_fields, hmget_public_fields, hset_session,
 };
-use super::session_index::{
+use crate::store::plumbing::transaction::{transact, Plan};
+use crate::store::sessions::index::{
     decode_index, index_entries, update, watched_sessions, Listed, TIDY_INDEX_LUA,
 };
-use super::transaction::{transact, Plan};
-use super::StoreError;
-use crate::domain::{PasswordHash, Session, SessionId, User, UserId};
+use crate::store::StoreError;
 
 impl RedisConn {
     /// Stores a new session, provided the user's password hash is still

@@ -6,14 +6,14 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use redis::Pipeline;
 
-use super::layout::{index_member, parse_index_member, Keys, MEMBER_SEPARATOR};
 use crate::domain::{UserEmail, UserId};
+use crate::store::layout::{index_member, parse_index_member, Keys, MEMBER_SEPARATOR};
 
 /// A byte that never occurs in UTF-8, so it sorts after any email.
 const AFTER_ALL_UTF8: u8 = 0xff;
 
 /// The ZRANGEBYLEX bounds holding exactly the members of `email`.
-pub(super) fn exact_email_range(email: &UserEmail) -> (String, String) {
+pub(in crate::store) fn exact_email_range(email: &UserEmail) -> (String, String) {
     (
         format!("[{email}{MEMBER_SEPARATOR}"),
         format!("({email}\u{1}"),
@@ -22,7 +22,10 @@ pub(super) fn exact_email_range(email: &UserEmail) -> (String, String) {
 
 /// The ZRANGEBYLEX bounds of every member whose email starts with `prefix`,
 /// beginning after the member `after` when one is given.
-pub(super) fn email_prefix_range(prefix: &str, after: Option<&str>) -> (Vec<u8>, Vec<u8>) {
+pub(in crate::store) fn email_prefix_range(
+    prefix: &str,
+    after: Option<&str>,
+) -> (Vec<u8>, Vec<u8>) {
     let min = match after {
         Some(member) if member > prefix => format!("({member}").into_bytes(),
         _ if prefix.is_empty() => b"-".to_vec(),
@@ -39,7 +42,7 @@ pub(super) fn email_prefix_range(prefix: &str, after: Option<&str>) -> (Vec<u8>,
 }
 
 /// The index member for `email`, if any: at most one.
-pub(super) fn email_lookup(keys: &Keys, email: &UserEmail) -> redis::Cmd {
+pub(in crate::store) fn email_lookup(keys: &Keys, email: &UserEmail) -> redis::Cmd {
     let (min, max) = exact_email_range(email);
     redis::cmd("ZRANGEBYLEX")
         .arg(keys.email_index())
@@ -52,7 +55,7 @@ pub(super) fn email_lookup(keys: &Keys, email: &UserEmail) -> redis::Cmd {
 }
 
 /// The user id in the reply to [`email_lookup`].
-pub(super) fn first_id(members: Vec<String>) -> Option<UserId> {
+pub(in crate::store) fn first_id(members: Vec<String>) -> Option<UserId> {
     members
         .first()
         .and_then(|member| parse_index_member(member))
@@ -62,7 +65,12 @@ pub(super) fn first_id(members: Vec<String>) -> Option<UserId> {
 /// Adds to a transaction the member of `email` held by `id`, and the write
 /// that aborts every other transaction watching that email's claim key. The
 /// claim key is set and deleted at once: nothing stays in Redis.
-pub(super) fn add_to_index(writes: &mut Pipeline, keys: &Keys, email: &UserEmail, id: UserId) {
+pub(in crate::store) fn add_to_index(
+    writes: &mut Pipeline,
+    keys: &Keys,
+    email: &UserEmail,
+    id: UserId,
+) {
     let claim = keys.email_claim(email);
     writes
         .cmd("ZADD")
@@ -80,7 +88,12 @@ pub(super) fn add_to_index(writes: &mut Pipeline, keys: &Keys, email: &UserEmail
 }
 
 /// Adds to a transaction the removal of the member of `email` held by `id`.
-pub(super) fn remove_from_index(writes: &mut Pipeline, keys: &Keys, email: &str, id: UserId) {
+pub(in crate::store) fn remove_from_index(
+    writes: &mut Pipeline,
+    keys: &Keys,
+    email: &str,
+    id: UserId,
+) {
     writes
         .cmd("ZREM")
         .arg(keys.email_index())
@@ -94,11 +107,11 @@ pub(super) fn remove_from_index(writes: &mut Pipeline, keys: &Keys, email: &str,
 pub struct ListCursor(String);
 
 impl ListCursor {
-    pub(super) fn after(member: String) -> Self {
+    pub(in crate::store) fn after(member: String) -> Self {
         Self(member)
     }
 
-    pub(super) fn member(&self) -> &str {
+    pub(in crate::store) fn member(&self) -> &str {
         &self.0
     }
 

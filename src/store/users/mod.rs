@@ -2,30 +2,32 @@
 //! run on a blocking thread with a pooled connection, and the writes that
 //! belong together go in one MULTI/EXEC.
 
+pub(super) mod email_index;
+
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{Connection, FromRedisValue, Value};
 
-use super::code_writes::{millis, remove_codes, NewCode};
-use super::conn::RedisConn;
-use super::email_index::{
-    add_to_index, email_lookup, email_prefix_range, first_id, remove_from_index, ListCursor,
-};
-use super::email_reverts::{add_revert, email_holder, end_reverts, reserved_for, Ending};
-use super::layout::{parse_index_member, user_fields, Keys};
-use super::mail_queue::enqueue;
-use super::outbox;
-use super::records::{
-    add_password_fields, decode_public_values, decode_user_fields, encode_time, hgetall,
-    hmget_public_fields, hset_user, UserRecord,
-};
-use super::session_index::{revoke_all, watched_session_ids};
-use super::transaction::{transact, transact_with_replies, watch, Plan};
-use super::StoreError;
 use crate::domain::{
     now, CodePurpose, EventKind, PasswordHash, QueuedMail, User, UserEmail, UserId, UserName,
 };
+use crate::store::codes::issuing::{millis, remove_codes, NewCode};
+use crate::store::email_reverts::{add_revert, email_holder, end_reverts, reserved_for, Ending};
+use crate::store::events::outbox;
+use crate::store::layout::{parse_index_member, user_fields, Keys};
+use crate::store::mail::queue::enqueue;
+use crate::store::plumbing::conn::RedisConn;
+use crate::store::plumbing::records::{
+    add_password_fields, decode_public_values, decode_user_fields, encode_time, hgetall,
+    hmget_public_fields, hset_user, UserRecord,
+};
+use crate::store::plumbing::transaction::{transact, transact_with_replies, watch, Plan};
+use crate::store::sessions::index::{revoke_all, watched_session_ids};
+use crate::store::users::email_index::{
+    add_to_index, email_lookup, email_prefix_range, first_id, remove_from_index, ListCursor,
+};
+use crate::store::StoreError;
 
 /// The outcome of a write that is conditional on the user's current state.
 #[derive(Debug)]
@@ -210,7 +212,7 @@ impl RedisConn {
     }
 }
 
-pub(super) fn read_user(
+pub(in crate::store) fn read_user(
     conn: &mut Connection,
     keys: &Keys,
     id: UserId,
@@ -220,7 +222,7 @@ pub(super) fn read_user(
     decode_user_fields(id, &key, fields)
 }
 
-pub(super) fn find_id_by_email(
+pub(in crate::store) fn find_id_by_email(
     conn: &mut Connection,
     keys: &Keys,
     email: &UserEmail,
