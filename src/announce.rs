@@ -1,5 +1,5 @@
 //! The line at start: where the service listens, and whether its Redis
-//! answered.
+//! answered, or what to check when it turned the service down.
 
 use crate::config::{LogFormat, RedisSettings};
 use crate::logging::json_line;
@@ -22,10 +22,17 @@ pub async fn announce(listening: std::net::SocketAddr, redis: RedisSettings, for
     .and_then(|answered| answered);
     let state = match ping {
         Ok(()) => "answered".to_owned(),
-        Err(error) => format!(
-            "did not answer ({}); requests answer 503 until it does",
-            why_unanswered(&error, timeout_ms)
-        ),
+        Err(error) => match error.settings_to_check() {
+            Some(settings) => format!(
+                "turned the service down ({}); check {settings}; requests answer 503 until \
+                 it lets the service in",
+                why_unanswered(&error, timeout_ms)
+            ),
+            None => format!(
+                "did not answer ({}); requests answer 503 until it does",
+                why_unanswered(&error, timeout_ms)
+            ),
+        },
     };
     let line = format!("user-accounts listening on http://{listening}; Redis {target} {state}");
     match format {

@@ -815,6 +815,9 @@ fn session_cases() -> Vec<Case> {
             .auth(Auth::ReadKey)
             .problem(FORBIDDEN),
         case(Delete, sessions, 404, "/api/users/not-a-uuid/sessions").auth(Auth::Own),
+        case(Delete, sessions, 422, "/api/users/{id}/sessions?keep=true")
+            .auth(Auth::Own)
+            .problem("/problems/validation"),
         case(Delete, sessions, 503, "/api/users/{id}/sessions")
             .on(Target::Down)
             .auth(Auth::Forged),

@@ -401,7 +401,7 @@ fn the_start_up_line_names_the_redis_and_that_it_answered() {
 }
 
 #[test]
-fn the_start_up_line_says_when_redis_did_not_answer_and_starts_anyway() {
+fn the_start_up_line_says_when_redis_refused_the_connection_and_starts_anyway() {
     let closed = free_port();
     let service = Service::start(&[(
         "REDIS_URL",
@@ -411,7 +411,9 @@ fn the_start_up_line_says_when_redis_did_not_answer_and_starts_anyway() {
         service.start_up_line(),
         format!(
             "user-accounts listening on http://127.0.0.1:{}; Redis redis://127.0.0.1:{closed}/3 \
-             did not answer (Redis refused the connection); requests answer 503 until it does",
+             turned the service down (Redis refused the connection); check the address in REDIS_URL \
+             (or REDIS_ADDRESS and REDIS_PORT, or REDIS_SENTINELS); requests answer 503 until it \
+             lets the service in",
             service.port
         )
     );
@@ -424,7 +426,11 @@ fn the_start_up_line_says_when_redis_refused_the_credentials() {
     let service = Service::start(&[("REDIS_URL", &server.url_with_password("wrong-password"))]);
     let line = service.start_up_line();
     assert!(
-        line.contains("did not answer (Redis refused the credentials: "),
+        line.contains("turned the service down (Redis refused the credentials: "),
+        "{line}"
+    );
+    assert!(
+        line.contains("check the user and password in REDIS_URL"),
         "{line}"
     );
     assert!(

@@ -469,6 +469,17 @@ async fn list_rejects_a_limit_outside_1_to_1000() {
 }
 
 #[rocket::async_test]
+async fn list_refuses_a_query_parameter_it_does_not_take_naming_it() {
+    let app = TestApp::spawn().await;
+    let reply = app.get_as_admin("/api/users?limt=5&prefix=a").await;
+    assert_eq!(reply.status, Status::UnprocessableEntity, "{}", reply.body);
+    assert_eq!(
+        reply.field_errors("limt"),
+        ["is not a query parameter of this request (it takes limit, after, prefix)"]
+    );
+}
+
+#[rocket::async_test]
 async fn list_rejects_a_forged_cursor() {
     let app = TestApp::spawn().await;
     let reply = app.get_as_admin("/api/users?after=garbage!").await;

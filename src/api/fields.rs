@@ -1,6 +1,8 @@
 //! Turns request bodies into domain values in one step that gathers every
 //! field error, so a client learns of all its mistakes at once.
 
+use rocket::http::uri::Origin;
+
 use super::problem::ApiError;
 use crate::accounts::Caller;
 use crate::domain::{FieldError, Password};
@@ -80,6 +82,31 @@ pub(super) fn candidate(raw: &str) -> Result<Password, String> {
     } else {
         Ok(Password::candidate(raw))
     }
+}
+
+/// Refuses every query parameter of `uri` that the route does not take,
+/// naming each: a misspelt one (`limt`) would otherwise be ignored without
+/// a word, as an unknown body field is not.
+pub(super) fn only_query_parameters(uri: &Origin<'_>, taken: &[&str]) -> Result<(), ApiError> {
+    let mut unknown: Vec<String> = Vec::new();
+    for (name, _) in uri.query().into_iter().flat_map(|query| query.segments()) {
+        if !taken.contains(&name) && !unknown.iter().any(|seen| seen == name) {
+            unknown.push(name.to_owned());
+        }
+    }
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let reason = format!(
+        "is not a query parameter of this request (it takes {})",
+        taken.join(", ")
+    );
+    Err(ApiError::invalid_fields(
+        unknown
+            .into_iter()
+            .map(|name| FieldError::new(name, reason.clone()))
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

@@ -2,12 +2,13 @@
 //! activity under `/api/users/{id}`.
 
 use chrono::{DateTime, Utc};
+use rocket::http::uri::Origin;
 use rocket::http::Status;
 use rocket::response::status::Created;
 use rocket::{delete, get, post, routes, Route};
 use serde::{Deserialize, Serialize};
 
-use super::fields::{candidate, Fields};
+use super::fields::{candidate, only_query_parameters, Fields};
 use super::json::{BodyFields, Json};
 use super::problem::ApiError;
 use super::users::{parse_id, Body};
@@ -165,10 +166,12 @@ async fn delete_user_session(
 async fn delete_user_sessions(
     id: &str,
     keep_current: Option<bool>,
+    uri: &Origin<'_>,
     caller: Result<Caller, ApiError>,
     accounts: &Accounts,
 ) -> Result<Status, ApiError> {
     let (caller, id) = (caller?, parse_id(id)?);
+    only_query_parameters(uri, &["keep_current"])?;
     accounts
         .end_sessions(&caller, id, keep_current.unwrap_or(false))
         .await?;

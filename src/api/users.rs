@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
+use rocket::http::uri::Origin;
 use rocket::response::status::{Accepted, Created};
 use rocket::{delete, get, patch, post, put, routes, Responder, Route, State};
 use serde::{Deserialize, Serialize};
 
-use super::fields::Fields;
+use super::fields::{only_query_parameters, Fields};
 use super::guards::Bearer;
 use super::json::{BodyFields, Json, JsonBody, Message};
 use super::problem::ApiError;
@@ -314,12 +315,14 @@ async fn get_users(
     limit: Option<&str>,
     after: Option<&str>,
     prefix: Option<&str>,
+    uri: &Origin<'_>,
     caller: Result<Caller, ApiError>,
     accounts: &Accounts,
 ) -> Result<Json<UserList>, ApiError> {
     let caller = caller?;
     // Who may list comes first: a caller who may not learns nothing of the query.
     caller.require_reader()?;
+    only_query_parameters(uri, &["limit", "after", "prefix"])?;
     let mut fields = Fields::default();
     let Some(limit) = fields.optional("limit", limit, parse_limit) else {
         return Err(fields.into_error());

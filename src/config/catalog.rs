@@ -212,6 +212,43 @@ const PREFIXES: &[&str] = &[
     "WEBHOOK_",
 ];
 
+/// Rocket's own settings (`Rocket.toml`'s keys, in upper case) and the two
+/// that choose its file and profile: Rocket reads every `ROCKET_*`
+/// variable, in any case, and ignores the ones it does not know.
+const ROCKET_SETTINGS: &[&str] = &[
+    "ROCKET_ADDRESS",
+    "ROCKET_CLI_COLORS",
+    "ROCKET_CONFIG",
+    "ROCKET_IDENT",
+    "ROCKET_IP_HEADER",
+    "ROCKET_KEEP_ALIVE",
+    "ROCKET_LIMITS",
+    "ROCKET_LOG_LEVEL",
+    "ROCKET_MAX_BLOCKING",
+    "ROCKET_PORT",
+    "ROCKET_PROFILE",
+    "ROCKET_SECRET_KEY",
+    "ROCKET_SHUTDOWN",
+    "ROCKET_TEMP_DIR",
+    "ROCKET_TLS",
+    "ROCKET_WORKERS",
+];
+
+/// What is wrong with `name`, a `ROCKET_*` variable in some case: not upper
+/// case, or none of Rocket's settings.
+fn rocket_mistake(name: &str, upper: &str) -> Option<String> {
+    if ROCKET_SETTINGS.contains(&upper) {
+        return (upper != name)
+            .then(|| format!("{name}: settings are upper case; did you mean {upper}?"));
+    }
+    let nearest = ROCKET_SETTINGS
+        .iter()
+        .min_by_key(|setting| strsim::levenshtein(upper, setting))?;
+    Some(format!(
+        "{name}: not one of Rocket's settings; did you mean {nearest}?"
+    ))
+}
+
 /// Variables other programs set that start like the service's settings:
 /// a desktop session's, the official Redis image's, and the ones Kubernetes
 /// sets for a service (named `redis`, say: `REDIS_SERVICE_HOST`,
@@ -243,6 +280,9 @@ pub fn unknown<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
         .filter(|name| !foreign(name))
         .filter_map(|name| {
             let upper = name.to_ascii_uppercase();
+            if upper.starts_with("ROCKET_") {
+                return rocket_mistake(name, &upper);
+            }
             let nearest = nearest(&upper);
             let ours = find(&upper).is_some()
                 || PREFIXES.iter().any(|prefix| upper.starts_with(prefix))
@@ -427,6 +467,17 @@ mod tests {
         assert_eq!(
             unknown(["redis_url"]),
             ["redis_url: settings are upper case; did you mean REDIS_URL?"]
+        );
+    }
+
+    #[test]
+    fn a_misspelt_or_lower_case_rocket_setting_is_named_with_rockets_own() {
+        assert_eq!(
+            unknown(["ROCKET_PROT", "rocket_port", "ROCKET_PORT", "ROCKET_LIMITS"]),
+            [
+                "ROCKET_PROT: not one of Rocket's settings; did you mean ROCKET_PORT?",
+                "rocket_port: settings are upper case; did you mean ROCKET_PORT?",
+            ]
         );
     }
 

@@ -87,6 +87,25 @@ impl StoreError {
         }
     }
 
+    /// The settings to check when Redis turned the service down, for the
+    /// operator: `None` for any other failure.
+    pub fn settings_to_check(&self) -> Option<&'static str> {
+        let Self::Redis(error) = self else {
+            return None;
+        };
+        if error.is_connection_refusal() {
+            Some("the address in REDIS_URL (or REDIS_ADDRESS and REDIS_PORT, or REDIS_SENTINELS)")
+        } else if lacks_permission(error) {
+            Some("the ACL user's rights in Redis, or the user in REDIS_URL (or REDIS_USERNAME)")
+        } else if refuses_client(error) || error.kind() == ErrorKind::AuthenticationFailed {
+            Some("the user and password in REDIS_URL (or REDIS_USERNAME and REDIS_PASSWORD)")
+        } else if names_no_database(error) {
+            Some("the database number at the end of REDIS_URL (or REDIS_DB)")
+        } else {
+            None
+        }
+    }
+
     /// Whether the connection the error came from must not be used again:
     /// Redis out of reach, a timeout (a reply may still be on its way), a
     /// server that no longer takes writes (a primary demoted by a failover),
