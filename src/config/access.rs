@@ -98,6 +98,9 @@ fn cors_allowed_origins(env: &Env) -> Result<Vec<String>, ConfigError> {
                      https://app.example.com or http://localhost:5173; {entry:?} {why}"
                 ),
             };
+            if entry.contains('*') {
+                return Err(invalid("is a wildcard; list each origin instead"));
+            }
             let url = url::Url::parse(entry).map_err(|_| invalid("is not a URL"))?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
                 return Err(invalid("is not an http or https origin"));

@@ -153,12 +153,6 @@ impl Connector {
         }
     }
 
-    /// How Redis last turned a connection down, if no attempt since has
-    /// succeeded.
-    pub fn refusal(&self) -> Option<RedisError> {
-        self.last_refusal().map(|refusal| refusal.error)
-    }
-
     fn last_refusal(&self) -> Option<Refusal> {
         self.refusal
             .lock()

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use prometheus::IntCounter;
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
+use redis::{AsyncConnectionConfig, RedisError};
 use rocket::tokio::sync::Mutex as AsyncMutex;
 use rocket::tokio::task;
 
@@ -38,6 +38,9 @@ pub struct SharedConnection {
     /// How many attempts to open a connection have ended, failed or not;
     /// also the serial of the connection the next attempt opens.
     attempts: AtomicU64,
+    /// Why the last attempt failed: the answer of the requests that waited
+    /// for it.
+    last_failure: Mutex<Option<RedisError>>,
 }
 
 #[derive(Clone)]
@@ -58,6 +61,7 @@ impl SharedConnection {
             current: Mutex::new(None),
             opening: AsyncMutex::new(()),
             attempts: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
         }
     }
 
@@ -110,11 +114,19 @@ impl SharedConnection {
         // would keep the last of many requests waiting many timeouts.
         if self.attempts.load(Ordering::Acquire) != attempts_before {
             return Err(self
-                .connector
-                .refusal()
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
                 .map_or(StoreError::NotConnected, StoreError::Redis));
         }
         let opened = self.open().await;
+        if let Err(StoreError::Redis(error)) = &opened {
+            *self
+                .last_failure
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(error.clone());
+        }
         self.attempts.fetch_add(1, Ordering::Release);
         opened
     }
