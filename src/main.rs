@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
     let stop = Stop(config::requested_log_format());
     if let Err(error) = dot_env {
         if !error.not_found() {
-            return stop.with(&format!("cannot read .env: {error}"));
+            return stop.with(&format!("cannot read .env: {}", dot_env_mistake(&error)));
         }
     }
     // `config` shows the settings whatever they are, mistakes included.
@@ -60,6 +60,26 @@ async fn main() -> ExitCode {
         Some(Command::AdminKey(command)) => cli::admin_key(&settings, command).await,
         Some(Command::Mail(command)) => cli::mail(&settings, command).await,
         Some(Command::Config(shown)) => cli::config(shown, &from_environment),
+    }
+}
+
+/// What is wrong with `.env`, without the line itself: it may hold a
+/// password or a key.
+fn dot_env_mistake(error: &dotenvy::Error) -> String {
+    match error {
+        dotenvy::Error::LineParse(line, _) => {
+            let name = line
+                .split('=')
+                .next()
+                .map(str::trim)
+                .filter(|name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+            let which = name.map_or("a line".to_owned(), |name| format!("the line of {name}"));
+            format!(
+                "{which} is not NAME=value (a quote left open?); the line is not shown, as it \
+                 may hold a secret"
+            )
+        }
+        error => error.to_string(),
     }
 }
 

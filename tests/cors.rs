@@ -38,9 +38,10 @@ async fn a_preflight_from_a_listed_origin_names_it_and_the_paths_methods() {
     );
     assert_eq!(
         reply.header("Access-Control-Allow-Headers"),
-        Some("Authorization, Content-Type")
+        Some("Authorization, Content-Type, X-Request-Id")
     );
     assert!(reply.header("Access-Control-Max-Age").is_some());
+    assert_eq!(reply.header("Vary"), Some("Origin"));
 }
 
 #[rocket::async_test]

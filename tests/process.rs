@@ -214,9 +214,13 @@ fn a_bad_setting_stops_the_start_with_one_line_naming_it() {
 
 #[test]
 fn with_json_logs_the_errors_that_stop_a_start_are_json_too() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let taken_port = taken.local_addr().expect("an address").port().to_string();
     for (name, value) in [
         ("REDIS_ULR", "redis://127.0.0.1:6390/0"),
         ("REDIS_POOL_SIZE", "lots"),
+        ("ROCKET_PORT", "eighty"),
+        ("ROCKET_PORT", taken_port.as_str()),
     ] {
         let output = Command::new(env!("CARGO_BIN_EXE_user-accounts"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -230,11 +234,11 @@ fn with_json_logs_the_errors_that_stop_a_start_are_json_too() {
             .lines()
             .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
             .collect();
-        assert_eq!(lines[0]["level"], "error", "{stderr}");
         assert!(
-            lines[0]["message"]
-                .as_str()
-                .is_some_and(|message| message.contains(name)),
+            lines.iter().any(|line| line["level"] == "error"
+                && line["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains(name))),
             "{stderr}"
         );
     }
@@ -255,6 +259,18 @@ fn config_output(dot_env: &str, vars: &[(&str, &str)]) -> std::process::Output {
         .expect("the binary runs");
     let _ = std::fs::remove_dir_all(&dir);
     output
+}
+
+#[test]
+fn a_broken_dot_env_line_is_named_by_its_setting_without_its_value() {
+    let output = config_output("REDIS_URL=redis://:hunter2@127.0.0.1:1/0 \"open\n", &[]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("the line of REDIS_URL is not NAME=value"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
 #[test]

@@ -107,6 +107,32 @@ async fn a_database_out_of_range_is_named_at_once_rather_than_after_the_timeout(
 }
 
 #[rocket::async_test]
+async fn a_command_the_acl_user_may_not_run_is_named_in_the_503() {
+    let server = RedisServer::start();
+    redis::cmd("ACL")
+        .arg(&["SETUSER", "pinger", "on", ">pinger-password", "~*"])
+        .arg(&["+ping", "+hello", "+client", "+auth", "+select"])
+        .exec(
+            &mut redis::Client::open(server.url())
+                .expect("a URL")
+                .get_connection()
+                .expect("a connection"),
+        )
+        .expect("ACL SETUSER");
+    let url = server
+        .url()
+        .replace("redis://", "redis://pinger:pinger-password@");
+    let app = TestApp::spawn_on(&url, &[]).await;
+    let read = app
+        .get_as(
+            &format!("/api/users/{}", uuid::Uuid::new_v4()),
+            &unknown_key(),
+        )
+        .await;
+    assert_unavailable_because(&read, "Redis refused a command to the configured ACL user");
+}
+
+#[rocket::async_test]
 async fn the_service_serves_once_redis_stops_refusing_the_credentials() {
     let server = RedisServer::start_with_password("right-password");
     let app = TestApp::spawn_on(&server.url_with_password("new-password"), &[]).await;

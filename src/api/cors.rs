@@ -24,7 +24,7 @@ use super::problem::ApiError;
 use super::{methods_for, not_routed};
 
 /// The request headers a page may send: the API reads no others.
-const ALLOWED_HEADERS: &str = "Authorization, Content-Type";
+const ALLOWED_HEADERS: &str = "Authorization, Content-Type, X-Request-Id";
 
 /// The answer headers a page may read, besides those every browser shows.
 const EXPOSED_HEADERS: &str = "Location, Retry-After, WWW-Authenticate, X-Request-Id";

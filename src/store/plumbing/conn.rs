@@ -232,30 +232,40 @@ const REFUSAL_LOOKOUT: Duration = Duration::from_millis(20);
 
 /// A pooled connection, waiting at most `timeout`. While Redis turns new
 /// connections down (nothing listening, wrong credentials, no such
-/// database), this fails with Redis's answer as soon as it is known rather
-/// than after the timeout: at once when it was known before, or when one of
-/// the pool's attempts meets it meanwhile.
+/// database), this fails with Redis's answer as soon as one of the pool's
+/// attempts meets it, rather than after the timeout. The pool makes those
+/// attempts, at most one per connection it lacks, so a burst of requests
+/// is not a burst of connections.
 fn checkout(
     pool: &r2d2::Pool<RedisManager>,
     connector: &Connector,
     timeout: Duration,
 ) -> Result<r2d2::PooledConnection<RedisManager>, StoreError> {
     let started = Instant::now();
-    if pool.state().idle_connections == 0 {
-        connector.admits()?;
-    }
+    let mut last_error = None;
     loop {
         let left = timeout.saturating_sub(started.elapsed());
         match pool.get_timeout(left.min(REFUSAL_LOOKOUT)) {
             Ok(connection) => return Ok(connection),
             Err(error) => {
                 connector.refused_since(started)?;
+                // Each wait takes the pool's last error: keep one that
+                // names a cause, for the log line of the 503.
+                if last_error.is_none() || names_a_cause(&error) {
+                    last_error = Some(error);
+                }
                 if left <= REFUSAL_LOOKOUT {
-                    return Err(StoreError::Unavailable(error));
+                    return Err(last_error.map_or(StoreError::PoolBusy, StoreError::Unavailable));
                 }
             }
         }
     }
+}
+
+/// Whether r2d2's error carries the error of a connection attempt, beside
+/// its own "timed out waiting for connection".
+fn names_a_cause(error: &r2d2::Error) -> bool {
+    error.to_string().contains(": ")
 }
 
 impl RedisConn {

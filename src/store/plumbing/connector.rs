@@ -16,7 +16,7 @@
 //! reconfigure it, and those writes would be lost. The change is noticed on
 //! every new connection and by a watcher thread that asks every 0.5 s.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -34,12 +34,18 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(500);
 pub struct Connector {
     target: Target,
     timeout: Duration,
-    /// The answer of the last attempt to connect, when Redis turned it down
-    /// at once (nothing listening, wrong credentials, no such database):
-    /// waiting the timeout for another attempt would change nothing.
-    refusal: Mutex<Option<Refusal>>,
-    /// Set while [`Self::admits`] makes its attempt.
-    probing: AtomicBool,
+    /// How the attempts to connect to one server have ended.
+    memory: Mutex<Attempts>,
+}
+
+#[derive(Default)]
+struct Attempts {
+    /// When the latest attempt that succeeded began.
+    succeeded: Option<Instant>,
+    /// How Redis turned down an attempt begun since (nothing listening,
+    /// wrong credentials, no such database): while it is fresh, a request
+    /// fails with it rather than wait the timeout for the same answer.
+    refusal: Option<Refusal>,
 }
 
 #[derive(Clone)]
@@ -94,54 +100,49 @@ impl Connector {
         Ok(Self {
             target,
             timeout,
-            refusal: Mutex::new(None),
-            probing: AtomicBool::new(false),
+            memory: Mutex::new(Attempts::default()),
         })
     }
 
     /// A new connection to the server, or to the current primary, with the
     /// generation it belongs to.
     pub fn connect(&self) -> RedisResult<(Connection, u64)> {
+        let started = Instant::now();
         let connected = match &self.target {
             Target::Server(client) => open(client, self.timeout).map(|connection| (connection, 0)),
             Target::Sentinel(sentinels) => sentinels
                 .connect_primary(self.timeout)
                 .map(|(connection, _, generation)| (connection, generation)),
         };
-        self.noted(connected)
+        self.noted(started, connected)
     }
 
-    /// Remembers how an attempt to connect ended: a refusal until the next
-    /// attempt succeeds.
-    pub fn noted<T>(&self, attempt: RedisResult<T>) -> RedisResult<T> {
-        let mut refusal = self.refusal.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Remembers how an attempt to connect that began at `started` ended:
+    /// a refusal, until an attempt that began later succeeds. Only one
+    /// server's own answer counts: through sentinels, the last error of a
+    /// round may be one sentinel's while another hangs, and naming it would
+    /// give the wrong cause.
+    pub fn noted<T>(&self, started: Instant, attempt: RedisResult<T>) -> RedisResult<T> {
+        if matches!(self.target, Target::Sentinel(_)) {
+            return attempt;
+        }
+        let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        let newer = memory
+            .succeeded
+            .is_none_or(|succeeded| started >= succeeded);
         match &attempt {
-            Ok(_) => *refusal = None,
-            Err(error) if is_turned_down(error) => {
-                *refusal = Some(Refusal {
+            Ok(_) if newer => {
+                memory.succeeded = Some(started);
+                memory.refusal = None;
+            }
+            Err(error) if newer && is_turned_down(error) => {
+                memory.refusal = Some(Refusal {
                     error: error.clone(),
                     at: Instant::now(),
                 });
             }
-            Err(_) => {}
+            _ => {}
         }
-        attempt
-    }
-
-    /// Fails at once while Redis turns connections down, with its answer
-    /// to one new attempt. One attempt at a time: while it runs, other
-    /// callers fail with the last refusal, so that a burst of requests does
-    /// not become a burst of connections. Succeeds when no refusal is known
-    /// or the new attempt connects.
-    pub fn admits(&self) -> RedisResult<()> {
-        let Some(refusal) = self.last_refusal() else {
-            return Ok(());
-        };
-        if self.probing.swap(true, Ordering::AcqRel) {
-            return Err(refusal.error);
-        }
-        let attempt = self.connect().map(drop);
-        self.probing.store(false, Ordering::Release);
         attempt
     }
 
@@ -154,9 +155,10 @@ impl Connector {
     }
 
     fn last_refusal(&self) -> Option<Refusal> {
-        self.refusal
+        self.memory
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .refusal
             .clone()
     }
 

@@ -17,6 +17,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use prometheus::IntCounter;
 use redis::aio::MultiplexedConnection;
@@ -139,11 +140,12 @@ impl SharedConnection {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(timeout)
             .set_response_timeout(timeout);
+        let started = Instant::now();
         let connection = client
             .get_multiplexed_async_connection_with_config(&config)
             .await;
         let opened = Opened {
-            connection: self.connector.noted(connection)?,
+            connection: self.connector.noted(started, connection)?,
             generation,
             // Attempts run one at a time, under `opening`: no two share it.
             serial: self.attempts.load(Ordering::Acquire),
