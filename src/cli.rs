@@ -135,7 +135,16 @@ pub fn config(shown: ConfigCommand, from_environment: &HashSet<String>) -> ExitC
             (None, Fallback::Unset) => "(unset)".to_owned(),
             (None, Fallback::Computed(how)) => format!("({how})"),
         };
-        println!("{}={shown}  # {source}", setting.name);
+        let replaced_by = catalog::unused_beside(setting.name)
+            .iter()
+            .find(|other| std::env::var(other).is_ok_and(|value| !value.trim().is_empty()));
+        match replaced_by {
+            Some(other) => println!(
+                "{}={shown}  # {source}, not used: {other} is set",
+                setting.name
+            ),
+            None => println!("{}={shown}  # {source}", setting.name),
+        }
     }
     let mut mistakes: Vec<String> = match config::unknown_variables() {
         Ok(unknown) => unknown,

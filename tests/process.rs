@@ -334,6 +334,22 @@ fn config_shows_each_setting_in_effect_and_where_it_came_from() {
 }
 
 #[test]
+fn config_says_which_settings_a_redis_url_leaves_unused() {
+    let output = config_output("REDIS_URL=redis://127.0.0.1:6390/2\n", &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    for line in [
+        "REDIS_ADDRESS=127.0.0.1  # default, not used: REDIS_URL is set",
+        "REDIS_DB=0  # default, not used: REDIS_URL is set",
+        "REDIS_URL=redis://127.0.0.1:6390/2  # .env",
+    ] {
+        assert!(
+            stdout.lines().any(|shown| shown == line),
+            "{line} in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
 fn config_masks_secrets() {
     let secret = "a token secret of at least thirty-two bytes";
     let url = "redis://ops:hunter2-redis@127.0.0.1:6379/0";
