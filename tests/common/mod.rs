@@ -2,6 +2,7 @@
 //! prefix per test, and one helper per endpoint.
 #![allow(dead_code)] // Each test binary uses its own subset of the helpers.
 
+pub mod cluster;
 pub mod mailbox;
 pub mod smtp;
 
@@ -27,6 +28,8 @@ pub struct RedisServer {
     port: u16,
     /// Set with `requirepass` when given.
     password: Option<String>,
+    /// More options for `redis-server`, such as a cluster node's.
+    options: Vec<String>,
     watchdog: Option<(Child, ChildStdin)>,
 }
 
@@ -41,13 +44,39 @@ impl RedisServer {
     }
 
     fn start_with(password: Option<String>) -> Self {
+        Self::start_with_options(password, Vec::new())
+    }
+
+    fn start_with_options(password: Option<String>, options: Vec<String>) -> Self {
         let mut server = Self {
             port: free_port(),
             password,
+            options,
             watchdog: None,
         };
         server.restart();
         server
+    }
+
+    /// A server that runs as a node of a Redis Cluster, not yet joined to
+    /// one.
+    pub fn start_cluster_node() -> Self {
+        let config_file = format!("nodes-{}.conf", uuid::Uuid::new_v4().simple());
+        let options = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            &config_file,
+        ]
+        .into_iter()
+        .chain(["--cluster-node-timeout", "2000"])
+        .map(str::to_owned)
+        .collect();
+        Self::start_with_options(None, options)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn url(&self) -> String {
@@ -81,6 +110,7 @@ impl RedisServer {
                     .iter()
                     .flat_map(|password| ["--requirepass", password]),
             )
+            .args(&self.options)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

@@ -1,0 +1,88 @@
+//! A throwaway Redis Cluster on loopback: three primaries with one replica
+//! each, on free ports, made with `redis-cli --cluster create` and gone when
+//! its handle drops.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::RedisServer;
+
+/// How long a new cluster may take to agree that every slot is served.
+const FORMING: Duration = Duration::from_secs(30);
+
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Six nodes joined into three primaries with a replica each, once every
+    /// node says the cluster is `ok`.
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..6).map(|_| RedisServer::start_cluster_node()).collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli is installed with redis-server");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_until_formed();
+        cluster
+    }
+
+    /// A `redis://` URL of each node: the seeds a client starts from.
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// `CLUSTER` `subcommand`'s answer, as text, from the node at `url`.
+    pub fn ask(url: &str, subcommand: &str) -> String {
+        let mut connection = redis::Client::open(url)
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+            .unwrap_or_else(|error| panic!("cannot reach the node {url}: {error}"));
+        redis::cmd("CLUSTER")
+            .arg(subcommand)
+            .query(&mut connection)
+            .unwrap_or_else(|error| panic!("CLUSTER {subcommand} failed on {url}: {error}"))
+    }
+
+    fn wait_until_formed(&self) {
+        let deadline = Instant::now() + FORMING;
+        while Instant::now() < deadline {
+            // Each node's own view: every slot served, and every replica
+            // known as one (redis-cli names them after the slots).
+            let formed = self.node_urls().iter().all(|url| {
+                Self::ask(url, "INFO").contains("cluster_state:ok")
+                    && nodes_flagged(&Self::ask(url, "NODES"), "slave") == 3
+            });
+            if formed {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the cluster did not reach cluster_state:ok within {FORMING:?}");
+    }
+}
+
+/// How many nodes of a `CLUSTER NODES` answer carry `flag` (`master`,
+/// `slave`, `fail`, …).
+pub fn nodes_flagged(nodes: &str, flag: &str) -> usize {
+    nodes
+        .lines()
+        .filter(|line| {
+            line.split_whitespace()
+                .nth(2)
+                .is_some_and(|flags| flags.split(',').any(|each| each == flag))
+        })
+        .count()
+}
