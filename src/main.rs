@@ -69,17 +69,19 @@ fn dot_env_mistake(error: &dotenvy::Error) -> String {
     match error {
         dotenvy::Error::LineParse(line, _) => {
             let name = line
-                .split('=')
-                .next()
-                .map(str::trim)
-                .filter(|name| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                .split_once('=')
+                .map(|(name, _)| name.trim())
+                .filter(|name| {
+                    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                });
             let which = name.map_or("a line".to_owned(), |name| format!("the line of {name}"));
             format!(
                 "{which} is not NAME=value (a quote left open?); the line is not shown, as it \
                  may hold a secret"
             )
         }
-        error => error.to_string(),
+        dotenvy::Error::Io(error) => error.to_string(),
+        _ => "it does not parse".to_owned(),
     }
 }
 

@@ -192,15 +192,13 @@ pub fn find(name: &str) -> Option<&'static Setting> {
     settings().find(|setting| setting.name == name)
 }
 
-/// Settings that nothing reads while another is set, and the ones that
-/// take their place: the address settings give way to a URL or to the
-/// Sentinels (which still take the database and credentials of the
-/// primary).
+/// The settings whose being set leaves `name` unread: the address settings
+/// give way to a URL.
 pub fn unused_beside(name: &str) -> &'static [&'static str] {
     match name {
-        "REDIS_ADDRESS" | "REDIS_PORT" => &["REDIS_URL", "REDIS_SENTINELS"],
-        "REDIS_DB" | "REDIS_USERNAME" | "REDIS_PASSWORD" => &["REDIS_URL"],
-        "REDIS_SENTINEL_MASTER" => &["REDIS_URL"],
+        "REDIS_ADDRESS" | "REDIS_PORT" | "REDIS_DB" | "REDIS_USERNAME" | "REDIS_PASSWORD" => {
+            &["REDIS_URL"]
+        }
         _ => &[],
     }
 }

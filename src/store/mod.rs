@@ -1,12 +1,13 @@
-//! Redis: every key, every command, and the connections they run on. Only
-//! the service layer ([`crate::accounts`]) and the doctor call in here.
+//! Redis: every key, every command, and the connections they run on. The
+//! service layer ([`crate::accounts`]), the mail sender, the doctor and the
+//! start-up line call in here; routes never do.
 //!
 //! - `plumbing`: the way to Redis, which every feature uses: [`Store`] and
 //!   [`RedisConn`] (the pool and the shared connections), the connector to
 //!   one server or the Sentinels' primary, transactions, [`StoreError`], and
 //!   the codec of the user and session hashes.
 //! - [`layout`]: every key name, field name and index member format.
-//! - One module per feature, named as in `accounts/`: `users` (with the
+//! - One module per feature, named as the feature is elsewhere: `users` (with the
 //!   email index), `sessions` (with the per-user session index), `codes`
 //!   (with how a code is issued), `login_limits` (the attempt limiter and
 //!   its counters), `admin_keys`, `email_reverts`, `events` (the outbox and
@@ -15,7 +16,8 @@
 //!
 //! The rule between features: a feature may add another feature's write
 //! helpers to its own atomic step (a sign-up queues mail and appends an
-//! event in its own MULTI/EXEC), never call another feature's operations.
+//! event in its own MULTI/EXEC) and use its read helpers, never call
+//! another feature's operations.
 
 mod admin_keys;
 mod codes;

@@ -1,6 +1,6 @@
 //! The mail queue's writing end: a message is queued by adding its XADD to
 //! a MULTI/EXEC pipeline, so a change and the mail it causes are written
-//! together or not at all. The sender (`mail_delivery`) reads them back.
+//! together or not at all. The sender (`delivery`) reads them back.
 //!
 //! A queued message is a flat list of [`mail_fields`]: the same list is a
 //! stream entry in the queue and the dead letters, and a JSON object while

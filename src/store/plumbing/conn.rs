@@ -190,7 +190,8 @@ impl RedisConn {
         let held = self.connection.take();
         let pool = self.pool.clone();
         let connector = Arc::clone(&self.connector);
-        let timeout = self.timeout;
+        // What the wait for a free connection left of the timeout.
+        let timeout = self.timeout.saturating_sub(started.elapsed());
         let keys = Arc::clone(&self.keys);
         let metrics = Arc::clone(&self.metrics);
         let (connection, result) = task::spawn_blocking(move || {

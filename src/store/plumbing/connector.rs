@@ -51,6 +51,8 @@ struct Attempts {
 #[derive(Clone)]
 struct Refusal {
     error: RedisError,
+    /// When the attempt that met it began.
+    started: Instant,
     at: Instant,
 }
 
@@ -127,17 +129,22 @@ impl Connector {
             return attempt;
         }
         let mut memory = self.memory.lock().unwrap_or_else(PoisonError::into_inner);
-        let newer = memory
+        let after_success = memory
             .succeeded
             .is_none_or(|succeeded| started >= succeeded);
+        let after_refusal = memory
+            .refusal
+            .as_ref()
+            .is_none_or(|refusal| started >= refusal.started);
         match &attempt {
-            Ok(_) if newer => {
+            Ok(_) if after_success && after_refusal => {
                 memory.succeeded = Some(started);
                 memory.refusal = None;
             }
-            Err(error) if newer && is_turned_down(error) => {
+            Err(error) if after_success && is_turned_down(error) => {
                 memory.refusal = Some(Refusal {
                     error: error.clone(),
+                    started,
                     at: Instant::now(),
                 });
             }
