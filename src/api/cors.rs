@@ -58,9 +58,9 @@ pub fn allow_origins(rocket: Rocket<Build>, origins: Vec<String>) -> Rocket<Buil
 struct PreflightAsk {
     origin: Option<String>,
     asks_method: bool,
+    path: String,
     /// The methods the path takes, `OPTIONS` aside.
     methods: Vec<Method>,
-    not_routed: ApiError,
 }
 
 #[rocket::async_trait]
@@ -72,11 +72,8 @@ impl<'r> FromRequest<'r> for PreflightAsk {
         request::Outcome::Success(Self {
             origin: headers.get_one("Origin").map(str::to_owned),
             asks_method: headers.contains("Access-Control-Request-Method"),
-            methods: methods_for(request)
-                .into_iter()
-                .filter(|method| *method != Method::Options)
-                .collect(),
-            not_routed: not_routed(request, Method::Options),
+            path: request.uri().path().to_string(),
+            methods: methods_for(request),
         })
     }
 }
@@ -108,7 +105,7 @@ fn preflight(
     allowed: &rocket::State<AllowedOrigins>,
 ) -> Result<Preflight, ApiError> {
     let (Some(origin), true, false) = (ask.origin, ask.asks_method, ask.methods.is_empty()) else {
-        return Err(ask.not_routed);
+        return Err(not_routed(&ask.path, Method::Options, &ask.methods));
     };
     if !allowed.allows(&origin) {
         return Err(ApiError::Forbidden {

@@ -84,19 +84,18 @@ fn get_metrics(
 #[catch(default)]
 fn default_catcher(status: Status, request: &Request<'_>) -> ApiError {
     match status {
-        Status::NotFound => not_routed(request, request.method()),
+        Status::NotFound => not_routed(
+            request.uri().path().as_str(),
+            request.method(),
+            &methods_for(request),
+        ),
         status => ApiError::Unrouted(status),
     }
 }
 
-/// The answer to `method` on the request's path when no route takes it:
-/// `405` naming the methods routes take there, or `404` when none does.
-fn not_routed(request: &Request<'_>, method: Method) -> ApiError {
-    let path = request.uri().path();
-    let allowed: Vec<Method> = methods_for(request)
-        .into_iter()
-        .filter(|allowed| *allowed != Method::Options)
-        .collect();
+/// The answer to `method` on `path` when no route takes it: `405` naming
+/// the methods routes take there (`allowed`), or `404` when none does.
+fn not_routed(path: &str, method: Method, allowed: &[Method]) -> ApiError {
     if allowed.is_empty() || allowed.contains(&method) {
         ApiError::NotFound(format!("no resource at {path}"))
     } else {
@@ -110,12 +109,14 @@ fn not_routed(request: &Request<'_>, method: Method) -> ApiError {
 
 /// The methods of the routes whose path matches the request's (a `<param>`
 /// takes any one segment, a `<path..>` the rest), with `HEAD` beside `GET`,
-/// which Rocket answers too; sorted.
+/// which Rocket answers too, and `OPTIONS` aside (with CORS on, the
+/// preflight route takes it on every path); sorted.
 fn methods_for(request: &Request<'_>) -> Vec<Method> {
     let wanted: Vec<&str> = request.uri().path().segments().collect();
     let mut methods: Vec<Method> = request
         .rocket()
         .routes()
+        .filter(|route| route.method != Method::Options)
         .filter(|route| path_matches(route.uri.path(), &wanted))
         .flat_map(|route| match route.method {
             Method::Get => vec![Method::Get, Method::Head],
