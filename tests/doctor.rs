@@ -60,7 +60,10 @@ async fn an_index_entry_without_a_user_is_reported_and_removed() {
     let app = TestApp::spawn().await;
     user(&app, "ada@example.com").await;
     let ghost = index_member("ghost@example.com", uuid::Uuid::new_v4());
-    redis_cmd(&app, &["ZADD", &app.index_key(), "0", &ghost]);
+    redis_cmd(
+        &app,
+        &["ZADD", &app.index_key_of("ghost@example.com"), "0", &ghost],
+    );
     let run = doctor(&app, false);
     assert!(!run.success);
     assert!(run.stdout.contains("has no user"), "{}", run.stdout);
@@ -73,7 +76,7 @@ async fn an_index_entry_without_a_user_is_reported_and_removed() {
 #[rocket::async_test]
 async fn a_malformed_index_entry_is_reported_and_removed() {
     let app = TestApp::spawn().await;
-    redis_cmd(&app, &["ZADD", &app.index_key(), "0", "not-a-member"]);
+    redis_cmd(&app, &["ZADD", &app.index_key_of("x"), "0", "not-a-member"]);
     let run = doctor(&app, false);
     assert!(
         run.stdout.contains("malformed index entry"),
@@ -89,7 +92,10 @@ async fn a_user_without_its_index_entry_is_reported_and_reindexed() {
     let app = TestApp::spawn().await;
     let id = user(&app, "ada@example.com").await;
     let member = index_member("ada@example.com", &id);
-    redis_cmd(&app, &["ZREM", &app.index_key(), &member]);
+    redis_cmd(
+        &app,
+        &["ZREM", &app.index_key_of("ada@example.com"), &member],
+    );
     let run = doctor(&app, false);
     assert!(!run.success);
     assert!(run.stdout.contains("has no index entry"), "{}", run.stdout);
@@ -138,7 +144,7 @@ async fn two_users_with_one_email_are_reported_but_left_to_a_person() {
         &app,
         &[
             "ZREM",
-            &app.index_key(),
+            &app.index_key_of("bob@example.com"),
             &index_member("bob@example.com", &bob),
         ],
     );
@@ -146,7 +152,7 @@ async fn two_users_with_one_email_are_reported_but_left_to_a_person() {
         &app,
         &[
             "ZADD",
-            &app.index_key(),
+            &app.index_key_of("ada@example.com"),
             "0",
             &index_member("ada@example.com", &bob),
         ],
@@ -288,13 +294,18 @@ async fn user_stored_as(app: &TestApp, email: &str) -> String {
         app,
         &[
             "ZREM",
-            &app.index_key(),
+            &app.index_key_of("v@example.com"),
             &index_member("v@example.com", &id),
         ],
     );
     redis_cmd(
         app,
-        &["ZADD", &app.index_key(), "0", &index_member(email, &id)],
+        &[
+            "ZADD",
+            &app.index_key_of(email),
+            "0",
+            &index_member(email, &id),
+        ],
     );
     id
 }

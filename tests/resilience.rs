@@ -178,10 +178,11 @@ async fn concurrent_creates_with_one_email_admit_exactly_one() {
         replies.iter().map(|r| r.status).collect::<Vec<_>>()
     );
     assert_eq!(app.index_members().len(), 1);
+    let layout = app.keys_of_layout();
     let user_hashes = app
         .keys()
         .into_iter()
-        .filter(|key| key.contains(":user:"))
+        .filter(|key| layout.user_id_of(key).is_some())
         .count();
     assert_eq!(user_hashes, 1, "one user hash: {:?}", app.keys());
 }
@@ -220,8 +221,8 @@ async fn create_users(app: &TestApp, prefix: &str, count: usize) -> Vec<String> 
     ids
 }
 
-/// A client that adds and removes an index member of its own, nonstop,
-/// as sign-ups and email changes of other emails would.
+/// A client that adds and removes an index member of its own in every
+/// bucket, nonstop, as sign-ups and email changes of other emails would.
 struct IndexChurn {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<()>,
@@ -230,20 +231,22 @@ struct IndexChurn {
 impl IndexChurn {
     fn start(app: &TestApp) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let (mut conn, index, stopped) = (app.redis(), app.index_key(), Arc::clone(&stop));
+        let (mut conn, indexes, stopped) = (app.redis(), app.index_keys(), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
             let member = "churn@example.com\0not-a-user";
             while !stopped.load(Ordering::Relaxed) {
-                redis::pipe()
-                    .cmd("ZADD")
-                    .arg(&index)
-                    .arg(0)
-                    .arg(member)
-                    .cmd("ZREM")
-                    .arg(&index)
-                    .arg(member)
-                    .exec(&mut conn)
-                    .expect("index churn");
+                let mut churn = redis::pipe();
+                for index in &indexes {
+                    churn
+                        .cmd("ZADD")
+                        .arg(index)
+                        .arg(0)
+                        .arg(member)
+                        .cmd("ZREM")
+                        .arg(index)
+                        .arg(member);
+                }
+                churn.exec(&mut conn).expect("index churn");
             }
         });
         Self { stop, thread }

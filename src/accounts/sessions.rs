@@ -9,6 +9,7 @@ use crate::domain::{
     now, ClientAddress, Event, Password, PasswordHash, Session, SessionId, SessionToken, User,
     UserEmail, UserId,
 };
+use crate::store::layout;
 use crate::store::{HashReplacement, UserRecord, Written};
 
 /// The longest user agent a session keeps.
@@ -105,7 +106,7 @@ impl Accounts {
         verified: PasswordHash,
         client: Client,
     ) -> Result<NewSession, AccountError> {
-        let token = SessionToken::generate();
+        let token = layout::new_session_token(user.id);
         let now = now();
         let max_age = chrono::Duration::from_std(self.policy.sessions.max_age)
             .unwrap_or(chrono::Duration::MAX);

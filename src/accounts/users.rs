@@ -8,6 +8,7 @@ use crate::config::{Signup, SignupExisting};
 use crate::domain::{
     now, ClientAddress, CodePurpose, MailContent, Password, User, UserEmail, UserId, UserName,
 };
+use crate::store::layout;
 use crate::store::{EmailChange, EmailTaken, HashReplacement, ListCursor, ListQuery, UserRecord};
 
 /// A sign-up, its fields valid.
@@ -60,7 +61,7 @@ impl Accounts {
         let password_hash = self.hasher.hash(new.password).await?;
         let now = now();
         let user = User {
-            id: UserId::generate(),
+            id: layout::new_user_id(&new.email),
             name: new.name,
             email: new.email,
             created: now,

@@ -7,7 +7,9 @@ use std::fmt;
 use redis::Connection;
 
 use crate::domain::{now, SessionId, UserEmail, UserId};
-use crate::store::layout::{index_member, parse_index_member, session_fields, user_fields, Keys};
+use crate::store::layout::{
+    index_member, parse_index_member, session_fields, user_fields, Bucket, Keys,
+};
 use crate::store::plumbing::records::{decode_user, encode_time};
 use crate::store::plumbing::transaction::{transact, watch, Plan};
 use crate::store::sessions::index::{decode_index, index_entries, update, Listed};
@@ -19,8 +21,12 @@ const BATCH: usize = 1000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finding {
-    /// An index member that does not parse as `{email}\0{id}`.
-    MalformedIndexEntry { member: String },
+    /// An index member that does not parse as `{email}\0{id}`, in the
+    /// bucket `index`.
+    MalformedIndexEntry { index: String, member: String },
+    /// An index member in another bucket than its email's, where look-ups
+    /// of the email miss it.
+    MisplacedIndexEntry { index: String, member: String },
     /// An index member whose user does not exist.
     OrphanIndexEntry { member: String },
     /// An index member whose user now has another email.
@@ -68,9 +74,18 @@ impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let printable = |member: &str| member.replace('\0', "\\0");
         match self {
-            Self::MalformedIndexEntry { member } => {
-                write!(f, "malformed index entry {:?}", printable(member))
+            Self::MalformedIndexEntry { index, member } => {
+                write!(
+                    f,
+                    "malformed index entry {:?} in {index}",
+                    printable(member)
+                )
             }
+            Self::MisplacedIndexEntry { index, member } => write!(
+                f,
+                "index entry {:?} is in {index}, not in its email's bucket",
+                printable(member)
+            ),
             Self::OrphanIndexEntry { member } => {
                 write!(f, "index entry {:?} has no user", printable(member))
             }
@@ -193,33 +208,44 @@ fn read_index(
     progress: &mut dyn Progress,
     findings: &mut Vec<Finding>,
 ) -> Result<Index, StoreError> {
-    let total: u64 = redis::cmd("ZCARD").arg(keys.email_index()).query(conn)?;
-    progress.phase("email index", Some(total));
+    let mut count = redis::pipe();
+    for bucket in Bucket::all() {
+        count.cmd("ZCARD").arg(keys.email_index(bucket));
+    }
+    let sizes: Vec<u64> = count.query(conn)?;
+    progress.phase("email index", Some(sizes.iter().sum()));
     let mut by_user: HashMap<UserId, Vec<String>> = HashMap::new();
-    let mut min = "-".to_owned();
     let mut done = 0;
-    loop {
-        let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
-            .arg(keys.email_index())
-            .arg(&min)
-            .arg("+")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(BATCH)
-            .query(conn)?;
-        for member in &members {
-            match parse_index_member(member) {
-                Some((email, id)) => by_user.entry(id).or_default().push(email.to_owned()),
-                None => findings.push(Finding::MalformedIndexEntry {
-                    member: member.clone(),
-                }),
+    for bucket in Bucket::all() {
+        let index = keys.email_index(bucket);
+        let mut min = "-".to_owned();
+        loop {
+            let members: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                .arg(&index)
+                .arg(&min)
+                .arg("+")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(BATCH)
+                .query(conn)?;
+            for member in &members {
+                let (index, member) = (index.clone(), member.clone());
+                match parse_index_member(&member) {
+                    Some((email, id)) => {
+                        by_user.entry(id).or_default().push(email.to_owned());
+                        if Bucket::of_email(email) != bucket {
+                            findings.push(Finding::MisplacedIndexEntry { index, member });
+                        }
+                    }
+                    None => findings.push(Finding::MalformedIndexEntry { index, member }),
+                }
             }
-        }
-        done += members.len() as u64;
-        progress.advance(done);
-        match members.last() {
-            Some(last) if members.len() == BATCH => min = format!("({last}"),
-            _ => break,
+            done += members.len() as u64;
+            progress.advance(done);
+            match members.last() {
+                Some(last) if members.len() == BATCH => min = format!("({last}"),
+                _ => break,
+            }
         }
     }
     Ok(Index { by_user })
@@ -441,17 +467,20 @@ fn scan(conn: &mut Connection, pattern: &str, kind: &str) -> Result<Vec<String>,
 /// Fixes `finding` if that is still right once re-checked under WATCH;
 /// `Ok(false)` when it is not repairable or no longer applies.
 pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<bool, StoreError> {
-    let index = keys.email_index();
     match finding {
-        Finding::MalformedIndexEntry { member } => {
-            let removed: u32 = redis::cmd("ZREM").arg(&index).arg(member).query(conn)?;
+        Finding::MalformedIndexEntry { index, member } => {
+            let removed: u32 = redis::cmd("ZREM").arg(index).arg(member).query(conn)?;
             Ok(removed == 1)
+        }
+        Finding::MisplacedIndexEntry { index, member } => {
+            move_misplaced_entry(conn, keys, index, member)
         }
         Finding::OrphanIndexEntry { member } | Finding::StaleIndexEntry { member, .. } => {
             let Some((email, id)) = parse_index_member(member) else {
                 return Ok(false);
             };
             let user = keys.user(id);
+            let index = keys.email_index_of(email);
             let email = email.to_owned();
             transact(conn, &user, |conn| {
                 let current: Option<String> = redis::cmd("HGET")
@@ -471,6 +500,7 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
                 return Ok(false);
             };
             let user_key = keys.user(*user);
+            let index = keys.email_index_of(email.as_str());
             transact(conn, &index, |conn| {
                 watch(conn, &user_key)?;
                 let current: Option<String> = redis::cmd("HGET")
@@ -508,4 +538,47 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
         | Finding::MalformedUser { .. }
         | Finding::OutdatedEmail { .. } => Ok(false),
     }
+}
+
+/// Moves an index member into its email's bucket, unless another member
+/// holds the email there already (then the doctor reports a shared email
+/// on its next run).
+fn move_misplaced_entry(
+    conn: &mut Connection,
+    keys: &Keys,
+    index: &str,
+    member: &str,
+) -> Result<bool, StoreError> {
+    let Some((email, _)) = parse_index_member(member) else {
+        return Ok(false);
+    };
+    let Ok(email) = UserEmail::parse(email) else {
+        return Ok(false);
+    };
+    let home = keys.email_index_of(email.as_str());
+    transact(conn, index, |conn| {
+        watch(conn, &home)?;
+        let (min, max) = exact_email_range(&email);
+        let holders: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(&home)
+            .arg(min)
+            .arg(max)
+            .query(conn)?;
+        let present: Option<f64> = redis::cmd("ZSCORE").arg(index).arg(member).query(conn)?;
+        if present.is_none() || !holders.is_empty() {
+            return Ok(Plan::Answer(false));
+        }
+        let mut writes = redis::pipe();
+        writes
+            .cmd("ZREM")
+            .arg(index)
+            .arg(member)
+            .ignore()
+            .cmd("ZADD")
+            .arg(&home)
+            .arg(0)
+            .arg(member)
+            .ignore();
+        Ok(Plan::Write(writes, true))
+    })
 }

@@ -2,8 +2,118 @@
 //! email index's members, in one place. docs/data-in-redis.md
 //! describes what each key holds and why; the tests and the doctor build
 //! their keys from here, never by hand.
+//!
+//! Every key that one atomic step may write together with another carries
+//! the same hash tag, so that on Redis Cluster they share a slot: a user's
+//! keys carry its bucket's tag, a key about an email its email's bucket's
+//! tag, a key about a client address its address's bucket's tag. A new
+//! user's id is made in its email's bucket, and a new session's token in
+//! its user's, so a sign-up writes one slot and a session is read with its
+//! user in one.
 
-use crate::domain::{AdminKeyDigest, CodePurpose, SessionId, UserEmail, UserId};
+use std::fmt;
+
+use uuid::Uuid;
+
+use crate::domain::{AdminKeyDigest, CodePurpose, SessionId, SessionToken, UserEmail, UserId};
+
+/// How many buckets the users, the emails and the client addresses are
+/// spread over. Fixed for good: a key's name depends on it.
+pub const BUCKETS: u8 = 64;
+
+/// The hash tag of each bucket. Bucket `i`'s tag hashes to within two slots
+/// of the middle of the `i`-th of 64 equal ranges of Redis Cluster's 16 384
+/// slots, so that the buckets spread evenly over the primaries of any
+/// cluster whose primaries serve ranges of about equal size.
+const BUCKET_TAGS: [&str; BUCKETS as usize] = [
+    "00th", "01ada", "02bdm", "03br", "04ddu", "05edq", "06nme", "07gdy", "08itd", "09yvp",
+    "10gxz", "11nqf", "12dyr", "13eyv", "14cxj", "15bxn", "16ddm", "17edi", "18fpa", "19gpe",
+    "20bnl", "21cnh", "22qlt", "23igx", "24bbq", "25cbu", "26hka", "27ike", "28cwu", "29bwq",
+    "30ers", "31drw", "32gu", "33qkf", "34fhj", "35ghn", "36eib", "37dif", "38otv", "39ntr",
+    "40jwb", "41kwf", "42hwj", "43iwn", "44nwr", "45owv", "46lwz", "47lus", "48cva", "49bve",
+    "50esg", "51dsc", "52fro", "53grk", "54asw", "55hzk", "56nwj", "57own", "58lcf", "59ejz",
+    "60qvc", "61atw", "62svk", "63jb",
+];
+
+/// The hash tag of the admin keys: few, and written together.
+const ADMIN_TAG: &str = "admin";
+
+/// One of the [`BUCKETS`]: where a user, an email or an address lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bucket(u8);
+
+impl Bucket {
+    /// A user's bucket: the low bits of its id's last byte.
+    pub fn of_user(id: UserId) -> Self {
+        Self(id.as_bytes()[15] % BUCKETS)
+    }
+
+    /// An email's bucket, by a checksum of the email as stored.
+    pub fn of_email(email: &str) -> Self {
+        Self::of_text(email)
+    }
+
+    /// A client address's bucket ([`crate::domain::ClientAddress::counted_as`]).
+    pub fn of_address(address: &str) -> Self {
+        Self::of_text(address)
+    }
+
+    /// A session's bucket: the low bits of its id's first byte. A session
+    /// made by this release is in its user's bucket.
+    pub fn of_session(id: &SessionId) -> Self {
+        let first = u8::from_str_radix(id.as_str().get(..2).unwrap_or("0"), 16).unwrap_or(0);
+        Self(first % BUCKETS)
+    }
+
+    fn of_text(text: &str) -> Self {
+        let checksum = crc16::State::<crc16::XMODEM>::calculate(text.as_bytes());
+        Self((checksum % u16::from(BUCKETS)) as u8)
+    }
+
+    /// Every bucket, in order.
+    pub fn all() -> impl Iterator<Item = Self> {
+        (0..BUCKETS).map(Self)
+    }
+
+    fn tag(self) -> &'static str {
+        BUCKET_TAGS[usize::from(self.0)]
+    }
+}
+
+/// A new user id in `email`'s bucket: random but for the bits that place it.
+pub fn new_user_id(email: &UserEmail) -> UserId {
+    let mut bytes = *Uuid::new_v4().as_bytes();
+    let bucket = Bucket::of_email(email.as_str()).0;
+    bytes[15] = bytes[15] - bytes[15] % BUCKETS + bucket;
+    UserId::from(Uuid::from_bytes(bytes))
+}
+
+/// A new session token whose session lives in `user`'s bucket: tokens are
+/// drawn until one's id falls there (64 draws on average, a few µs).
+pub fn new_session_token(user: UserId) -> SessionToken {
+    let bucket = Bucket::of_user(user);
+    loop {
+        let token = SessionToken::generate();
+        if Bucket::of_session(&token.id()) == bucket {
+            return token;
+        }
+    }
+}
+
+/// The Lua function `user_key(prefix, name, user_id)`, for scripts that
+/// learn a user from a session: the name of that user's key `name` (such
+/// as [`SESSION_INDEX`]) under `prefix`, as [`Keys`] builds it.
+pub fn user_key_lua() -> String {
+    let tags: Vec<String> = BUCKET_TAGS.iter().map(|tag| format!("'{tag}'")).collect();
+    format!(
+        "local bucket_tags = {{{}}}\n\
+         local function user_key(prefix, name, user_id)\n  \
+         local bucket = tonumber(string.sub(user_id, -2), 16) % {BUCKETS}\n  \
+         return prefix .. '{{' .. bucket_tags[bucket + 1] .. '}}' .. name .. user_id\n\
+         end\n",
+        tags.join(", ")
+    )
+}
 
 /// The fields of a user hash (`{prefix}user:{id}`).
 pub mod user_fields {
@@ -138,129 +248,152 @@ impl Keys {
         self.events_max_len
     }
 
-    pub fn user(&self, id: UserId) -> String {
-        format!("{}user:{id}", self.prefix)
+    /// `{prefix}{tag}rest`: a key in `bucket`.
+    fn in_bucket(&self, bucket: Bucket, rest: fmt::Arguments<'_>) -> String {
+        format!("{}{{{}}}{rest}", self.prefix, bucket.tag())
     }
 
-    pub fn email_index(&self) -> String {
-        format!("{}users:by_email", self.prefix)
+    fn of_user(&self, user: UserId, rest: fmt::Arguments<'_>) -> String {
+        self.in_bucket(Bucket::of_user(user), rest)
+    }
+
+    fn of_email(&self, email: &UserEmail, rest: fmt::Arguments<'_>) -> String {
+        self.in_bucket(Bucket::of_email(email.as_str()), rest)
+    }
+
+    fn of_address(&self, address: &str, rest: fmt::Arguments<'_>) -> String {
+        self.in_bucket(Bucket::of_address(address), rest)
+    }
+
+    pub fn user(&self, id: UserId) -> String {
+        self.of_user(id, format_args!("user:{id}"))
+    }
+
+    /// One bucket of the email index: the members of the emails in it.
+    pub fn email_index(&self, bucket: Bucket) -> String {
+        self.in_bucket(bucket, format_args!("users:by_email"))
+    }
+
+    /// The bucket of the email index that holds `email`'s member.
+    pub fn email_index_of(&self, email: &str) -> String {
+        self.email_index(Bucket::of_email(email))
     }
 
     pub fn email_claim(&self, email: &UserEmail) -> String {
-        format!("{}email_claim:{email}", self.prefix)
+        self.of_email(email, format_args!("email_claim:{email}"))
     }
 
     pub fn session(&self, id: &SessionId) -> String {
-        format!("{}session:{id}", self.prefix)
+        self.in_bucket(Bucket::of_session(id), format_args!("session:{id}"))
     }
 
     /// The user's session index: a sorted set of session ids, each scored by
     /// the session's end (Unix milliseconds), expiring with its last session.
     pub fn session_index(&self, user: UserId) -> String {
-        format!("{}{SESSION_INDEX}{user}", self.prefix)
+        self.of_user(user, format_args!("{SESSION_INDEX}{user}"))
     }
 
-    /// What [`Keys::session_index`] puts before the user id: scripts that
-    /// learn the user from a session build the index's name with it.
-    pub fn session_index_prefix(&self) -> String {
-        format!("{}{SESSION_INDEX}", self.prefix)
+    /// What every key starts with: `REDIS_KEY_PREFIX`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
-    /// The plain set of session ids that versions before the session index
-    /// kept per user. Still read wherever all of a user's sessions end, and
-    /// folded into the index by the doctor.
     pub fn legacy_session_set(&self, user: UserId) -> String {
-        format!("{}{LEGACY_SESSION_SET}{user}", self.prefix)
-    }
-
-    /// What [`Keys::legacy_session_set`] puts before the user id.
-    pub fn legacy_session_set_prefix(&self) -> String {
-        format!("{}{LEGACY_SESSION_SET}", self.prefix)
+        self.of_user(user, format_args!("{LEGACY_SESSION_SET}{user}"))
     }
 
     pub fn login_failures_of_account(&self, email: &UserEmail) -> String {
-        format!("{}login_failures:account:{email}", self.prefix)
+        self.of_email(email, format_args!("login_failures:account:{email}"))
     }
 
     /// `address` is a [`crate::domain::ClientAddress::counted_as`].
     pub fn login_failures_of_address(&self, address: &str) -> String {
-        format!("{}login_failures:ip:{address}", self.prefix)
+        self.of_address(address, format_args!("login_failures:ip:{address}"))
     }
 
     /// An email never holds a space, so the space separates the two.
     pub fn login_failures_of_account_at(&self, email: &UserEmail, address: &str) -> String {
-        format!("{}login_failures:account_ip:{email} {address}", self.prefix)
+        self.of_email(
+            email,
+            format_args!("login_failures:account_ip:{email} {address}"),
+        )
     }
 
     /// The live one-time code of `purpose` for `user`: at most one.
     pub fn code(&self, purpose: CodePurpose, user: UserId) -> String {
-        format!("{}code:{}:{user}", self.prefix, purpose.as_str())
+        self.of_user(user, format_args!("code:{}:{user}", purpose.as_str()))
     }
 
     /// Set while a new code of `purpose` for `user` may not be sent yet.
     pub fn code_sent(&self, purpose: CodePurpose, user: UserId) -> String {
-        format!("{}code_sent:{}:{user}", self.prefix, purpose.as_str())
+        self.of_user(user, format_args!("code_sent:{}:{user}", purpose.as_str()))
     }
 
     /// Codes of `purpose` issued to `user` in the current day.
     pub fn codes_issued(&self, purpose: CodePurpose, user: UserId) -> String {
-        format!("{}codes_issued:{}:{user}", self.prefix, purpose.as_str())
+        self.of_user(
+            user,
+            format_args!("codes_issued:{}:{user}", purpose.as_str()),
+        )
     }
 
     /// Wrong confirmations of a code of `purpose` for `email` in the current
     /// day, from every address together.
     pub fn code_failures(&self, purpose: CodePurpose, email: &UserEmail) -> String {
-        format!("{}code_failures:{}:{email}", self.prefix, purpose.as_str())
+        self.of_email(
+            email,
+            format_args!("code_failures:{}:{email}", purpose.as_str()),
+        )
     }
 
     /// Email changes of `user` in the current day.
     pub fn email_changes(&self, user: UserId) -> String {
-        format!("{}email_changes:{user}", self.prefix)
+        self.of_user(user, format_args!("email_changes:{user}"))
     }
 
     /// A revert code sent to `email`, the account's old address, by its
     /// keyed hash: the id of the account it restores, for 7 days.
     pub fn email_revert(&self, email: &UserEmail, digest: &str) -> String {
-        format!("{}email_revert:{email}:{digest}", self.prefix)
+        self.of_email(email, format_args!("email_revert:{email}:{digest}"))
     }
 
     /// `email` kept for the account that held it (its id) while a revert
     /// code can bring it back: no other account may take it meanwhile.
     pub fn email_reserved(&self, email: &UserEmail) -> String {
-        format!("{}email_reserved:{email}", self.prefix)
+        self.of_email(email, format_args!("email_reserved:{email}"))
     }
 
     /// The revert codes and reserved emails of `user`: a sorted set of their
     /// keys, scored by when each was made, so that a revert ends its own and
     /// the later ones, and the user's deletion ends them all.
     pub fn email_reverts_of(&self, user: UserId) -> String {
-        format!("{}email_reverts:{user}", self.prefix)
+        self.of_user(user, format_args!("email_reverts:{user}"))
     }
 
     /// The messages queued to `email` in the last hour: a sorted set of
     /// message ids scored by when each was queued (Unix milliseconds).
     pub fn mail_to_recipient(&self, email: &UserEmail) -> String {
-        format!("{}mail_to:{email}", self.prefix)
+        self.of_email(email, format_args!("mail_to:{email}"))
     }
 
     /// Code requests from one client address in the current hour.
     pub fn code_requests_of_address(&self, address: &str) -> String {
-        format!("{}code_requests:ip:{address}", self.prefix)
+        self.of_address(address, format_args!("code_requests:ip:{address}"))
     }
 
     /// The client addresses whose account-and-address login counters for
     /// `email` are live, so that a password reset can clear them all.
     pub fn login_failure_addresses(&self, email: &UserEmail) -> String {
-        format!("{}login_failures:addresses:{email}", self.prefix)
+        self.of_email(email, format_args!("login_failures:addresses:{email}"))
     }
 
     pub fn admin_key(&self, digest: &AdminKeyDigest) -> String {
-        format!("{}admin_key:{digest}", self.prefix)
+        format!("{}{{{ADMIN_TAG}}}admin_key:{digest}", self.prefix)
     }
 
     /// A hash from each admin key's name to its digest.
     pub fn admin_keys_by_name(&self) -> String {
-        format!("{}admin_keys", self.prefix)
+        format!("{}{{{ADMIN_TAG}}}admin_keys", self.prefix)
     }
 
     pub fn events(&self) -> String {
@@ -268,7 +401,7 @@ impl Keys {
     }
 
     pub fn activity(&self, user: UserId) -> String {
-        format!("{}activity:{user}", self.prefix)
+        self.of_user(user, format_args!("activity:{user}"))
     }
 
     /// The stream of messages waiting to be sent, read by [`MAIL_GROUP`].
@@ -287,9 +420,30 @@ impl Keys {
         format!("{}mail:dead", self.prefix)
     }
 
+    /// The bucket and the rest of a key of this layout, after its prefix
+    /// and its tag.
+    fn untagged<'k>(&self, key: &'k str) -> Option<(Bucket, &'k str)> {
+        let (tag, rest) = key
+            .strip_prefix(&self.prefix)?
+            .strip_prefix('{')?
+            .split_once('}')?;
+        let bucket = BUCKET_TAGS.iter().position(|known| *known == tag)?;
+        Some((Bucket(u8::try_from(bucket).ok()?), rest))
+    }
+
+    /// The user id in a key `{prefix}{tag}{name}{id}` of the user's own
+    /// bucket; `None` for any other key.
+    fn user_of(&self, key: &str, name: &str) -> Option<UserId> {
+        let (bucket, rest) = self.untagged(key)?;
+        let user = UserId::parse(rest.strip_prefix(name)?)?;
+        (Bucket::of_user(user) == bucket).then_some(user)
+    }
+
     /// The session id in a session hash's key.
     pub fn session_id_of(&self, key: &str) -> Option<SessionId> {
-        SessionId::parse(key.strip_prefix(&self.prefix)?.strip_prefix("session:")?)
+        let (bucket, rest) = self.untagged(key)?;
+        let id = SessionId::parse(rest.strip_prefix("session:")?)?;
+        (Bucket::of_session(&id) == bucket).then_some(id)
     }
 
     /// Whether `key` belongs to an admin key: its hash, or the name index.
@@ -297,54 +451,53 @@ impl Keys {
         key == self.admin_keys_by_name()
             || key
                 .strip_prefix(&self.prefix)
-                .and_then(|rest| rest.strip_prefix("admin_key:"))
+                .and_then(|rest| rest.strip_prefix(&format!("{{{ADMIN_TAG}}}admin_key:")))
                 .and_then(AdminKeyDigest::parse)
                 .is_some()
     }
 
+    /// A SCAN pattern matching every key `{prefix}{tag}{name}*`.
+    fn tagged_pattern(&self, name: &str) -> String {
+        format!("{}{{*}}{name}*", escape_glob(&self.prefix))
+    }
+
     /// A SCAN pattern matching every user hash.
     pub fn users_pattern(&self) -> String {
-        format!("{}user:*", escape_glob(&self.prefix))
+        self.tagged_pattern("user:")
     }
 
     /// The user id in a user hash's key.
     pub fn user_id_of(&self, key: &str) -> Option<UserId> {
-        UserId::parse(key.strip_prefix(&self.prefix)?.strip_prefix("user:")?)
+        self.user_of(key, "user:")
     }
 
     /// A SCAN pattern matching every per-user session index.
     pub fn session_indexes_pattern(&self) -> String {
-        format!("{}{SESSION_INDEX}*", escape_glob(&self.prefix))
+        self.tagged_pattern(SESSION_INDEX)
     }
 
     /// The user id in a session index's key.
     pub fn owner_of_session_index(&self, key: &str) -> Option<UserId> {
-        UserId::parse(
-            key.strip_prefix(&self.prefix)?
-                .strip_prefix(SESSION_INDEX)?,
-        )
+        self.user_of(key, SESSION_INDEX)
     }
 
     /// A SCAN pattern matching every legacy per-user session set.
     pub fn legacy_session_sets_pattern(&self) -> String {
-        format!("{}{LEGACY_SESSION_SET}*", escape_glob(&self.prefix))
+        self.tagged_pattern(LEGACY_SESSION_SET)
     }
 
     /// The user id in a legacy session set's key.
     pub fn owner_of_legacy_session_set(&self, key: &str) -> Option<UserId> {
-        UserId::parse(
-            key.strip_prefix(&self.prefix)?
-                .strip_prefix(LEGACY_SESSION_SET)?,
-        )
+        self.user_of(key, LEGACY_SESSION_SET)
     }
 }
 
 /// The session index's name, before the user id. A new name rather than the
 /// legacy set's: a deployment's existing sets stay readable as they are.
-const SESSION_INDEX: &str = "sessions:";
+pub const SESSION_INDEX: &str = "sessions:";
 
 /// The legacy session set's name, before the user id.
-const LEGACY_SESSION_SET: &str = "sessions_of:";
+pub const LEGACY_SESSION_SET: &str = "sessions_of:";
 
 /// Escapes the characters SCAN's MATCH treats as wildcards.
 fn escape_glob(text: &str) -> String {
@@ -376,18 +529,115 @@ pub fn parse_index_member(member: &str) -> Option<(&str, UserId)> {
 mod tests {
     use super::*;
 
+    /// Redis Cluster's slot of `key`: the CRC16 of its hash tag, or of the
+    /// whole key when it has none.
+    fn slot(key: &str) -> u16 {
+        let hashed = key
+            .split_once('{')
+            .and_then(|(_, rest)| rest.split_once('}'))
+            .map(|(tag, _)| tag)
+            .filter(|tag| !tag.is_empty())
+            .unwrap_or(key);
+        crc16::State::<crc16::XMODEM>::calculate(hashed.as_bytes()) % 16384
+    }
+
+    fn email(raw: &str) -> UserEmail {
+        UserEmail::parse(raw).expect("a valid email")
+    }
+
     #[test]
-    fn keys_carry_the_prefix() {
+    fn keys_carry_the_prefix_and_their_bucket_tag() {
         let keys = Keys::new("svc:");
         let id = UserId::generate();
-        assert_eq!(keys.user(id), format!("svc:user:{id}"));
-        assert_eq!(keys.email_index(), "svc:users:by_email");
+        let tag = Bucket::of_user(id).tag();
+        assert_eq!(keys.user(id), format!("svc:{{{tag}}}user:{id}"));
+        assert_eq!(keys.email_index(Bucket(0)), "svc:{00th}users:by_email");
+    }
+
+    #[test]
+    fn each_bucket_sits_in_the_middle_of_its_share_of_the_slots() {
+        let share = 16384 / u16::from(BUCKETS);
+        for bucket in Bucket::all() {
+            let middle = u16::from(bucket.0) * share + share / 2;
+            let slot = slot(&format!("{{{}}}", bucket.tag()));
+            assert!(
+                slot.abs_diff(middle) <= 2,
+                "bucket {bucket:?}: slot {slot}, middle {middle}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_users_keys_share_one_slot() {
+        let keys = Keys::new("ua:");
+        let id = UserId::generate();
+        let slots = [
+            keys.user(id),
+            keys.session_index(id),
+            keys.legacy_session_set(id),
+            keys.code(CodePurpose::VerifyEmail, id),
+            keys.code_sent(CodePurpose::ResetPassword, id),
+            keys.codes_issued(CodePurpose::VerifyEmail, id),
+            keys.email_changes(id),
+            keys.email_reverts_of(id),
+            keys.activity(id),
+        ]
+        .map(|key| slot(&key));
+        assert!(slots.iter().all(|s| *s == slots[0]), "{slots:?}");
+    }
+
+    #[test]
+    fn an_emails_keys_share_one_slot_with_its_index_bucket() {
+        let keys = Keys::new("ua:");
+        let ada = email("ada@example.com");
+        let slots = [
+            keys.email_index_of(ada.as_str()),
+            keys.email_claim(&ada),
+            keys.email_reserved(&ada),
+            keys.email_revert(&ada, "digest"),
+            keys.mail_to_recipient(&ada),
+            keys.login_failures_of_account(&ada),
+            keys.login_failures_of_account_at(&ada, "10.0.0.1"),
+            keys.login_failure_addresses(&ada),
+            keys.code_failures(CodePurpose::ResetPassword, &ada),
+        ]
+        .map(|key| slot(&key));
+        assert!(slots.iter().all(|s| *s == slots[0]), "{slots:?}");
+    }
+
+    #[test]
+    fn a_new_user_lives_in_its_emails_bucket() {
+        let keys = Keys::new("ua:");
+        for raw in ["ada@example.com", "bob@example.org", "c@d.io"] {
+            let email = email(raw);
+            let id = new_user_id(&email);
+            assert_eq!(Bucket::of_user(id), Bucket::of_email(email.as_str()));
+            assert_eq!(slot(&keys.user(id)), slot(&keys.email_claim(&email)));
+            assert_eq!(id.as_bytes()[6] >> 4, 4, "a version 4 UUID");
+        }
+    }
+
+    #[test]
+    fn a_new_session_lives_in_its_users_bucket() {
+        let keys = Keys::new("ua:");
+        let id = UserId::generate();
+        let token = new_session_token(id);
+        assert_eq!(slot(&keys.session(&token.id())), slot(&keys.user(id)));
+    }
+
+    #[test]
+    fn the_lua_user_key_knows_every_bucket() {
+        let source = user_key_lua();
+        for bucket in Bucket::all() {
+            assert!(source.contains(&format!("'{}'", bucket.tag())));
+        }
+        assert!(source.contains(&format!("% {BUCKETS}")));
     }
 
     #[test]
     fn patterns_escape_glob_characters_in_the_prefix() {
         let keys = Keys::new("a*b:");
-        assert_eq!(keys.users_pattern(), "a\\*b:user:*");
+        assert_eq!(keys.users_pattern(), "a\\*b:{*}user:*");
         let id = UserId::generate();
         assert_eq!(keys.user_id_of(&keys.user(id)), Some(id));
         assert_eq!(
@@ -398,11 +648,25 @@ mod tests {
     }
 
     #[test]
+    fn a_key_in_another_bucket_than_its_ids_is_none_of_its() {
+        let keys = Keys::new("ua:");
+        let id = UserId::generate();
+        let other = Bucket((Bucket::of_user(id).0 + 1) % BUCKETS);
+        let misplaced = format!("ua:{{{}}}user:{id}", other.tag());
+        assert_eq!(keys.user_id_of(&misplaced), None);
+        assert_eq!(keys.user_id_of(&format!("ua:user:{id}")), None);
+    }
+
+    #[test]
     fn the_session_index_and_the_legacy_set_have_distinct_names() {
         let keys = Keys::new("ua:");
         let id = UserId::generate();
-        assert_eq!(keys.session_index(id), format!("ua:sessions:{id}"));
-        assert_eq!(keys.legacy_session_set(id), format!("ua:sessions_of:{id}"));
+        let tag = Bucket::of_user(id).tag();
+        assert_eq!(keys.session_index(id), format!("ua:{{{tag}}}sessions:{id}"));
+        assert_eq!(
+            keys.legacy_session_set(id),
+            format!("ua:{{{tag}}}sessions_of:{id}")
+        );
         assert_eq!(
             keys.owner_of_legacy_session_set(&keys.legacy_session_set(id)),
             Some(id)
@@ -414,10 +678,6 @@ mod tests {
         assert_eq!(
             keys.owner_of_legacy_session_set(&keys.session_index(id)),
             None
-        );
-        assert_eq!(
-            keys.session_index(id),
-            format!("{}{id}", keys.session_index_prefix())
         );
     }
 

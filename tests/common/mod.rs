@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use user_accounts::accounts::Accounts;
 use user_accounts::config::Settings;
 use user_accounts::domain::{AdminKey, KeyName, KeyScope, SessionToken, UserId};
-use user_accounts::store::layout::{self, user_fields, Keys};
+use user_accounts::store::layout::{self, user_fields, Bucket, Keys};
 
 /// A `redis-server` on a free loopback port, stopped when its handle drops
 /// or, for the shared one, when the test process exits.
@@ -618,8 +618,17 @@ impl TestApp {
         Keys::new(&self.prefix)
     }
 
-    pub fn index_key(&self) -> String {
-        self.keys_of_layout().email_index()
+    /// The bucket of the email index that holds `email`.
+    pub fn index_key_of(&self, email: &str) -> String {
+        self.keys_of_layout().email_index_of(email)
+    }
+
+    /// Every bucket of the email index.
+    pub fn index_keys(&self) -> Vec<String> {
+        let keys = self.keys_of_layout();
+        Bucket::all()
+            .map(|bucket| keys.email_index(bucket))
+            .collect()
     }
 
     pub fn user_key(&self, id: &str) -> String {
@@ -679,13 +688,23 @@ impl TestApp {
     }
 
     /// Every member of the email index, in order.
+    /// The members of every bucket of the email index, in order.
     pub fn index_members(&self) -> Vec<String> {
-        redis::cmd("ZRANGE")
-            .arg(self.index_key())
-            .arg(0)
-            .arg(-1)
-            .query(&mut self.redis())
-            .expect("ZRANGE")
+        let mut conn = self.redis();
+        let mut members: Vec<String> = self
+            .index_keys()
+            .iter()
+            .flat_map(|index| {
+                redis::cmd("ZRANGE")
+                    .arg(index)
+                    .arg(0)
+                    .arg(-1)
+                    .query::<Vec<String>>(&mut conn)
+                    .expect("ZRANGE")
+            })
+            .collect();
+        members.sort();
+        members
     }
 
     /// Whether Redis holds `key`.

@@ -11,7 +11,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{Connection, Script};
 
 use crate::domain::{PasswordHash, Session, SessionId, User, UserId};
-use crate::store::layout::{session_fields, user_fields, Keys};
+use crate::store::layout::{self, session_fields, user_fields, Keys};
 use crate::store::plumbing::conn::RedisConn;
 use crate::store::plumbing::records::{
     decode_password_values, decode_public_values, decode_session, encode_time, hgetall,
@@ -388,12 +388,14 @@ fn revocation(keys: &Keys, user: UserId, id: &SessionId) -> redis::ScriptInvocat
 /// call instead of 13 (9 before the index; `INFO commandstats`, Redis 7.0).
 ///
 /// The index's name is built from the session's `user_id`, which only the
-/// session holds: this script touches a key it is not given, which a single
-/// Redis (or the primary of a Sentinel setup) allows; Redis Cluster would
-/// not, and the service does not support it.
+/// session holds (`user_key`): this script touches keys it is not given.
+/// They carry the session's own hash tag when the session was made by this
+/// release (its token is drawn in its user's bucket), so on Redis Cluster
+/// they are in the session's slot.
 /// KEYS[1]: the session. ARGV: now and the idle timeout (ms), the names of
-/// the `expires_at`, `last_seen` and `user_id` fields, the names of the
-/// index and the legacy set before the user id, and the session id.
+/// the `expires_at`, `last_seen` and `user_id` fields, the key prefix, the
+/// names of the index and the legacy set before the user id, and the
+/// session id.
 const RENEW_SESSION: &str = r"
 local fields = redis.call('HGETALL', KEYS[1])
 if #fields == 0 then
@@ -412,11 +414,12 @@ local uuid = '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%
 if expires_at == nil or user_id == nil or not string.find(user_id, uuid) then
   return {'unreadable', fields}
 end
-local index, legacy = ARGV[6] .. user_id, ARGV[7] .. user_id
+local index = user_key(ARGV[6], ARGV[7], user_id)
+local legacy = user_key(ARGV[6], ARGV[8], user_id)
 if expires_at <= now then
   redis.call('DEL', KEYS[1])
-  redis.call('ZREM', index, ARGV[8])
-  redis.call('SREM', legacy, ARGV[8])
+  redis.call('ZREM', index, ARGV[9])
+  redis.call('SREM', legacy, ARGV[9])
   tidy_index(index, now)
   return {'expired', fields}
 end
@@ -424,8 +427,8 @@ local ends_at = math.min(now + idle, expires_at)
 redis.call('HSET', KEYS[1], ARGV[4], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], math.max(1, ends_at - now))
 local ends = string.format('%d', ends_at)
-if redis.call('ZADD', index, 'GT', ends, ARGV[8]) == 1 then
-  redis.call('SREM', legacy, ARGV[8])
+if redis.call('ZADD', index, 'GT', ends, ARGV[9]) == 1 then
+  redis.call('SREM', legacy, ARGV[9])
   tidy_index(index, now)
 else
   redis.call('PEXPIREAT', index, ends, 'GT')
@@ -433,8 +436,12 @@ end
 return {'live', fields}
 ";
 
-static RENEW_SESSION_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{TIDY_INDEX_LUA}{RENEW_SESSION}")));
+static RENEW_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{}{TIDY_INDEX_LUA}{RENEW_SESSION}",
+        layout::user_key_lua()
+    ))
+});
 
 async fn renew_session(
     conn: &mut MultiplexedConnection,
@@ -452,8 +459,9 @@ async fn renew_session(
         .arg(session_fields::EXPIRES_AT)
         .arg(session_fields::LAST_SEEN)
         .arg(session_fields::USER_ID)
-        .arg(keys.session_index_prefix())
-        .arg(keys.legacy_session_set_prefix())
+        .arg(keys.prefix())
+        .arg(layout::SESSION_INDEX)
+        .arg(layout::LEGACY_SESSION_SET)
         .arg(id.as_str())
         .invoke_async(conn)
         .await?;

@@ -1,4 +1,5 @@
-//! The email index (`{prefix}users:by_email`): look-ups, ranges, the claims
+//! The email index (`{prefix}{tag}users:by_email`, one sorted set per
+//! bucket of emails): look-ups, ranges, the claims
 //! that keep emails unique, and the list cursor, which is an index member
 //! that clients hold as an opaque string.
 
@@ -45,7 +46,7 @@ pub(in crate::store) fn email_prefix_range(
 pub(in crate::store) fn email_lookup(keys: &Keys, email: &UserEmail) -> redis::Cmd {
     let (min, max) = exact_email_range(email);
     redis::cmd("ZRANGEBYLEX")
-        .arg(keys.email_index())
+        .arg(keys.email_index_of(email.as_str()))
         .arg(min)
         .arg(max)
         .arg("LIMIT")
@@ -74,7 +75,7 @@ pub(in crate::store) fn add_to_index(
     let claim = keys.email_claim(email);
     writes
         .cmd("ZADD")
-        .arg(keys.email_index())
+        .arg(keys.email_index_of(email.as_str()))
         .arg(0)
         .arg(index_member(email.as_str(), id))
         .ignore()
@@ -96,7 +97,7 @@ pub(in crate::store) fn remove_from_index(
 ) {
     writes
         .cmd("ZREM")
-        .arg(keys.email_index())
+        .arg(keys.email_index_of(email))
         .arg(index_member(email, id))
         .ignore();
 }

@@ -15,7 +15,7 @@ use crate::domain::{
 use crate::store::codes::issuing::{millis, remove_codes, NewCode};
 use crate::store::email_reverts::{add_revert, email_holder, end_reverts, reserved_for, Ending};
 use crate::store::events::outbox;
-use crate::store::layout::{parse_index_member, user_fields, Keys};
+use crate::store::layout::{parse_index_member, user_fields, Bucket, Keys};
 use crate::store::mail::queue::enqueue;
 use crate::store::plumbing::conn::RedisConn;
 use crate::store::plumbing::records::{
@@ -541,26 +541,41 @@ async fn list_users(
     keys: &Keys,
     query: &ListQuery,
 ) -> Result<UserPage, StoreError> {
-    let index = keys.email_index();
     let after = query.after.as_ref().map(ListCursor::member);
     let (min, max) = email_prefix_range(&query.prefix, after);
+    let (count_min, count_max) = email_prefix_range(&query.prefix, None);
+    // Each bucket's next members and its count, in one round trip: the
+    // page is the first of all buckets' members together, and one extra
+    // member tells whether another page follows.
     let mut lookup = redis::pipe();
-    // One extra member tells whether another page follows.
-    lookup
-        .cmd("ZRANGEBYLEX")
-        .arg(&index)
-        .arg(min)
-        .arg(max)
-        .arg("LIMIT")
-        .arg(0)
-        .arg(query.limit + 1);
-    if query.prefix.is_empty() {
-        lookup.cmd("ZCARD").arg(&index);
-    } else {
-        let (min, max) = email_prefix_range(&query.prefix, None);
-        lookup.cmd("ZLEXCOUNT").arg(&index).arg(min).arg(max);
+    for bucket in Bucket::all() {
+        let index = keys.email_index(bucket);
+        lookup
+            .cmd("ZRANGEBYLEX")
+            .arg(&index)
+            .arg(&min)
+            .arg(&max)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(query.limit + 1);
+        if query.prefix.is_empty() {
+            lookup.cmd("ZCARD").arg(&index);
+        } else {
+            lookup
+                .cmd("ZLEXCOUNT")
+                .arg(&index)
+                .arg(&count_min)
+                .arg(&count_max);
+        }
     }
-    let (mut members, total): (Vec<String>, usize) = lookup.query_async(conn).await?;
+    let replies: Vec<(Vec<String>, usize)> = lookup.query_async(conn).await?;
+    let total = replies.iter().map(|(_, count)| count).sum();
+    let mut members: Vec<String> = replies
+        .into_iter()
+        .flat_map(|(members, _)| members)
+        .collect();
+    members.sort_unstable();
+    members.truncate(query.limit + 1);
     let next = if members.len() > query.limit {
         members.truncate(query.limit);
         members.last().cloned().map(ListCursor::after)
