@@ -7,6 +7,7 @@ redis-benchmark, wrk and urllib.
 """
 
 import argparse
+import binascii
 import datetime
 import json
 import os
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -28,15 +30,46 @@ PASSWORD = "correct horse battery staple"
 PREFIX = "bench:"  # REDIS_KEY_PREFIX, as bench/run sets it
 # Rounds of the c=64 reads and their HGETALL ceiling; each keeps its best.
 ROUNDS = 3
-INDEX = PREFIX + "users:by_email"
 PASSWORD_FIELDS = ("password_params", "password_salt", "password_hash")
 # The load generator picks ids and emails from a random sample of the seeded
 # users: enough to spread reads over the whole keyspace, small enough for
 # every wrk thread to hold in memory even with a million users.
 SAMPLE = 100_000
-# Users per write to redis-cli --pipe, and per ZADD (one ZADD per user would
-# double the commands for the same resulting sorted set).
+# Users per write to redis-cli --pipe, whose index members go in one ZADD
+# per bucket (one ZADD per user would double the commands).
 CHUNK = 1000
+
+
+def bucket_tags():
+    """The hash tag of each bucket, as src/store/layout.rs lists them."""
+    layout = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "src", "store", "layout.rs")
+    with open(layout) as f:
+        table = re.search(r"const BUCKET_TAGS: .*?= \[(.*?)\];", f.read(), re.S)
+    return re.findall(r'"(\w+)"', table.group(1))
+
+
+TAGS = bucket_tags()
+# Every bucket of the email index.
+INDEXES = [f"{PREFIX}{{{tag}}}users:by_email" for tag in TAGS]
+
+
+def email_bucket(email):
+    """An email's bucket: its CRC-16 (XMODEM, Redis Cluster's) modulo the buckets."""
+    return binascii.crc_hqx(email.encode(), 0) % len(TAGS)
+
+
+def user_id_in(bucket, bits):
+    """A version 4 user id made of `bits` whose last byte places it in
+    `bucket`, as the service makes a new user's id in its email's bucket."""
+    raw = bytearray(uuid.UUID(int=bits, version=4).bytes)
+    raw[15] = raw[15] - raw[15] % len(TAGS) + bucket
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
+def user_key(user_id):
+    """The key of a user's hash: tagged with its id's bucket."""
+    return f"{PREFIX}{{{TAGS[uuid.UUID(user_id).bytes[15] % len(TAGS)]}}}user:{user_id}"
 
 
 def resp_command(*args):
@@ -132,7 +165,7 @@ class Bench:
         })
         if status != 201:
             sys.exit(f"creating the real user answered {status}: {user}")
-        key = f"{PREFIX}user:{user['id']}"
+        key = user_key(user["id"])
         password = {field: self.redis("HGET", key, field) for field in PASSWORD_FIELDS}
         params = password["password_params"]
         if not params.startswith("$argon2id$"):
@@ -146,10 +179,11 @@ class Bench:
 
     def seed(self, password):
         """Writes N users in the service's layout (docs/data-in-redis.md):
-        hash {prefix}user:{id} with name, email, created, updated (Unix ms)
-        and the real user's password_params, password_salt, password_hash,
-        and member "{email}\\0{id}", score 0, in {prefix}users:by_email.
-        RESP straight into redis-cli --pipe."""
+        hash {prefix}{tag}user:{id} with name, email, created, updated (Unix
+        ms) and the real user's password_params, password_salt,
+        password_hash, and member "{email}\\0{id}", score 0, in the email's
+        bucket of the index, {prefix}{tag}users:by_email, the id made in
+        the same bucket. RESP straight into redis-cli --pipe."""
         n = self.args.users
         rng = random.Random(20261123)  # the same ids on every run
         sampled = set(rng.sample(range(n), min(n, SAMPLE)))
@@ -173,19 +207,22 @@ class Bench:
         shown = -1
         for start in range(0, n, CHUNK):
             out = []
-            members = []
+            members = {}
             for i in range(start, min(start + CHUNK, n)):
-                user_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
                 email = f"user{i + 1}@bench.example"
-                out.append("*16\r\n$4\r\nHSET\r\n" + bulk(f"{PREFIX}user:{user_id}")
+                bucket = email_bucket(email)
+                user_id = user_id_in(bucket, rng.getrandbits(128))
+                out.append("*16\r\n$4\r\nHSET\r\n" + bulk(user_key(user_id))
                            + "$4\r\nname\r\n" + bulk(f"Bench User {i + 1}")
                            + "$5\r\nemail\r\n" + bulk(email) + tail_hash)
-                members.append(f"{email}\0{user_id}")
+                members.setdefault(bucket, []).append(f"{email}\0{user_id}")
                 if i in sampled:
                     sample.append((user_id, email))
-            out.append(f"*{2 + 2 * len(members)}\r\n$4\r\nZADD\r\n" + bulk(INDEX)
-                       + "".join("$1\r\n0\r\n" + bulk(m) for m in members))
-            commands += len(members) + 1
+            for bucket, in_bucket in members.items():
+                out.append(f"*{2 + 2 * len(in_bucket)}\r\n$4\r\nZADD\r\n"
+                           + bulk(INDEXES[bucket])
+                           + "".join("$1\r\n0\r\n" + bulk(m) for m in in_bucket))
+            commands += min(start + CHUNK, n) - start + len(members)
             pipe.stdin.write("".join(out).encode())
             done = min(start + CHUNK, n)
             # A live line on a terminal, a line per tenth otherwise.
@@ -218,16 +255,18 @@ class Bench:
         rng = random.Random(20261124)
 
         def chunk(users):
-            out, members = [], []
+            out, members = [], {}
             for i in users:
-                user_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-                key = f"{PREFIX}user:{user_id}".encode()
-                out.append(resp_command(b"HSET", key, b"n", b"x"))
-                members += [b"0", f"user{i + 1}@bench.example\0{user_id}".encode()]
-            out.append(resp_command(b"ZADD", INDEX.encode(), *members))
+                email = f"user{i + 1}@bench.example"
+                bucket = email_bucket(email)
+                user_id = user_id_in(bucket, rng.getrandbits(128))
+                out.append(resp_command(b"HSET", user_key(user_id).encode(), b"n", b"x"))
+                members.setdefault(bucket, []).extend([b"0", f"{email}\0{user_id}".encode()])
+            for bucket, in_bucket in members.items():
+                out.append(resp_command(b"ZADD", INDEXES[bucket].encode(), *in_bucket))
             return b"".join(out)
 
-        floor, index = self.bytes_per_user_in_db1(chunk, INDEX)
+        floor, index = self.bytes_per_user_in_db1(chunk, INDEXES)
         self.facts["layout_floor_bytes_per_user"] = floor
         self.facts["index_bytes_per_user"] = index
         log(f"layout floor: {floor:,.0f} B per user, of which the email index {index:,.0f} B")
@@ -252,16 +291,16 @@ class Bench:
             out.append(resp_command(b"ZADD", index_key.encode(), *members))
             return b"".join(out)
 
-        smallest, index = self.bytes_per_user_in_db1(chunk, index_key)
+        smallest, index = self.bytes_per_user_in_db1(chunk, [index_key])
         self.facts["smallest_layout_bytes_per_user"] = smallest
         self.facts["smallest_layout_index_bytes_per_user"] = index
         log(f"smallest conceivable layout: {smallest:,.0f} B per user, of which the "
             f"email index {index:,.0f} B")
 
-    def bytes_per_user_in_db1(self, chunk, index_key):
+    def bytes_per_user_in_db1(self, chunk, index_keys):
         """Writes `chunk(users)` for every CHUNK of users into database 1 of
         the same redis-server, and returns the bytes per user in all and in
-        `index_key`, before dropping the database."""
+        the `index_keys`, before dropping the database."""
         n = self.args.users
         before = self.used_memory()
         pipe = subprocess.Popen(
@@ -273,7 +312,8 @@ class Bench:
         pipe.communicate(timeout=600)
         if pipe.returncode != 0:
             sys.exit("writing to database 1 for a memory floor failed")
-        index = int(self.redis("-n", "1", "MEMORY", "USAGE", index_key, "SAMPLES", "0"))
+        index = sum(int(self.redis("-n", "1", "MEMORY", "USAGE", key, "SAMPLES", "0") or 0)
+                    for key in index_keys)
         total = self.used_memory() - before
         self.redis("-n", "1", "FLUSHDB")
         return round(total / n, 1), round(index / n, 1)
@@ -291,11 +331,12 @@ class Bench:
         with open(self.logins_file, "w") as f:
             f.writelines(f"{email}\n" for _, email in sample)
         with open(self.floor_file, "w") as f:
-            f.writelines(f"/hash/{PREFIX}user:{user_id}\n" for user_id, _ in sample)
+            f.writelines(f"/hash/{urllib.parse.quote(user_key(user_id))}\n"
+                         for user_id, _ in sample)
 
     def check_seed(self, sample):
         """The service reads seeded users like its own, or the figures mean nothing."""
-        total = int(self.redis("ZCARD", INDEX))
+        total = sum(int(self.redis("ZCARD", index)) for index in INDEXES)
         if total != self.args.users + 1:  # + the real user
             sys.exit(f"the email index holds {total} members, expected {self.args.users + 1}")
         user_id, email = sample[0]
@@ -408,7 +449,7 @@ class Bench:
         log("")
         # Each ceiling is measured right before the runs it is compared with,
         # so that a noisy neighbour on a shared machine skews both alike.
-        key = f"{PREFIX}user:{sample_id}"
+        key = user_key(sample_id)
         self.facts["hgetall_c1"] = self.redis_benchmark(key, 1, 50_000)
         self.wrk("GET /api/users/{id} c=1", 1, ids)
         self.wrk("GET /api/users/{email} c=1", 1, emails)
@@ -725,7 +766,7 @@ def main():
     bench.facts["redis_used_memory"] = {"before_seed": before, "after_seed": after}
     bench.facts["redis_bytes_per_user"] = round((after - before) / args.users, 1)
     # Where the bytes go: one user hash as Redis stores it.
-    key = f"{PREFIX}user:{sample[0][0]}"
+    key = user_key(sample[0][0])
     bench.facts["user_hash"] = {
         "memory_usage": int(bench.redis("MEMORY", "USAGE", key)),
         "encoding": bench.redis("OBJECT", "ENCODING", key),

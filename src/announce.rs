@@ -1,5 +1,6 @@
 //! The line at start: where the service listens, and whether its Redis
-//! answered, or what to check when it turned the service down.
+//! answered, or what to check when it turned the service down (or what to
+//! run, when it holds data in an earlier release's layout).
 
 use crate::config::{LogFormat, RedisSettings};
 use crate::logging::json_line;
@@ -22,13 +23,16 @@ pub async fn announce(listening: std::net::SocketAddr, redis: RedisSettings, for
     .and_then(|answered| answered);
     let state = match ping {
         Ok(()) => "answered".to_owned(),
-        Err(error) => match error.settings_to_check() {
-            Some(settings) => format!(
+        Err(error) => match (error.layout_mismatch(), error.settings_to_check()) {
+            (Some(why), _) => {
+                format!("turned the service down ({why}); requests answer 503 meanwhile")
+            }
+            (None, Some(settings)) => format!(
                 "turned the service down ({}); check {settings}; requests answer 503 until \
                  it lets the service in",
                 why_unanswered(&error, timeout_ms)
             ),
-            None => format!(
+            (None, None) => format!(
                 "did not answer ({}); requests answer 503 until it does",
                 why_unanswered(&error, timeout_ms)
             ),

@@ -36,6 +36,11 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Rewrite the data an earlier release left in Redis into this
+    /// release's layout. Stop every instance of the earlier release first;
+    /// instances of this one refuse to serve until it has finished. Running
+    /// it again changes nothing.
+    Migrate,
     /// Create, list and revoke the admin keys trusted callers authenticate with.
     #[command(subcommand)]
     AdminKey(AdminKeyCommand),

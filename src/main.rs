@@ -8,6 +8,7 @@ use rocket::error::ErrorKind;
 use user_accounts::cli::{self, Cli, Command};
 use user_accounts::config::{self, LogFormat, Settings};
 use user_accounts::logging::json_line;
+use user_accounts::store::StoreError;
 
 /// Requests hop between Tokio's worker threads, so memory is often freed by
 /// another thread than the one that allocated it; glibc's malloc then waits
@@ -57,6 +58,7 @@ async fn main() -> ExitCode {
     match command {
         None | Some(Command::Serve) => serve(settings, stop).await,
         Some(Command::Doctor { repair }) => doctor(&settings, repair),
+        Some(Command::Migrate) => migrate(&settings),
         Some(Command::AdminKey(command)) => cli::admin_key(&settings, command).await,
         Some(Command::Mail(command)) => cli::mail(&settings, command).await,
         Some(Command::Config(shown)) => cli::config(shown, &from_environment),
@@ -175,14 +177,48 @@ fn bind_advice(kind: io::ErrorKind) -> &'static str {
 }
 
 /// Exit status 0 only when the data is consistent (after repairs).
+/// Says why `command` could not run on Redis; exit status 2.
+fn store_failure(command: &str, error: StoreError) -> ExitCode {
+    let cause = format!("{}: {}", error.summary(), cli::one_line(&error.into()));
+    eprintln!("user-accounts {command}: {cause}");
+    ExitCode::from(2)
+}
+
+fn migrate(settings: &Settings) -> ExitCode {
+    match user_accounts::store::migrate::migrate(&settings.redis) {
+        Ok(migration) => {
+            println!(
+                "moved {} key(s) and {} email index member(s) into this release's layout",
+                migration.moved_keys, migration.moved_entries
+            );
+            if migration.dropped_entries > 0 {
+                println!(
+                    "dropped {} email index member(s) that named no user",
+                    migration.dropped_entries
+                );
+            }
+            for key in &migration.conflicts {
+                println!("not moved: {key} (a key already holds its new name)");
+            }
+            if migration.finished() {
+                println!("the data is in this release's layout; the service may start");
+                ExitCode::SUCCESS
+            } else {
+                println!(
+                    "the data is not all moved: the service refuses to start until those keys \
+                     are moved or deleted by hand and migrate has run again"
+                );
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => store_failure("migrate", error),
+    }
+}
+
 fn doctor(settings: &Settings, repair: bool) -> ExitCode {
     match user_accounts::doctor::run(&settings.redis, repair) {
         Ok(outcome) if outcome.consistent => ExitCode::SUCCESS,
         Ok(_) => ExitCode::FAILURE,
-        Err(error) => {
-            let cause = format!("{}: {}", error.summary(), cli::one_line(&error.into()));
-            eprintln!("user-accounts doctor: {cause}");
-            ExitCode::from(2)
-        }
+        Err(error) => store_failure("doctor", error),
     }
 }

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{index_member, TestApp};
 use user_accounts::store::layout::user_fields;
 
@@ -16,16 +14,11 @@ struct Run {
 }
 
 fn doctor(app: &TestApp, repair: bool) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_user-accounts"));
-    command
-        .arg("doctor")
-        .env("REDIS_URL", &app.redis_url)
-        .env("REDIS_KEY_PREFIX", &app.prefix)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if repair {
-        command.arg("--repair");
-    }
-    let output = command.output().expect("the binary runs");
+    let output = if repair {
+        app.run_cli(&["doctor", "--repair"])
+    } else {
+        app.run_cli(&["doctor"])
+    };
     Run {
         success: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

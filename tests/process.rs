@@ -453,6 +453,38 @@ fn the_start_up_line_says_when_redis_refused_the_connection_and_starts_anyway() 
 }
 
 #[test]
+fn the_start_up_line_says_to_migrate_data_in_an_earlier_layout() {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let first_index = format!("{prefix}users:by_email");
+    let mut redis = redis::Client::open(shared_redis_url())
+        .and_then(|client| client.get_connection())
+        .expect("test Redis reachable");
+    redis::cmd("ZADD")
+        .arg(&first_index)
+        .arg(0)
+        .arg(common::index_member(
+            "ada@example.com",
+            uuid::Uuid::new_v4(),
+        ))
+        .exec(&mut redis)
+        .expect("ZADD");
+    let service = Service::start(&[("REDIS_KEY_PREFIX", &prefix)]);
+    let line = service.start_up_line();
+    redis::cmd("DEL")
+        .arg(&first_index)
+        .exec(&mut redis)
+        .expect("DEL");
+    assert!(
+        line.ends_with(
+            "turned the service down (Redis holds data in an earlier release's layout: stop \
+             every instance of that release and run `user-accounts migrate`); requests answer \
+             503 meanwhile"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
 fn the_start_up_line_says_when_redis_refused_the_credentials() {
     let server = common::RedisServer::start_with_password("right-password");
     let service = Service::start(&[("REDIS_URL", &server.url_with_password("wrong-password"))]);

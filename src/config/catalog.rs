@@ -108,7 +108,11 @@ pub const GROUPS: &[Group] = &[
             secret("REDIS_PASSWORD", Masking::Whole, None, "password, when `REDIS_URL` is unset (with `REDIS_SENTINELS`: on the primary)"),
             setting("REDIS_POOL_SIZE", Value("15"), "pooled connections, for writes; reads share one more connection"),
             setting("REDIS_TIMEOUT_MS", Value("2000"), "longest wait for a connection or a reply before `503`"),
-            setting("REDIS_KEY_PREFIX", Value("ua:"), "prefix of every key"),
+            setting(
+                "REDIS_KEY_PREFIX",
+                Value("ua:"),
+                "prefix of every key: no whitespace, { or }",
+            ),
             setting("EVENTS_MAX_LEN", Value("100000"), "about how many events the stream keeps"),
         ],
     },

@@ -361,6 +361,16 @@ fn key_prefix(env: &Env) -> Result<String, ConfigError> {
             reason: "must not contain whitespace or control characters".into(),
         });
     }
+    // Each key's hash tag follows the prefix; a brace before it would make
+    // Redis Cluster hash the prefix instead, and put every key in one slot.
+    if prefix.contains(['{', '}']) {
+        return Err(ConfigError {
+            setting: "REDIS_KEY_PREFIX",
+            reason: "must not contain { or }: the hash tag that places each key follows the \
+                     prefix"
+                .into(),
+        });
+    }
     Ok(prefix)
 }
 
@@ -385,6 +395,18 @@ mod tests {
         assert_eq!(info.redis_settings().username(), Some("app"));
         assert_eq!(info.redis_settings().password(), Some("s3cret"));
         assert_eq!(info.redis_settings().db(), 3);
+    }
+
+    #[test]
+    fn a_key_prefix_with_a_brace_is_refused() {
+        let error = settings_from(&[("REDIS_KEY_PREFIX", "{app}:")])
+            .err()
+            .expect("refused");
+        assert_eq!(error.setting, "REDIS_KEY_PREFIX");
+        assert!(
+            error.to_string().contains("must not contain { or }"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -35,6 +35,14 @@ const BUCKET_TAGS: [&str; BUCKETS as usize] = [
     "60qvc", "61atw", "62svk", "63jb",
 ];
 
+/// The layout this release writes, as its marker key holds it
+/// ([`Keys::layout_marker`]). The first layout, before hash tags, had no
+/// marker.
+pub const LAYOUT_VERSION: &str = "2";
+
+/// The marker's value while `user-accounts migrate` rewrites the keys.
+pub const LAYOUT_MIGRATING: &str = "migrating";
+
 /// The hash tag of the admin keys: few, and written together.
 const ADMIN_TAG: &str = "admin";
 
@@ -420,6 +428,47 @@ impl Keys {
         format!("{}mail:dead", self.prefix)
     }
 
+    /// Which layout the keys under the prefix are in: [`LAYOUT_VERSION`],
+    /// or [`LAYOUT_MIGRATING`] during a migration.
+    pub fn layout_marker(&self) -> String {
+        format!("{}layout", self.prefix)
+    }
+
+    /// Keys only the first layout has, one of which exists wherever it
+    /// holds a user or an admin key: its one email index, its admin key
+    /// names.
+    pub fn first_layout_keys(&self) -> [String; 2] {
+        [
+            self.first_layout_email_index(),
+            format!("{}admin_keys", self.prefix),
+        ]
+    }
+
+    /// Where a key of the first layout, `{prefix}{rest}`, lives in this
+    /// one: `{prefix}{tag}{rest}`, under its owner's tag. `None` for a key
+    /// whose name stays (the event stream, the mail queue, the marker), one
+    /// of this layout, and the first layout's email index, whose members
+    /// go to their emails' buckets one by one.
+    pub fn relocated(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(&self.prefix)?;
+        let (tail, owner) = FIRST_LAYOUT_FAMILIES
+            .iter()
+            .find_map(|(name, owner)| Some((rest.strip_prefix(name)?, owner)))?;
+        let tag = match owner {
+            Owner::User => Bucket::of_user(UserId::parse(tail.rsplit(':').next()?)?).tag(),
+            Owner::Session => Bucket::of_session(&SessionId::parse(tail)?).tag(),
+            Owner::Email(part) => Bucket::of_email(part.of(tail)?).tag(),
+            Owner::Address => Bucket::of_address(tail).tag(),
+            Owner::Admin => ADMIN_TAG,
+        };
+        Some(format!("{}{{{tag}}}{rest}", self.prefix))
+    }
+
+    /// The first layout's email index: one sorted set for every email.
+    pub fn first_layout_email_index(&self) -> String {
+        format!("{}users:by_email", self.prefix)
+    }
+
     /// The bucket and the rest of a key of this layout, after its prefix
     /// and its tag.
     fn untagged<'k>(&self, key: &'k str) -> Option<(Bucket, &'k str)> {
@@ -461,6 +510,11 @@ impl Keys {
         format!("{}{{*}}{name}*", escape_glob(&self.prefix))
     }
 
+    /// A SCAN pattern matching every key under the prefix.
+    pub fn everything_pattern(&self) -> String {
+        format!("{}*", escape_glob(&self.prefix))
+    }
+
     /// A SCAN pattern matching every user hash.
     pub fn users_pattern(&self) -> String {
         self.tagged_pattern("user:")
@@ -491,6 +545,72 @@ impl Keys {
         self.user_of(key, LEGACY_SESSION_SET)
     }
 }
+
+/// Whose tag a key of the first layout takes, by what follows its name.
+enum Owner {
+    /// A user id ends it.
+    User,
+    /// It is a session id.
+    Session,
+    /// It holds an email.
+    Email(EmailPart),
+    /// It is a client address.
+    Address,
+    Admin,
+}
+
+/// Where the email is in what follows a key's name.
+#[derive(Clone, Copy)]
+enum EmailPart {
+    Whole,
+    /// `{email} {address}`: an email holds no space.
+    BeforeSpace,
+    /// `{email}:{digest}`: a digest holds no colon.
+    BeforeLastColon,
+    /// `{purpose}:{email}`: a purpose holds no colon.
+    AfterColon,
+}
+
+impl EmailPart {
+    fn of(self, tail: &str) -> Option<&str> {
+        match self {
+            Self::Whole => Some(tail),
+            Self::BeforeSpace => tail.rsplit_once(' ').map(|(email, _)| email),
+            Self::BeforeLastColon => tail.rsplit_once(':').map(|(email, _)| email),
+            Self::AfterColon => tail.split_once(':').map(|(_, email)| email),
+        }
+    }
+}
+
+/// Every family of keys of the first layout that moves, by its name: the
+/// names of [`Keys`], with no tag. No name starts another.
+const FIRST_LAYOUT_FAMILIES: [(&str, Owner); 22] = [
+    ("user:", Owner::User),
+    (SESSION_INDEX, Owner::User),
+    (LEGACY_SESSION_SET, Owner::User),
+    ("code:", Owner::User),
+    ("code_sent:", Owner::User),
+    ("codes_issued:", Owner::User),
+    ("email_changes:", Owner::User),
+    ("email_reverts:", Owner::User),
+    ("activity:", Owner::User),
+    ("session:", Owner::Session),
+    ("email_claim:", Owner::Email(EmailPart::Whole)),
+    ("email_reserved:", Owner::Email(EmailPart::Whole)),
+    ("email_revert:", Owner::Email(EmailPart::BeforeLastColon)),
+    ("mail_to:", Owner::Email(EmailPart::Whole)),
+    ("login_failures:account:", Owner::Email(EmailPart::Whole)),
+    (
+        "login_failures:account_ip:",
+        Owner::Email(EmailPart::BeforeSpace),
+    ),
+    ("login_failures:addresses:", Owner::Email(EmailPart::Whole)),
+    ("code_failures:", Owner::Email(EmailPart::AfterColon)),
+    ("login_failures:ip:", Owner::Address),
+    ("code_requests:ip:", Owner::Address),
+    ("admin_key:", Owner::Admin),
+    ("admin_keys", Owner::Admin),
+];
 
 /// The session index's name, before the user id. A new name rather than the
 /// legacy set's: a deployment's existing sets stay readable as they are.
@@ -679,6 +799,71 @@ mod tests {
             keys.owner_of_legacy_session_set(&keys.session_index(id)),
             None
         );
+    }
+
+    /// The name `key` had in the first layout: the same, with no tag.
+    fn first_layout_name(keys: &Keys, key: &str) -> String {
+        let (_, untagged) = key
+            .strip_prefix(keys.prefix())
+            .and_then(|rest| rest.strip_prefix('{'))
+            .and_then(|rest| rest.split_once('}'))
+            .expect("a tagged key");
+        format!("{}{untagged}", keys.prefix())
+    }
+
+    #[test]
+    fn every_key_of_the_first_layout_moves_to_its_name_in_this_one() {
+        let keys = Keys::new("ua:");
+        let id = UserId::generate();
+        let ada = email("ada@example.com");
+        let session = SessionToken::generate().id();
+        let digest = AdminKeyDigest::parse(&"ab".repeat(32)).expect("a digest");
+        let tagged = [
+            keys.user(id),
+            keys.session_index(id),
+            keys.legacy_session_set(id),
+            keys.code(CodePurpose::VerifyEmail, id),
+            keys.code_sent(CodePurpose::ResetPassword, id),
+            keys.codes_issued(CodePurpose::VerifyEmail, id),
+            keys.email_changes(id),
+            keys.email_reverts_of(id),
+            keys.activity(id),
+            keys.session(&session),
+            keys.email_claim(&ada),
+            keys.email_reserved(&ada),
+            keys.email_revert(&ada, "0f1e"),
+            keys.mail_to_recipient(&ada),
+            keys.login_failures_of_account(&ada),
+            keys.login_failures_of_account_at(&ada, "2001:db8::1"),
+            keys.login_failure_addresses(&ada),
+            keys.code_failures(CodePurpose::ResetPassword, &ada),
+            keys.login_failures_of_address("2001:db8::/64"),
+            keys.code_requests_of_address("10.0.0.1"),
+            keys.admin_key(&digest),
+            keys.admin_keys_by_name(),
+        ];
+        for key in tagged {
+            let first = first_layout_name(&keys, &key);
+            assert_ne!(first, key);
+            assert_eq!(keys.relocated(&first), Some(key));
+        }
+    }
+
+    #[test]
+    fn keys_that_keep_their_name_are_not_relocated() {
+        let keys = Keys::new("ua:");
+        for key in [
+            keys.events(),
+            keys.mail_queue(),
+            keys.mail_retry(),
+            keys.mail_dead(),
+            keys.layout_marker(),
+            keys.first_layout_email_index(),
+            keys.user(UserId::generate()),
+            "other:user:1".to_owned(),
+        ] {
+            assert_eq!(keys.relocated(&key), None, "{key}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Redis: every key, every command, and the connections they run on. The
-//! service layer ([`crate::accounts`]), the mail sender, the doctor and the
-//! start-up line call in here; routes never do.
+//! service layer ([`crate::accounts`]), the mail sender, the doctor, the
+//! migration and the start-up line call in here; routes never do.
 //!
 //! - `plumbing`: the way to Redis, which every feature uses: [`Store`] and
 //!   [`RedisConn`] (the pool and the shared connections), the connector to
@@ -12,7 +12,8 @@
 //!   (with how a code is issued), `login_limits` (the attempt limiter and
 //!   its counters), `admin_keys`, `email_reverts`, `events` (the outbox and
 //!   a user's activity), `mail` (the queue's writing end and the sender's
-//!   reading end), and [`doctor`].
+//!   reading end), [`doctor`], and [`migrate`], which rewrites an earlier
+//!   release's keys into this release's layout.
 //!
 //! The rule between features: a feature may add another feature's write
 //! helpers to its own atomic step (a sign-up queues mail and appends an
@@ -27,6 +28,7 @@ mod events;
 pub mod layout;
 mod login_limits;
 mod mail;
+pub mod migrate;
 mod plumbing;
 mod sessions;
 mod users;

@@ -161,7 +161,8 @@ fn ping(url: &str) -> bool {
         .is_ok()
 }
 
-fn user_id(id: &str) -> UserId {
+/// The user id `id` spells, for the crate's own key names.
+pub fn user_id(id: &str) -> UserId {
     UserId::parse(id).unwrap_or_else(|| panic!("{id} is not a user id"))
 }
 
@@ -687,7 +688,6 @@ impl TestApp {
         format!("{params}${salt}${hash}")
     }
 
-    /// Every member of the email index, in order.
     /// The members of every bucket of the email index, in order.
     pub fn index_members(&self) -> Vec<String> {
         let mut conn = self.redis();
@@ -737,13 +737,98 @@ impl TestApp {
     }
 
     /// Every key under this app's prefix that holds account data: the
-    /// admin keys a test makes to read with are left out.
+    /// admin keys a test makes to read with, and the layout's marker, are
+    /// left out.
     pub fn keys(&self) -> Vec<String> {
         let layout = self.keys_of_layout();
         let mut keys = self.keys_with(&mut self.redis());
-        keys.retain(|key| !layout.is_admin_key(key));
+        keys.retain(|key| !layout.is_admin_key(key) && *key != layout.layout_marker());
         keys.sort();
         keys
+    }
+}
+
+impl TestApp {
+    /// Runs the binary's command line `args` over this app's data.
+    pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_user-accounts"))
+            .args(args)
+            .env("REDIS_URL", &self.redis_url)
+            .env("REDIS_KEY_PREFIX", &self.prefix)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("the binary runs")
+    }
+
+    /// Puts this app's data back as the first layout had it, written by
+    /// hand rather than by the crate's layout: no hash tags, one email
+    /// index, no marker.
+    pub fn rewrite_in_first_layout(&self) {
+        let mut conn = self.redis();
+        let keys = self.keys_of_layout();
+        let first_index = format!("{}users:by_email", self.prefix);
+        for key in self.keys_with(&mut conn) {
+            let Some(name) = self.without_tag(&key) else {
+                continue;
+            };
+            if name == first_index {
+                let members: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .query(&mut conn)
+                    .expect("ZRANGE");
+                redis::pipe()
+                    .cmd("ZADD")
+                    .arg(&first_index)
+                    .arg(
+                        members
+                            .iter()
+                            .flat_map(|m| ["0", m.as_str()])
+                            .collect::<Vec<_>>(),
+                    )
+                    .cmd("DEL")
+                    .arg(&key)
+                    .exec(&mut conn)
+                    .expect("index moved");
+            } else if name.starts_with(&format!("{}email_reverts:", self.prefix)) {
+                let members: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                    .arg(&key)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query(&mut conn)
+                    .expect("ZRANGE");
+                let mut rewrite = redis::pipe();
+                rewrite.cmd("RENAME").arg(&key).arg(&name);
+                for (member, score) in &members {
+                    let untagged = self.without_tag(member).unwrap_or_else(|| member.clone());
+                    rewrite.cmd("ZREM").arg(&name).arg(member);
+                    rewrite.cmd("ZADD").arg(&name).arg(*score).arg(untagged);
+                }
+                rewrite.exec(&mut conn).expect("revert list rewritten");
+            } else {
+                redis::cmd("RENAME")
+                    .arg(&key)
+                    .arg(&name)
+                    .exec(&mut conn)
+                    .expect("RENAME");
+            }
+        }
+        redis::cmd("DEL")
+            .arg(keys.layout_marker())
+            .exec(&mut conn)
+            .expect("DEL marker");
+    }
+
+    /// `key` with the hash tag after the prefix taken out; `None` when it
+    /// has none.
+    fn without_tag(&self, key: &str) -> Option<String> {
+        let (_, rest) = key
+            .strip_prefix(&self.prefix)?
+            .strip_prefix('{')?
+            .split_once('}')?;
+        Some(format!("{}{rest}", self.prefix))
     }
 }
 

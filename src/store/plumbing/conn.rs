@@ -45,7 +45,9 @@ impl Store {
     /// Sets up the pool without connecting: the service starts even while
     /// Redis is down, and connects once it answers.
     pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
-        let connector = Arc::new(Connector::new(&settings.target, settings.timeout)?);
+        let keys = keys_for(settings);
+        let connector =
+            Arc::new(Connector::new(&settings.target, settings.timeout)?.requiring_layout(&keys));
         Connector::watch(&connector)?;
         let reads = Arc::new(SharedConnection::new(
             Arc::clone(&connector),
@@ -68,7 +70,7 @@ impl Store {
             scripts,
             checkouts: Arc::new(Semaphore::new(settings.pool_size as usize)),
             timeout: settings.timeout,
-            keys: Arc::new(keys_for(settings)),
+            keys: Arc::new(keys),
             metrics,
             log_format: LogFormat::Text,
         })
@@ -112,8 +114,21 @@ impl Store {
 
     /// A connection of its own, outside the pool, for one-off tools: to the
     /// same server (or the same sentinels' primary) and with the same
-    /// timeouts as the pool's.
+    /// timeouts as the pool's. It fails, as the pool's do, unless the keys
+    /// are in this release's layout.
     pub fn dedicated_connection(
+        settings: &RedisSettings,
+    ) -> Result<(Connection, Keys), StoreError> {
+        let keys = keys_for(settings);
+        let (conn, _) = Connector::new(&settings.target, settings.timeout)?
+            .requiring_layout(&keys)
+            .connect()?;
+        Ok((conn, keys))
+    }
+
+    /// A dedicated connection whatever layout the keys are in: for the
+    /// migration alone.
+    pub(in crate::store) fn migration_connection(
         settings: &RedisSettings,
     ) -> Result<(Connection, Keys), StoreError> {
         let (conn, _) = Connector::new(&settings.target, settings.timeout)?.connect()?;

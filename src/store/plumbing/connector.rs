@@ -26,7 +26,9 @@ use redis::{
 };
 
 use crate::config::RedisTarget;
+use crate::store::layout::Keys;
 use crate::store::plumbing::error::is_turned_down;
+use crate::store::plumbing::layout_check::LayoutCheck;
 
 /// How often the watcher asks the sentinels which server is the primary.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -36,6 +38,9 @@ pub struct Connector {
     timeout: Duration,
     /// How the attempts to connect to one server have ended.
     memory: Mutex<Attempts>,
+    /// Checked on connections until it passes; `None` for the migration,
+    /// which runs on keys of an earlier layout.
+    layout: Option<LayoutCheck>,
 }
 
 #[derive(Default)]
@@ -43,7 +48,7 @@ struct Attempts {
     /// When the latest attempt that succeeded began.
     succeeded: Option<Instant>,
     /// How Redis turned down an attempt begun since (nothing listening,
-    /// wrong credentials, no such database): while it is fresh, a request
+    /// wrong credentials, no such database, keys of another layout): while it is fresh, a request
     /// fails with it rather than wait the timeout for the same answer.
     refusal: Option<Refusal>,
 }
@@ -103,7 +108,17 @@ impl Connector {
             target,
             timeout,
             memory: Mutex::new(Attempts::default()),
+            layout: None,
         })
+    }
+
+    /// The same connector, whose connections fail until the keys under
+    /// `keys`' prefix are in this release's layout.
+    pub fn requiring_layout(self, keys: &Keys) -> Self {
+        Self {
+            layout: Some(LayoutCheck::new(keys)),
+            ..self
+        }
     }
 
     /// A new connection to the server, or to the current primary, with the
@@ -116,7 +131,13 @@ impl Connector {
                 .connect_primary(self.timeout)
                 .map(|(connection, _, generation)| (connection, generation)),
         };
-        self.noted(started, connected)
+        let checked = connected.and_then(|(mut connection, generation)| {
+            if let Some(layout) = &self.layout {
+                layout.ensure(&mut connection)?;
+            }
+            Ok((connection, generation))
+        });
+        self.noted(started, checked)
     }
 
     /// Remembers how an attempt to connect that began at `started` ended:
@@ -173,6 +194,9 @@ impl Connector {
     /// now (checked with `ROLE`), with the generation it belongs to: for
     /// connections opened some other way, such as the async one for reads.
     pub fn locate(&self) -> RedisResult<(Client, u64)> {
+        if self.layout.as_ref().is_some_and(|layout| !layout.passed()) {
+            self.connect()?;
+        }
         match &self.target {
             Target::Server(client) => Ok((client.clone(), 0)),
             Target::Sentinel(sentinels) => sentinels

@@ -3,6 +3,8 @@
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use rocket::tokio::task;
 
+use crate::store::plumbing::layout_check::LAYOUT_MISMATCH;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no Redis connection within the timeout: {0}")]
@@ -65,6 +67,9 @@ impl StoreError {
             Self::NotConnected => "Redis is not reachable",
             Self::Contention(_) => "Redis keys kept changing under concurrent writes",
             Self::Redis(error) if error.is_connection_refusal() => "Redis refused the connection",
+            Self::Redis(error) if is_layout_mismatch(error) => {
+                "Redis holds data in another layout than this release's"
+            }
             Self::Redis(error) if lacks_permission(error) => {
                 "Redis refused a command to the configured ACL user"
             }
@@ -106,6 +111,15 @@ impl StoreError {
         }
     }
 
+    /// Why Redis holds data this release does not run on, and what to do:
+    /// `None` for any other failure.
+    pub fn layout_mismatch(&self) -> Option<&str> {
+        match self {
+            Self::Redis(error) if is_layout_mismatch(error) => error.detail(),
+            _ => None,
+        }
+    }
+
     /// Whether the connection the error came from must not be used again:
     /// Redis out of reach, a timeout (a reply may still be on its way), a
     /// server that no longer takes writes (a primary demoted by a failover),
@@ -117,12 +131,18 @@ impl StoreError {
 
 /// Whether Redis turned this client down in a way that another attempt
 /// right away would not change: nothing listens at its address, it refuses
-/// the credentials or the ACL user's rights, or it has no such database.
+/// the credentials or the ACL user's rights, it has no such database, or
+/// its keys are in another layout.
 pub(in crate::store) fn is_turned_down(error: &RedisError) -> bool {
     error.is_connection_refusal()
         || refuses_client(error)
         || error.kind() == ErrorKind::AuthenticationFailed
         || names_no_database(error)
+        || is_layout_mismatch(error)
+}
+
+fn is_layout_mismatch(error: &RedisError) -> bool {
+    error.code() == Some(LAYOUT_MISMATCH)
 }
 
 /// Whether Redis refused this client, in a reply of its own or in any reply
