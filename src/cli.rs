@@ -36,6 +36,9 @@ pub enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Print the names of the event streams, one per line, for a consumer
+    /// to read them all.
+    EventStreams,
     /// Rewrite the data an earlier release left in Redis into this
     /// release's layout. Stop every instance of the earlier release first;
     /// instances of this one refuse to serve until it has finished. Running

@@ -1,4 +1,4 @@
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -8,6 +8,7 @@ use rocket::error::ErrorKind;
 use user_accounts::cli::{self, Cli, Command};
 use user_accounts::config::{self, LogFormat, Settings};
 use user_accounts::logging::json_line;
+use user_accounts::store::layout::Keys;
 use user_accounts::store::StoreError;
 
 /// Requests hop between Tokio's worker threads, so memory is often freed by
@@ -59,6 +60,7 @@ async fn main() -> ExitCode {
         None | Some(Command::Serve) => serve(settings, stop).await,
         Some(Command::Doctor { repair }) => doctor(&settings, repair),
         Some(Command::Migrate) => migrate(&settings),
+        Some(Command::EventStreams) => event_streams(&settings),
         Some(Command::AdminKey(command)) => cli::admin_key(&settings, command).await,
         Some(Command::Mail(command)) => cli::mail(&settings, command).await,
         Some(Command::Config(shown)) => cli::config(shown, &from_environment),
@@ -177,6 +179,20 @@ fn bind_advice(kind: io::ErrorKind) -> &'static str {
 }
 
 /// Exit status 0 only when the data is consistent (after repairs).
+/// Prints the event streams' names; a closed stdout (`| head`) ends it
+/// quietly.
+fn event_streams(settings: &Settings) -> ExitCode {
+    let mut out = io::stdout().lock();
+    let listed = Keys::new(&settings.redis.key_prefix)
+        .event_streams()
+        .iter()
+        .try_for_each(|stream| writeln!(out, "{stream}"));
+    match listed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
 /// Says why `command` could not run on Redis; exit status 2.
 fn store_failure(command: &str, error: StoreError) -> ExitCode {
     let cause = format!("{}: {}", error.summary(), cli::one_line(&error.into()));

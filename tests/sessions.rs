@@ -456,9 +456,10 @@ async fn a_login_rehashes_a_password_hashed_with_other_parameters() {
 
 // ---- events ----
 
-fn stream_events(app: &TestApp) -> Vec<std::collections::HashMap<String, String>> {
+/// The entries of the event stream of the user `id`'s bucket.
+fn stream_events(app: &TestApp, id: &str) -> Vec<std::collections::HashMap<String, String>> {
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(app.events_key())
+        .arg(app.events_key(id))
         .arg("-")
         .arg("+")
         .query(&mut app.redis())
@@ -479,7 +480,7 @@ async fn every_change_appends_an_event_without_secrets() {
     app.patch_user_as(&id, &token, &new_password).await;
     app.delete_user(&id, &json!({"password": "another passphrase"}))
         .await;
-    let events = stream_events(&app);
+    let events = stream_events(&app, &id);
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str()).collect();
     assert_eq!(
         kinds,
@@ -498,12 +499,25 @@ async fn every_change_appends_an_event_without_secrets() {
 }
 
 #[rocket::async_test]
+async fn the_event_streams_command_names_every_bucket_stream_the_events_go_to() {
+    let app = TestApp::spawn().await;
+    let ada = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let output = app.run_cli(&["event-streams"]);
+    assert!(output.status.success());
+    let streams = String::from_utf8_lossy(&output.stdout).into_owned();
+    let streams: Vec<&str> = streams.lines().collect();
+    assert_eq!(streams.len(), 64, "{streams:?}");
+    assert!(streams.contains(&app.events_key(id_of(&ada)).as_str()));
+}
+
+#[rocket::async_test]
 async fn a_rejected_write_appends_no_event() {
     let app = TestApp::spawn().await;
-    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let ada = app.create_user("Ada", "ada@example.com", PASSWORD).await;
     let reply = app.sign_up("Twin", "ada@example.com", PASSWORD).await;
     assert_eq!(reply.status, Status::Conflict);
-    assert_eq!(stream_events(&app).len(), 1);
+    // A sign-up of the same email would be in the same bucket.
+    assert_eq!(stream_events(&app, id_of(&ada)).len(), 1);
 }
 
 #[rocket::async_test]

@@ -360,7 +360,7 @@ async fn delete_removes_the_user_and_its_index_entry() {
     assert_no_user_with_id(&app.get_user(id).await, id);
     assert_eq!(
         app.keys(),
-        vec![app.events_key()],
+        vec![app.events_key(id)],
         "only the event stream is left"
     );
 }

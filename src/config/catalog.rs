@@ -113,7 +113,7 @@ pub const GROUPS: &[Group] = &[
                 Value("ua:"),
                 "prefix of every key: no whitespace, { or }",
             ),
-            setting("EVENTS_MAX_LEN", Value("100000"), "about how many events the stream keeps"),
+            setting("EVENTS_MAX_LEN", Value("100000"), "about how many events the streams keep in all"),
         ],
     },
     Group {

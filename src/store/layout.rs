@@ -172,7 +172,7 @@ pub mod admin_key_fields {
     pub const LAST_USED: &str = "last_used";
 }
 
-/// The fields of an entry of the event stream (`{prefix}events`).
+/// The fields of an entry of an event stream (`{prefix}{tag}events`).
 pub mod event_fields {
     pub const TYPE: &str = "type";
     pub const USER_ID: &str = "user_id";
@@ -208,8 +208,8 @@ pub mod mail_fields {
 /// mail queue: each entry goes to one of them.
 pub const MAIL_GROUP: &str = "senders";
 
-/// Every key name, under the configured prefix, and the cap of the event
-/// stream that lives under them.
+/// Every key name, under the configured prefix, and the caps of the event
+/// streams and of the mail to one address.
 #[derive(Clone, Debug)]
 pub struct Keys {
     prefix: String,
@@ -217,7 +217,8 @@ pub struct Keys {
     mail_max_per_recipient: u32,
 }
 
-/// About how many entries the event stream keeps unless told otherwise.
+/// About how many entries the event streams keep in all unless told
+/// otherwise.
 const DEFAULT_EVENTS_MAX_LEN: u64 = 100_000;
 
 /// How many messages one address gets in an hour unless told otherwise.
@@ -244,7 +245,8 @@ impl Keys {
         self.mail_max_per_recipient
     }
 
-    /// The stream is trimmed to about `max_len` entries (XADD MAXLEN ~).
+    /// The event streams are trimmed to about `max_len` entries in all
+    /// (XADD MAXLEN ~ on each).
     pub fn capping_events_at(self, max_len: u64) -> Self {
         Self {
             events_max_len: max_len,
@@ -252,8 +254,10 @@ impl Keys {
         }
     }
 
-    pub fn events_max_len(&self) -> u64 {
-        self.events_max_len
+    /// About how many entries each bucket's event stream keeps: its share of
+    /// the whole.
+    pub fn events_max_len_per_stream(&self) -> u64 {
+        self.events_max_len.div_ceil(u64::from(BUCKETS))
     }
 
     /// `{prefix}{tag}rest`: a key in `bucket`.
@@ -404,8 +408,17 @@ impl Keys {
         format!("{}{{{ADMIN_TAG}}}admin_keys", self.prefix)
     }
 
-    pub fn events(&self) -> String {
-        format!("{}events", self.prefix)
+    /// The event stream of `user`'s bucket: a user's events are in order in
+    /// one stream.
+    pub fn events(&self, user: UserId) -> String {
+        self.of_user(user, format_args!("events"))
+    }
+
+    /// Every bucket's event stream, in bucket order.
+    pub fn event_streams(&self) -> Vec<String> {
+        Bucket::all()
+            .map(|bucket| self.in_bucket(bucket, format_args!("events")))
+            .collect()
     }
 
     pub fn activity(&self, user: UserId) -> String {
@@ -446,9 +459,10 @@ impl Keys {
 
     /// Where a key of the first layout, `{prefix}{rest}`, lives in this
     /// one: `{prefix}{tag}{rest}`, under its owner's tag. `None` for a key
-    /// whose name stays (the event stream, the mail queue, the marker), one
-    /// of this layout, and the first layout's email index, whose members
-    /// go to their emails' buckets one by one.
+    /// whose name stays (the mail queue, the marker), one of this layout,
+    /// the first layout's event stream, left for its readers to finish,
+    /// and its email index, whose members go to their emails' buckets one
+    /// by one.
     pub fn relocated(&self, key: &str) -> Option<String> {
         let rest = key.strip_prefix(&self.prefix)?;
         let (tail, owner) = FIRST_LAYOUT_FAMILIES
@@ -701,6 +715,7 @@ mod tests {
             keys.email_changes(id),
             keys.email_reverts_of(id),
             keys.activity(id),
+            keys.events(id),
         ]
         .map(|key| slot(&key));
         assert!(slots.iter().all(|s| *s == slots[0]), "{slots:?}");
@@ -853,7 +868,7 @@ mod tests {
     fn keys_that_keep_their_name_are_not_relocated() {
         let keys = Keys::new("ua:");
         for key in [
-            keys.events(),
+            format!("{}events", keys.prefix()),
             keys.mail_queue(),
             keys.mail_retry(),
             keys.mail_dead(),

@@ -670,8 +670,9 @@ impl TestApp {
         self.keys_of_layout().legacy_session_set(user_id(id))
     }
 
-    pub fn events_key(&self) -> String {
-        self.keys_of_layout().events()
+    /// The event stream of the user `id`'s bucket.
+    pub fn events_key(&self, id: &str) -> String {
+        self.keys_of_layout().events(user_id(id))
     }
 
     /// The user's stored argon2 hash, reassembled as a PHC string.

@@ -1,6 +1,7 @@
-//! The transactional outbox: every account change appends an event to a
-//! stream that other services read (with consumer groups), and to the user's
-//! own activity list, inside the MULTI/EXEC of the change itself.
+//! The transactional outbox: every account change appends an event to the
+//! stream of the user's bucket, which other services read (with consumer
+//! groups), and to the user's own activity list, inside the MULTI/EXEC of
+//! the change itself.
 
 use chrono::{DateTime, Utc};
 use redis::Pipeline;
@@ -43,10 +44,10 @@ pub(in crate::store) fn record(
     let user_id = user.to_string();
     writes
         .cmd("XADD")
-        .arg(keys.events())
+        .arg(keys.events(user))
         .arg("MAXLEN")
         .arg("~")
-        .arg(keys.events_max_len())
+        .arg(keys.events_max_len_per_stream())
         .arg("*")
         .arg(event_fields::TYPE)
         .arg(kind.as_str())
