@@ -6,7 +6,7 @@
 //! every instance of this release refuses to serve; the earlier release must
 //! be stopped first, or its writes after the move would be lost to view.
 
-use redis::{Connection, Script};
+use redis::Connection;
 
 use crate::config::RedisSettings;
 use crate::store::layout::{parse_index_member, Keys, LAYOUT_MIGRATING, LAYOUT_VERSION};
@@ -39,6 +39,15 @@ pub struct Migration {
 }
 
 impl Migration {
+    /// Counts the move of `old`: 1 moved, 0 taken, -1 gone.
+    fn count(&mut self, old: String, outcome: i64) {
+        match outcome {
+            1 => self.moved_keys += 1,
+            0 => self.conflicts.push(old),
+            _ => {}
+        }
+    }
+
     /// Whether every key is in this release's layout now.
     pub fn finished(&self) -> bool {
         self.conflicts.is_empty()
@@ -81,7 +90,6 @@ fn move_keys(
     keys: &Keys,
     migration: &mut Migration,
 ) -> Result<(), StoreError> {
-    let move_key = Script::new(MOVE_KEY);
     let mut cursor = 0u64;
     loop {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -91,19 +99,26 @@ fn move_keys(
             .arg("COUNT")
             .arg(BATCH)
             .query(conn)?;
+        // Each move is atomic on its own; a batch of them goes out in one
+        // pipeline, in one round trip.
+        let mut moves = redis::pipe();
+        let mut moved = Vec::new();
         for old in batch {
             let Some(new) = keys.relocated(&old) else {
                 continue;
             };
-            let moved = if is_revert_list(keys, &old) {
-                move_revert_list(conn, keys, &old, &new)?
+            if is_revert_list(keys, &old) {
+                let outcome = move_revert_list(conn, keys, &old, &new)?;
+                migration.count(old, outcome);
             } else {
-                move_key.key(&old).key(&new).invoke::<i64>(conn)?
-            };
-            match moved {
-                1 => migration.moved_keys += 1,
-                0 => migration.conflicts.push(old),
-                _ => {}
+                moves.cmd("EVAL").arg(MOVE_KEY).arg(2).arg(&old).arg(new);
+                moved.push(old);
+            }
+        }
+        if !moved.is_empty() {
+            let outcomes: Vec<i64> = moves.query(conn)?;
+            for (old, outcome) in moved.into_iter().zip(outcomes) {
+                migration.count(old, outcome);
             }
         }
         if next == 0 {
