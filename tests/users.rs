@@ -447,6 +447,78 @@ async fn list_pages_with_limit_and_the_next_cursor() {
     assert_eq!(seen, expected);
 }
 
+/// Pages through `/api/users?{query}` `limit` at a time, calling `between`
+/// after each page; every page's `total` and the emails listed, in order.
+async fn page_through(
+    app: &TestApp,
+    query: &str,
+    limit: usize,
+    mut between: impl FnMut(usize) -> Option<String>,
+) -> (Vec<u64>, Vec<String>) {
+    let (mut totals, mut seen) = (Vec::new(), Vec::new());
+    let mut uri = format!("/api/users?{query}&limit={limit}");
+    for page_number in 0.. {
+        let reply = app.get_as_admin(&uri).await;
+        assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+        let page = reply.json();
+        totals.push(page["total"].as_u64().expect("a total"));
+        seen.extend(emails_on(&page).into_iter().map(str::to_owned));
+        if let Some(email) = between(page_number) {
+            app.create_user("Late", &email, PASSWORD).await;
+        }
+        match page["next"].as_str() {
+            Some(next) => uri = format!("/api/users?{query}&limit={limit}&after={next}"),
+            None => break,
+        }
+    }
+    (totals, seen)
+}
+
+#[rocket::async_test]
+async fn list_pages_merge_every_bucket_listing_each_user_once_in_email_order() {
+    let app = TestApp::spawn().await;
+    let mut emails: Vec<String> = (0..150).map(|n| format!("u{n:03}@example.com")).collect();
+    for email in &emails {
+        app.create_user("User", email, PASSWORD).await;
+    }
+    let (totals, seen) = page_through(&app, "prefix=u", 7, |_| None).await;
+    emails.sort();
+    assert_eq!(seen, emails);
+    assert!(totals.iter().all(|total| *total == 150), "{totals:?}");
+}
+
+#[rocket::async_test]
+async fn list_pages_stay_whole_while_users_are_added() {
+    let app = TestApp::spawn().await;
+    let mut before: Vec<String> = (0..60).map(|n| format!("m{n:02}@example.com")).collect();
+    for email in &before {
+        app.create_user("User", email, PASSWORD).await;
+    }
+    // After each page: a user that sorts before every cursor, and one after.
+    let added = |page: usize| {
+        Some(if page % 2 == 0 {
+            format!("a{page:02}@example.com")
+        } else {
+            format!("z{page:02}@example.com")
+        })
+    };
+    let (totals, seen) = page_through(&app, "prefix=", 9, added).await;
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(seen, sorted, "in order, each once");
+    before.sort();
+    assert!(before.iter().all(|email| seen.contains(email)), "{seen:?}");
+    assert!(seen.iter().all(|email| !email.starts_with('a')), "{seen:?}");
+    for (page, total) in totals.iter().enumerate() {
+        assert_eq!(
+            *total,
+            60 + page as u64,
+            "page {page}: the count when it was read"
+        );
+    }
+}
+
 #[rocket::async_test]
 async fn list_filters_by_email_prefix() {
     let app = TestApp::spawn().await;
