@@ -178,7 +178,6 @@ fn bind_advice(kind: io::ErrorKind) -> &'static str {
     }
 }
 
-/// Exit status 0 only when the data is consistent (after repairs).
 /// Prints the event streams' names; a closed stdout (`| head`) ends it
 /// quietly.
 fn event_streams(settings: &Settings) -> ExitCode {
@@ -231,6 +230,7 @@ fn migrate(settings: &Settings) -> ExitCode {
     }
 }
 
+/// Exit status 0 only when the data is consistent (after repairs).
 fn doctor(settings: &Settings, repair: bool) -> ExitCode {
     match user_accounts::doctor::run(&settings.redis, repair) {
         Ok(outcome) if outcome.consistent => ExitCode::SUCCESS,

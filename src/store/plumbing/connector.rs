@@ -38,7 +38,7 @@ pub struct Connector {
     timeout: Duration,
     /// How the attempts to connect to one server have ended.
     memory: Mutex<Attempts>,
-    /// Checked on connections until it passes; `None` for the migration,
+    /// Checked on every new connection; `None` for the migration,
     /// which runs on keys of an earlier layout.
     layout: Option<LayoutCheck>,
 }
@@ -194,7 +194,9 @@ impl Connector {
     /// now (checked with `ROLE`), with the generation it belongs to: for
     /// connections opened some other way, such as the async one for reads.
     pub fn locate(&self) -> RedisResult<(Client, u64)> {
-        if self.layout.as_ref().is_some_and(|layout| !layout.passed()) {
+        // The shared connections are opened elsewhere: a connection of the
+        // connector's own checks the layout first.
+        if self.layout.is_some() {
             self.connect()?;
         }
         match &self.target {

@@ -1,10 +1,9 @@
-//! The check, on the first connection, that the keys under the prefix are
+//! The check, on every new connection (a Redis restored from an earlier
+//! snapshot may hold the earlier layout again), that the keys under the prefix are
 //! in this release's layout. Keys of the first layout would otherwise read
 //! as missing (every user gone, every email free to take again), and the
 //! doctor would "repair" them away: so nothing runs on them until
 //! `user-accounts migrate` has rewritten them.
-
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use redis::{Connection, RedisError, RedisResult};
 
@@ -16,9 +15,6 @@ pub const LAYOUT_MISMATCH: &str = "LAYOUT_MISMATCH";
 pub struct LayoutCheck {
     marker: String,
     first_layout_keys: [String; 2],
-    /// Set once a connection found the marker right: the layout does not
-    /// change under a running service.
-    passed: AtomicBool,
 }
 
 impl LayoutCheck {
@@ -26,21 +22,13 @@ impl LayoutCheck {
         Self {
             marker: keys.layout_marker(),
             first_layout_keys: keys.first_layout_keys(),
-            passed: AtomicBool::new(false),
         }
-    }
-
-    pub fn passed(&self) -> bool {
-        self.passed.load(Ordering::Acquire)
     }
 
     /// Passes when the marker names this release's layout. Where there is
     /// no marker and no key of the first layout either (a new deployment),
     /// the marker is set first.
     pub fn ensure(&self, connection: &mut Connection) -> RedisResult<()> {
-        if self.passed() {
-            return Ok(());
-        }
         let mut marker = self.marker(connection)?;
         if marker.is_none() {
             let earlier: u32 = redis::cmd("EXISTS")
@@ -60,10 +48,7 @@ impl LayoutCheck {
             marker = self.marker(connection)?;
         }
         match marker.as_deref() {
-            Some(LAYOUT_VERSION) => {
-                self.passed.store(true, Ordering::Release);
-                Ok(())
-            }
+            Some(LAYOUT_VERSION) => Ok(()),
             Some(LAYOUT_MIGRATING) => Err(mismatch(
                 "`user-accounts migrate` is rewriting the data into this release's layout, or \
                  stopped before it finished: let it finish, or run it again",
