@@ -496,7 +496,7 @@ async fn list_pages_stay_whole_while_users_are_added() {
     }
     // After each page: a user that sorts before every cursor, and one after.
     let added = |page: usize| {
-        Some(if page % 2 == 0 {
+        Some(if page.is_multiple_of(2) {
             format!("a{page:02}@example.com")
         } else {
             format!("z{page:02}@example.com")
