@@ -291,30 +291,6 @@ async fn email_changes_succeed_while_other_emails_keep_changing_the_index() {
     assert_index_matches_users(&app, &ids);
 }
 
-#[rocket::async_test]
-async fn a_sign_up_aborts_transactions_watching_its_email() {
-    let app = TestApp::spawn().await;
-    let mut watcher = app.redis();
-    let claim = app.email_claim_key("taken@example.com");
-    redis::cmd("WATCH")
-        .arg(&claim)
-        .exec(&mut watcher)
-        .expect("WATCH");
-    app.create_user("Ada", "Taken@Example.com", PASSWORD).await;
-    let committed: Option<Vec<i64>> = redis::pipe()
-        .atomic()
-        .cmd("EXISTS")
-        .arg(&claim)
-        .query(&mut watcher)
-        .expect("EXEC");
-    assert_eq!(committed, None, "the sign-up aborted the watcher's EXEC");
-    assert!(
-        !app.keys().iter().any(|key| key.contains("email_claim")),
-        "the claim key holds nothing afterwards: {:?}",
-        app.keys()
-    );
-}
-
 /// Reads every user hash and the index, and checks they describe the same
 /// set of (email, id) pairs with no email held twice.
 fn assert_index_matches_users(app: &TestApp, ids: &[String]) {

@@ -11,7 +11,7 @@ use crate::domain::{now, AdminKeyDigest, KeyName, KeyScope};
 use crate::store::layout::{admin_key_fields, Keys};
 use crate::store::plumbing::conn::RedisConn;
 use crate::store::plumbing::records::{encode_time, StoredFields};
-use crate::store::plumbing::transaction::{transact, Plan};
+use crate::store::plumbing::transaction::{transact, Plan, Writes};
 use crate::store::StoreError;
 
 /// An admin key as listed: never the key itself.
@@ -109,15 +109,12 @@ fn create_admin_key(
     digest: &AdminKeyDigest,
 ) -> Result<bool, StoreError> {
     let by_name = keys.admin_keys_by_name();
-    transact(conn, &by_name, |conn| {
-        let taken: bool = redis::cmd("HEXISTS")
-            .arg(&by_name)
-            .arg(name.as_str())
-            .query(conn)?;
+    transact(conn, |tx| {
+        let taken: bool = tx.read(redis::cmd("HEXISTS").arg(&by_name).arg(name.as_str()))?;
         if taken {
             return Ok(Plan::Answer(false));
         }
-        let mut writes = redis::pipe();
+        let mut writes = Writes::new();
         writes
             .cmd("HSET")
             .arg(keys.admin_key(digest))
@@ -193,15 +190,13 @@ fn revoke_admin_key(
     name: &KeyName,
 ) -> Result<bool, StoreError> {
     let by_name = keys.admin_keys_by_name();
-    transact(conn, &by_name, |conn| {
-        let digest: Option<String> = redis::cmd("HGET")
-            .arg(&by_name)
-            .arg(name.as_str())
-            .query(conn)?;
+    transact(conn, |tx| {
+        let digest: Option<String> =
+            tx.read(redis::cmd("HGET").arg(&by_name).arg(name.as_str()))?;
         let Some(digest) = digest else {
             return Ok(Plan::Answer(false));
         };
-        let mut writes = redis::pipe();
+        let mut writes = Writes::new();
         writes
             .cmd("DEL")
             .arg(admin_key_hash(keys, &digest)?)

@@ -11,7 +11,7 @@ use crate::store::layout::{
     index_member, parse_index_member, session_fields, user_fields, Bucket, Keys,
 };
 use crate::store::plumbing::records::{decode_user, encode_time};
-use crate::store::plumbing::transaction::{transact, watch, Plan};
+use crate::store::plumbing::transaction::{transact, Plan, Writes};
 use crate::store::sessions::index::{decode_index, index_entries, update, Listed};
 use crate::store::users::email_index::{add_to_index, exact_email_range};
 use crate::store::StoreError;
@@ -391,42 +391,28 @@ fn sessions_exist(
 fn fold_legacy_set(conn: &mut Connection, keys: &Keys, user: UserId) -> Result<bool, StoreError> {
     let set = keys.legacy_session_set(user);
     let index = keys.session_index(user);
-    transact(conn, &set, |conn| {
-        let (ids, indexed): (Vec<String>, Vec<(String, f64)>) = redis::pipe()
-            .cmd("WATCH")
-            .arg(&index)
-            .ignore()
-            .cmd("SMEMBERS")
-            .arg(&set)
-            .add_command(index_entries(&index))
-            .query(conn)?;
+    transact(conn, |tx| {
+        let (ids, indexed): (Vec<String>, Vec<(String, f64)>) = tx.read_all(&[
+            redis::cmd("SMEMBERS").arg(&set).take(),
+            index_entries(&index),
+        ])?;
         if ids.is_empty() {
             return Ok(Plan::Answer(false)); // Gone meanwhile.
         }
         let ids: Vec<SessionId> = ids.iter().filter_map(|id| SessionId::parse(id)).collect();
-        let mut fetch = redis::pipe();
-        for id in &ids {
-            fetch
-                .cmd("HMGET")
-                .arg(keys.session(id))
-                .arg(session_fields::USER_ID)
-                .arg(session_fields::EXPIRES_AT)
-                .cmd("PTTL")
-                .arg(keys.session(id));
-        }
-        let replies: Vec<redis::Value> = if ids.is_empty() {
-            Vec::new()
-        } else {
-            fetch.query(conn)?
-        };
         let now = encode_time(now());
         let owner = user.to_string();
         let mut moved = Vec::new();
-        for (id, pair) in ids.into_iter().zip(replies.chunks(2)) {
-            let [fields, ttl] = pair else { continue };
-            let (of, expires_at): (Option<String>, Option<i64>) =
-                redis::from_redis_value_ref(fields).map_err(redis::RedisError::from)?;
-            let ttl: i64 = redis::from_redis_value_ref(ttl).map_err(redis::RedisError::from)?;
+        for id in ids {
+            let session = keys.session(&id);
+            let (of, expires_at): (Option<String>, Option<i64>) = tx.read(
+                redis::cmd("HMGET")
+                    .arg(&session)
+                    .arg(session_fields::USER_ID)
+                    .arg(session_fields::EXPIRES_AT),
+            )?;
+            // The time left changes by itself: read, not a guard.
+            let ttl: i64 = tx.peek(redis::cmd("PTTL").arg(&session))?;
             let ends_at = match (ttl, expires_at) {
                 (ttl, _) if ttl > 0 => now + ttl,
                 // A session without a TTL ends at its absolute end at the latest.
@@ -442,7 +428,7 @@ fn fold_legacy_set(conn: &mut Connection, keys: &Keys, user: UserId) -> Result<b
             .chain(&moved)
             .map(|listed| listed.ends_at)
             .max();
-        let mut writes = redis::pipe();
+        let mut writes = Writes::new();
         update(&mut writes, &index, now, &[], &moved, ends_last);
         writes.cmd("DEL").arg(&set).ignore();
         Ok(Plan::Write(writes, true))
@@ -464,7 +450,7 @@ fn scan(conn: &mut Connection, pattern: &str, kind: &str) -> Result<Vec<String>,
     Ok(found)
 }
 
-/// Fixes `finding` if that is still right once re-checked under WATCH;
+/// Fixes `finding` if that is still right once re-checked in its step;
 /// `Ok(false)` when it is not repairable or no longer applies.
 pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<bool, StoreError> {
     match finding {
@@ -482,15 +468,13 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
             let user = keys.user(id);
             let index = keys.email_index_of(email);
             let email = email.to_owned();
-            transact(conn, &user, |conn| {
-                let current: Option<String> = redis::cmd("HGET")
-                    .arg(&user)
-                    .arg(user_fields::EMAIL)
-                    .query(conn)?;
+            transact(conn, |tx| {
+                let current: Option<String> =
+                    tx.read(redis::cmd("HGET").arg(&user).arg(user_fields::EMAIL))?;
                 if current.as_deref() == Some(email.as_str()) {
                     return Ok(Plan::Answer(false)); // Consistent again.
                 }
-                let mut writes = redis::pipe();
+                let mut writes = Writes::new();
                 writes.cmd("ZREM").arg(&index).arg(member).ignore();
                 Ok(Plan::Write(writes, true))
             })
@@ -501,22 +485,16 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
             };
             let user_key = keys.user(*user);
             let index = keys.email_index_of(email.as_str());
-            transact(conn, &index, |conn| {
-                watch(conn, &user_key)?;
-                let current: Option<String> = redis::cmd("HGET")
-                    .arg(&user_key)
-                    .arg(user_fields::EMAIL)
-                    .query(conn)?;
+            transact(conn, |tx| {
+                let current: Option<String> =
+                    tx.read(redis::cmd("HGET").arg(&user_key).arg(user_fields::EMAIL))?;
                 let (min, max) = exact_email_range(&email);
-                let holders: Vec<String> = redis::cmd("ZRANGEBYLEX")
-                    .arg(&index)
-                    .arg(min)
-                    .arg(max)
-                    .query(conn)?;
+                let holders: Vec<String> =
+                    tx.read(redis::cmd("ZRANGEBYLEX").arg(&index).arg(min).arg(max))?;
                 if current.as_deref() != Some(email.as_str()) || !holders.is_empty() {
                     return Ok(Plan::Answer(false));
                 }
-                let mut writes = redis::pipe();
+                let mut writes = Writes::new();
                 add_to_index(&mut writes, keys, &email, *user);
                 Ok(Plan::Write(writes, true))
             })
@@ -556,19 +534,15 @@ fn move_misplaced_entry(
         return Ok(false);
     };
     let home = keys.email_index_of(email.as_str());
-    transact(conn, index, |conn| {
-        watch(conn, &home)?;
+    transact(conn, |tx| {
         let (min, max) = exact_email_range(&email);
-        let holders: Vec<String> = redis::cmd("ZRANGEBYLEX")
-            .arg(&home)
-            .arg(min)
-            .arg(max)
-            .query(conn)?;
-        let present: Option<f64> = redis::cmd("ZSCORE").arg(index).arg(member).query(conn)?;
+        let holders: Vec<String> =
+            tx.read(redis::cmd("ZRANGEBYLEX").arg(&home).arg(min).arg(max))?;
+        let present: Option<f64> = tx.read(redis::cmd("ZSCORE").arg(index).arg(member))?;
         if present.is_none() || !holders.is_empty() {
             return Ok(Plan::Answer(false));
         }
-        let mut writes = redis::pipe();
+        let mut writes = Writes::new();
         writes
             .cmd("ZREM")
             .arg(index)

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use redis::{Connection, Pipeline};
+use redis::Connection;
 
 use crate::domain::{now, EventKind, PasswordHash, UserEmail, UserId};
 use crate::store::codes::issuing::{millis, remove_codes, NewCode};
@@ -15,8 +15,8 @@ use crate::store::events::outbox;
 use crate::store::layout::{user_fields, Keys};
 use crate::store::plumbing::conn::RedisConn;
 use crate::store::plumbing::records::{add_password_fields, encode_time};
-use crate::store::plumbing::transaction::{transact_with_replies, watch, Plan};
-use crate::store::sessions::index::{revoke_all, watched_session_ids};
+use crate::store::plumbing::transaction::{transact_with_replies, Embedded, Plan, Tx, Writes};
+use crate::store::sessions::index::{revoke_all, session_ids};
 use crate::store::users::email_index::{add_to_index, remove_from_index};
 use crate::store::users::{find_id_by_email, read_user};
 use crate::store::StoreError;
@@ -46,7 +46,7 @@ pub struct Revert {
 /// it and keep what came before. A reservation still live keeps its first
 /// score: it serves the earliest revert code of that address, and a revert
 /// to a later address must not end it.
-const ADD_REVERT: &str = r"
+pub(in crate::store) const ADD_REVERT: &str = r"
 local time = redis.call('TIME')
 local score = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local last = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2]
@@ -66,53 +66,52 @@ redis.call('PEXPIRE', KEYS[3], ARGV[2])
 return 0
 ";
 
-/// Adds to an email change's MULTI/EXEC the revert code (by its keyed hash
+/// Adds to an email change's writes the revert code (by its keyed hash
 /// `digest`) that brings `old` back to `user`, and the reservation of `old`
 /// for `user`.
 pub(super) fn add_revert(
-    writes: &mut Pipeline,
+    writes: &mut Writes,
     keys: &Keys,
     user: UserId,
     old: &UserEmail,
     digest: &str,
 ) {
     writes
-        .cmd("EVAL")
-        .arg(ADD_REVERT)
-        .arg(3)
-        .arg(keys.email_revert(old, digest))
-        .arg(keys.email_reserved(old))
-        .arg(keys.email_reverts_of(user))
+        .embedded(
+            Embedded::AddRevert,
+            &[
+                keys.email_revert(old, digest),
+                keys.email_reserved(old),
+                keys.email_reverts_of(user),
+            ],
+        )
         .arg(user.to_string())
         .arg(millis(REVERT_TTL))
         .ignore();
 }
 
 /// The account that holds `email`: the one indexed under it, else the one
-/// it is reserved for. Read under WATCH of the email's claim: an email
-/// leaves the index in the very transaction that reserves it, and goes
-/// back into it in the one that ends the reservation, so the two reads
-/// never both miss.
+/// it is reserved for. An email leaves the index in the very step that
+/// reserves it, and goes back into it in the one that ends the
+/// reservation, so the two reads never both miss.
 pub(super) fn email_holder(
-    conn: &mut Connection,
+    tx: &mut Tx,
     keys: &Keys,
     email: &UserEmail,
 ) -> Result<Option<UserId>, StoreError> {
-    if let Some(id) = find_id_by_email(conn, keys, email)? {
+    if let Some(id) = find_id_by_email(tx, keys, email)? {
         return Ok(Some(id));
     }
-    reserved_for(conn, keys, email)
+    reserved_for(tx, keys, email)
 }
 
 /// The account `email` is reserved for, if any.
 pub(super) fn reserved_for(
-    conn: &mut Connection,
+    tx: &mut Tx,
     keys: &Keys,
     email: &UserEmail,
 ) -> Result<Option<UserId>, StoreError> {
-    let reserved: Option<String> = redis::cmd("GET")
-        .arg(keys.email_reserved(email))
-        .query(conn)?;
+    let reserved: Option<String> = tx.read(redis::cmd("GET").arg(keys.email_reserved(email)))?;
     Ok(reserved.as_deref().and_then(UserId::parse))
 }
 
@@ -126,31 +125,31 @@ pub(super) enum Ending<'a> {
     From(&'a str),
 }
 
-/// Adds to a MULTI/EXEC the end of `user`'s revert codes and reservations
-/// that `ending` names, read under WATCH. A key is deleted only while it
-/// still names `user`: a reservation another account made since is left.
+/// Adds to a step's writes the end of `user`'s revert codes and
+/// reservations that `ending` names. A key is deleted only while it still
+/// names `user`: a reservation another account made since is left.
 pub(super) fn end_reverts(
-    conn: &mut Connection,
+    tx: &mut Tx,
     keys: &Keys,
     user: UserId,
     ending: &Ending,
-    writes: &mut Pipeline,
+    writes: &mut Writes,
 ) -> Result<(), StoreError> {
     let reverts = keys.email_reverts_of(user);
-    watch(conn, &reverts)?;
     let from = match ending {
         Ending::All => None,
         Ending::From(code) => {
-            let score: Option<f64> = redis::cmd("ZSCORE").arg(&reverts).arg(code).query(conn)?;
+            let score: Option<f64> = tx.read(redis::cmd("ZSCORE").arg(&reverts).arg(code))?;
             Some(score.unwrap_or(f64::INFINITY))
         }
     };
     let from_arg = from.map_or_else(|| "-inf".to_owned(), |score| score.to_string());
-    let mut ended: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-        .arg(&reverts)
-        .arg(&from_arg)
-        .arg("+inf")
-        .query(conn)?;
+    let mut ended: Vec<String> = tx.read(
+        redis::cmd("ZRANGEBYSCORE")
+            .arg(&reverts)
+            .arg(&from_arg)
+            .arg("+inf"),
+    )?;
     if let Ending::From(code) = ending {
         if !ended.iter().any(|key| key == code) {
             ended.push((*code).to_owned());
@@ -159,10 +158,11 @@ pub(super) fn end_reverts(
     if ended.is_empty() {
         return Ok(());
     }
-    for key in &ended {
-        watch(conn, key)?;
-    }
-    let owners: Vec<Option<String>> = redis::cmd("MGET").arg(&ended).query(conn)?;
+    let reads: Vec<redis::Cmd> = ended
+        .iter()
+        .map(|key| redis::cmd("GET").arg(key).take())
+        .collect();
+    let owners: Vec<Option<String>> = tx.read_all(&reads)?;
     let mine = user.to_string();
     let owned: Vec<&String> = ended
         .iter()
@@ -206,7 +206,7 @@ impl RedisConn {
     /// Puts `revert.email` back on its account, marked verified (the code
     /// went there), with a password nobody knows; ends every session, code,
     /// revert code and reservation of the account; issues a reset code to
-    /// the restored address; records the event. One MULTI/EXEC; `false`
+    /// the restored address; records the event. One atomic step; `false`
     /// (nothing written) when the code is no longer live or the account is
     /// gone. Fails with [`StoreError::EmailInUse`] when another account
     /// holds the address.
@@ -227,21 +227,19 @@ fn revert_email(
     let mut hset = redis::cmd("HSET");
     hset.arg(&key);
     add_password_fields(&mut hset, &revert.locked_hash)?;
-    transact_with_replies(conn, &key, |conn| {
-        watch(conn, &code)?;
-        watch(conn, &keys.email_claim(&revert.email))?;
-        let live: Option<String> = redis::cmd("GET").arg(&code).query(conn)?;
-        let Some(current) = read_user(conn, keys, id)?.map(|record| record.user) else {
+    transact_with_replies(conn, |tx| {
+        let live: Option<String> = tx.read(redis::cmd("GET").arg(&code))?;
+        let Some(current) = read_user(tx, keys, id)?.map(|record| record.user) else {
             return Ok(Plan::Answer(false));
         };
         if live != Some(id.to_string()) {
             return Ok(Plan::Answer(false));
         }
-        if email_holder(conn, keys, &revert.email)?.is_some_and(|holder| holder != id) {
+        if email_holder(tx, keys, &revert.email)?.is_some_and(|holder| holder != id) {
             return Err(StoreError::EmailInUse);
         }
         let updated = now().max(current.updated);
-        let mut writes = redis::pipe();
+        let mut writes = Writes::new();
         let mut hset = hset.clone();
         hset.arg(user_fields::EMAIL)
             .arg(revert.email.as_str())
@@ -254,8 +252,8 @@ fn revert_email(
             remove_from_index(&mut writes, keys, current.email.as_str(), id);
             add_to_index(&mut writes, keys, &revert.email, id);
         }
-        end_reverts(conn, keys, id, &Ending::From(&code), &mut writes)?;
-        let sessions = watched_session_ids(conn, keys, id)?;
+        end_reverts(tx, keys, id, &Ending::From(&code), &mut writes)?;
+        let sessions = session_ids(tx, keys, id)?;
         revoke_all(&mut writes, keys, id, &sessions);
         remove_codes(&mut writes, keys, id);
         revert.reset_code.add(&mut writes, keys, id);

@@ -636,13 +636,6 @@ impl TestApp {
         self.keys_of_layout().user(user_id(id))
     }
 
-    /// The key a sign-up of `email` writes to abort the transactions
-    /// watching that email.
-    pub fn email_claim_key(&self, email: &str) -> String {
-        let email = user_accounts::domain::UserEmail::parse(email).expect("a valid email");
-        self.keys_of_layout().email_claim(&email)
-    }
-
     pub fn session_key(&self, token: &str) -> String {
         let token = SessionToken::parse(token).expect("a well-formed token");
         self.keys_of_layout().session(&token.id())

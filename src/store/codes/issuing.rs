@@ -7,11 +7,12 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::{Pipeline, Script};
+use redis::Script;
 
 use crate::domain::{CodePurpose, QueuedMail, UserId};
 use crate::store::layout::{code_fields, Keys};
 use crate::store::mail::queue::{encode, QUEUE_WITHIN_BOUND};
+use crate::store::plumbing::transaction::{Embedded, Writes};
 
 /// The window of `CODE_MAX_PER_DAY` and `CODE_MAX_ACCOUNT_FAILURES`.
 pub const CODE_DAY: Duration = Duration::from_secs(86_400);
@@ -67,7 +68,8 @@ end
 return queue_within_bound(KEYS[4], KEYS[5], tonumber(ARGV[9]), ARGV[10], 11)
 ";
 
-static ISSUE_SOURCE: LazyLock<String> = LazyLock::new(|| format!("{QUEUE_WITHIN_BOUND}{ISSUE}"));
+pub(in crate::store) static ISSUE_SOURCE: LazyLock<String> =
+    LazyLock::new(|| format!("{QUEUE_WITHIN_BOUND}{ISSUE}"));
 pub(in crate::store) static ISSUE_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&ISSUE_SOURCE));
 
@@ -119,24 +121,19 @@ impl NewCode {
         (script_keys, args)
     }
 
-    /// Adds to a MULTI/EXEC the script that replaces `user`'s code of this
+    /// Adds to a step's writes the script that replaces `user`'s code of this
     /// purpose with this one and queues its mail, whatever the resend rule
     /// says. Its reply is not ignored: it tallies the mail.
-    pub(in crate::store) fn add(&self, writes: &mut Pipeline, keys: &Keys, user: UserId) {
+    pub(in crate::store) fn add(&self, writes: &mut Writes, keys: &Keys, user: UserId) {
         let (script_keys, args) = self.script_input(keys, user, Resend::Now);
-        writes
-            .cmd("EVAL")
-            .arg(ISSUE_SOURCE.as_str())
-            .arg(script_keys.len())
-            .arg(script_keys)
-            .arg(args);
+        writes.embedded(Embedded::IssueCode, &script_keys).arg(args);
     }
 }
 
-/// Adds to a MULTI/EXEC the removal of every live code of `user`: the
+/// Adds to a step's writes the removal of every live code of `user`: the
 /// state it was made for (the account enabled, its email, its password)
 /// changed, or the user is gone. The day's counts stay.
-pub(in crate::store) fn remove_codes(writes: &mut Pipeline, keys: &Keys, user: UserId) {
+pub(in crate::store) fn remove_codes(writes: &mut Writes, keys: &Keys, user: UserId) {
     for purpose in CodePurpose::ALL {
         writes
             .cmd("DEL")

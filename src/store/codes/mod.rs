@@ -7,7 +7,7 @@ pub(super) mod issuing;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::{Connection, Script, Value};
+use redis::{ConnectionLike, Script, Value};
 
 use crate::domain::{now, CodePurpose, EventKind, PasswordHash, QueuedMail, UserEmail, UserId};
 use crate::store::codes::issuing::{millis, remove_codes, NewCode, Resend, CODE_DAY, ISSUE_SCRIPT};
@@ -19,8 +19,8 @@ use crate::store::plumbing::conn::RedisConn;
 use crate::store::plumbing::records::{
     add_password_fields, decode_user_fields, encode_time, hgetall,
 };
-use crate::store::plumbing::transaction::{transact_with_replies, watch, Plan};
-use crate::store::sessions::index::{revoke_all, watched_session_ids};
+use crate::store::plumbing::transaction::{transact_with_replies, Plan, Writes};
+use crate::store::sessions::index::{revoke_all, session_ids};
 use crate::store::StoreError;
 
 /// A code dies after this many wrong tries.
@@ -283,7 +283,7 @@ impl RedisConn {
     /// Sets a new password with a reset code: spends it and every other
     /// live code of the account, replaces the hash, marks the email
     /// verified, ends every session, clears every login counter of the
-    /// account, records the event and queues the notice, in one MULTI/EXEC;
+    /// account, records the event and queues the notice, in one atomic step;
     /// `false` (nothing written) when the code is no longer live or the
     /// user is gone.
     pub async fn reset_password(&mut self, reset: Reset) -> Result<bool, StoreError> {
@@ -293,7 +293,7 @@ impl RedisConn {
 }
 
 fn reset_password(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &Keys,
     reset: &Reset,
 ) -> Result<(bool, Vec<Value>), StoreError> {
@@ -303,28 +303,24 @@ fn reset_password(
     let mut hset = redis::cmd("HSET");
     hset.arg(&user_key);
     add_password_fields(&mut hset, &reset.new_hash)?;
-    transact_with_replies(conn, &code, |conn| {
-        watch(conn, &user_key)?;
-        watch(conn, &addresses_key)?;
-        let stored: Option<String> = redis::cmd("HGET")
-            .arg(&code)
-            .arg(code_fields::DIGEST)
-            .query(conn)?;
-        let fields = hgetall(&user_key).query(conn)?;
+    transact_with_replies(conn, |tx| {
+        let stored: Option<String> =
+            tx.read(redis::cmd("HGET").arg(&code).arg(code_fields::DIGEST))?;
+        let fields = tx.read(&hgetall(&user_key))?;
         let current = decode_user_fields(reset.user, &user_key, fields)?;
         let current = match current {
             Some(record) if stored.as_deref() == Some(reset.digest.as_str()) => record.user,
             _ => return Ok(Plan::Answer(false)),
         };
-        let sessions = watched_session_ids(conn, keys, reset.user)?;
-        let addresses: Vec<String> = redis::cmd("SMEMBERS").arg(&addresses_key).query(conn)?;
+        let sessions = session_ids(tx, keys, reset.user)?;
+        let addresses: Vec<String> = tx.read(redis::cmd("SMEMBERS").arg(&addresses_key))?;
         let updated = now().max(current.updated);
         let mut hset = hset.clone();
         hset.arg(user_fields::UPDATED)
             .arg(encode_time(updated))
             .arg(user_fields::EMAIL_VERIFIED)
             .arg(1);
-        let mut writes = redis::pipe();
+        let mut writes = Writes::new();
         writes.add_command(hset).ignore();
         remove_codes(&mut writes, keys, reset.user);
         revoke_all(&mut writes, keys, reset.user, &sessions);

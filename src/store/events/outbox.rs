@@ -3,8 +3,8 @@
 //! groups), and to the user's own activity list, inside the MULTI/EXEC of
 //! the change itself.
 
+use crate::store::plumbing::transaction::Writes;
 use chrono::{DateTime, Utc};
-use redis::Pipeline;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{Event, EventKind, UserId};
@@ -33,9 +33,9 @@ impl StoredEvent {
     }
 }
 
-/// Adds the commands that record `kind` for `user` to a MULTI/EXEC pipeline.
+/// Adds the commands that record `kind` for `user` to a step's writes.
 pub(in crate::store) fn record(
-    writes: &mut Pipeline,
+    writes: &mut Writes,
     keys: &Keys,
     kind: EventKind,
     user: UserId,

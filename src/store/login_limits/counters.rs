@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::domain::UserEmail;
 use crate::store::layout::Keys;
+use crate::store::plumbing::transaction::Writes;
 
 /// Whether an attempt (a password check, a code request) may go ahead.
 #[derive(Debug, PartialEq, Eq)]
@@ -25,11 +26,11 @@ pub(in crate::store) fn counters(keys: &Keys, email: &UserEmail, address: &str) 
     ]
 }
 
-/// Adds to a MULTI/EXEC the commands that clear every counter keyed by the
-/// account `email` (the per-address ones among them); `addresses` are the
-/// members of its set of addresses, read under WATCH.
+/// Adds to a step's writes the commands that clear every counter keyed by
+/// the account `email` (the per-address ones among them); `addresses` are
+/// the members of its set of addresses, as the step read them.
 pub(in crate::store) fn clear_account(
-    writes: &mut redis::Pipeline,
+    writes: &mut Writes,
     keys: &Keys,
     email: &UserEmail,
     addresses: &[String],

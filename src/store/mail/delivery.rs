@@ -23,6 +23,7 @@ use crate::domain::QueuedMail;
 use crate::store::layout::{mail_fields, Keys, MAIL_GROUP};
 use crate::store::mail::queue::{decode, encode, enqueue};
 use crate::store::plumbing::conn::{RedisConn, Store};
+use crate::store::plumbing::transaction::Writes;
 use crate::store::StoreError;
 
 /// A message as one reader got it from the queue.
@@ -544,8 +545,7 @@ fn requeue_dead(conn: &mut Connection, keys: &Keys) -> Result<u64, StoreError> {
         };
         after = format!("({last}");
         let full = batch.len() == REQUEUE_BATCH;
-        let mut writes = redis::pipe();
-        writes.atomic();
+        let mut writes = Writes::new();
         let mut ids = Vec::new();
         for (id, fields) in batch {
             let Ok(mut mail) = decode(&fields) else {
@@ -557,7 +557,7 @@ fn requeue_dead(conn: &mut Connection, keys: &Keys) -> Result<u64, StoreError> {
         }
         if !ids.is_empty() {
             writes.cmd("XDEL").arg(keys.mail_dead()).arg(&ids).ignore();
-            writes.exec(conn)?;
+            writes.apply(conn)?;
             moved += ids.len() as u64;
         }
         if !full {

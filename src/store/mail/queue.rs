@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use redis::{Pipeline, Value};
+use redis::Value;
 
 use crate::domain::{MailContent, MailId, MailKind, QueuedMail, SealedCode, UserEmail, UserName};
 use crate::store::layout::{mail_fields, Keys};
 use crate::store::plumbing::conn::RedisConn;
+use crate::store::plumbing::transaction::{Embedded, Writes};
 use crate::store::StoreError;
 
 /// The Lua function that queues one message unless its recipient already
@@ -40,16 +41,16 @@ end
 
 /// KEYS: the recipient's last hour, the queue. ARGV: the bound, the
 /// message's id, then its fields and values.
-static QUEUE: LazyLock<String> = LazyLock::new(|| {
+pub(in crate::store) static QUEUE_SOURCE: LazyLock<String> = LazyLock::new(|| {
     format!("{QUEUE_WITHIN_BOUND}return queue_within_bound(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], 3)")
 });
 
-/// Adds the script that queues `mail` to a MULTI/EXEC pipeline, within the
+/// Adds the script that queues `mail` to a step's writes, within the
 /// recipient's bound. Its reply is not ignored: once the EXEC has succeeded,
 /// [`RedisConn::tally_mail`] counts what was queued and what held back.
 /// The queue has no length cap: no queued message is dropped to make room.
 /// Queue only while mail is on (`Accounts::mail_enabled`).
-pub(in crate::store) fn enqueue(writes: &mut Pipeline, keys: &Keys, mail: &QueuedMail) {
+pub(in crate::store) fn enqueue(writes: &mut Writes, keys: &Keys, mail: &QueuedMail) {
     // A notice that carries a revert code is counted but never held back:
     // it is how the owner takes the account back, so a flood of other mail
     // must not crowd it out; and it goes only to an address the account
@@ -59,11 +60,10 @@ pub(in crate::store) fn enqueue(writes: &mut Pipeline, keys: &Keys, mail: &Queue
         _ => keys.mail_max_per_recipient(),
     };
     writes
-        .cmd("EVAL")
-        .arg(QUEUE.as_str())
-        .arg(2)
-        .arg(keys.mail_to_recipient(&mail.to))
-        .arg(keys.mail_queue())
+        .embedded(
+            Embedded::QueueMail,
+            &[keys.mail_to_recipient(&mail.to), keys.mail_queue()],
+        )
         .arg(bound)
         .arg(mail.id.to_string())
         .arg(encode(mail));
@@ -168,9 +168,9 @@ impl RedisConn {
         let owned = mail.clone();
         let replies: Vec<Value> = self
             .run(move |conn, keys| {
-                let mut writes = redis::pipe();
+                let mut writes = Writes::new();
                 enqueue(&mut writes, keys, &owned);
-                Ok(writes.query(conn)?)
+                writes.apply(conn)
             })
             .await?;
         let tally = MailTally::of(&replies);

@@ -1,60 +1,338 @@
-//! Optimistic transactions: WATCH, read and decide, then MULTI/EXEC, retried
-//! a bounded number of times when another client's write got in between.
+//! Optimistic transactions that need no WATCH, so that they run alike on one
+//! Redis and on a cluster: read and decide, then one script checks that
+//! every read still gives the same reply and, only then, runs the writes.
+//! A read that changed meanwhile starts the step over, a bounded number of
+//! times. Every key a step reads or writes shares one hash slot (the
+//! layout's tags see to it), so the script runs on the node that owns it.
 
+use std::io::Write as _;
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::{Connection, Pipeline, Value};
+use redis::{Arg, Cmd, ConnectionLike, FromRedisValue, Script, ToRedisArgs, Value};
 
+use crate::store::codes::issuing::ISSUE_SOURCE;
+use crate::store::email_reverts::ADD_REVERT;
+use crate::store::mail::queue::QUEUE_SOURCE;
 use crate::store::StoreError;
 
-/// A WATCH/MULTI/EXEC that another client's write aborted is retried this
-/// many times before the request gives up with 503.
+/// A step whose reads another client's write changed is retried this many
+/// times before the request gives up with 503.
 const MAX_TRANSACTION_ATTEMPTS: u32 = 32;
 
-/// What a transaction attempt decided after reading under WATCH.
+/// What a transaction attempt decided after reading.
 pub(in crate::store) enum Plan<T> {
-    /// Run these commands in MULTI/EXEC; on success, answer `T`.
-    Write(Pipeline, T),
+    /// Run these writes, provided the reads are unchanged; on success,
+    /// answer `T`.
+    Write(Writes, T),
     /// Nothing to write: answer `T` at once.
     Answer(T),
 }
 
-/// Runs optimistic transactions: WATCH `watched`, let `plan` read and decide,
-/// then EXEC its writes. An EXEC aborted by a concurrent write to a watched
-/// key starts over, at most [`MAX_TRANSACTION_ATTEMPTS`] times.
-pub(in crate::store) fn transact<T>(
-    conn: &mut Connection,
-    watched: &str,
-    plan: impl FnMut(&mut Connection) -> Result<Plan<T>, StoreError>,
-) -> Result<T, StoreError> {
-    transact_with_replies(conn, watched, plan).map(|(answer, _)| answer)
+/// A script that a step's writes may run among their commands: scripts
+/// cannot call scripts, so the step's own script holds these as functions.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::store) enum Embedded {
+    /// Queues a message within its recipient's bound (`mail::queue`).
+    QueueMail,
+    /// Issues a one-time code and queues its mail (`codes::issuing`).
+    IssueCode,
+    /// Stores a revert code and a reservation (`email_reverts`).
+    AddRevert,
 }
 
-/// Like [`transact`], with the replies of the written commands that were
-/// not ignored (none when nothing was written).
+impl Embedded {
+    const ALL: [Self; 3] = [Self::QueueMail, Self::IssueCode, Self::AddRevert];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::QueueMail => "queue_mail",
+            Self::IssueCode => "issue_code",
+            Self::AddRevert => "add_revert",
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Self::QueueMail => &QUEUE_SOURCE,
+            Self::IssueCode => &ISSUE_SOURCE,
+            Self::AddRevert => ADD_REVERT,
+        }
+    }
+}
+
+/// One write of a step: a command, or an embedded script with its keys
+/// and arguments (`args` starts with the number of keys).
+struct Op {
+    embedded: Option<Embedded>,
+    keep_reply: bool,
+    args: Vec<Vec<u8>>,
+}
+
+/// The writes of one step, built like a pipeline.
+#[derive(Default)]
+pub(in crate::store) struct Writes {
+    ops: Vec<Op>,
+}
+
+impl Writes {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts a command; `arg` adds to it.
+    pub fn cmd(&mut self, name: &str) -> &mut Self {
+        self.ops.push(Op {
+            embedded: None,
+            keep_reply: true,
+            args: vec![name.as_bytes().to_vec()],
+        });
+        self
+    }
+
+    /// Adds a command built elsewhere.
+    pub fn add_command(&mut self, command: Cmd) -> &mut Self {
+        self.ops.push(Op {
+            embedded: None,
+            keep_reply: true,
+            args: words(&command),
+        });
+        self
+    }
+
+    /// Runs `script` with `keys` (all in the step's slot); `arg` adds to
+    /// its arguments.
+    pub fn embedded(&mut self, script: Embedded, keys: &[String]) -> &mut Self {
+        let mut args = vec![keys.len().to_string().into_bytes()];
+        args.extend(keys.iter().map(|key| key.as_bytes().to_vec()));
+        self.ops.push(Op {
+            embedded: Some(script),
+            keep_reply: true,
+            args,
+        });
+        self
+    }
+
+    /// Adds an argument to the last command or script.
+    pub fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        if let Some(op) = self.ops.last_mut() {
+            arg.write_redis_args(&mut op.args);
+        }
+        self
+    }
+
+    /// Leaves the last write's reply out of the replies.
+    pub fn ignore(&mut self) -> &mut Self {
+        if let Some(op) = self.ops.last_mut() {
+            op.keep_reply = false;
+        }
+        self
+    }
+
+    /// The key the step's script is sent with: the first key written. On a
+    /// cluster it names the slot, and so the node, the script runs on.
+    fn route(&self) -> Option<&[u8]> {
+        // A command's first key follows its name; a script's, its count.
+        self.ops.first()?.args.get(1).map(Vec::as_slice)
+    }
+
+    /// Runs the writes in one script, without any check; the replies of
+    /// the writes not ignored.
+    pub fn apply(&self, conn: &mut dyn ConnectionLike) -> Result<Vec<Value>, StoreError> {
+        let replies = self.invoke(&[], conn)?;
+        Ok(replies.unwrap_or_default())
+    }
+
+    /// Runs the writes in one script if every guard still holds: `None`
+    /// when one does not (nothing was written).
+    fn invoke(
+        &self,
+        guards: &[Guard],
+        conn: &mut dyn ConnectionLike,
+    ) -> Result<Option<Vec<Value>>, StoreError> {
+        let Some(route) = self.route() else {
+            return Ok(Some(Vec::new()));
+        };
+        let mut invocation = GUARDED_WRITE_SCRIPT.prepare_invoke();
+        invocation.key(route).arg(guards.len());
+        for guard in guards {
+            invocation
+                .arg(guard.width)
+                .arg(guard.command.len())
+                .arg(&guard.command)
+                .arg(guard.expected.len())
+                .arg(&guard.expected);
+        }
+        for op in &self.ops {
+            invocation
+                .arg(op.embedded.map_or("", Embedded::name))
+                .arg(u8::from(op.keep_reply))
+                .arg(op.args.len())
+                .arg(&op.args);
+        }
+        Ok(invocation.invoke(conn)?)
+    }
+}
+
+/// A read a step's decision rests on, and its reply as the step saw it.
+struct Guard {
+    /// 0: the reply as a whole; 1 or 2: an unordered reply (a set's
+    /// members, a hash's field-value pairs), compared element by element.
+    width: u8,
+    command: Vec<Vec<u8>>,
+    /// The reply's fingerprint, or those of its elements.
+    expected: Vec<Vec<u8>>,
+}
+
+impl Guard {
+    fn new(command: &Cmd, reply: &Value) -> Self {
+        let command = words(command);
+        let name = command
+            .first()
+            .map(|name| name.to_ascii_uppercase())
+            .unwrap_or_default();
+        let width: u8 = match name.as_slice() {
+            b"HGETALL" => 2,
+            b"SMEMBERS" | b"HKEYS" | b"HVALS" => 1,
+            _ => 0,
+        };
+        let expected = match (width, reply) {
+            (1 | 2, Value::Array(items)) => items
+                .chunks(usize::from(width))
+                .map(|element| {
+                    let mut print = Vec::new();
+                    for item in element {
+                        fingerprint(item, &mut print);
+                    }
+                    print
+                })
+                .collect(),
+            _ => {
+                let mut print = Vec::new();
+                fingerprint(reply, &mut print);
+                vec![print]
+            }
+        };
+        Self {
+            width,
+            command,
+            expected,
+        }
+    }
+}
+
+/// A command's name and arguments, as a script takes them.
+fn words(command: &Cmd) -> Vec<Vec<u8>> {
+    command
+        .args_iter()
+        .filter_map(|arg| match arg {
+            Arg::Simple(bytes) => Some(bytes.to_vec()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes `value` as the step's script writes the same reply: each kind
+/// of reply with its length, so that different replies never look alike.
+fn fingerprint(value: &Value, out: &mut Vec<u8>) {
+    // Writing to a Vec cannot fail.
+    let _ = match value {
+        Value::Nil => write!(out, "n"),
+        Value::Int(number) => write!(out, "i{number};"),
+        Value::BulkString(bytes) => {
+            let _ = write!(out, "b{}:", bytes.len());
+            out.write_all(bytes)
+        }
+        Value::SimpleString(text) => write!(out, "s{}:{text}", text.len()),
+        Value::Okay => write!(out, "s2:OK"),
+        Value::Array(items) => {
+            let _ = write!(out, "a{};", items.len());
+            for item in items {
+                fingerprint(item, out);
+            }
+            Ok(())
+        }
+        // Replies of RESP3 only: the connections speak RESP2, and a guard
+        // that never matches only costs a retry.
+        _ => write!(out, "?"),
+    };
+}
+
+/// The reads of one attempt of a step, each kept as a guard unless it is
+/// a [`Tx::peek`].
+pub(in crate::store) struct Tx<'c> {
+    conn: &'c mut dyn ConnectionLike,
+    guards: Vec<Guard>,
+}
+
+impl Tx<'_> {
+    /// Sends `command` and keeps its reply as a guard.
+    pub fn read<T: FromRedisValue>(&mut self, command: &Cmd) -> Result<T, StoreError> {
+        let reply: Value = command.query(self.conn)?;
+        self.guards.push(Guard::new(command, &reply));
+        decode(reply)
+    }
+
+    /// Sends `commands` in one round trip and keeps each reply as a guard;
+    /// decodes the replies together, as a pipeline's.
+    pub fn read_all<T: FromRedisValue>(&mut self, commands: &[Cmd]) -> Result<T, StoreError> {
+        let mut pipe = redis::pipe();
+        for command in commands {
+            pipe.add_command(command.clone());
+        }
+        let replies: Vec<Value> = if commands.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query(self.conn)?
+        };
+        for (command, reply) in commands.iter().zip(&replies) {
+            self.guards.push(Guard::new(command, reply));
+        }
+        decode(Value::Array(replies))
+    }
+
+    /// Sends `command` without keeping a guard: for a reply that changes
+    /// by itself (a TTL) or that the decision does not rest on.
+    pub fn peek<T: FromRedisValue>(&mut self, command: &Cmd) -> Result<T, StoreError> {
+        Ok(command.query(self.conn)?)
+    }
+}
+
+fn decode<T: FromRedisValue>(reply: Value) -> Result<T, StoreError> {
+    T::from_redis_value(reply)
+        .map_err(redis::RedisError::from)
+        .map_err(StoreError::from)
+}
+
+/// Runs an optimistic transaction: `plan` reads and decides, then its
+/// writes run provided its reads are unchanged. A step whose reads changed
+/// starts over, at most [`MAX_TRANSACTION_ATTEMPTS`] times.
+pub(in crate::store) fn transact<T>(
+    conn: &mut dyn ConnectionLike,
+    plan: impl FnMut(&mut Tx) -> Result<Plan<T>, StoreError>,
+) -> Result<T, StoreError> {
+    transact_with_replies(conn, plan).map(|(answer, _)| answer)
+}
+
+/// Like [`transact`], with the replies of the writes that were not
+/// ignored (none when nothing was written).
 pub(in crate::store) fn transact_with_replies<T>(
-    conn: &mut Connection,
-    watched: &str,
-    mut plan: impl FnMut(&mut Connection) -> Result<Plan<T>, StoreError>,
+    conn: &mut dyn ConnectionLike,
+    mut plan: impl FnMut(&mut Tx) -> Result<Plan<T>, StoreError>,
 ) -> Result<(T, Vec<Value>), StoreError> {
     for attempt in 0..MAX_TRANSACTION_ATTEMPTS {
-        watch(conn, watched)?;
-        match plan(conn) {
-            Ok(Plan::Write(mut writes, answer)) => {
-                let committed: Option<Vec<Value>> = writes.atomic().query(conn)?;
-                if let Some(replies) = committed {
+        let mut tx = Tx {
+            conn: &mut *conn,
+            guards: Vec::new(),
+        };
+        match plan(&mut tx)? {
+            Plan::Write(writes, answer) => {
+                let guards = std::mem::take(&mut tx.guards);
+                if let Some(replies) = writes.invoke(&guards, conn)? {
                     return Ok((answer, replies));
                 }
             }
-            Ok(Plan::Answer(answer)) => {
-                redis::cmd("UNWATCH").exec(conn)?;
-                return Ok((answer, Vec::new()));
-            }
-            Err(error) => {
-                // The request fails anyway; a failed UNWATCH adds nothing to it.
-                let _ = redis::cmd("UNWATCH").exec(conn);
-                return Err(error);
-            }
+            Plan::Answer(answer) => return Ok((answer, Vec::new())),
         }
         // Contention: let the winner finish before reading again.
         std::thread::sleep(Duration::from_micros(50 << attempt.min(6)));
@@ -62,7 +340,83 @@ pub(in crate::store) fn transact_with_replies<T>(
     Err(StoreError::Contention(MAX_TRANSACTION_ATTEMPTS))
 }
 
-/// Adds `key` to the keys the current transaction watches.
-pub(in crate::store) fn watch(conn: &mut Connection, key: &str) -> Result<(), StoreError> {
-    Ok(redis::cmd("WATCH").arg(key).exec(conn)?)
-}
+/// The script of every step. ARGV: the number of guards; each guard as
+/// its width, its command's length and words, its expected fingerprints'
+/// count and the fingerprints; then each write as its embedded script's
+/// name ('' for a command), whether its reply is kept (1/0), its length
+/// and words. Returns false, writing nothing, when a guard's reply
+/// changed; else the kept replies.
+const GUARDED_WRITE: &str = r"
+local function fingerprint(v)
+  local t = type(v)
+  if t == 'string' then return 'b' .. #v .. ':' .. v end
+  if t == 'number' then return 'i' .. string.format('%d', v) .. ';' end
+  if t == 'boolean' then return v and '?' or 'n' end
+  if v.ok then return 's' .. #v.ok .. ':' .. v.ok end
+  local parts = {}
+  for i = 1, #v do parts[i] = fingerprint(v[i]) end
+  return 'a' .. #v .. ';' .. table.concat(parts)
+end
+local n = 1
+local function take(count)
+  local taken = {unpack(ARGV, n, n + count - 1)}
+  n = n + count
+  return taken
+end
+local function holds(width, reply, expected)
+  if width == 0 then
+    return fingerprint(reply) == expected[1]
+  end
+  if type(reply) ~= 'table' or #reply ~= #expected * width then
+    return false
+  end
+  local counts = {}
+  for i = 1, #reply, width do
+    local element = fingerprint(reply[i])
+    if width == 2 then element = element .. fingerprint(reply[i + 1]) end
+    counts[element] = (counts[element] or 0) + 1
+  end
+  for _, element in ipairs(expected) do
+    local count = counts[element]
+    if not count or count == 0 then return false end
+    counts[element] = count - 1
+  end
+  return true
+end
+for _ = 1, tonumber(take(1)[1]) do
+  local head = take(2)
+  local reply = redis.call(unpack(take(tonumber(head[2]))))
+  local expected = take(tonumber(take(1)[1]))
+  if not holds(tonumber(head[1]), reply, expected) then
+    return false
+  end
+end
+local replies = {}
+while n <= #ARGV do
+  local head = take(3)
+  local args = take(tonumber(head[3]))
+  local reply
+  if head[1] == '' then
+    reply = redis.call(unpack(args))
+  else
+    local count = tonumber(args[1])
+    reply = EMBEDDED[head[1]]({unpack(args, 2, count + 1)}, {unpack(args, count + 2)})
+  end
+  if head[2] == '1' then replies[#replies + 1] = reply end
+end
+return replies
+";
+
+static GUARDED_WRITE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    let embedded: String = Embedded::ALL
+        .iter()
+        .map(|script| {
+            format!(
+                "EMBEDDED['{}'] = function(KEYS, ARGV)\n{}\nend\n",
+                script.name(),
+                script.source()
+            )
+        })
+        .collect();
+    Script::new(&format!("local EMBEDDED = {{}}\n{embedded}{GUARDED_WRITE}"))
+});

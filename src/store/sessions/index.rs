@@ -12,10 +12,9 @@
 //! reads and deletes it, a use of a session listed there moves it into the
 //! index, and the doctor folds what is left into the index.
 
-use redis::{Connection, Pipeline};
-
 use crate::domain::{SessionId, UserId};
 use crate::store::layout::Keys;
+use crate::store::plumbing::transaction::{Tx, Writes};
 use crate::store::StoreError;
 
 /// A session id as the index lists it, with the end of its session.
@@ -26,15 +25,15 @@ pub(in crate::store) struct Listed {
     pub ends_at: i64,
 }
 
-/// What both of a user's session lists hold, read under WATCH.
-pub(in crate::store) struct WatchedSessions {
+/// What both of a user's session lists hold, as a step read them.
+pub(in crate::store) struct UserSessions {
     /// In the index, in order of their ends, ended ones included.
     pub indexed: Vec<Listed>,
     /// In the legacy set only.
     pub legacy: Vec<SessionId>,
 }
 
-impl WatchedSessions {
+impl UserSessions {
     /// Every id either list holds, once.
     pub fn ids(&self) -> Vec<SessionId> {
         self.indexed
@@ -69,49 +68,43 @@ pub(in crate::store) fn decode_index(reply: Vec<(String, f64)>) -> Vec<Listed> {
         .collect()
 }
 
-/// WATCHes the user's index and legacy set and reads both, so that a login,
-/// a renewal or a revocation meanwhile aborts the transaction that acts on
-/// them. One round trip.
-pub(in crate::store) fn watched_sessions(
-    conn: &mut Connection,
+/// Reads the user's index and legacy set, so that a login, a renewal or a
+/// revocation meanwhile starts over the step that acts on them. One round
+/// trip.
+pub(in crate::store) fn read_sessions(
+    tx: &mut Tx,
     keys: &Keys,
     user: UserId,
-) -> Result<WatchedSessions, StoreError> {
+) -> Result<UserSessions, StoreError> {
     let index = keys.session_index(user);
     let legacy = keys.legacy_session_set(user);
-    let (indexed, legacy_ids): (Vec<(String, f64)>, Vec<String>) = redis::pipe()
-        .cmd("WATCH")
-        .arg(&index)
-        .arg(&legacy)
-        .ignore()
-        .add_command(index_entries(&index))
-        .cmd("SMEMBERS")
-        .arg(&legacy)
-        .query(conn)?;
+    let (indexed, legacy_ids): (Vec<(String, f64)>, Vec<String>) = tx.read_all(&[
+        index_entries(&index),
+        redis::cmd("SMEMBERS").arg(&legacy).take(),
+    ])?;
     let indexed = decode_index(indexed);
     let legacy = legacy_ids
         .iter()
         .filter_map(|id| SessionId::parse(id))
         .filter(|id| !indexed.iter().any(|listed| &listed.id == id))
         .collect();
-    Ok(WatchedSessions { indexed, legacy })
+    Ok(UserSessions { indexed, legacy })
 }
 
-/// WATCHes the user's session lists and reads every id they hold, so a
-/// login that adds a session meanwhile aborts the transaction that revokes
-/// them all.
-pub(in crate::store) fn watched_session_ids(
-    conn: &mut Connection,
+/// Reads every id the user's session lists hold, so a login that adds a
+/// session meanwhile starts over the step that revokes them all.
+pub(in crate::store) fn session_ids(
+    tx: &mut Tx,
     keys: &Keys,
     user: UserId,
 ) -> Result<Vec<SessionId>, StoreError> {
-    Ok(watched_sessions(conn, keys, user)?.ids())
+    Ok(read_sessions(tx, keys, user)?.ids())
 }
 
-/// Adds to a MULTI/EXEC the commands that end every session of `user` in
-/// `ids` (read with [`watched_session_ids`]), the index and the legacy set.
+/// Adds to a step's writes the commands that end every session of `user`
+/// in `ids` (read with [`session_ids`]), the index and the legacy set.
 pub(in crate::store) fn revoke_all(
-    writes: &mut Pipeline,
+    writes: &mut Writes,
     keys: &Keys,
     user: UserId,
     ids: &[SessionId],
@@ -126,12 +119,12 @@ pub(in crate::store) fn revoke_all(
         .ignore();
 }
 
-/// Adds to a MULTI/EXEC the commands that bring the index up to date:
+/// Adds to a step's writes the commands that bring the index up to date:
 /// drop the ids whose end is at or before `now`, `remove` some, `add` some,
 /// and expire the key with the last session. `ends_last` is the highest end
 /// among the ids that stay, as the caller read and wrote them.
 pub(in crate::store) fn update(
-    writes: &mut Pipeline,
+    writes: &mut Writes,
     index: &str,
     now: i64,
     remove: &[SessionId],

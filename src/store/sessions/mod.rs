@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use redis::aio::MultiplexedConnection;
-use redis::{Connection, Script};
+use redis::{Connection, ConnectionLike, Script};
 
 use crate::domain::{PasswordHash, Session, SessionId, User, UserId};
 use crate::store::layout::{self, session_fields, user_fields, Keys};
@@ -17,9 +17,9 @@ use crate::store::plumbing::records::{
     decode_password_values, decode_public_values, decode_session, encode_time, hgetall,
     hmget_password_fields, hmget_public_fields, hset_session,
 };
-use crate::store::plumbing::transaction::{transact, Plan};
+use crate::store::plumbing::transaction::{transact, Plan, Tx, Writes};
 use crate::store::sessions::index::{
-    decode_index, index_entries, update, watched_sessions, Listed, TIDY_INDEX_LUA,
+    decode_index, index_entries, read_sessions, update, Listed, TIDY_INDEX_LUA,
 };
 use crate::store::StoreError;
 
@@ -207,28 +207,30 @@ struct Login<'a> {
     max_per_user: u32,
 }
 
-/// WATCHes the user and its session index; writes the session, its index
-/// entry and the eviction of the oldest logins past the cap in one
-/// MULTI/EXEC, so that concurrent logins never leave more than the cap.
-fn create_session(conn: &mut Connection, keys: &Keys, login: &Login) -> Result<bool, StoreError> {
+/// Reads the user and its session index; writes the session, its index
+/// entry and the eviction of the oldest logins past the cap in one atomic
+/// step, so that concurrent logins never leave more than the cap.
+fn create_session(
+    conn: &mut dyn ConnectionLike,
+    keys: &Keys,
+    login: &Login,
+) -> Result<bool, StoreError> {
     let session = login.session;
     let user_key = keys.user(session.user_id);
     let index = keys.session_index(session.user_id);
     let key = keys.session(&session.id);
     let now = encode_time(session.last_seen);
     let ends_at = encode_time(session.ends_at(session.last_seen, login.idle));
-    transact(conn, &user_key, |conn| {
-        let (password, disabled, indexed): (Vec<Option<String>>, bool, Vec<(String, f64)>) =
-            redis::pipe()
-                .cmd("WATCH")
-                .arg(&index)
-                .ignore()
-                .add_command(hmget_password_fields(&user_key))
-                .cmd("HEXISTS")
-                .arg(&user_key)
-                .arg(user_fields::DISABLED)
-                .add_command(index_entries(&index))
-                .query(conn)?;
+    transact(conn, |tx| {
+        let (password, disabled, indexed): (Vec<Option<String>>, bool, Vec<(String, f64)>) = tx
+            .read_all(&[
+                hmget_password_fields(&user_key),
+                redis::cmd("HEXISTS")
+                    .arg(&user_key)
+                    .arg(user_fields::DISABLED)
+                    .take(),
+                index_entries(&index),
+            ])?;
         match decode_password_values(&user_key, password)? {
             Some(current) if &current == login.verified && !disabled => {}
             // Gone, disabled, or a new password since the check: no session.
@@ -238,13 +240,13 @@ fn create_session(conn: &mut Connection, keys: &Keys, login: &Login) -> Result<b
             .into_iter()
             .filter(|listed| listed.ends_at > now)
             .collect();
-        let (kept, evicted) = oldest_past_cap(conn, keys, live, login.max_per_user)?;
+        let (kept, evicted) = oldest_past_cap(tx, keys, live, login.max_per_user)?;
         let ends_last = kept
             .iter()
             .map(|listed| listed.ends_at)
             .chain([ends_at])
             .max();
-        let mut writes = redis::pipe();
+        let mut writes = Writes::new();
         writes
             .add_command(hset_session(&key, session))
             .ignore()
@@ -268,7 +270,7 @@ fn create_session(conn: &mut Connection, keys: &Keys, login: &Login) -> Result<b
 /// it ends: the oldest logins, as many as it takes to stay within `cap`
 /// with the new one. Ids whose session is gone already count as ended.
 fn oldest_past_cap(
-    conn: &mut Connection,
+    tx: &mut Tx,
     keys: &Keys,
     live: Vec<Listed>,
     cap: u32,
@@ -277,14 +279,16 @@ fn oldest_past_cap(
     if live.len() <= room {
         return Ok((live, Vec::new()));
     }
-    let mut fetch = redis::pipe();
-    for listed in &live {
-        fetch
-            .cmd("HGET")
-            .arg(keys.session(&listed.id))
-            .arg(session_fields::CREATED);
-    }
-    let created: Vec<Option<i64>> = fetch.query(conn)?;
+    let reads: Vec<redis::Cmd> = live
+        .iter()
+        .map(|listed| {
+            redis::cmd("HGET")
+                .arg(keys.session(&listed.id))
+                .arg(session_fields::CREATED)
+                .take()
+        })
+        .collect();
+    let created: Vec<Option<i64>> = tx.read_all(&reads)?;
     let mut by_login: Vec<(i64, Listed)> = Vec::new();
     let mut ended = Vec::new();
     for (listed, created) in live.into_iter().zip(created) {
@@ -301,17 +305,17 @@ fn oldest_past_cap(
 }
 
 /// Ends every session of the user but `keep`, from the index and the legacy
-/// set, in one MULTI/EXEC.
+/// set, in one atomic step.
 fn revoke_sessions(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &Keys,
     user: UserId,
     keep: Option<&SessionId>,
 ) -> Result<(), StoreError> {
     let index = keys.session_index(user);
     let legacy = keys.legacy_session_set(user);
-    transact(conn, &index, |conn| {
-        let lists = watched_sessions(conn, keys, user)?;
+    transact(conn, |tx| {
+        let lists = read_sessions(tx, keys, user)?;
         let ending: Vec<SessionId> = lists
             .ids()
             .into_iter()
@@ -326,7 +330,7 @@ fn revoke_sessions(
             .filter(|listed| Some(&listed.id) == keep)
             .map(|listed| listed.ends_at)
             .max();
-        let mut writes = redis::pipe();
+        let mut writes = Writes::new();
         for id in &ending {
             writes.cmd("DEL").arg(keys.session(id)).ignore();
         }

@@ -3,9 +3,9 @@
 //! that keep emails unique, and the list cursor, which is an index member
 //! that clients hold as an opaque string.
 
+use crate::store::plumbing::transaction::Writes;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use redis::Pipeline;
 
 use crate::domain::{UserEmail, UserId};
 use crate::store::layout::{index_member, parse_index_member, Keys, MEMBER_SEPARATOR};
@@ -63,34 +63,26 @@ pub(in crate::store) fn first_id(members: Vec<String>) -> Option<UserId> {
         .map(|(_, id)| id)
 }
 
-/// Adds to a transaction the member of `email` held by `id`, and the write
-/// that aborts every other transaction watching that email's claim key. The
-/// claim key is set and deleted at once: nothing stays in Redis.
+/// Adds to a step's writes the member of `email` held by `id`. A step
+/// that read the email's members (with [`email_lookup`]) meanwhile starts
+/// over.
 pub(in crate::store) fn add_to_index(
-    writes: &mut Pipeline,
+    writes: &mut Writes,
     keys: &Keys,
     email: &UserEmail,
     id: UserId,
 ) {
-    let claim = keys.email_claim(email);
     writes
         .cmd("ZADD")
         .arg(keys.email_index_of(email.as_str()))
         .arg(0)
         .arg(index_member(email.as_str(), id))
-        .ignore()
-        .cmd("SET")
-        .arg(&claim)
-        .arg(1)
-        .ignore()
-        .cmd("DEL")
-        .arg(&claim)
         .ignore();
 }
 
-/// Adds to a transaction the removal of the member of `email` held by `id`.
+/// Adds to a step's writes the removal of the member of `email` held by `id`.
 pub(in crate::store) fn remove_from_index(
-    writes: &mut Pipeline,
+    writes: &mut Writes,
     keys: &Keys,
     email: &str,
     id: UserId,

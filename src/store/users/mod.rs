@@ -1,13 +1,13 @@
 //! The user commands. Reads run on the shared multiplexed connection; writes
 //! run on a blocking thread with a pooled connection, and the writes that
-//! belong together go in one MULTI/EXEC.
+//! belong together go in one atomic step.
 
 pub(super) mod email_index;
 
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use redis::{Connection, FromRedisValue, Value};
+use redis::{ConnectionLike, FromRedisValue, Value};
 
 use crate::domain::{
     now, CodePurpose, EventKind, PasswordHash, QueuedMail, User, UserEmail, UserId, UserName,
@@ -22,8 +22,8 @@ use crate::store::plumbing::records::{
     add_password_fields, decode_public_values, decode_user_fields, encode_time, hgetall,
     hmget_public_fields, hset_user, UserRecord,
 };
-use crate::store::plumbing::transaction::{transact, transact_with_replies, watch, Plan};
-use crate::store::sessions::index::{revoke_all, watched_session_ids};
+use crate::store::plumbing::transaction::{transact, transact_with_replies, Plan, Tx, Writes};
+use crate::store::sessions::index::{revoke_all, session_ids};
 use crate::store::users::email_index::{
     add_to_index, email_lookup, email_prefix_range, first_id, remove_from_index, ListCursor,
 };
@@ -213,25 +213,25 @@ impl RedisConn {
 }
 
 pub(in crate::store) fn read_user(
-    conn: &mut Connection,
+    tx: &mut Tx,
     keys: &Keys,
     id: UserId,
 ) -> Result<Option<UserRecord>, StoreError> {
     let key = keys.user(id);
-    let fields = hgetall(&key).query(conn)?;
+    let fields = tx.read(&hgetall(&key))?;
     decode_user_fields(id, &key, fields)
 }
 
 pub(in crate::store) fn find_id_by_email(
-    conn: &mut Connection,
+    tx: &mut Tx,
     keys: &Keys,
     email: &UserEmail,
 ) -> Result<Option<UserId>, StoreError> {
-    Ok(first_id(email_lookup(keys, email).query(conn)?))
+    Ok(first_id(tx.read(&email_lookup(keys, email))?))
 }
 
 fn create_user(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &Keys,
     record: &UserRecord,
     code: &NewCode,
@@ -239,18 +239,23 @@ fn create_user(
 ) -> Result<((), Vec<Value>), StoreError> {
     let user = &record.user;
     let hset = hset_user(&keys.user(user.id), record)?;
-    transact_with_replies(conn, &keys.email_claim(&user.email), |conn| {
-        let mut writes = redis::pipe();
-        let indexed = find_id_by_email(conn, keys, &user.email)?;
-        if indexed.is_some() || reserved_for(conn, keys, &user.email)?.is_some() {
+    transact_with_replies(conn, |tx| {
+        let mut writes = Writes::new();
+        let indexed = find_id_by_email(tx, keys, &user.email)?;
+        if indexed.is_some() || reserved_for(tx, keys, &user.email)?.is_some() {
             let EmailTaken::Notify(notice) = taken else {
                 return Err(StoreError::EmailInUse);
             };
             // Only the account that has the address now hears of it: one
             // the address is reserved for has moved to another, and its
             // owner has the revert code in this mailbox already.
+            // Only for its notice: the holder may live in another slot.
             let holder = match indexed {
-                Some(id) => read_user(conn, keys, id)?.map(|record| record.user),
+                Some(id) => {
+                    let key = keys.user(id);
+                    decode_user_fields(id, &key, tx.peek(&hgetall(&key))?)?
+                        .map(|record| record.user)
+                }
                 None => None,
             };
             if let Some(mail) = holder.as_ref().and_then(notice) {
@@ -292,15 +297,15 @@ impl<T> From<Refusal> for Written<T> {
     }
 }
 
-/// Reads the user under WATCH and checks it is still the one whose password
-/// the caller verified.
+/// Reads the user and checks it is still the one whose password the
+/// caller verified.
 fn read_verified(
-    conn: &mut Connection,
+    tx: &mut Tx,
     keys: &Keys,
     id: UserId,
     verified: &PasswordHash,
 ) -> Result<Result<User, Refusal>, StoreError> {
-    Ok(match read_user(conn, keys, id)? {
+    Ok(match read_user(tx, keys, id)? {
         None => Err(Refusal::Missing),
         Some(record) if &record.password_hash != verified => Err(Refusal::PasswordChanged),
         Some(record) => Ok(record.user),
@@ -308,7 +313,7 @@ fn read_verified(
 }
 
 fn update_profile(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &Keys,
     id: UserId,
     verified: &PasswordHash,
@@ -317,8 +322,8 @@ fn update_profile(
 ) -> Result<(Written<User>, Vec<Value>), StoreError> {
     let key = keys.user(id);
     let changes_key = keys.email_changes(id);
-    transact_with_replies(conn, &key, |conn| {
-        let current = match read_verified(conn, keys, id, verified)? {
+    transact_with_replies(conn, |tx| {
+        let current = match read_verified(tx, keys, id, verified)? {
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
@@ -327,12 +332,10 @@ fn update_profile(
         }
         let email_changes = current.email != email;
         if email_changes {
-            watch(conn, &keys.email_claim(&email))?;
-            watch(conn, &changes_key)?;
-            if let Some(retry_after) = changes_spent(conn, &changes_key, change.max_per_day)? {
+            if let Some(retry_after) = changes_spent(tx, &changes_key, change.max_per_day)? {
                 return Ok(Plan::Answer(Written::EmailChangesSpent { retry_after }));
             }
-            if email_holder(conn, keys, &email)?.is_some_and(|owner| owner != id) {
+            if email_holder(tx, keys, &email)?.is_some_and(|owner| owner != id) {
                 return Err(StoreError::EmailInUse);
             }
         }
@@ -343,7 +346,7 @@ fn update_profile(
             email_verified: current.email_verified && !email_changes,
             ..current.clone()
         };
-        let mut writes = redis::pipe();
+        let mut writes = Writes::new();
         writes
             .cmd("HSET")
             .arg(&key)
@@ -395,24 +398,21 @@ fn update_profile(
 const EMAIL_CHANGE_DAY: Duration = Duration::from_secs(86_400);
 
 /// How long until the next email change, when the day's `max` are spent;
-/// `None` while changes are left. Read under WATCH.
-fn changes_spent(
-    conn: &mut Connection,
-    changes_key: &str,
-    max: u32,
-) -> Result<Option<Duration>, StoreError> {
-    let (count, ttl_ms): (Option<u32>, i64) = redis::pipe()
-        .cmd("GET")
-        .arg(changes_key)
-        .cmd("PTTL")
-        .arg(changes_key)
-        .query(conn)?;
-    Ok((count.unwrap_or(0) >= max)
-        .then(|| Duration::from_millis(u64::try_from(ttl_ms).unwrap_or(0).max(1))))
+/// `None` while changes are left. The count is a guard; the time left,
+/// which changes by itself, is not.
+fn changes_spent(tx: &mut Tx, changes_key: &str, max: u32) -> Result<Option<Duration>, StoreError> {
+    let count: Option<u32> = tx.read(redis::cmd("GET").arg(changes_key))?;
+    if count.unwrap_or(0) < max {
+        return Ok(None);
+    }
+    let ttl_ms: i64 = tx.peek(redis::cmd("PTTL").arg(changes_key))?;
+    Ok(Some(Duration::from_millis(
+        u64::try_from(ttl_ms).unwrap_or(0).max(1),
+    )))
 }
 
 fn replace_password_hash(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &Keys,
     id: UserId,
     verified: &PasswordHash,
@@ -423,19 +423,19 @@ fn replace_password_hash(
     let mut hset = redis::cmd("HSET");
     hset.arg(&key);
     add_password_fields(&mut hset, new_hash)?;
-    transact_with_replies(conn, &key, |conn| {
-        let current = match read_verified(conn, keys, id, verified)? {
+    transact_with_replies(conn, |tx| {
+        let current = match read_verified(tx, keys, id, verified)? {
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
-        let mut writes = redis::pipe();
+        let mut writes = Writes::new();
         match reason {
             HashReplacement::PasswordChange { notice } => {
                 let updated = now().max(current.updated);
                 let mut hset = hset.clone();
                 hset.arg(user_fields::UPDATED).arg(encode_time(updated));
                 writes.add_command(hset).ignore();
-                let sessions = watched_session_ids(conn, keys, id)?;
+                let sessions = session_ids(tx, keys, id)?;
                 revoke_all(&mut writes, keys, id, &sessions);
                 remove_codes(&mut writes, keys, id);
                 outbox::record(&mut writes, keys, EventKind::PasswordChanged, id, updated);
@@ -452,19 +452,19 @@ fn replace_password_hash(
 }
 
 fn delete_user(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &Keys,
     id: UserId,
     verified: &PasswordHash,
 ) -> Result<Written<User>, StoreError> {
     let key = keys.user(id);
-    transact(conn, &key, |conn| {
-        let current = match read_verified(conn, keys, id, verified)? {
+    transact(conn, |tx| {
+        let current = match read_verified(tx, keys, id, verified)? {
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
-        let sessions = watched_session_ids(conn, keys, id)?;
-        let mut writes = redis::pipe();
+        let sessions = session_ids(tx, keys, id)?;
+        let mut writes = Writes::new();
         // The day's counts are the user's too: a new account has a new id.
         writes
             .cmd("DEL")
@@ -476,22 +476,22 @@ fn delete_user(
         remove_from_index(&mut writes, keys, current.email.as_str(), id);
         revoke_all(&mut writes, keys, id, &sessions);
         remove_codes(&mut writes, keys, id);
-        end_reverts(conn, keys, id, &Ending::All, &mut writes)?;
+        end_reverts(tx, keys, id, &Ending::All, &mut writes)?;
         outbox::record(&mut writes, keys, EventKind::Deleted, id, now());
         Ok(Plan::Write(writes, Written::Done(current)))
     })
 }
 
 fn set_disabled(
-    conn: &mut Connection,
+    conn: &mut dyn ConnectionLike,
     keys: &Keys,
     id: UserId,
     disabled: bool,
     notice: &dyn Fn(&User) -> Option<QueuedMail>,
 ) -> Result<(Option<User>, Vec<Value>), StoreError> {
     let key = keys.user(id);
-    transact_with_replies(conn, &key, |conn| {
-        let Some(current) = read_user(conn, keys, id)?.map(|record| record.user) else {
+    transact_with_replies(conn, |tx| {
+        let Some(current) = read_user(tx, keys, id)?.map(|record| record.user) else {
             return Ok(Plan::Answer(None));
         };
         if current.disabled == disabled {
@@ -502,7 +502,7 @@ fn set_disabled(
             updated: now().max(current.updated),
             ..current
         };
-        let mut writes = redis::pipe();
+        let mut writes = Writes::new();
         writes
             .cmd("HSET")
             .arg(&key)
@@ -516,7 +516,7 @@ fn set_disabled(
                 .arg(user_fields::DISABLED)
                 .arg(1)
                 .ignore();
-            let sessions = watched_session_ids(conn, keys, id)?;
+            let sessions = session_ids(tx, keys, id)?;
             revoke_all(&mut writes, keys, id, &sessions);
             remove_codes(&mut writes, keys, id);
             EventKind::Disabled
