@@ -1,12 +1,24 @@
-//! The Redis Cluster the tests run against: what the harness starts.
+//! The service on a real Redis Cluster on loopback: three primaries with a
+//! replica each, started once for the tests of this binary.
 
 mod common;
 
 use common::cluster::{nodes_flagged, RedisCluster};
+use common::TestApp;
+use rocket::futures::future::join_all;
+use rocket::http::Status;
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Mail is off: queueing mail still spans slots on a cluster.
+async fn app() -> TestApp {
+    TestApp::spawn_on_cluster(RedisCluster::shared(), &[]).await
+}
 
 #[test]
 fn the_test_cluster_serves_every_slot_from_three_primaries_each_with_a_replica() {
-    let cluster = RedisCluster::start();
+    let cluster = RedisCluster::shared();
     let seed = &cluster.node_urls()[0];
     let info = RedisCluster::ask(seed, "INFO");
     assert!(info.contains("cluster_slots_assigned:16384"), "{info}");
@@ -20,4 +32,119 @@ fn the_test_cluster_serves_every_slot_from_three_primaries_each_with_a_replica()
         (3, 3),
         "{nodes}"
     );
+}
+
+#[rocket::async_test]
+async fn a_user_signs_up_logs_in_is_read_renamed_and_deleted_on_a_cluster() {
+    let app = app().await;
+    let user = app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let id = user["id"].as_str().expect("an id");
+    let token = app.token_for("ada@example.com", PASSWORD).await;
+    let own = app.get_as(&format!("/api/users/{id}"), &token).await;
+    assert_eq!(own.status, Status::Ok);
+    assert_eq!(own.json()["email"], "ada@example.com");
+    let by_admin = app.get_as_admin(&format!("/api/users/{id}")).await;
+    assert_eq!(by_admin.json()["name"], "Ada");
+    let renamed = app
+        .put_user_as(
+            id,
+            &token,
+            &json!({"name": "Ada Lovelace", "email": "ada@example.com"}),
+        )
+        .await;
+    assert_eq!(renamed.status, Status::Ok, "{:?}", renamed.json());
+    assert_eq!(app.get_user(id).await.json()["name"], "Ada Lovelace");
+    let deleted = app.delete_user_as(id, &token).await;
+    assert_eq!(deleted.status, Status::Ok);
+    assert_eq!(app.get_user(id).await.status, Status::NotFound);
+    app.assert_signed_out(&token).await;
+}
+
+#[rocket::async_test]
+async fn sign_ups_spread_the_keys_over_every_primary() {
+    let app = app().await;
+    let mut statuses = Vec::new();
+    // In rounds of 50: more at once would wait for a hashing thread.
+    for round in 0..6 {
+        let sign_ups = (round * 50..(round + 1) * 50).map(|n| {
+            let app = &app;
+            async move {
+                app.sign_up(
+                    &format!("User {n}"),
+                    &format!("user{n}@example.com"),
+                    PASSWORD,
+                )
+                .await
+                .status
+            }
+        });
+        statuses.extend(join_all(sign_ups).await);
+    }
+    assert!(
+        statuses.iter().all(|status| *status == Status::Created),
+        "{statuses:?}"
+    );
+    let cluster = RedisCluster::shared();
+    let per_primary: Vec<usize> = cluster
+        .primary_urls()
+        .iter()
+        .map(|url| RedisCluster::keys_on(url, &app.prefix))
+        .collect();
+    let total: usize = per_primary.iter().sum();
+    assert_eq!(per_primary.len(), 3);
+    for keys in &per_primary {
+        assert!(
+            *keys * 5 >= total,
+            "each primary holds at least 20 % of the keys: {per_primary:?}"
+        );
+    }
+}
+
+#[rocket::async_test]
+async fn concurrent_sign_ups_with_one_email_admit_exactly_one_on_a_cluster() {
+    let app = app().await;
+    let attempts = (0..64).map(|n| {
+        let app = &app;
+        async move {
+            app.sign_up(&format!("User {n}"), "same@example.com", PASSWORD)
+                .await
+                .status
+        }
+    });
+    let statuses = join_all(attempts).await;
+    let created = statuses.iter().filter(|s| **s == Status::Created).count();
+    let conflicts = statuses.iter().filter(|s| **s == Status::Conflict).count();
+    assert_eq!((created, conflicts), (1, 63), "{statuses:?}");
+}
+
+#[rocket::async_test]
+async fn listing_pages_through_every_user_once_in_email_order_on_a_cluster() {
+    let app = app().await;
+    let sign_ups = (0..120).map(|n| {
+        let app = &app;
+        async move {
+            app.create_user(
+                &format!("User {n}"),
+                &format!("u{n:03}@example.com"),
+                PASSWORD,
+            )
+            .await
+        }
+    });
+    join_all(sign_ups).await;
+    let mut emails = Vec::new();
+    let mut uri = "/api/users?limit=25".to_owned();
+    loop {
+        let page = app.get_as_admin(&uri).await.json();
+        assert_eq!(page["total"], 120);
+        for user in page["users"].as_array().expect("users") {
+            emails.push(user["email"].as_str().expect("an email").to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => uri = format!("/api/users?limit=25&after={next}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..120).map(|n| format!("u{n:03}@example.com")).collect();
+    assert_eq!(emails, expected);
 }

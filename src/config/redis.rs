@@ -40,6 +40,9 @@ pub enum RedisTarget {
         /// (`REDIS_DB`, `REDIS_USERNAME`, `REDIS_PASSWORD`).
         node: RedisConnectionInfo,
     },
+    /// A Redis Cluster, found through these seed nodes
+    /// (`REDIS_CLUSTER_NODES`), each with its ACL user and password.
+    Cluster(Vec<ConnectionInfo>),
 }
 
 /// Where the service connects, for log lines: addresses, database and
@@ -88,6 +91,22 @@ impl fmt::Display for RedisTarget {
                 }
                 Ok(())
             }
+            Self::Cluster(nodes) => {
+                f.write_str("cluster via ")?;
+                for (index, node) in nodes.iter().enumerate() {
+                    if index > 0 {
+                        f.write_str(", ")?;
+                    }
+                    match node.addr() {
+                        ConnectionAddr::Tcp(host, port) => write!(f, "{}", HostPort(host, *port))?,
+                        ConnectionAddr::TcpTls { host, port, .. } => {
+                            write!(f, "rediss://{}", HostPort(host, *port))?;
+                        }
+                        other => write!(f, "{other}")?,
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -105,7 +124,33 @@ pub(super) fn settings(env: &Env) -> Result<RedisSettings, ConfigError> {
 /// The master name the sentinels use when `REDIS_SENTINEL_MASTER` is unset.
 const DEFAULT_SENTINEL_MASTER: &str = "mymaster";
 
+/// The settings a cluster's node URLs take the place of.
+const NOT_WITH_A_CLUSTER: [&str; 7] = [
+    "REDIS_URL",
+    "REDIS_SENTINELS",
+    "REDIS_ADDRESS",
+    "REDIS_PORT",
+    "REDIS_DB",
+    "REDIS_USERNAME",
+    "REDIS_PASSWORD",
+];
+
 fn redis_target(env: &Env) -> Result<RedisTarget, ConfigError> {
+    if let Some(list) = env.get("REDIS_CLUSTER_NODES") {
+        if let Some(other) = NOT_WITH_A_CLUSTER
+            .into_iter()
+            .find(|other| env.get(other).is_some())
+        {
+            return Err(ConfigError {
+                setting: "REDIS_CLUSTER_NODES",
+                reason: format!(
+                    "cannot be combined with {other}: set REDIS_CLUSTER_NODES (with any user \
+                     and password in each node's URL) to run on a cluster, or {other} without it"
+                ),
+            });
+        }
+        return cluster_nodes(&list).map(RedisTarget::Cluster);
+    }
     let Some(list) = env.get("REDIS_SENTINELS") else {
         if env.get("REDIS_SENTINEL_MASTER").is_some() {
             return Err(ConfigError {
@@ -172,6 +217,48 @@ fn sentinel_list(list: &str) -> Result<Vec<ConnectionInfo>, ConfigError> {
             })
         })
         .collect()
+}
+
+/// `REDIS_CLUSTER_NODES`: comma-separated `redis://` or `rediss://` URLs
+/// with a port and no database. Entries are named by their position in
+/// errors, never echoed: a URL may hold a password.
+fn cluster_nodes(list: &str) -> Result<Vec<ConnectionInfo>, ConfigError> {
+    let entries: Vec<&str> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .collect();
+    if entries.is_empty() {
+        return Err(ConfigError {
+            setting: "REDIS_CLUSTER_NODES",
+            reason: "names no node".into(),
+        });
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(index, entry)| {
+            cluster_node(entry).map_err(|problem| ConfigError {
+                setting: "REDIS_CLUSTER_NODES",
+                reason: format!("entry {} of {}: {problem}", index + 1, entries.len()),
+            })
+        })
+        .collect()
+}
+
+fn cluster_node(entry: &str) -> Result<ConnectionInfo, String> {
+    const EXPECTED: &str = "expected redis://[[user]:password@]host:port or rediss://…";
+    let url = redis::parse_redis_url(entry).ok_or(EXPECTED)?;
+    if !matches!(url.scheme(), "redis" | "rediss") {
+        return Err(format!("{EXPECTED} (a cluster has no Unix sockets)"));
+    }
+    if url.port().is_none() {
+        return Err("the node URL needs a port, as in redis://10.0.0.1:7000".into());
+    }
+    if !matches!(url.path(), "" | "/" | "/0") {
+        return Err("a cluster has database 0 only: leave the database out of the URL".into());
+    }
+    redis_url(entry)
 }
 
 fn sentinel_address(entry: &str) -> Result<ConnectionInfo, &'static str> {
@@ -382,7 +469,7 @@ mod tests {
     fn server(settings: &Settings) -> &ConnectionInfo {
         match &settings.redis.target {
             RedisTarget::Server(info) => info,
-            RedisTarget::Sentinel { .. } => panic!("expected one server, got sentinels"),
+            other => panic!("expected one server, got {other}"),
         }
     }
 
@@ -459,7 +546,88 @@ mod tests {
                 master_name,
                 node,
             } => (sentinels, master_name, node),
-            RedisTarget::Server(_) => panic!("expected sentinels, got one server"),
+            other => panic!("expected sentinels, got {other}"),
+        }
+    }
+
+    fn cluster_target(settings: &Settings) -> &[ConnectionInfo] {
+        match &settings.redis.target {
+            RedisTarget::Cluster(nodes) => nodes,
+            other => panic!("expected a cluster, got {other}"),
+        }
+    }
+
+    #[test]
+    fn cluster_nodes_are_the_seeds_with_their_credentials() {
+        let settings = settings_from(&[(
+            "REDIS_CLUSTER_NODES",
+            "redis://10.0.0.1:7000, rediss://app:s3cret@10.0.0.2:7001",
+        )])
+        .expect("valid nodes");
+        let nodes = cluster_target(&settings);
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[0].addr().to_string(), "10.0.0.1:7000");
+        assert!(matches!(nodes[1].addr(), ConnectionAddr::TcpTls { .. }));
+        assert_eq!(nodes[1].redis_settings().username(), Some("app"));
+        assert_eq!(nodes[1].redis_settings().password(), Some("s3cret"));
+        assert_eq!(
+            settings.redis.target.to_string(),
+            "cluster via 10.0.0.1:7000, rediss://10.0.0.2:7001"
+        );
+    }
+
+    #[test]
+    fn cluster_nodes_conflict_with_every_other_redis_target_setting() {
+        for other in NOT_WITH_A_CLUSTER {
+            let error = settings_from(&[
+                ("REDIS_CLUSTER_NODES", "redis://10.0.0.1:7000"),
+                (other, "1"),
+            ])
+            .err()
+            .unwrap_or_else(|| panic!("{other} with REDIS_CLUSTER_NODES is rejected"));
+            assert_eq!(error.setting, "REDIS_CLUSTER_NODES");
+            assert!(error.reason.contains(other), "{other}: {}", error.reason);
+        }
+    }
+
+    #[test]
+    fn mail_is_refused_on_a_cluster_until_queueing_fits_one_slot() {
+        let error = settings_from(&[
+            ("REDIS_CLUSTER_NODES", "redis://10.0.0.1:7000"),
+            ("MAIL_URL", "smtp://mail.example:25"),
+        ])
+        .err()
+        .expect("mail with a cluster is refused");
+        assert_eq!(error.setting, "MAIL_URL");
+        assert!(
+            error.reason.contains("REDIS_CLUSTER_NODES"),
+            "{}",
+            error.reason
+        );
+    }
+
+    #[test]
+    fn a_bad_cluster_node_is_named_by_position_without_echoing_it() {
+        for (bad, problem) in [
+            ("redis://:hunter2@10.0.0.2", "needs a port"),
+            ("redis://:hunter2@10.0.0.2:7000/3", "database 0 only"),
+            ("redis+unix:///run/hunter2.sock", "no Unix sockets"),
+            ("hunter2:7000", "expected redis://"),
+        ] {
+            let error = settings_from(&[(
+                "REDIS_CLUSTER_NODES",
+                &format!("redis://10.0.0.1:7000,{bad}"),
+            )])
+            .err()
+            .unwrap_or_else(|| panic!("{bad} is rejected"));
+            assert_eq!(error.setting, "REDIS_CLUSTER_NODES");
+            assert!(
+                error.reason.starts_with("entry 2 of 2: "),
+                "{}",
+                error.reason
+            );
+            assert!(error.reason.contains(problem), "{bad}: {}", error.reason);
+            assert!(!error.reason.contains("hunter2"), "{}", error.reason);
         }
     }
 

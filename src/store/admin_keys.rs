@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use redis::{Connection, Script};
+use redis::Script;
 
 use crate::domain::{now, AdminKeyDigest, KeyName, KeyScope};
 use crate::store::layout::{admin_key_fields, Keys};
 use crate::store::plumbing::conn::RedisConn;
+use crate::store::plumbing::link::Link;
 use crate::store::plumbing::records::{encode_time, StoredFields};
 use crate::store::plumbing::transaction::{transact, Plan, Writes};
 use crate::store::StoreError;
@@ -102,7 +103,7 @@ impl RedisConn {
 }
 
 fn create_admin_key(
-    conn: &mut Connection,
+    conn: &mut Link,
     keys: &Keys,
     name: &KeyName,
     scope: KeyScope,
@@ -134,7 +135,7 @@ fn create_admin_key(
     })
 }
 
-fn list_admin_keys(conn: &mut Connection, keys: &Keys) -> Result<Vec<AdminKeyRecord>, StoreError> {
+fn list_admin_keys(conn: &mut Link, keys: &Keys) -> Result<Vec<AdminKeyRecord>, StoreError> {
     let by_name: HashMap<String, String> = redis::cmd("HGETALL")
         .arg(keys.admin_keys_by_name())
         .query(conn)?;
@@ -184,11 +185,7 @@ fn decode_admin_key(
     })
 }
 
-fn revoke_admin_key(
-    conn: &mut Connection,
-    keys: &Keys,
-    name: &KeyName,
-) -> Result<bool, StoreError> {
+fn revoke_admin_key(conn: &mut Link, keys: &Keys, name: &KeyName) -> Result<bool, StoreError> {
     let by_name = keys.admin_keys_by_name();
     transact(conn, |tx| {
         let digest: Option<String> =

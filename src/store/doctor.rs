@@ -4,12 +4,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
-use redis::Connection;
-
 use crate::domain::{now, SessionId, UserEmail, UserId};
 use crate::store::layout::{
     index_member, parse_index_member, session_fields, user_fields, Bucket, Keys,
 };
+use crate::store::plumbing::link::Link;
 use crate::store::plumbing::records::{decode_user, encode_time};
 use crate::store::plumbing::transaction::{transact, Plan, Writes};
 use crate::store::sessions::index::{decode_index, index_entries, update, Listed};
@@ -134,7 +133,7 @@ impl fmt::Display for Finding {
 
 /// How many mail messages failed every attempt: a warning for operators,
 /// not an inconsistency.
-pub fn mail_dead_letters(conn: &mut Connection, keys: &Keys) -> Result<u64, StoreError> {
+pub fn mail_dead_letters(conn: &mut Link, keys: &Keys) -> Result<u64, StoreError> {
     Ok(redis::cmd("XLEN").arg(keys.mail_dead()).query(conn)?)
 }
 
@@ -146,7 +145,7 @@ pub trait Progress {
 
 /// Reads everything and lists what is inconsistent.
 pub fn examine(
-    conn: &mut Connection,
+    conn: &mut Link,
     keys: &Keys,
     progress: &mut dyn Progress,
 ) -> Result<Vec<Finding>, StoreError> {
@@ -203,7 +202,7 @@ struct Index {
 }
 
 fn read_index(
-    conn: &mut Connection,
+    conn: &mut Link,
     keys: &Keys,
     progress: &mut dyn Progress,
     findings: &mut Vec<Finding>,
@@ -253,7 +252,7 @@ fn read_index(
 
 /// Every well-formed user and its email.
 fn read_users(
-    conn: &mut Connection,
+    conn: &mut Link,
     keys: &Keys,
     progress: &mut dyn Progress,
     findings: &mut Vec<Finding>,
@@ -333,7 +332,7 @@ fn outdated_email(stored: &str) -> Option<CurrentRules> {
 }
 
 fn check_session_sets(
-    conn: &mut Connection,
+    conn: &mut Link,
     keys: &Keys,
     progress: &mut dyn Progress,
     findings: &mut Vec<Finding>,
@@ -366,11 +365,7 @@ fn check_session_sets(
 }
 
 /// Whether each of `ids` names a session that exists; one round trip.
-fn sessions_exist(
-    conn: &mut Connection,
-    keys: &Keys,
-    ids: &[String],
-) -> Result<Vec<bool>, StoreError> {
+fn sessions_exist(conn: &mut Link, keys: &Keys, ids: &[String]) -> Result<Vec<bool>, StoreError> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -388,7 +383,7 @@ fn sessions_exist(
 /// scored by its end as its TTL tells it, and deletes the set, in one
 /// MULTI/EXEC under WATCH of both. Ids of sessions that ended, or that
 /// belong to another user, are dropped.
-fn fold_legacy_set(conn: &mut Connection, keys: &Keys, user: UserId) -> Result<bool, StoreError> {
+fn fold_legacy_set(conn: &mut Link, keys: &Keys, user: UserId) -> Result<bool, StoreError> {
     let set = keys.legacy_session_set(user);
     let index = keys.session_index(user);
     transact(conn, |tx| {
@@ -435,7 +430,7 @@ fn fold_legacy_set(conn: &mut Connection, keys: &Keys, user: UserId) -> Result<b
     })
 }
 
-fn scan(conn: &mut Connection, pattern: &str, kind: &str) -> Result<Vec<String>, StoreError> {
+fn scan(conn: &mut Link, pattern: &str, kind: &str) -> Result<Vec<String>, StoreError> {
     let found: Vec<String> = redis::cmd("SCAN")
         .cursor_arg(0)
         .arg("MATCH")
@@ -452,7 +447,7 @@ fn scan(conn: &mut Connection, pattern: &str, kind: &str) -> Result<Vec<String>,
 
 /// Fixes `finding` if that is still right once re-checked in its step;
 /// `Ok(false)` when it is not repairable or no longer applies.
-pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<bool, StoreError> {
+pub fn repair(conn: &mut Link, keys: &Keys, finding: &Finding) -> Result<bool, StoreError> {
     match finding {
         Finding::MalformedIndexEntry { index, member } => {
             let removed: u32 = redis::cmd("ZREM").arg(index).arg(member).query(conn)?;
@@ -522,7 +517,7 @@ pub fn repair(conn: &mut Connection, keys: &Keys, finding: &Finding) -> Result<b
 /// holds the email there already (then the doctor reports a shared email
 /// on its next run).
 fn move_misplaced_entry(
-    conn: &mut Connection,
+    conn: &mut Link,
     keys: &Keys,
     index: &str,
     member: &str,

@@ -7,13 +7,12 @@
 
 use std::time::Duration;
 
-use redis::Connection;
-
 use crate::domain::{now, EventKind, PasswordHash, UserEmail, UserId};
 use crate::store::codes::issuing::{millis, remove_codes, NewCode};
 use crate::store::events::outbox;
 use crate::store::layout::{user_fields, Keys};
 use crate::store::plumbing::conn::RedisConn;
+use crate::store::plumbing::link::Link;
 use crate::store::plumbing::records::{add_password_fields, encode_time};
 use crate::store::plumbing::transaction::{transact_with_replies, Embedded, Plan, Tx, Writes};
 use crate::store::sessions::index::{revoke_all, session_ids};
@@ -217,7 +216,7 @@ impl RedisConn {
 }
 
 fn revert_email(
-    conn: &mut Connection,
+    conn: &mut Link,
     keys: &Keys,
     revert: &Revert,
 ) -> Result<(bool, Vec<redis::Value>), StoreError> {

@@ -6,11 +6,10 @@
 //! every instance of this release refuses to serve; the earlier release must
 //! be stopped first, or its writes after the move would be lost to view.
 
-use redis::Connection;
-
 use crate::config::RedisSettings;
 use crate::store::layout::{parse_index_member, Keys, LAYOUT_MIGRATING, LAYOUT_VERSION};
 use crate::store::plumbing::layout_check::mismatch;
+use crate::store::plumbing::link::Link;
 use crate::store::{Store, StoreError};
 
 /// Keys asked for per SCAN, and index members moved per step.
@@ -85,11 +84,7 @@ pub fn migrate(settings: &RedisSettings) -> Result<Migration, StoreError> {
     Ok(migration)
 }
 
-fn move_keys(
-    conn: &mut Connection,
-    keys: &Keys,
-    migration: &mut Migration,
-) -> Result<(), StoreError> {
+fn move_keys(conn: &mut Link, keys: &Keys, migration: &mut Migration) -> Result<(), StoreError> {
     let mut cursor = 0u64;
     loop {
         let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -137,12 +132,7 @@ fn is_revert_list(keys: &Keys, key: &str) -> bool {
 
 /// Rewrites a revert list under its new name with its members' new names,
 /// in one MULTI/EXEC, keeping its expiry. 1 moved, 0 taken, -1 gone.
-fn move_revert_list(
-    conn: &mut Connection,
-    keys: &Keys,
-    old: &str,
-    new: &str,
-) -> Result<i64, StoreError> {
+fn move_revert_list(conn: &mut Link, keys: &Keys, old: &str, new: &str) -> Result<i64, StoreError> {
     let taken: bool = redis::cmd("EXISTS").arg(new).query(conn)?;
     if taken {
         return Ok(0);
@@ -177,7 +167,7 @@ fn move_revert_list(
 /// Moves the first layout's index entries into their emails' buckets, a
 /// batch per MULTI/EXEC, until none is left.
 fn move_index_entries(
-    conn: &mut Connection,
+    conn: &mut Link,
     keys: &Keys,
     migration: &mut Migration,
 ) -> Result<(), StoreError> {

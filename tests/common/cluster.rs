@@ -3,6 +3,7 @@
 //! its handle drops.
 
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::RedisServer;
@@ -40,6 +41,13 @@ impl RedisCluster {
         cluster
     }
 
+    /// One cluster for every test of the binary that asks, started on first
+    /// use; its servers stop when the test process exits.
+    pub fn shared() -> &'static Self {
+        static SHARED: OnceLock<&'static RedisCluster> = OnceLock::new();
+        SHARED.get_or_init(|| Box::leak(Box::new(Self::start())))
+    }
+
     /// A `redis://` URL of each node: the seeds a client starts from.
     pub fn node_urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
@@ -54,6 +62,44 @@ impl RedisCluster {
             .arg(subcommand)
             .query(&mut connection)
             .unwrap_or_else(|error| panic!("CLUSTER {subcommand} failed on {url}: {error}"))
+    }
+
+    /// The URL of each primary.
+    pub fn primary_urls(&self) -> Vec<String> {
+        self.node_urls()
+            .into_iter()
+            .filter(|url| Self::ask_role(url) == "master")
+            .collect()
+    }
+
+    fn ask_role(url: &str) -> String {
+        let mut connection = redis::Client::open(url)
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+            .unwrap_or_else(|error| panic!("cannot reach the node {url}: {error}"));
+        let role: Vec<redis::Value> = redis::cmd("ROLE")
+            .query(&mut connection)
+            .unwrap_or_else(|error| panic!("ROLE failed on {url}: {error}"));
+        match role.first() {
+            Some(redis::Value::BulkString(name)) => String::from_utf8_lossy(name).into_owned(),
+            other => panic!("ROLE answered {other:?} on {url}"),
+        }
+    }
+
+    /// How many keys under `prefix` the node at `url` holds.
+    pub fn keys_on(url: &str, prefix: &str) -> usize {
+        let mut connection = redis::Client::open(url)
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+            .unwrap_or_else(|error| panic!("cannot reach the node {url}: {error}"));
+        redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .clone()
+            .iter::<String>(&mut connection)
+            .unwrap_or_else(|error| panic!("SCAN failed on {url}: {error}"))
+            .count()
     }
 
     fn wait_until_formed(&self) {

@@ -47,7 +47,11 @@ impl RedisServer {
         Self::start_with_options(password, Vec::new())
     }
 
-    fn start_with_options(password: Option<String>, options: Vec<String>) -> Self {
+    fn start_with_options(password: Option<String>, mut options: Vec<String>) -> Self {
+        // A file of its own: a replica writes the copy it receives, and a
+        // server starting where another left one would load its keys.
+        let dump = format!("dump-{}.rdb", uuid::Uuid::new_v4().simple());
+        options.extend(["--dbfilename".to_owned(), dump]);
         let mut server = Self {
             port: free_port(),
             password,
@@ -282,8 +286,14 @@ impl Drop for RequestLog {
 
 /// Settings for tests: cheap argon2 parameters keep the suite fast.
 pub fn test_settings(redis_url: &str, prefix: &str, extra: &[(&str, &str)]) -> Settings {
+    settings_for(("REDIS_URL", redis_url), prefix, extra)
+}
+
+/// Test settings with `target` (`REDIS_URL` or `REDIS_CLUSTER_NODES` and
+/// its value) naming the Redis.
+fn settings_for(target: (&str, &str), prefix: &str, extra: &[(&str, &str)]) -> Settings {
     let mut vars: HashMap<String, String> = [
-        ("REDIS_URL", redis_url),
+        target,
         ("REDIS_KEY_PREFIX", prefix),
         ("REDIS_TIMEOUT_MS", "1000"),
         ("ARGON2_MEMORY_KIB", "1024"),
@@ -314,9 +324,22 @@ impl TestApp {
         Self::spawn_with_prefix(redis_url, &prefix, extra).await
     }
 
+    /// An app on `cluster`, found through all of its nodes, with a fresh
+    /// prefix and extra settings.
+    pub async fn spawn_on_cluster(cluster: &cluster::RedisCluster, extra: &[(&str, &str)]) -> Self {
+        let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+        let nodes = cluster.node_urls().join(",");
+        let settings = settings_for(("REDIS_CLUSTER_NODES", &nodes), &prefix, extra);
+        Self::spawn_with_settings(settings, &cluster.node_urls()[0], &prefix).await
+    }
+
     /// A second instance over the same data, as after a restart.
     pub async fn spawn_with_prefix(redis_url: &str, prefix: &str, extra: &[(&str, &str)]) -> Self {
         let settings = test_settings(redis_url, prefix, extra);
+        Self::spawn_with_settings(settings, redis_url, prefix).await
+    }
+
+    async fn spawn_with_settings(settings: Settings, redis_url: &str, prefix: &str) -> Self {
         let figment = rocket::Config::figment().merge(("log_level", "critical"));
         let request_log = RequestLog::default();
         let rocket = user_accounts::build_with_access_log(settings, figment, request_log.clone())

@@ -2,12 +2,11 @@
 
 pub(super) mod outbox;
 
-use redis::aio::MultiplexedConnection;
-
 use crate::domain::{Event, UserId};
 use crate::store::events::outbox::{StoredEvent, ACTIVITY_LEN};
 use crate::store::layout::Keys;
 use crate::store::plumbing::conn::RedisConn;
+use crate::store::plumbing::link::SharedLink;
 use crate::store::StoreError;
 
 impl RedisConn {
@@ -20,7 +19,7 @@ impl RedisConn {
 }
 
 async fn activity(
-    conn: &mut MultiplexedConnection,
+    conn: &mut SharedLink,
     keys: &Keys,
     user: UserId,
 ) -> Result<Vec<Event>, StoreError> {

@@ -16,13 +16,14 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::{Connection, Script, Value};
+use redis::{Script, Value};
 
 use crate::config::RedisSettings;
 use crate::domain::QueuedMail;
 use crate::store::layout::{mail_fields, Keys, MAIL_GROUP};
 use crate::store::mail::queue::{decode, encode, enqueue};
 use crate::store::plumbing::conn::{RedisConn, Store};
+use crate::store::plumbing::link::Link;
 use crate::store::plumbing::transaction::Writes;
 use crate::store::StoreError;
 
@@ -89,7 +90,7 @@ pub struct MailConsumer {
     keys: Keys,
     /// This reader's name in the group; unique per process start.
     name: String,
-    conn: Option<Connection>,
+    conn: Option<Link>,
     /// Where the last `XAUTOCLAIM` stopped.
     claim_cursor: String,
 }
@@ -119,7 +120,7 @@ impl MailConsumer {
     fn with_conn<T>(
         &mut self,
         read_timeout: Option<Duration>,
-        work: impl FnOnce(&mut Connection, &Keys) -> Result<T, StoreError>,
+        work: impl FnOnce(&mut Link, &Keys) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let conn = match &mut self.conn {
             Some(conn) => conn,
@@ -423,7 +424,7 @@ return 1
 static REMOVE_IF_IDLE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(REMOVE_IF_IDLE));
 
 /// Whether `reader` held nothing and so left the group.
-fn remove_if_idle(conn: &mut Connection, keys: &Keys, reader: &str) -> Result<bool, StoreError> {
+fn remove_if_idle(conn: &mut Link, keys: &Keys, reader: &str) -> Result<bool, StoreError> {
     let removed: i64 = REMOVE_IF_IDLE_SCRIPT
         .key(keys.mail_queue())
         .arg(MAIL_GROUP)
@@ -474,7 +475,7 @@ impl From<RawEntry> for Delivery {
 /// How many times each of `entries`, pending in the group, was delivered
 /// (`XPENDING` of each, pipelined); an entry no longer pending is absent.
 fn times_delivered(
-    conn: &mut Connection,
+    conn: &mut Link,
     keys: &Keys,
     entries: &[RawEntry],
 ) -> Result<HashMap<String, u64>, StoreError> {
@@ -507,7 +508,7 @@ fn parsed<T: redis::FromRedisValue>(value: Value, keys: &Keys) -> Result<T, Stor
     })
 }
 
-fn counts(conn: &mut Connection, keys: &Keys) -> Result<MailCounts, StoreError> {
+fn counts(conn: &mut Link, keys: &Keys) -> Result<MailCounts, StoreError> {
     let (queued, retrying, dead): (u64, u64, u64) = redis::pipe()
         .cmd("XLEN")
         .arg(keys.mail_queue())
@@ -529,7 +530,7 @@ const REQUEUE_BATCH: usize = 100;
 /// Moves every dead letter back to the queue, with its attempt count reset,
 /// and returns how many moved. A dead letter whose fields make no message
 /// stays where it is.
-fn requeue_dead(conn: &mut Connection, keys: &Keys) -> Result<u64, StoreError> {
+fn requeue_dead(conn: &mut Link, keys: &Keys) -> Result<u64, StoreError> {
     let mut moved = 0;
     let mut after = "-".to_owned();
     loop {

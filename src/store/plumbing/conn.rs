@@ -6,8 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
-use redis::{Connection, RedisError};
+use redis::RedisError;
 use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use rocket::tokio::{task, time};
 
@@ -17,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::store::layout::Keys;
 use crate::store::mail::queue::MailTally;
 use crate::store::plumbing::connector::Connector;
+use crate::store::plumbing::link::{Link, SharedLink};
 use crate::store::plumbing::pool::RedisManager;
 use crate::store::plumbing::shared::SharedConnection;
 use crate::store::StoreError;
@@ -116,9 +116,7 @@ impl Store {
     /// same server (or the same sentinels' primary) and with the same
     /// timeouts as the pool's. It fails, as the pool's do, unless the keys
     /// are in this release's layout.
-    pub fn dedicated_connection(
-        settings: &RedisSettings,
-    ) -> Result<(Connection, Keys), StoreError> {
+    pub fn dedicated_connection(settings: &RedisSettings) -> Result<(Link, Keys), StoreError> {
         let keys = keys_for(settings);
         let (conn, _) = Connector::new(&settings.target, settings.timeout)?
             .requiring_layout(&keys)
@@ -130,7 +128,7 @@ impl Store {
     /// migration alone.
     pub(in crate::store) fn migration_connection(
         settings: &RedisSettings,
-    ) -> Result<(Connection, Keys), StoreError> {
+    ) -> Result<(Link, Keys), StoreError> {
         let (conn, _) = Connector::new(&settings.target, settings.timeout)?.connect()?;
         Ok((conn, keys_for(settings)))
     }
@@ -189,7 +187,7 @@ impl RedisConn {
     pub(in crate::store) async fn run<T, F>(&mut self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &Keys) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&mut Link, &Keys) -> Result<T, StoreError> + Send + 'static,
     {
         let started = Instant::now();
         if self.checkout.is_none() {
@@ -289,7 +287,7 @@ impl RedisConn {
     /// it waits for Redis without blocking a thread.
     pub(in crate::store) async fn read<T, F, Fut>(&self, read: F) -> Result<T, StoreError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(SharedLink) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let result = self.reads.read(read).await;
@@ -301,7 +299,7 @@ impl RedisConn {
     /// have run.
     pub(in crate::store) async fn script<T, F, Fut>(&self, step: F) -> Result<T, StoreError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(SharedLink) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let result = self.scripts.once(&step).await;
@@ -313,9 +311,7 @@ impl RedisConn {
     pub(in crate::store) async fn run_mailing<T, F>(&mut self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &Keys) -> Result<(T, Vec<redis::Value>), StoreError>
-            + Send
-            + 'static,
+        F: FnOnce(&mut Link, &Keys) -> Result<(T, Vec<redis::Value>), StoreError> + Send + 'static,
     {
         let (value, replies) = self.run(work).await?;
         self.tally_mail(&MailTally::of(&replies));

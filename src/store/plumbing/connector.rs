@@ -1,5 +1,6 @@
-//! Opens connections to the configured Redis: one server, or the primary the
-//! sentinels name. Every connection it opens, to a sentinel or to Redis,
+//! Opens connections to the configured Redis: one server, the primary the
+//! sentinels name, or a cluster (through the redis crate's cluster client,
+//! which follows the cluster's slots, redirections and failovers itself). Every connection it opens, to a sentinel or to Redis,
 //! has the configured timeout on connect, reads and writes, so a sentinel or
 //! a server that stops answering costs a request at most the timeout.
 //!
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use redis::cluster::ClusterClient;
 use redis::{
     Client, Connection, ConnectionAddr, ErrorKind, IntoConnectionInfo, RedisConnectionInfo,
     RedisError, RedisResult, Role, ServerErrorKind,
@@ -29,6 +31,7 @@ use crate::config::RedisTarget;
 use crate::store::layout::Keys;
 use crate::store::plumbing::error::is_turned_down;
 use crate::store::plumbing::layout_check::LayoutCheck;
+use crate::store::plumbing::link::Link;
 
 /// How often the watcher asks the sentinels which server is the primary.
 const WATCH_INTERVAL: Duration = Duration::from_millis(500);
@@ -64,6 +67,15 @@ struct Refusal {
 enum Target {
     Server(Client),
     Sentinel(Sentinels),
+    Cluster(Box<ClusterClient>),
+}
+
+/// Where the shared connections are opened. Made once per connection
+/// opened, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Located {
+    Node(Client),
+    Cluster(ClusterClient),
 }
 
 struct Sentinels {
@@ -103,6 +115,12 @@ impl Connector {
                     generation: AtomicU64::new(0),
                 })
             }
+            RedisTarget::Cluster(nodes) => Target::Cluster(Box::new(
+                ClusterClient::builder(nodes.clone())
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .build()?,
+            )),
         };
         Ok(Self {
             target,
@@ -123,13 +141,18 @@ impl Connector {
 
     /// A new connection to the server, or to the current primary, with the
     /// generation it belongs to.
-    pub fn connect(&self) -> RedisResult<(Connection, u64)> {
+    pub fn connect(&self) -> RedisResult<(Link, u64)> {
         let started = Instant::now();
         let connected = match &self.target {
-            Target::Server(client) => open(client, self.timeout).map(|connection| (connection, 0)),
+            Target::Server(client) => {
+                open(client, self.timeout).map(|connection| (Link::Node(connection), 0))
+            }
             Target::Sentinel(sentinels) => sentinels
                 .connect_primary(self.timeout)
-                .map(|(connection, _, generation)| (connection, generation)),
+                .map(|(connection, _, generation)| (Link::Node(connection), generation)),
+            Target::Cluster(client) => client
+                .get_connection()
+                .map(|connection| (Link::cluster(connection), 0)),
         };
         let checked = connected.and_then(|(mut connection, generation)| {
             if let Some(layout) = &self.layout {
@@ -193,17 +216,18 @@ impl Connector {
     /// A client for the server, or for the primary the sentinels name right
     /// now (checked with `ROLE`), with the generation it belongs to: for
     /// connections opened some other way, such as the async one for reads.
-    pub fn locate(&self) -> RedisResult<(Client, u64)> {
+    pub fn locate(&self) -> RedisResult<(Located, u64)> {
         // The shared connections are opened elsewhere: a connection of the
         // connector's own checks the layout first.
         if self.layout.is_some() {
             self.connect()?;
         }
         match &self.target {
-            Target::Server(client) => Ok((client.clone(), 0)),
+            Target::Server(client) => Ok((Located::Node(client.clone()), 0)),
             Target::Sentinel(sentinels) => sentinels
                 .connect_primary(self.timeout)
-                .map(|(_, client, generation)| (client, generation)),
+                .map(|(_, client, generation)| (Located::Node(client), generation)),
+            Target::Cluster(client) => Ok((Located::Cluster((**client).clone()), 0)),
         }
     }
 
@@ -215,17 +239,20 @@ impl Connector {
     /// leads to a server that is not the primary any more.
     pub fn generation(&self) -> u64 {
         match &self.target {
-            Target::Server(_) => 0,
+            Target::Server(_) | Target::Cluster(_) => 0,
             Target::Sentinel(sentinels) => sentinels.generation.load(Ordering::Acquire),
         }
     }
 
     /// Whether a connection that has been idle still reaches a server that
-    /// takes writes: a `PING` for one server; through sentinels, a `ROLE`.
-    pub fn check(&self, connection: &mut Connection) -> RedisResult<()> {
-        match &self.target {
-            Target::Server(_) => redis::cmd("PING").exec(connection),
-            Target::Sentinel(_) => check_primary(connection),
+    /// takes writes: a `PING` for one server or a cluster; through
+    /// sentinels, a `ROLE`.
+    pub fn check(&self, link: &mut Link) -> RedisResult<()> {
+        match link {
+            Link::Node(connection) if matches!(self.target, Target::Sentinel(_)) => {
+                check_primary(connection)
+            }
+            link => redis::cmd("PING").exec(link),
         }
     }
 

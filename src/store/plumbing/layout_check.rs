@@ -5,7 +5,7 @@
 //! doctor would "repair" them away: so nothing runs on them until
 //! `user-accounts migrate` has rewritten them.
 
-use redis::{Connection, RedisError, RedisResult};
+use redis::{ConnectionLike, RedisError, RedisResult};
 
 use crate::store::layout::{Keys, LAYOUT_MIGRATING, LAYOUT_VERSION};
 
@@ -28,13 +28,15 @@ impl LayoutCheck {
     /// Passes when the marker names this release's layout. Where there is
     /// no marker and no key of the first layout either (a new deployment),
     /// the marker is set first.
-    pub fn ensure(&self, connection: &mut Connection) -> RedisResult<()> {
+    pub fn ensure(&self, connection: &mut dyn ConnectionLike) -> RedisResult<()> {
         let mut marker = self.marker(connection)?;
         if marker.is_none() {
-            let earlier: u32 = redis::cmd("EXISTS")
-                .arg(&self.first_layout_keys)
-                .query(connection)?;
-            if earlier > 0 {
+            // One key at a time: on a cluster they live in different slots.
+            let mut earlier = false;
+            for key in &self.first_layout_keys {
+                earlier |= redis::cmd("EXISTS").arg(key).query::<bool>(connection)?;
+            }
+            if earlier {
                 return Err(mismatch(
                     "Redis holds data in an earlier release's layout: stop every instance of \
                      that release and run `user-accounts migrate`",
@@ -59,7 +61,7 @@ impl LayoutCheck {
         }
     }
 
-    fn marker(&self, connection: &mut Connection) -> RedisResult<Option<String>> {
+    fn marker(&self, connection: &mut dyn ConnectionLike) -> RedisResult<Option<String>> {
         redis::cmd("GET").arg(&self.marker).query(connection)
     }
 }

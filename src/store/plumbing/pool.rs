@@ -5,9 +5,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::{Connection, ConnectionLike, ErrorKind, RedisError};
+use redis::{ConnectionLike, ErrorKind, RedisError};
 
 use crate::store::plumbing::connector::Connector;
+use crate::store::plumbing::link::Link;
 
 /// A connection idle for longer than this is checked (`PING`, or `ROLE`
 /// through sentinels) before it is handed out, so one that Redis dropped (a
@@ -26,7 +27,7 @@ impl RedisManager {
 }
 
 pub struct ManagedConnection {
-    connection: Connection,
+    connection: Link,
     last_used: Instant,
     /// The connector's generation when it was opened: an older one than the
     /// connector's current leads to a primary the sentinels have replaced.
@@ -48,15 +49,15 @@ impl ManagedConnection {
 }
 
 impl Deref for ManagedConnection {
-    type Target = Connection;
+    type Target = Link;
 
-    fn deref(&self) -> &Connection {
+    fn deref(&self) -> &Link {
         &self.connection
     }
 }
 
 impl DerefMut for ManagedConnection {
-    fn deref_mut(&mut self) -> &mut Connection {
+    fn deref_mut(&mut self) -> &mut Link {
         &mut self.connection
     }
 }

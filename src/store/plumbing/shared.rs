@@ -20,12 +20,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use prometheus::IntCounter;
-use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError};
 use rocket::tokio::sync::Mutex as AsyncMutex;
 use rocket::tokio::task;
 
-use crate::store::plumbing::connector::Connector;
+use crate::store::plumbing::connector::{Connector, Located};
+use crate::store::plumbing::link::SharedLink;
 use crate::store::StoreError;
 
 pub struct SharedConnection {
@@ -46,7 +46,7 @@ pub struct SharedConnection {
 
 #[derive(Clone)]
 struct Opened {
-    connection: MultiplexedConnection,
+    connection: SharedLink,
     /// The connector's generation: an older one leads to a replaced primary.
     generation: u64,
     /// Tells this connection from the ones opened before and after it.
@@ -71,7 +71,7 @@ impl SharedConnection {
     /// one: reads change nothing, so repeating one is safe.
     pub async fn read<T, F, Fut>(&self, read: F) -> Result<T, StoreError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(SharedLink) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         match self.once(&read).await {
@@ -86,7 +86,7 @@ impl SharedConnection {
     /// command that changes something.
     pub async fn once<T, F, Fut>(&self, step: &F) -> Result<T, StoreError>
     where
-        F: Fn(MultiplexedConnection) -> Fut,
+        F: Fn(SharedLink) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let opened = self.connection().await?;
@@ -141,9 +141,15 @@ impl SharedConnection {
             .set_connection_timeout(timeout)
             .set_response_timeout(timeout);
         let started = Instant::now();
-        let connection = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await;
+        let connection = match client {
+            Located::Node(client) => client
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+                .map(SharedLink::Node),
+            Located::Cluster(client) => {
+                client.get_async_connection().await.map(SharedLink::Cluster)
+            }
+        };
         let opened = Opened {
             connection: self.connector.noted(started, connection)?,
             generation,

@@ -273,17 +273,23 @@ impl Tx<'_> {
         decode(reply)
     }
 
-    /// Sends `commands` in one round trip and keeps each reply as a guard;
-    /// decodes the replies together, as a pipeline's.
+    /// Sends `commands` in one round trip (one each on a cluster, whose
+    /// blocking connection runs no pipeline) and keeps each reply as a
+    /// guard; decodes the replies together, as a pipeline's.
     pub fn read_all<T: FromRedisValue>(&mut self, commands: &[Cmd]) -> Result<T, StoreError> {
-        let mut pipe = redis::pipe();
-        for command in commands {
-            pipe.add_command(command.clone());
-        }
         let replies: Vec<Value> = if commands.is_empty() {
             Vec::new()
-        } else {
+        } else if self.conn.supports_pipelining() {
+            let mut pipe = redis::pipe();
+            for command in commands {
+                pipe.add_command(command.clone());
+            }
             pipe.query(self.conn)?
+        } else {
+            commands
+                .iter()
+                .map(|command| command.query(self.conn))
+                .collect::<Result<_, _>>()?
         };
         for (command, reply) in commands.iter().zip(&replies) {
             self.guards.push(Guard::new(command, reply));

@@ -7,12 +7,12 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::aio::MultiplexedConnection;
-use redis::{Connection, ConnectionLike, Script};
+use redis::{ConnectionLike, Script};
 
 use crate::domain::{PasswordHash, Session, SessionId, User, UserId};
 use crate::store::layout::{self, session_fields, user_fields, Keys};
 use crate::store::plumbing::conn::RedisConn;
+use crate::store::plumbing::link::{Link, SharedLink};
 use crate::store::plumbing::records::{
     decode_password_values, decode_public_values, decode_session, encode_time, hgetall,
     hmget_password_fields, hmget_public_fields, hset_session,
@@ -448,7 +448,7 @@ static RENEW_SESSION_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
 });
 
 async fn renew_session(
-    conn: &mut MultiplexedConnection,
+    conn: &mut SharedLink,
     keys: &Keys,
     id: &SessionId,
     idle: Duration,
@@ -483,11 +483,7 @@ async fn renew_session(
 /// The user's sessions from the index and the legacy set, oldest login
 /// first. A listed session that is gone is dropped from both; one that
 /// belongs to another user is not shown.
-fn sessions_of(
-    conn: &mut Connection,
-    keys: &Keys,
-    user: UserId,
-) -> Result<Vec<Session>, StoreError> {
+fn sessions_of(conn: &mut Link, keys: &Keys, user: UserId) -> Result<Vec<Session>, StoreError> {
     let index = keys.session_index(user);
     let legacy = keys.legacy_session_set(user);
     let (indexed, legacy_ids): (Vec<(String, f64)>, Vec<String>) = redis::pipe()

@@ -6,8 +6,8 @@ pub(super) mod email_index;
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::{ConnectionLike, FromRedisValue, Value};
+use rocket::futures::future::join_all;
 
 use crate::domain::{
     now, CodePurpose, EventKind, PasswordHash, QueuedMail, User, UserEmail, UserId, UserName,
@@ -18,6 +18,7 @@ use crate::store::events::outbox;
 use crate::store::layout::{parse_index_member, user_fields, Bucket, Keys};
 use crate::store::mail::queue::enqueue;
 use crate::store::plumbing::conn::RedisConn;
+use crate::store::plumbing::link::SharedLink;
 use crate::store::plumbing::records::{
     add_password_fields, decode_public_values, decode_user_fields, encode_time, hgetall,
     hmget_public_fields, hset_user, UserRecord,
@@ -537,19 +538,20 @@ fn set_disabled(
 }
 
 async fn list_users(
-    conn: &mut MultiplexedConnection,
+    conn: &mut SharedLink,
     keys: &Keys,
     query: &ListQuery,
 ) -> Result<UserPage, StoreError> {
     let after = query.after.as_ref().map(ListCursor::member);
     let (min, max) = email_prefix_range(&query.prefix, after);
     let (count_min, count_max) = email_prefix_range(&query.prefix, None);
-    // Each bucket's next members and its count, in one round trip: the
-    // page is the first of all buckets' members together, and one extra
-    // member tells whether another page follows.
-    let mut lookup = redis::pipe();
-    for bucket in Bucket::all() {
+    // Each bucket's next members and its count, all sent at once (one
+    // pipeline per bucket, as each bucket is a slot of its own on a
+    // cluster): the page is the first of all buckets' members together,
+    // and one extra member tells whether another page follows.
+    let lookups = Bucket::all().map(|bucket| {
         let index = keys.email_index(bucket);
+        let mut lookup = redis::pipe();
         lookup
             .cmd("ZRANGEBYLEX")
             .arg(&index)
@@ -567,8 +569,13 @@ async fn list_users(
                 .arg(&count_min)
                 .arg(&count_max);
         }
-    }
-    let replies: Vec<(Vec<String>, usize)> = lookup.query_async(conn).await?;
+        let mut conn = conn.clone();
+        async move { lookup.query_async::<(Vec<String>, usize)>(&mut conn).await }
+    });
+    let replies: Vec<(Vec<String>, usize)> = join_all(lookups)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     let total = replies.iter().map(|(_, count)| count).sum();
     let mut members: Vec<String> = replies
         .into_iter()
@@ -587,15 +594,16 @@ async fn list_users(
         .iter()
         .filter_map(|member| parse_index_member(member).map(|(_, id)| id))
         .collect();
-    let mut fetch = redis::pipe();
-    for id in &ids {
-        fetch.add_command(hmget_public_fields(&keys.user(*id)));
-    }
-    let replies: Vec<Vec<Option<String>>> = if ids.is_empty() {
-        Vec::new()
-    } else {
-        fetch.query_async(conn).await?
-    };
+    // Sent all at once: the users live in many slots.
+    let fetches = ids.iter().map(|id| {
+        let fetch = hmget_public_fields(&keys.user(*id));
+        let mut conn = conn.clone();
+        async move { fetch.query_async::<Vec<Option<String>>>(&mut conn).await }
+    });
+    let replies: Vec<Vec<Option<String>>> = join_all(fetches)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     let users = ids
         .into_iter()
         .zip(replies)
