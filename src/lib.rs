@@ -197,9 +197,7 @@ fn accounts_with_secret(
     metrics: Arc<Metrics>,
     code_secret: CodeSecret,
 ) -> anyhow::Result<Accounts> {
-    let store = Store::new(&settings.redis, Arc::clone(&metrics))?
-        .bounding_mail_at(settings.mail.max_per_recipient)
-        .logging_as(settings.log_format);
+    let store = Store::new(&settings.redis, Arc::clone(&metrics))?;
     let hasher = PasswordHasher::new(&settings.password_hashing, Arc::clone(&metrics));
     let policy = AuthPolicy {
         sessions: settings.sessions,

@@ -206,6 +206,12 @@ fn migrate(settings: &Settings) -> ExitCode {
                 "moved {} key(s) and {} email index member(s) into this release's layout",
                 migration.moved_keys, migration.moved_entries
             );
+            if migration.moved_mail > 0 {
+                println!(
+                    "moved {} mail message(s) into their recipients' buckets",
+                    migration.moved_mail
+                );
+            }
             if migration.dropped_entries > 0 {
                 println!(
                     "dropped {} email index member(s) that named no user",

@@ -148,6 +148,7 @@ async fn mail_held_back_is_counted_in_the_metrics() {
         .with_token(Method::Post, &uri, &admin, None)
         .await;
     assert_eq!(reply.status, Status::Accepted, "the caller is not told");
+    assert_eq!(settled_mails(&mailed, 1).await.len(), 1);
     let metrics = mailed.app.get_as("/metrics", &admin).await.body;
     assert!(
         metrics.contains("mail_held_back_total 1"),
@@ -158,7 +159,6 @@ async fn mail_held_back_is_counted_in_the_metrics() {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    assert_eq!(settled_mails(&mailed, 1).await.len(), 1);
 }
 
 // ---- codes cannot be ground down ----

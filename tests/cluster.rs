@@ -4,6 +4,7 @@
 mod common;
 
 use common::cluster::{nodes_flagged, RedisCluster};
+use common::mailbox::{confirm_email, reset, reset_code, MailedApp, NEW_PASSWORD};
 use common::TestApp;
 use rocket::futures::future::join_all;
 use rocket::http::Status;
@@ -11,7 +12,6 @@ use serde_json::json;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// Mail is off: queueing mail still spans slots on a cluster.
 async fn app() -> TestApp {
     TestApp::spawn_on_cluster(RedisCluster::shared(), &[]).await
 }
@@ -147,4 +147,23 @@ async fn listing_pages_through_every_user_once_in_email_order_on_a_cluster() {
     }
     let expected: Vec<String> = (0..120).map(|n| format!("u{n:03}@example.com")).collect();
     assert_eq!(emails, expected);
+}
+
+#[rocket::async_test]
+async fn sign_up_mails_a_verification_code_and_a_reset_code_changes_the_password_on_a_cluster() {
+    let mailed = MailedApp::spawn_on_cluster(RedisCluster::shared(), &[]).await;
+    let app = &mailed.app;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let code = mailed.code_for("ada@example.com", 1, "Verify").await;
+    let confirmed = confirm_email(app, "ada@example.com", &code).await;
+    assert_eq!(confirmed.status, Status::Ok, "{}", confirmed.body);
+    let code = reset_code(&mailed, "ada@example.com", 1).await;
+    let changed = reset(app, "ada@example.com", &code, NEW_PASSWORD).await;
+    assert_eq!(changed.status, Status::Ok, "{}", changed.body);
+    let notice = mailed.latest_mail("ada@example.com", 3, "password").await;
+    assert!(notice.text().contains("password"), "{}", notice.text());
+    assert_eq!(
+        app.login("ada@example.com", NEW_PASSWORD).await.status,
+        Status::Created
+    );
 }

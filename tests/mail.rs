@@ -19,7 +19,7 @@ use user_accounts::accounts::TestMail;
 use user_accounts::domain::{
     CodeSecret, MailContent, MailKind, OneTimeCode, QueuedMail, SealedCode, UserEmail, UserName,
 };
-use user_accounts::store::layout::{Keys, MAIL_GROUP};
+use user_accounts::store::layout::{Bucket, Keys, MAIL_GROUP};
 
 const PUBLIC_URL: &str = "https://accounts.example.com/app";
 /// Every instance of a test shares it, as instances in production must: a
@@ -73,34 +73,64 @@ fn keys(app: &TestApp) -> Keys {
     Keys::new(&app.prefix)
 }
 
-fn stream_len(app: &TestApp, key: &str) -> u64 {
-    redis::cmd("XLEN")
-        .arg(key)
-        .query(&mut app.redis())
-        .expect("XLEN")
+/// The queue `mail` goes to when queued on its own: its recipient's
+/// bucket's.
+fn queue_of(keys: &Keys, mail: &QueuedMail) -> String {
+    keys.mail_queue(Bucket::of_email(mail.to.as_str()))
+}
+
+/// The sum over every bucket of `command` (a count: XLEN, ZCARD) of the
+/// bucket's key that `key` names.
+fn total(conn: &mut redis::Connection, command: &str, key: impl Fn(Bucket) -> String) -> u64 {
+    Bucket::all()
+        .map(|bucket| -> u64 {
+            redis::cmd(command)
+                .arg(key(bucket))
+                .query(conn)
+                .expect("a count")
+        })
+        .sum()
+}
+
+/// Messages in the queues: not yet read, or being sent.
+fn queued_count(app: &TestApp) -> u64 {
+    let keys = keys(app);
+    total(&mut app.redis(), "XLEN", |bucket| keys.mail_queue(bucket))
 }
 
 fn retry_len(app: &TestApp) -> u64 {
-    redis::cmd("ZCARD")
-        .arg(keys(app).mail_retry())
-        .query(&mut app.redis())
-        .expect("ZCARD")
+    let keys = keys(app);
+    total(&mut app.redis(), "ZCARD", |bucket| keys.mail_retry(bucket))
 }
 
-/// How many queue entries readers hold without having finished them.
+fn dead_count(app: &TestApp) -> u64 {
+    let keys = keys(app);
+    total(&mut app.redis(), "XLEN", |bucket| keys.mail_dead(bucket))
+}
+
+/// How many queue entries readers hold without having finished them, over
+/// every bucket.
+fn pending_in(conn: &mut redis::Connection, keys: &Keys) -> u64 {
+    Bucket::all()
+        .map(|bucket| {
+            let summary: redis::Value = redis::cmd("XPENDING")
+                .arg(keys.mail_queue(bucket))
+                .arg(MAIL_GROUP)
+                .query(conn)
+                .unwrap_or(redis::Value::Nil);
+            match summary {
+                redis::Value::Array(items) => match items.first() {
+                    Some(redis::Value::Int(count)) => *count as u64,
+                    _ => 0,
+                },
+                _ => 0,
+            }
+        })
+        .sum()
+}
+
 fn pending(app: &TestApp) -> u64 {
-    let summary: redis::Value = redis::cmd("XPENDING")
-        .arg(keys(app).mail_queue())
-        .arg(MAIL_GROUP)
-        .query(&mut app.redis())
-        .unwrap_or(redis::Value::Nil);
-    match summary {
-        redis::Value::Array(items) => match items.first() {
-            Some(redis::Value::Int(count)) => *count as u64,
-            _ => 0,
-        },
-        _ => 0,
-    }
+    pending_in(&mut app.redis(), &keys(app))
 }
 
 /// Waits (without blocking the app's runtime) until `done` holds.
@@ -112,14 +142,28 @@ async fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool
     }
 }
 
-/// The entries of the dead-letter stream, oldest first.
+/// The entries of every bucket's dead letters, oldest first.
 fn dead_letters(app: &TestApp) -> Vec<(String, HashMap<String, String>)> {
-    redis::cmd("XRANGE")
-        .arg(keys(app).mail_dead())
-        .arg("-")
-        .arg("+")
-        .query(&mut app.redis())
-        .expect("XRANGE")
+    let mut conn = app.redis();
+    let mut letters: Vec<(String, HashMap<String, String>)> = Bucket::all()
+        .flat_map(|bucket| -> Vec<(String, HashMap<String, String>)> {
+            redis::cmd("XRANGE")
+                .arg(keys(app).mail_dead(bucket))
+                .arg("-")
+                .arg("+")
+                .query(&mut conn)
+                .expect("XRANGE")
+        })
+        .collect();
+    // An entry id is "milliseconds-sequence".
+    letters.sort_by_key(|(id, _)| {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    });
+    letters
 }
 
 /// Waits until the server holds `count` messages.
@@ -133,9 +177,8 @@ async fn arrived(server: &SmtpServer, count: usize, within: Duration) -> Vec<Rec
 
 /// Waits until the queue is empty: every message sent and taken out.
 async fn queue_drained(app: &TestApp) {
-    let queue = keys(app).mail_queue();
     eventually("the queue drains", Duration::from_secs(10), || {
-        stream_len(app, &queue) == 0 && pending(app) == 0
+        queued_count(app) == 0 && pending(app) == 0
     })
     .await;
 }
@@ -267,7 +310,7 @@ async fn every_kind_of_mail_arrives_over_smtp_with_its_headers_parts_code_and_li
     // Sent mail leaves Redis at once: no entry, nothing pending, no retry.
     queue_drained(&app).await;
     assert_eq!(retry_len(&app), 0);
-    assert_eq!(stream_len(&app, &keys(&app).mail_dead()), 0);
+    assert_eq!(dead_count(&app), 0);
     let metrics = app.get_as_admin("/metrics").await;
     assert!(
         metrics.body.contains("mail_queued_total 5") && metrics.body.contains("mail_sent_total 5"),
@@ -316,9 +359,8 @@ async fn a_server_whose_certificate_is_not_trusted_gets_no_mail() {
     let server = SmtpServer::start_with(Security::StartTls { cert, key });
     let app = mail_app(&server.url(), &[("MAIL_MAX_ATTEMPTS", "2")]).await;
     queue(&app, &notice(MailKind::Test, "ops@example.com")).await;
-    let dead = keys(&app).mail_dead();
     eventually("the message is dead", Duration::from_secs(10), || {
-        stream_len(&app, &dead) == 1
+        dead_count(&app) == 1
     })
     .await;
     assert!(server.messages().is_empty(), "nothing went out in clear");
@@ -374,16 +416,12 @@ async fn mail_waits_while_the_smtp_server_is_down_and_arrives_once_each_when_it_
     }
     // Down for a while: the messages are retried, none is lost or given up.
     eventually("every message failed once", Duration::from_secs(10), || {
-        retry_len(&app) + stream_len(&app, &keys(&app).mail_queue()) == 10 && retry_len(&app) > 0
+        retry_len(&app) + queued_count(&app) == 10 && retry_len(&app) > 0
     })
     .await;
     rocket::tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(server.messages().is_empty());
-    assert_eq!(
-        stream_len(&app, &keys(&app).mail_dead()),
-        0,
-        "none given up"
-    );
+    assert_eq!(dead_count(&app), 0, "none given up");
     let ready = app.get("/health/ready").await;
     assert_eq!(
         ready.status,
@@ -428,12 +466,11 @@ async fn a_message_that_always_fails_ends_with_the_dead_letters_and_retry_dead_q
     let app = mail_app(&server.url(), &[("MAIL_MAX_ATTEMPTS", "3")]).await;
     let mail = code_mail(MailKind::ResetPassword, "jo@example.com", "864209");
     queue(&app, &mail).await;
-    let dead = keys(&app).mail_dead();
     eventually("the message is dead", Duration::from_secs(10), || {
-        stream_len(&app, &dead) == 1
+        dead_count(&app) == 1
     })
     .await;
-    assert_eq!(stream_len(&app, &keys(&app).mail_queue()), 0);
+    assert_eq!(queued_count(&app), 0);
     assert_eq!(retry_len(&app), 0);
     let entries = dead_letters(&app);
     let fields = &entries[0].1;
@@ -458,7 +495,7 @@ async fn a_message_that_always_fails_ends_with_the_dead_letters_and_retry_dead_q
     let messages = arrived(&server, 1, Duration::from_secs(10)).await;
     assert_eq!(messages[0].header("Message-ID"), Some(message_id(&mail)));
     assert_eq!(code_line(&messages[0].text()), "864209");
-    assert_eq!(stream_len(&app, &dead), 0);
+    assert_eq!(dead_count(&app), 0);
     queue_drained(&app).await;
 }
 
@@ -469,9 +506,8 @@ async fn a_dead_letter_keeps_its_code_sealed_and_no_redis_value_holds_it_in_clea
     let app = mail_app(&server.url(), &[("MAIL_MAX_ATTEMPTS", "1")]).await;
     app.create_user("Jo", "jo@example.com", "correct horse battery")
         .await;
-    let dead = keys(&app).mail_dead();
     eventually("the code mail is dead", Duration::from_secs(10), || {
-        stream_len(&app, &dead) == 1
+        dead_count(&app) == 1
     })
     .await;
     let sealed = SealedCode::parse(&dead_letters(&app)[0].1["code"]).expect("a sealed code");
@@ -498,9 +534,8 @@ async fn a_refused_recipient_is_given_up_at_once() {
     let app = mail_app(&server.url(), &[]).await;
     queue(&app, &notice(MailKind::Test, "reject-me@example.com")).await;
     queue(&app, &notice(MailKind::Test, "ok@example.com")).await;
-    let dead = keys(&app).mail_dead();
     eventually("the refused one is dead", Duration::from_secs(10), || {
-        stream_len(&app, &dead) == 1
+        dead_count(&app) == 1
     })
     .await;
     let entries = dead_letters(&app);
@@ -633,7 +668,7 @@ async fn a_message_left_unfinished_by_five_stopped_senders_goes_to_the_dead_lett
     queue_raw(&mut conn, &raw_keys, &fatal, None);
     // Five senders took it in turn and stopped holding it: a reader of the
     // group reads it, and its delivery count says five.
-    let stream = raw_keys.mail_queue();
+    let stream = queue_of(&raw_keys, &fatal);
     redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(&stream)
@@ -666,9 +701,8 @@ async fn a_message_left_unfinished_by_five_stopped_senders_goes_to_the_dead_lett
         .expect("XCLAIM");
 
     let app = taking_over_app(&server, &prefix).await;
-    let dead = keys(&app).mail_dead();
     eventually("the message is dead", Duration::from_secs(10), || {
-        stream_len(&app, &dead) == 1
+        dead_count(&app) == 1
     })
     .await;
     let letters = dead_letters(&app);
@@ -698,7 +732,7 @@ async fn without_a_mail_url_nothing_is_queued_and_the_service_runs() {
         .await
         .expect("no error");
     assert_eq!(test, TestMail::MailOff);
-    assert_eq!(stream_len(&app, &keys(&app).mail_queue()), 0);
+    assert_eq!(queued_count(&app), 0);
     assert!(app.keys().is_empty(), "no key at all: {:?}", app.keys());
     assert_eq!(app.get("/health/ready").await.status, Status::Ok);
     let sent = cli(&app.prefix, &[], &["mail", "send-test", "jo@example.com"]);
@@ -839,9 +873,14 @@ fn redis_at(prefix: &str) -> (redis::Connection, Keys) {
 
 /// Queues `mail` as the store does, from outside the service.
 fn queue_raw(conn: &mut redis::Connection, keys: &Keys, mail: &QueuedMail, code: Option<&str>) {
+    queue_raw_in(conn, &queue_of(keys, mail), mail, code);
+}
+
+/// Queues `mail` in `queue`, as a step in that queue's bucket does.
+fn queue_raw_in(conn: &mut redis::Connection, queue: &str, mail: &QueuedMail, code: Option<&str>) {
     let mut command = redis::cmd("XADD");
     command
-        .arg(keys.mail_queue())
+        .arg(queue)
         .arg("*")
         .arg("id")
         .arg(mail.id.to_string())
@@ -933,19 +972,12 @@ fn the_service_logs_no_code_and_no_address_and_stops_on_sigterm_leaving_unsent_m
         stopped_in < Duration::from_secs(7),
         "stopped in {stopped_in:?}"
     );
-    let queued: u64 = redis::cmd("XLEN")
-        .arg(keys.mail_queue())
-        .query(&mut conn)
-        .expect("XLEN");
+    let queued = total(&mut conn, "XLEN", |bucket| keys.mail_queue(bucket));
     assert_eq!(queued, 40, "every unsent message is still queued");
-    let held: redis::Value = redis::cmd("XPENDING")
-        .arg(keys.mail_queue())
-        .arg(MAIL_GROUP)
-        .query(&mut conn)
-        .expect("XPENDING");
-    assert!(
-        matches!(&held, redis::Value::Array(summary) if summary.first() == Some(&redis::Value::Int(0))),
-        "what it had taken went back to the queue, held by no one: {held:?}"
+    assert_eq!(
+        pending_in(&mut conn, &keys),
+        0,
+        "what it had taken went back to the queue, held by no one"
     );
     let logs = service.logs();
     assert!(
@@ -1056,14 +1088,13 @@ async fn a_malformed_retry_entry_goes_to_the_dead_letters_and_the_rest_still_flo
     let server = SmtpServer::start();
     let app = mail_app(&server.url(), &[]).await;
     redis::cmd("ZADD")
-        .arg(keys(&app).mail_retry())
+        .arg(keys(&app).mail_retry(Bucket::of_email("ops@example.com")))
         .arg(0)
         .arg("{not json")
         .exec(&mut app.redis())
         .expect("ZADD");
-    let dead = keys(&app).mail_dead();
     eventually("the entry is dead", Duration::from_secs(10), || {
-        stream_len(&app, &dead) == 1
+        dead_count(&app) == 1
     })
     .await;
     let entries = dead_letters(&app);
@@ -1080,15 +1111,12 @@ fn readers_of_stopped_instances_leave_the_group_unless_they_hold_a_message() {
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
     let settings = common::test_settings(&shared_redis_url(), &prefix, &[]);
     let (mut conn, keys) = redis_at(&prefix);
-    let mut sender = MailConsumer::new(&settings.redis, "alive".into());
-    sender.join().expect("the group exists");
+    let mut sender = MailConsumer::new(&settings.redis, "alive".into(), 10);
+    sender.join().expect("the groups exist");
     // Two killed instances: one took a message, one took nothing.
-    queue_raw(
-        &mut conn,
-        &keys,
-        &notice(MailKind::Test, "ops@example.com"),
-        None,
-    );
+    let mail = notice(MailKind::Test, "ops@example.com");
+    queue_raw(&mut conn, &keys, &mail, None);
+    let queue = queue_of(&keys, &mail);
     redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg(MAIL_GROUP)
@@ -1096,13 +1124,13 @@ fn readers_of_stopped_instances_leave_the_group_unless_they_hold_a_message() {
         .arg("COUNT")
         .arg(1)
         .arg("STREAMS")
-        .arg(keys.mail_queue())
+        .arg(&queue)
         .arg(">")
         .exec(&mut conn)
         .expect("XREADGROUP");
     redis::cmd("XGROUP")
         .arg("CREATECONSUMER")
-        .arg(keys.mail_queue())
+        .arg(&queue)
         .arg(MAIL_GROUP)
         .arg("killed-empty")
         .exec(&mut conn)
@@ -1113,7 +1141,7 @@ fn readers_of_stopped_instances_leave_the_group_unless_they_hold_a_message() {
     assert_eq!(forgotten, 1);
     let readers: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
         .arg("CONSUMERS")
-        .arg(keys.mail_queue())
+        .arg(&queue)
         .arg(MAIL_GROUP)
         .query(&mut conn)
         .expect("XINFO");
@@ -1168,4 +1196,23 @@ async fn mail_send_test_queues_a_message_a_running_instance_sends_and_mail_statu
         &["mail", "send-test", "not-an-address"],
     );
     assert!(!refused.status.success(), "clap rejects a bad address");
+}
+
+#[rocket::async_test]
+async fn an_address_gets_its_hourly_bound_of_mail_however_many_buckets_queued_it() {
+    let server = SmtpServer::start();
+    let app = mail_app(&server.url(), &[("MAIL_MAX_PER_RECIPIENT", "3")]).await;
+    let keys = keys(&app);
+    let mut conn = app.redis();
+    // Steps queue in their own bucket: six users' notices to one address,
+    // each from another bucket.
+    for bucket in Bucket::all().take(6) {
+        let mail = notice(MailKind::PasswordChanged, "victim@example.com");
+        queue_raw_in(&mut conn, &keys.mail_queue(bucket), &mail, None);
+    }
+    queue_drained(&app).await;
+    rocket::tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.messages().len(), 3);
+    let metrics = app.get_as("/metrics", app.admin_key().await).await.body;
+    assert!(metrics.contains("mail_held_back_total 3"), "{metrics}");
 }

@@ -3,12 +3,14 @@
 
 mod common;
 
+use std::collections::HashMap;
+
 use common::mailbox::*;
 use common::{id_of, TestApp};
 use rocket::http::Status;
 use serde_json::json;
 use user_accounts::domain::RevertCode;
-use user_accounts::store::layout::LAYOUT_VERSION;
+use user_accounts::store::layout::{Bucket, LAYOUT_VERSION};
 
 struct Run {
     success: bool,
@@ -272,5 +274,86 @@ async fn a_users_list_of_revert_keys_names_them_by_their_new_names() {
     assert_eq!(members.len(), 2, "a revert code and a reserved email");
     for member in members {
         assert!(mailed.app.exists(&member), "{member} is no key");
+    }
+}
+
+#[rocket::async_test]
+async fn mail_queued_retrying_and_dead_before_migration_moves_to_its_recipients_bucket() {
+    let app = TestApp::spawn().await;
+    let mut conn = app.redis();
+    let [queue, retry, dead] = app.keys_of_layout().first_layout_mail();
+    let fields = |id: &str, to: &str| {
+        vec![
+            ("id", id.to_owned()),
+            ("kind", "test".to_owned()),
+            ("to", to.to_owned()),
+            ("queued_at", "1700000000000".to_owned()),
+            ("attempts", "0".to_owned()),
+        ]
+    };
+    let queued = fields("0b4c7f54-8d1e-4f6a-9c3b-2a1d5e6f7a8b", "ada@example.com");
+    let waiting = fields("1c5d8a65-9e2f-4a7b-8d4c-3b2e6f7a8b9c", "bob@example.com");
+    let buried = fields("2d6e9b76-af30-4b8c-9e5d-4c3f7a8b9cad", "cy@example.com");
+    let retry_member = serde_json::Value::Object(
+        waiting
+            .iter()
+            .map(|(name, value)| (name.to_string(), json!(value)))
+            .collect(),
+    )
+    .to_string();
+    redis::pipe()
+        .cmd("XADD")
+        .arg(&queue)
+        .arg("*")
+        .arg(&queued)
+        .cmd("ZADD")
+        .arg(&retry)
+        .arg(1_700_000_060_000_i64)
+        .arg(&retry_member)
+        .cmd("XADD")
+        .arg(&dead)
+        .arg("*")
+        .arg(&buried)
+        .exec(&mut conn)
+        .expect("the first layout's mail");
+
+    let run = migrate(&app);
+    assert!(
+        run.stdout.contains("moved 3 mail message(s)"),
+        "{}",
+        run.stdout
+    );
+    let keys = app.keys_of_layout();
+    let bucket = |email: &str| Bucket::of_email(email);
+    let entries = |key: String| -> Vec<(String, HashMap<String, String>)> {
+        redis::cmd("XRANGE")
+            .arg(key)
+            .arg("-")
+            .arg("+")
+            .query(&mut app.redis())
+            .expect("XRANGE")
+    };
+    let as_map = |fields: &[(&str, String)]| -> HashMap<String, String> {
+        fields
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect()
+    };
+    let moved = entries(keys.mail_queue(bucket("ada@example.com")));
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].1, as_map(&queued));
+    let moved = entries(keys.mail_dead(bucket("cy@example.com")));
+    assert_eq!(moved.len(), 1);
+    assert_eq!(moved[0].1, as_map(&buried));
+    let retrying: Vec<(String, i64)> = redis::cmd("ZRANGE")
+        .arg(keys.mail_retry(bucket("bob@example.com")))
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query(&mut conn)
+        .expect("ZRANGE");
+    assert_eq!(retrying, vec![(retry_member, 1_700_000_060_000)]);
+    for old in [queue, retry, dead] {
+        assert!(!app.exists(&old), "{old} is gone");
     }
 }

@@ -191,22 +191,6 @@ impl Settings {
     /// value; empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env(&|name| lookup(name).filter(|value| !value.trim().is_empty()));
-        let settings = Self::read(&env)?;
-        if matches!(settings.redis.target, RedisTarget::Cluster(_))
-            && settings.mail.transport.is_some()
-        {
-            return Err(ConfigError {
-                setting: "MAIL_URL",
-                reason: "cannot be used with REDIS_CLUSTER_NODES in this release: queueing a \
-                         message still spans hash slots; run on one Redis or under Sentinel to \
-                         send mail"
-                    .into(),
-            });
-        }
-        Ok(settings)
-    }
-
-    fn read(env: &Env) -> Result<Self, ConfigError> {
         Ok(Self {
             redis: redis::settings(&env)?,
             password_hashing: hashing::settings(&env)?,

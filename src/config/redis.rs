@@ -591,22 +591,6 @@ mod tests {
     }
 
     #[test]
-    fn mail_is_refused_on_a_cluster_until_queueing_fits_one_slot() {
-        let error = settings_from(&[
-            ("REDIS_CLUSTER_NODES", "redis://10.0.0.1:7000"),
-            ("MAIL_URL", "smtp://mail.example:25"),
-        ])
-        .err()
-        .expect("mail with a cluster is refused");
-        assert_eq!(error.setting, "MAIL_URL");
-        assert!(
-            error.reason.contains("REDIS_CLUSTER_NODES"),
-            "{}",
-            error.reason
-        );
-    }
-
-    #[test]
     fn a_bad_cluster_node_is_named_by_position_without_echoing_it() {
         for (bad, problem) in [
             ("redis://:hunter2@10.0.0.2", "needs a port"),

@@ -28,7 +28,7 @@ use crate::config::{LogFormat, MailSettings, RedisSettings};
 use crate::domain::{CodeSealer, QueuedMail};
 use crate::logging::log_line;
 use crate::metrics::Metrics;
-use crate::store::{Delivery, MailConsumer, StoreError};
+use crate::store::{Delivery, MailConsumer, QueueEntry, StoreError};
 
 /// The longest one read waits for a message: the bound on how long a stop
 /// request waits for the read in progress.
@@ -92,6 +92,7 @@ impl MailSender {
             composer: Arc::new(composer),
             transport: Arc::new(transport),
             max_attempts: mail.max_attempts,
+            max_per_recipient: mail.max_per_recipient,
             retry_base: mail.retry_base,
             claim_after: mail.claim_after,
             metrics,
@@ -160,6 +161,8 @@ struct Sender {
     composer: Arc<Composer>,
     transport: Arc<Transport>,
     max_attempts: u32,
+    /// MAIL_MAX_PER_RECIPIENT: the most messages an address gets in an hour.
+    max_per_recipient: u32,
     retry_base: Duration,
     claim_after: Duration,
     metrics: Arc<Metrics>,
@@ -334,6 +337,8 @@ impl Sender {
             }
         }
 
+        let sendable = self.within_bounds(sendable, &mut finished).await?;
+
         // Each send owns a copy of its message; the deliveries stay here, so
         // that the unfinished ones can be put back however the sends end.
         let mut deliveries: Vec<Option<Delivery>> = Vec::with_capacity(sendable.len());
@@ -415,6 +420,41 @@ impl Sender {
         Ok(())
     }
 
+    /// The messages their recipients' hourly bounds let out; each held
+    /// back is finished (it leaves the queue unsent), counted and logged.
+    /// No request is told, so that no answer shows how much mail an
+    /// address got.
+    async fn within_bounds(
+        &mut self,
+        sendable: Vec<(Delivery, QueuedMail)>,
+        finished: &mut Vec<QueueEntry>,
+    ) -> Result<Vec<(Delivery, QueuedMail)>, StoreError> {
+        if sendable.is_empty() {
+            return Ok(sendable);
+        }
+        let mails: Vec<QueuedMail> = sendable.iter().map(|(_, mail)| mail.clone()).collect();
+        let admitted = self.redis(move |consumer| consumer.admit(&mails)).await?;
+        let mut let_out = Vec::with_capacity(sendable.len());
+        for ((delivery, mail), admitted) in sendable.into_iter().zip(admitted) {
+            if admitted {
+                let_out.push((delivery, mail));
+                continue;
+            }
+            self.log(
+                "WARN",
+                &format!(
+                    "mail: {} held back: its recipient had MAIL_MAX_PER_RECIPIENT ({}) \
+                     messages in the last hour",
+                    describe(&mail),
+                    self.max_per_recipient
+                ),
+            );
+            self.metrics.mail_held_back.inc();
+            finished.push(delivery.entry);
+        }
+        Ok(let_out)
+    }
+
     /// A failed attempt: wait and retry, or give up.
     async fn settle_failure(
         &mut self,
@@ -468,7 +508,7 @@ impl Sender {
     {
         let mut consumer = match self.consumer.take() {
             Some(consumer) => consumer,
-            None => MailConsumer::new(&self.redis, self.name.clone()),
+            None => MailConsumer::new(&self.redis, self.name.clone(), self.max_per_recipient),
         };
         let (consumer, result) = task::spawn_blocking(move || {
             let result = work(&mut consumer);

@@ -8,6 +8,7 @@ use crate::domain::{now, SessionId, UserEmail, UserId};
 use crate::store::layout::{
     index_member, parse_index_member, session_fields, user_fields, Bucket, Keys,
 };
+use crate::store::mail::delivery::counts as mail_counts;
 use crate::store::plumbing::link::Link;
 use crate::store::plumbing::records::{decode_user, encode_time};
 use crate::store::plumbing::transaction::{transact, Plan, Writes};
@@ -134,7 +135,7 @@ impl fmt::Display for Finding {
 /// How many mail messages failed every attempt: a warning for operators,
 /// not an inconsistency.
 pub fn mail_dead_letters(conn: &mut Link, keys: &Keys) -> Result<u64, StoreError> {
-    Ok(redis::cmd("XLEN").arg(keys.mail_dead()).query(conn)?)
+    Ok(mail_counts(conn, keys)?.dead)
 }
 
 /// Told what the doctor is doing, to show progress.

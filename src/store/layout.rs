@@ -83,6 +83,11 @@ impl Bucket {
         (0..BUCKETS).map(Self)
     }
 
+    /// The bucket's number, from 0.
+    pub fn number(self) -> u8 {
+        self.0
+    }
+
     fn tag(self) -> &'static str {
         BUCKET_TAGS[usize::from(self.0)]
     }
@@ -425,20 +430,28 @@ impl Keys {
         self.of_user(user, format_args!("activity:{user}"))
     }
 
-    /// The stream of messages waiting to be sent, read by [`MAIL_GROUP`].
-    pub fn mail_queue(&self) -> String {
-        format!("{}mail:queue", self.prefix)
+    /// `bucket`'s stream of messages waiting to be sent, read by
+    /// [`MAIL_GROUP`]: a step queues its mail in its own bucket.
+    pub fn mail_queue(&self, bucket: Bucket) -> String {
+        self.in_bucket(bucket, format_args!("mail:queue"))
     }
 
-    /// A sorted set of messages waiting to be retried, scored by the Unix
-    /// millisecond at which each goes back to the queue.
-    pub fn mail_retry(&self) -> String {
-        format!("{}mail:retry", self.prefix)
+    /// `bucket`'s sorted set of messages waiting to be retried, scored by
+    /// the Unix millisecond at which each goes back to its queue.
+    pub fn mail_retry(&self, bucket: Bucket) -> String {
+        self.in_bucket(bucket, format_args!("mail:retry"))
     }
 
-    /// The stream of messages that failed every attempt (dead letters).
-    pub fn mail_dead(&self) -> String {
-        format!("{}mail:dead", self.prefix)
+    /// `bucket`'s stream of messages that failed every attempt (dead
+    /// letters).
+    pub fn mail_dead(&self, bucket: Bucket) -> String {
+        self.in_bucket(bucket, format_args!("mail:dead"))
+    }
+
+    /// The first layout's one mail queue, retry set and dead letters, whose
+    /// messages `user-accounts migrate` moves to the buckets.
+    pub fn first_layout_mail(&self) -> [String; 3] {
+        ["queue", "retry", "dead"].map(|name| format!("{}mail:{name}", self.prefix))
     }
 
     /// Which layout the keys under the prefix are in: [`LAYOUT_VERSION`],
@@ -865,9 +878,8 @@ mod tests {
         let keys = Keys::new("ua:");
         for key in [
             format!("{}events", keys.prefix()),
-            keys.mail_queue(),
-            keys.mail_retry(),
-            keys.mail_dead(),
+            keys.mail_queue(Bucket::of_email("jo@example.com")),
+            keys.first_layout_mail()[0].clone(),
             keys.layout_marker(),
             keys.first_layout_email_index(),
             keys.user(UserId::generate()),

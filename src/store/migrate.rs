@@ -7,7 +7,11 @@
 //! be stopped first, or its writes after the move would be lost to view.
 
 use crate::config::RedisSettings;
-use crate::store::layout::{parse_index_member, Keys, LAYOUT_MIGRATING, LAYOUT_VERSION};
+use std::collections::HashMap;
+
+use crate::store::layout::{
+    mail_fields, parse_index_member, Bucket, Keys, LAYOUT_MIGRATING, LAYOUT_VERSION,
+};
 use crate::store::plumbing::layout_check::mismatch;
 use crate::store::plumbing::link::Link;
 use crate::store::{Store, StoreError};
@@ -32,6 +36,9 @@ pub struct Migration {
     /// Index entries that named no user (not an email and an id), dropped:
     /// the doctor would have removed them too.
     pub dropped_entries: u64,
+    /// Mail messages (queued, waiting for a retry, or dead) moved from the
+    /// one queue of the first layout into their recipients' buckets.
+    pub moved_mail: u64,
     /// Keys left under their old names because their new names were
     /// taken: the marker stays at "migrating" until a person looks.
     pub conflicts: Vec<String>,
@@ -75,6 +82,7 @@ pub fn migrate(settings: &RedisSettings) -> Result<Migration, StoreError> {
     let mut migration = Migration::default();
     move_keys(&mut conn, &keys, &mut migration)?;
     move_index_entries(&mut conn, &keys, &mut migration)?;
+    move_mail(&mut conn, &keys, &mut migration)?;
     if migration.finished() {
         redis::cmd("SET")
             .arg(keys.layout_marker())
@@ -199,4 +207,85 @@ fn move_index_entries(
         step.cmd("ZREM").arg(&index).arg(&batch).ignore();
         step.exec(conn)?;
     }
+}
+
+/// Moves the first layout's mail (its one queue, retry set and dead
+/// letters) into the queues, retry sets and dead letters of the
+/// recipients' buckets, a batch per MULTI/EXEC, until none is left. The
+/// earlier release is stopped, so no sender holds a message meanwhile.
+fn move_mail(conn: &mut Link, keys: &Keys, migration: &mut Migration) -> Result<(), StoreError> {
+    let [queue, retry, dead] = keys.first_layout_mail();
+    for (old, to) in [
+        (&queue, Keys::mail_queue as fn(&Keys, Bucket) -> String),
+        (&dead, Keys::mail_dead),
+    ] {
+        loop {
+            let batch: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+                .arg(old)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(BATCH)
+                .query(conn)?;
+            if batch.is_empty() {
+                break;
+            }
+            let mut step = redis::pipe();
+            step.atomic();
+            for (id, fields) in &batch {
+                let pairs: Vec<(&String, &String)> = fields.iter().collect();
+                let recipient = fields.get(mail_fields::TO).map(String::as_str);
+                step.cmd("XADD")
+                    .arg(to(keys, recipient_bucket(recipient)))
+                    .arg("*")
+                    .arg(pairs)
+                    .ignore()
+                    .cmd("XDEL")
+                    .arg(old)
+                    .arg(id)
+                    .ignore();
+            }
+            step.exec(conn)?;
+            migration.moved_mail += batch.len() as u64;
+        }
+    }
+    // Emptied, the streams stay as keys (the queue with its group).
+    redis::cmd("DEL").arg(&queue).arg(&dead).exec(conn)?;
+    loop {
+        let batch: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(&retry)
+            .arg(0)
+            .arg(BATCH - 1)
+            .arg("WITHSCORES")
+            .query(conn)?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut step = redis::pipe();
+        step.atomic();
+        for (member, due) in &batch {
+            // A retry is a JSON object of the message's fields.
+            let fields: Option<HashMap<String, String>> = serde_json::from_str(member).ok();
+            let recipient = fields
+                .as_ref()
+                .and_then(|fields| fields.get(mail_fields::TO));
+            step.cmd("ZADD")
+                .arg(keys.mail_retry(recipient_bucket(recipient.map(String::as_str))))
+                .arg(*due)
+                .arg(member)
+                .ignore()
+                .cmd("ZREM")
+                .arg(&retry)
+                .arg(member)
+                .ignore();
+        }
+        step.exec(conn)?;
+        migration.moved_mail += batch.len() as u64;
+    }
+}
+
+/// The bucket a moved message goes to: its recipient's, or the first for
+/// one without a recipient (the sender buries it as malformed).
+fn recipient_bucket(recipient: Option<&str>) -> Bucket {
+    recipient.map_or(Bucket::of_email(""), Bucket::of_email)
 }

@@ -39,7 +39,7 @@ pub use codes::{CodeAttempt, CodeCheck, Reset, MAX_CODE_TRIES};
 pub use email_reverts::{Revert, REVERT_TTL};
 pub use login_limits::counters::Admission;
 pub use login_limits::Proof as AttemptProof;
-pub use mail::delivery::{Delivery, MailConsumer, MailCounts};
+pub use mail::delivery::{Delivery, MailConsumer, MailCounts, QueueEntry};
 pub use plumbing::conn::{PoolStatus, RedisConn, Store};
 pub use plumbing::error::StoreError;
 pub use plumbing::records::UserRecord;

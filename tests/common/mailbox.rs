@@ -20,17 +20,38 @@ pub struct MailedApp {
     pub dir: PathBuf,
 }
 
+/// A directory for an app's mail, and the `MAIL_URL` that writes there.
+fn mail_dir() -> (PathBuf, String) {
+    let dir = std::env::temp_dir().join(format!("codes-{}", uuid::Uuid::new_v4().simple()));
+    let url = format!("file://{}", dir.display());
+    (dir, url)
+}
+
+/// The settings of an app that mails to `url`, then `extra`.
+fn mailing<'a>(url: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut settings = vec![
+        ("MAIL_URL", url),
+        ("TOKEN_SECRET", SECRET),
+        ("PUBLIC_URL", "https://accounts.example.com"),
+    ];
+    settings.extend_from_slice(extra);
+    settings
+}
+
 impl MailedApp {
     pub async fn spawn(extra: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(format!("codes-{}", uuid::Uuid::new_v4().simple()));
-        let url = format!("file://{}", dir.display());
-        let mut settings = vec![
-            ("MAIL_URL", url.as_str()),
-            ("TOKEN_SECRET", SECRET),
-            ("PUBLIC_URL", "https://accounts.example.com"),
-        ];
-        settings.extend_from_slice(extra);
-        let app = TestApp::spawn_with(&settings).await;
+        let (dir, url) = mail_dir();
+        let app = TestApp::spawn_with(&mailing(&url, extra)).await;
+        Self { app, dir }
+    }
+
+    /// The same on `cluster`.
+    pub async fn spawn_on_cluster(
+        cluster: &super::cluster::RedisCluster,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let (dir, url) = mail_dir();
+        let app = TestApp::spawn_on_cluster(cluster, &mailing(&url, extra)).await;
         Self { app, dir }
     }
 

@@ -1,8 +1,7 @@
 //! How a one-time code is written: shared by the code requests and by the
 //! changes that send a code in their own transaction (a sign-up, a new
 //! email). Both run one script, so a code is always issued under the same
-//! rules: the resend time, the day's cap per account and purpose, and the
-//! recipient's bound on mail.
+//! rules: the resend time and the day's cap per account and purpose.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -10,8 +9,8 @@ use std::time::Duration;
 use redis::Script;
 
 use crate::domain::{CodePurpose, QueuedMail, UserId};
-use crate::store::layout::{code_fields, Keys};
-use crate::store::mail::queue::{encode, QUEUE_WITHIN_BOUND};
+use crate::store::layout::{code_fields, Bucket, Keys};
+use crate::store::mail::queue::encode;
 use crate::store::plumbing::transaction::{Embedded, Writes};
 
 /// The window of `CODE_MAX_PER_DAY` and `CODE_MAX_ACCOUNT_FAILURES`.
@@ -42,14 +41,13 @@ pub enum Resend {
 }
 
 /// KEYS: the code, its "sent" marker, the day's count of codes issued, the
-/// recipient's last hour of mail, the mail queue. ARGV: force (0/1), resend
-/// (ms), ttl (ms), the digest field and the digest, the tries field, the
-/// day (ms), the most codes a day, the recipient bound, the mail's id ('' for
-/// no mail), then the mail's fields and values. Returns 'waiting' (the
-/// resend rule held it back) or 'spent' (the day's cap did), changing
-/// nothing; else the code is issued and the reply is 'issued' (no mail),
-/// 'queued' or 'held' (the recipient bound held the mail back).
-const ISSUE: &str = r"
+/// mail queue of the user's bucket. ARGV: force (0/1), resend (ms), ttl
+/// (ms), the digest field and the digest, the tries field, the day (ms),
+/// the most codes a day, then the mail's fields and values (none for no
+/// mail). Returns 'waiting' (the resend rule held it back) or 'spent' (the
+/// day's cap did), changing nothing; else the code is issued and the reply
+/// is 'issued' (no mail) or 'queued'.
+pub(in crate::store) const ISSUE_SOURCE: &str = r"
 if ARGV[1] == '0' and redis.call('EXISTS', KEYS[2]) == 1 then
   return 'waiting'
 end
@@ -62,16 +60,15 @@ redis.call('SET', KEYS[2], 1, 'PX', ARGV[2])
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], ARGV[4], ARGV[5], ARGV[6], 0)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if ARGV[10] == '' then
+if #ARGV == 8 then
   return 'issued'
 end
-return queue_within_bound(KEYS[4], KEYS[5], tonumber(ARGV[9]), ARGV[10], 11)
+redis.call('XADD', KEYS[4], '*', unpack(ARGV, 9))
+return 'queued'
 ";
 
-pub(in crate::store) static ISSUE_SOURCE: LazyLock<String> =
-    LazyLock::new(|| format!("{QUEUE_WITHIN_BOUND}{ISSUE}"));
 pub(in crate::store) static ISSUE_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&ISSUE_SOURCE));
+    LazyLock::new(|| Script::new(ISSUE_SOURCE));
 
 pub(in crate::store) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
@@ -85,17 +82,11 @@ impl NewCode {
         user: UserId,
         resend: Resend,
     ) -> (Vec<String>, Vec<String>) {
-        let recipient = self
-            .mail
-            .as_ref()
-            .map(|mail| keys.mail_to_recipient(&mail.to))
-            .unwrap_or_default();
         let script_keys = vec![
             keys.code(self.purpose, user),
             keys.code_sent(self.purpose, user),
             keys.codes_issued(self.purpose, user),
-            recipient,
-            keys.mail_queue(),
+            keys.mail_queue(Bucket::of_user(user)),
         ];
         let mut args = vec![
             u8::from(resend == Resend::Now).to_string(),
@@ -106,17 +97,10 @@ impl NewCode {
             code_fields::TRIES.to_owned(),
             millis(CODE_DAY).to_string(),
             self.max_per_day.to_string(),
-            keys.mail_max_per_recipient().to_string(),
         ];
-        match &self.mail {
-            Some(mail) => {
-                args.push(mail.id.to_string());
-                for (field, value) in encode(mail) {
-                    args.push(field.to_owned());
-                    args.push(value);
-                }
-            }
-            None => args.push(String::new()),
+        for (field, value) in self.mail.iter().flat_map(encode) {
+            args.push(field.to_owned());
+            args.push(value);
         }
         (script_keys, args)
     }

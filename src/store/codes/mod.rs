@@ -12,7 +12,7 @@ use redis::{ConnectionLike, Script, Value};
 use crate::domain::{now, CodePurpose, EventKind, PasswordHash, QueuedMail, UserEmail, UserId};
 use crate::store::codes::issuing::{millis, remove_codes, NewCode, Resend, CODE_DAY, ISSUE_SCRIPT};
 use crate::store::events::outbox;
-use crate::store::layout::{code_fields, user_fields, Keys};
+use crate::store::layout::{code_fields, user_fields, Bucket, Keys};
 use crate::store::login_limits::counters::{clear_account, Admission};
 use crate::store::mail::queue::{enqueue, MailTally};
 use crate::store::plumbing::conn::RedisConn;
@@ -333,7 +333,7 @@ fn reset_password(
             updated,
         );
         if let Some(notice) = &reset.notice {
-            enqueue(&mut writes, keys, notice);
+            enqueue(&mut writes, keys, Bucket::of_user(reset.user), notice);
         }
         Ok(Plan::Write(writes, true))
     })

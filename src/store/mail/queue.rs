@@ -1,96 +1,80 @@
 //! The mail queue's writing end: a message is queued by adding its XADD to
-//! a MULTI/EXEC pipeline, so a change and the mail it causes are written
-//! together or not at all. The sender (`delivery`) reads them back.
+//! a step's writes, in the step's own bucket, so a change and the mail it
+//! causes are written together or not at all. The sender (`delivery`)
+//! reads them back, and holds back what would take a recipient past its
+//! hourly bound.
 //!
 //! A queued message is a flat list of [`mail_fields`]: the same list is a
-//! stream entry in the queue and the dead letters, and a JSON object while
+//! stream entry in a queue and the dead letters, and a JSON object while
 //! the message waits for its retry.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use redis::Value;
 
 use crate::domain::{MailContent, MailId, MailKind, QueuedMail, SealedCode, UserEmail, UserName};
-use crate::store::layout::{mail_fields, Keys};
+use crate::store::layout::{mail_fields, Bucket, Keys};
 use crate::store::plumbing::conn::RedisConn;
 use crate::store::plumbing::transaction::{Embedded, Writes};
 use crate::store::StoreError;
 
-/// The Lua function that queues one message unless its recipient already
-/// got its share in the last hour (`MAIL_MAX_PER_RECIPIENT`): every message
-/// to an address is counted here, in the step that queues it, whatever its
-/// kind and whichever route caused it. `from` is the index in ARGV of the
-/// message's first field. Returns 'queued', or 'held' when the bound held it
-/// back.
-pub(in crate::store) const QUEUE_WITHIN_BOUND: &str = r"
-local function queue_within_bound(window, queue, max, id, from)
-  local time = redis.call('TIME')
-  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  redis.call('ZREMRANGEBYSCORE', window, '-inf', now - 3600000)
-  if redis.call('ZCARD', window) >= max then
-    return 'held'
-  end
-  redis.call('ZADD', window, now, id)
-  redis.call('PEXPIRE', window, 3600000)
-  redis.call('XADD', queue, '*', unpack(ARGV, from))
-  return 'queued'
-end
+/// KEYS: a bucket's queue. ARGV: the message's fields and values. Queues
+/// it and answers 'queued', which the step's replies are tallied by.
+pub(in crate::store) const QUEUE_SOURCE: &str = r"
+redis.call('XADD', KEYS[1], '*', unpack(ARGV))
+return 'queued'
 ";
 
-/// KEYS: the recipient's last hour, the queue. ARGV: the bound, the
-/// message's id, then its fields and values.
-pub(in crate::store) static QUEUE_SOURCE: LazyLock<String> = LazyLock::new(|| {
-    format!("{QUEUE_WITHIN_BOUND}return queue_within_bound(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], 3)")
-});
-
-/// Adds the script that queues `mail` to a step's writes, within the
-/// recipient's bound. Its reply is not ignored: once the EXEC has succeeded,
-/// [`RedisConn::tally_mail`] counts what was queued and what held back.
-/// The queue has no length cap: no queued message is dropped to make room.
-/// Queue only while mail is on (`Accounts::mail_enabled`).
-pub(in crate::store) fn enqueue(writes: &mut Writes, keys: &Keys, mail: &QueuedMail) {
-    // A notice that carries a revert code is counted but never held back:
-    // it is how the owner takes the account back, so a flood of other mail
-    // must not crowd it out; and it goes only to an address the account
-    // proved, at most EMAIL_CHANGES_MAX_PER_DAY times a day.
-    let bound = match mail.content {
-        MailContent::EmailChanged { revert: Some(_) } => u32::MAX,
-        _ => keys.mail_max_per_recipient(),
-    };
+/// Adds the queueing of `mail` to the writes of a step in `bucket`. Its
+/// reply is not ignored: once the step has run, [`RedisConn::tally_mail`]
+/// counts what was queued. The queue has no length cap: no queued message
+/// is dropped to make room. Queue only while mail is on
+/// (`Accounts::mail_enabled`).
+pub(in crate::store) fn enqueue(
+    writes: &mut Writes,
+    keys: &Keys,
+    bucket: Bucket,
+    mail: &QueuedMail,
+) {
     writes
-        .embedded(
-            Embedded::QueueMail,
-            &[keys.mail_to_recipient(&mail.to), keys.mail_queue()],
-        )
-        .arg(bound)
-        .arg(mail.id.to_string())
+        .embedded(Embedded::QueueMail, &[keys.mail_queue(bucket)])
         .arg(encode(mail));
 }
 
-/// What the scripts that queue mail answered, in one EXEC's replies.
+/// Whether the recipient's hourly bound (`MAIL_MAX_PER_RECIPIENT`) holds
+/// `mail` back: a notice that carries a revert code is counted but never
+/// held back. It is how the owner takes the account back, so a flood of
+/// other mail must not crowd it out; and it goes only to an address the
+/// account proved, at most EMAIL_CHANGES_MAX_PER_DAY times a day.
+pub(in crate::store) fn bound_of(mail: &QueuedMail, keys: &Keys) -> u32 {
+    match mail.content {
+        MailContent::EmailChanged { revert: Some(_) } => u32::MAX,
+        _ => keys.mail_max_per_recipient(),
+    }
+}
+
+/// What the scripts that queue mail answered, in one step's replies.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(in crate::store) struct MailTally {
     pub queued: u64,
-    pub held: u64,
 }
 
 impl MailTally {
-    /// Counts the 'queued' and 'held' replies among `replies`; any other
-    /// reply is some other command's.
+    /// Counts the 'queued' replies among `replies`; any other reply is some
+    /// other command's.
     pub(in crate::store) fn of(replies: &[Value]) -> Self {
-        let mut tally = Self::default();
-        for reply in replies {
-            match reply {
-                Value::BulkString(bytes) if bytes == b"queued" => tally.queued += 1,
-                Value::BulkString(bytes) if bytes == b"held" => tally.held += 1,
-                Value::SimpleString(text) if text == "queued" => tally.queued += 1,
-                Value::SimpleString(text) if text == "held" => tally.held += 1,
-                _ => {}
-            }
+        let queued = replies
+            .iter()
+            .filter(|reply| match reply {
+                Value::BulkString(bytes) => bytes == b"queued",
+                Value::SimpleString(text) => text == "queued",
+                _ => false,
+            })
+            .count();
+        Self {
+            queued: queued as u64,
         }
-        tally
     }
 }
 
@@ -162,20 +146,20 @@ fn millis(raw: &str, name: &str) -> Result<DateTime<Utc>, String> {
 }
 
 impl RedisConn {
-    /// Queues `mail` on its own, for a caller that changes nothing else;
-    /// `false` when the recipient's bound held it back.
-    pub async fn enqueue_mail(&mut self, mail: &QueuedMail) -> Result<bool, StoreError> {
+    /// Queues `mail` on its own, for a caller that changes nothing else, in
+    /// its recipient's bucket.
+    pub async fn enqueue_mail(&mut self, mail: &QueuedMail) -> Result<(), StoreError> {
         let owned = mail.clone();
         let replies: Vec<Value> = self
             .run(move |conn, keys| {
                 let mut writes = Writes::new();
-                enqueue(&mut writes, keys, &owned);
+                let bucket = Bucket::of_email(owned.to.as_str());
+                enqueue(&mut writes, keys, bucket, &owned);
                 writes.apply(conn)
             })
             .await?;
-        let tally = MailTally::of(&replies);
-        self.tally_mail(&tally);
-        Ok(tally.queued == 1)
+        self.tally_mail(&MailTally::of(&replies));
+        Ok(())
     }
 }
 

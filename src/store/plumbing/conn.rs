@@ -10,8 +10,7 @@ use redis::RedisError;
 use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use rocket::tokio::{task, time};
 
-use crate::config::{LogFormat, RedisSettings};
-use crate::logging::log_line;
+use crate::config::RedisSettings;
 use crate::metrics::Metrics;
 use crate::store::layout::Keys;
 use crate::store::mail::queue::MailTally;
@@ -38,7 +37,6 @@ pub struct Store {
     timeout: Duration,
     keys: Arc<Keys>,
     metrics: Arc<Metrics>,
-    log_format: LogFormat,
 }
 
 impl Store {
@@ -72,26 +70,7 @@ impl Store {
             timeout: settings.timeout,
             keys: Arc::new(keys),
             metrics,
-            log_format: LogFormat::Text,
         })
-    }
-
-    /// The same store, queueing at most `max` messages to one address in an
-    /// hour.
-    pub fn bounding_mail_at(self, max: u32) -> Self {
-        let keys = (*self.keys).clone().bounding_mail_at(max);
-        Self {
-            keys: Arc::new(keys),
-            ..self
-        }
-    }
-
-    /// The same store, writing its own log lines in `format`.
-    pub fn logging_as(self, format: LogFormat) -> Self {
-        Self {
-            log_format: format,
-            ..self
-        }
     }
 
     /// A handle that reads and runs scripts on the shared connections, and
@@ -108,7 +87,6 @@ impl Store {
             timeout: self.timeout,
             keys: Arc::clone(&self.keys),
             metrics: Arc::clone(&self.metrics),
-            log_format: self.log_format,
         }
     }
 
@@ -175,7 +153,6 @@ pub struct RedisConn {
     timeout: Duration,
     pub(in crate::store) keys: Arc<Keys>,
     pub(in crate::store) metrics: Arc<Metrics>,
-    log_format: LogFormat,
 }
 
 impl RedisConn {
@@ -318,24 +295,9 @@ impl RedisConn {
         Ok(value)
     }
 
-    /// Counts the messages a write that just succeeded queued, and those
-    /// the recipient bound held back, which it also logs: no caller is told,
-    /// so that no answer shows how much mail an address got.
+    /// Counts the messages a write that just succeeded queued.
     pub(in crate::store) fn tally_mail(&self, tally: &MailTally) {
         self.metrics.mail_queued.inc_by(tally.queued);
-        if tally.held > 0 {
-            self.metrics.mail_held_back.inc_by(tally.held);
-            log_line(
-                self.log_format,
-                "warn",
-                &format!(
-                    "{} message(s) not queued: the recipient had MAIL_MAX_PER_RECIPIENT ({}) in \
-                     the last hour",
-                    tally.held,
-                    self.keys.mail_max_per_recipient()
-                ),
-            );
-        }
     }
 
     /// Counts a failure of the shared connection in the metrics.

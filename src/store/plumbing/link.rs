@@ -38,6 +38,26 @@ impl Link {
     }
 }
 
+/// Sends `commands` in one round trip where the connection runs
+/// pipelines, else one by one (a cluster's blocking connection runs none,
+/// and its commands may go to different nodes); the replies in order.
+pub(in crate::store) fn query_all(
+    conn: &mut dyn ConnectionLike,
+    commands: &[Cmd],
+) -> RedisResult<Vec<Value>> {
+    if commands.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !conn.supports_pipelining() {
+        return commands.iter().map(|command| command.query(conn)).collect();
+    }
+    let mut pipe = redis::pipe();
+    for command in commands {
+        pipe.add_command(command.clone());
+    }
+    pipe.query(conn)
+}
+
 fn cluster_connection(
     connection: &mut Mutex<cluster::ClusterConnection>,
 ) -> &mut cluster::ClusterConnection {

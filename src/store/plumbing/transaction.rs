@@ -14,6 +14,7 @@ use redis::{Arg, Cmd, ConnectionLike, FromRedisValue, Script, ToRedisArgs, Value
 use crate::store::codes::issuing::ISSUE_SOURCE;
 use crate::store::email_reverts::ADD_REVERT;
 use crate::store::mail::queue::QUEUE_SOURCE;
+use crate::store::plumbing::link::query_all;
 use crate::store::StoreError;
 
 /// A step whose reads another client's write changed is retried this many
@@ -33,7 +34,7 @@ pub(in crate::store) enum Plan<T> {
 /// cannot call scripts, so the step's own script holds these as functions.
 #[derive(Clone, Copy, Debug)]
 pub(in crate::store) enum Embedded {
-    /// Queues a message within its recipient's bound (`mail::queue`).
+    /// Queues a message (`mail::queue`).
     QueueMail,
     /// Issues a one-time code and queues its mail (`codes::issuing`).
     IssueCode,
@@ -54,8 +55,8 @@ impl Embedded {
 
     fn source(self) -> &'static str {
         match self {
-            Self::QueueMail => &QUEUE_SOURCE,
-            Self::IssueCode => &ISSUE_SOURCE,
+            Self::QueueMail => QUEUE_SOURCE,
+            Self::IssueCode => ISSUE_SOURCE,
             Self::AddRevert => ADD_REVERT,
         }
     }
@@ -277,20 +278,7 @@ impl Tx<'_> {
     /// blocking connection runs no pipeline) and keeps each reply as a
     /// guard; decodes the replies together, as a pipeline's.
     pub fn read_all<T: FromRedisValue>(&mut self, commands: &[Cmd]) -> Result<T, StoreError> {
-        let replies: Vec<Value> = if commands.is_empty() {
-            Vec::new()
-        } else if self.conn.supports_pipelining() {
-            let mut pipe = redis::pipe();
-            for command in commands {
-                pipe.add_command(command.clone());
-            }
-            pipe.query(self.conn)?
-        } else {
-            commands
-                .iter()
-                .map(|command| command.query(self.conn))
-                .collect::<Result<_, _>>()?
-        };
+        let replies = query_all(self.conn, commands)?;
         for (command, reply) in commands.iter().zip(&replies) {
             self.guards.push(Guard::new(command, reply));
         }

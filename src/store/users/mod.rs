@@ -260,7 +260,7 @@ fn create_user(
                 None => None,
             };
             if let Some(mail) = holder.as_ref().and_then(notice) {
-                enqueue(&mut writes, keys, &mail);
+                enqueue(&mut writes, keys, Bucket::of_user(user.id), &mail);
             }
             return Ok(Plan::Write(writes, ()));
         }
@@ -378,7 +378,7 @@ fn update_profile(
             change.code.add(&mut writes, keys, id);
             let (notice, revert_digest) = (change.notice)(&current);
             if let Some(notice) = &notice {
-                enqueue(&mut writes, keys, notice);
+                enqueue(&mut writes, keys, Bucket::of_user(id), notice);
             }
             if let Some(digest) = &revert_digest {
                 add_revert(&mut writes, keys, id, &current.email, digest);
@@ -441,7 +441,7 @@ fn replace_password_hash(
                 remove_codes(&mut writes, keys, id);
                 outbox::record(&mut writes, keys, EventKind::PasswordChanged, id, updated);
                 if let Some(notice) = notice {
-                    enqueue(&mut writes, keys, notice);
+                    enqueue(&mut writes, keys, Bucket::of_user(id), notice);
                 }
             }
             HashReplacement::Rehash => {
@@ -531,7 +531,7 @@ fn set_disabled(
         };
         outbox::record(&mut writes, keys, kind, id, updated.updated);
         if let Some(notice) = notice(&updated) {
-            enqueue(&mut writes, keys, &notice);
+            enqueue(&mut writes, keys, Bucket::of_user(id), &notice);
         }
         Ok(Plan::Write(writes, Some(updated)))
     })
