@@ -5,6 +5,8 @@ mod common;
 
 use common::cluster::{nodes_flagged, RedisCluster};
 use common::mailbox::{confirm_email, reset, reset_code, MailedApp, NEW_PASSWORD};
+use std::time::{Duration, Instant};
+
 use common::TestApp;
 use rocket::futures::future::join_all;
 use rocket::http::Status;
@@ -166,4 +168,92 @@ async fn sign_up_mails_a_verification_code_and_a_reset_code_changes_the_password
         app.login("ada@example.com", NEW_PASSWORD).await.status,
         Status::Created
     );
+}
+
+/// Signs up users `{client}-{n}@example.com` one after another until
+/// `until`; each answer's status with its email.
+async fn sign_ups_until(app: &TestApp, client: usize, until: Instant) -> Vec<(Status, String)> {
+    let mut answers = Vec::new();
+    let mut n = 0;
+    while Instant::now() < until {
+        let email = format!("c{client}-{n}@example.com");
+        let reply = app
+            .post_user(&json!({"name": "Load", "email": email, "password": PASSWORD}))
+            .await;
+        answers.push((reply.status, email));
+        n += 1;
+    }
+    answers
+}
+
+#[rocket::async_test]
+async fn a_primary_killed_under_sign_ups_loses_no_acknowledged_one_with_wait_replicas() {
+    let mut cluster = RedisCluster::start();
+    let app = TestApp::spawn_on_cluster(
+        &cluster,
+        &[
+            ("REDIS_WAIT_REPLICAS", "1"),
+            ("REDIS_WAIT_TIMEOUT_MS", "500"),
+        ],
+    )
+    .await;
+    let until = Instant::now() + Duration::from_secs(12);
+    let load = join_all((0..16).map(|client| sign_ups_until(&app, client, until)));
+    let kill = async {
+        rocket::tokio::time::sleep(Duration::from_secs(2)).await;
+        let killed = cluster.kill_a_primary();
+        // Readiness tells the orchestrator, until the replica takes over.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut told = false;
+        while !told && Instant::now() < deadline {
+            told = app.get("/health/ready").await.status == Status::ServiceUnavailable;
+            rocket::tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (killed, told)
+    };
+    let (answers, (killed, told)) = rocket::tokio::join!(load, kill);
+    assert!(
+        told,
+        "/health/ready answered 503 while the primary was gone"
+    );
+    let answers: Vec<(Status, String)> = answers.into_iter().flatten().collect();
+    let unexpected: Vec<&(Status, String)> = answers
+        .iter()
+        .filter(|(status, _)| !matches!(*status, Status::Created | Status::ServiceUnavailable))
+        .collect();
+    assert!(unexpected.is_empty(), "only 201 and 503: {unexpected:?}");
+    let refused = answers
+        .iter()
+        .filter(|(status, _)| *status == Status::ServiceUnavailable)
+        .count();
+    assert!(refused > 0, "the failover was felt: no 503 at all");
+    cluster.wait_until_served_without(&killed, Duration::from_secs(20));
+    // Its shard has no replica left to confirm a write: the node comes
+    // back, as the promoted one's replica.
+    cluster.restart(&killed);
+    let acknowledged: Vec<&String> = answers
+        .iter()
+        .filter(|(status, _)| *status == Status::Created)
+        .map(|(_, email)| email)
+        .collect();
+    let last_second: Vec<&(Status, String)> = answers.iter().rev().take(64).collect();
+    assert!(
+        last_second
+            .iter()
+            .any(|(status, _)| *status == Status::Created),
+        "sign-ups to the other primaries' slots go through after the failover"
+    );
+    for email in acknowledged {
+        let login = app.login(email, PASSWORD).await;
+        assert_eq!(login.status, Status::Created, "{email}: {}", login.body);
+    }
+}
+
+#[rocket::async_test]
+async fn readiness_reports_the_clusters_state_and_its_slots_without_a_primary() {
+    let app = app().await;
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status, Status::Ok, "{}", ready.body);
+    assert_eq!(ready.json()["cluster_state"], "ok");
+    assert_eq!(ready.json()["slots_without_primary"], 0);
 }

@@ -3,17 +3,21 @@
 use std::time::{Duration, Instant};
 
 use super::{AccountError, Accounts, Caller};
+use crate::store::ClusterHealth;
 
 /// Whether Redis answered, and how fast.
 pub enum Readiness {
     Ready {
         round_trip: Duration,
+        /// On a cluster, its state.
+        cluster: Option<ClusterHealth>,
     },
     /// Which component failed and how, in words fit for anyone to read:
     /// no address, no raw error text.
     Unavailable {
         component: &'static str,
         reason: &'static str,
+        cluster: Option<ClusterHealth>,
     },
 }
 
@@ -25,16 +29,24 @@ pub struct PoolFigures {
 }
 
 impl Accounts {
-    /// Whether Redis answers a PING within the timeout.
+    /// Whether Redis answers a PING within the timeout; on a cluster,
+    /// whether every slot has a primary.
     pub async fn readiness(&self) -> Readiness {
         let started = Instant::now();
-        match self.store.connection().ping().await {
-            Ok(()) => Readiness::Ready {
+        match self.store.connection().health().await {
+            Ok(Some(cluster)) if !cluster.ok => Readiness::Unavailable {
+                component: "redis",
+                reason: "the Redis Cluster has slots without a reachable primary",
+                cluster: Some(cluster),
+            },
+            Ok(cluster) => Readiness::Ready {
                 round_trip: started.elapsed(),
+                cluster,
             },
             Err(error) => Readiness::Unavailable {
                 component: "redis",
                 reason: error.summary(),
+                cluster: None,
             },
         }
     }

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::json::Json;
 use crate::accounts::{Accounts, Readiness};
+use crate::store::ClusterHealth;
 
 pub fn routes() -> Vec<Route> {
     routes![get_live, get_ready, get_health]
@@ -33,6 +34,12 @@ struct Ready {
     component: Option<&'static str>,
     /// Why it is not, without addresses or raw error text.
     reason: Option<&'static str>,
+    /// On a Redis Cluster: `ok` or `fail`, as the cluster says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_state: Option<&'static str>,
+    /// On a Redis Cluster: the slots no reachable primary serves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slots_without_primary: Option<u32>,
     pool: PoolView,
 }
 
@@ -61,24 +68,38 @@ async fn get_ready(accounts: &Accounts) -> (Status, Json<Ready>) {
         idle: figures.idle,
         in_use: figures.connections - figures.idle,
     };
+    let cluster_state = |cluster: Option<ClusterHealth>| {
+        cluster.map(|cluster| if cluster.ok { "ok" } else { "fail" })
+    };
     match readiness {
-        Readiness::Ready { round_trip } => (
+        Readiness::Ready {
+            round_trip,
+            cluster,
+        } => (
             Status::Ok,
             Json(Ready {
                 status: "ready",
                 redis_rtt_ms: Some(round_trip.as_secs_f64() * 1000.0),
                 component: None,
                 reason: None,
+                cluster_state: cluster_state(cluster),
+                slots_without_primary: cluster.map(|cluster| cluster.slots_without_primary),
                 pool,
             }),
         ),
-        Readiness::Unavailable { component, reason } => (
+        Readiness::Unavailable {
+            component,
+            reason,
+            cluster,
+        } => (
             Status::ServiceUnavailable,
             Json(Ready {
                 status: "unavailable",
                 redis_rtt_ms: None,
                 component: Some(component),
                 reason: Some(reason),
+                cluster_state: cluster_state(cluster),
+                slots_without_primary: cluster.map(|cluster| cluster.slots_without_primary),
                 pool,
             }),
         ),

@@ -109,6 +109,8 @@ pub const GROUPS: &[Group] = &[
             secret("REDIS_PASSWORD", Masking::Whole, None, "password, when `REDIS_URL` is unset (with `REDIS_SENTINELS`: on the primary)"),
             setting("REDIS_POOL_SIZE", Value("15"), "pooled connections, for writes; reads share one more connection"),
             setting("REDIS_TIMEOUT_MS", Value("2000"), "longest wait for a connection or a reply before `503`"),
+            setting("REDIS_WAIT_REPLICAS", Value("0"), "replicas that must confirm each write (`WAIT`) before the service acknowledges it; `503` when fewer do in time (see Running with Redis Sentinel)"),
+            setting("REDIS_WAIT_TIMEOUT_MS", Value("1000"), "longest wait for those replicas; below `REDIS_TIMEOUT_MS`"),
             setting(
                 "REDIS_KEY_PREFIX",
                 Value("ua:"),

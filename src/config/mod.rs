@@ -15,7 +15,7 @@ mod hashing;
 mod mail;
 mod redis;
 
-pub use self::redis::{masked, RedisSettings, RedisTarget};
+pub use self::redis::{masked, RedisSettings, RedisTarget, ReplicaWait};
 pub use access::{AccessSettings, Signup, SignupExisting};
 pub use hashing::HashingSettings;
 

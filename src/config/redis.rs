@@ -22,6 +22,17 @@ pub struct RedisSettings {
     pub key_prefix: String,
     /// About how many events the event stream keeps (XADD MAXLEN ~).
     pub events_max_len: u64,
+    /// `None` unless `REDIS_WAIT_REPLICAS` is above zero.
+    pub replica_wait: Option<ReplicaWait>,
+}
+
+/// `REDIS_WAIT_REPLICAS` and `REDIS_WAIT_TIMEOUT_MS`: a write is
+/// acknowledged only once this many replicas confirmed it (`WAIT`), so that
+/// a primary lost right after answering cannot take it along.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaWait {
+    pub replicas: u32,
+    pub timeout: Duration,
 }
 
 /// The Redis the service writes to.
@@ -112,13 +123,37 @@ impl fmt::Display for RedisTarget {
 }
 
 pub(super) fn settings(env: &Env) -> Result<RedisSettings, ConfigError> {
+    let timeout = Duration::from_millis(env.parse_in("REDIS_TIMEOUT_MS", 2000, 1..=60_000)?);
     Ok(RedisSettings {
         target: redis_target(env)?,
         pool_size: env.parse_in("REDIS_POOL_SIZE", 15, 1..=1024)?,
-        timeout: Duration::from_millis(env.parse_in("REDIS_TIMEOUT_MS", 2000, 1..=60_000)?),
+        timeout,
         key_prefix: key_prefix(env)?,
         events_max_len: env.parse_in("EVENTS_MAX_LEN", 100_000, 1..=u64::MAX)?,
+        replica_wait: replica_wait(env, timeout)?,
     })
+}
+
+fn replica_wait(env: &Env, timeout: Duration) -> Result<Option<ReplicaWait>, ConfigError> {
+    let replicas = env.parse_in("REDIS_WAIT_REPLICAS", 0, 0..=64)?;
+    let wait = Duration::from_millis(env.parse_in("REDIS_WAIT_TIMEOUT_MS", 1000, 1..=60_000)?);
+    if replicas == 0 {
+        return Ok(None);
+    }
+    // WAIT's answer comes within the wait: the reply timeout must allow it.
+    if wait >= timeout {
+        return Err(ConfigError {
+            setting: "REDIS_WAIT_TIMEOUT_MS",
+            reason: format!(
+                "must be below REDIS_TIMEOUT_MS ({} ms), the longest wait for any reply",
+                timeout.as_millis()
+            ),
+        });
+    }
+    Ok(Some(ReplicaWait {
+        replicas,
+        timeout: wait,
+    }))
 }
 
 /// The master name the sentinels use when `REDIS_SENTINEL_MASTER` is unset.
@@ -471,6 +506,38 @@ mod tests {
             RedisTarget::Server(info) => info,
             other => panic!("expected one server, got {other}"),
         }
+    }
+
+    #[test]
+    fn writes_wait_for_no_replica_unless_asked() {
+        let settings = settings_from(&[]).expect("the defaults are valid");
+        assert_eq!(settings.redis.replica_wait, None);
+        let settings =
+            settings_from(&[("REDIS_WAIT_REPLICAS", "2")]).expect("a wait within the timeout");
+        assert_eq!(
+            settings.redis.replica_wait,
+            Some(ReplicaWait {
+                replicas: 2,
+                timeout: Duration::from_millis(1000),
+            })
+        );
+    }
+
+    #[test]
+    fn a_replica_wait_as_long_as_the_reply_timeout_is_refused_naming_both() {
+        let error = settings_from(&[
+            ("REDIS_WAIT_REPLICAS", "1"),
+            ("REDIS_WAIT_TIMEOUT_MS", "2000"),
+            ("REDIS_TIMEOUT_MS", "2000"),
+        ])
+        .err()
+        .expect("refused");
+        assert_eq!(error.setting, "REDIS_WAIT_TIMEOUT_MS");
+        assert!(
+            error.reason.contains("REDIS_TIMEOUT_MS"),
+            "{}",
+            error.reason
+        );
     }
 
     #[test]

@@ -93,6 +93,17 @@ impl Bucket {
     }
 }
 
+/// Redis Cluster's slot of `key`: the CRC16 of its hash tag, or of the
+/// whole key when it has none.
+pub fn cluster_slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|byte| *byte == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|byte| *byte == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    crc16::State::<crc16::XMODEM>::calculate(tagged.unwrap_or(key)) % 16384
+}
+
 /// A new user id in `email`'s bucket: random but for the bits that place it.
 pub fn new_user_id(email: &UserEmail) -> UserId {
     let mut bytes = *Uuid::new_v4().as_bytes();
@@ -676,16 +687,8 @@ pub fn parse_index_member(member: &str) -> Option<(&str, UserId)> {
 mod tests {
     use super::*;
 
-    /// Redis Cluster's slot of `key`: the CRC16 of its hash tag, or of the
-    /// whole key when it has none.
     fn slot(key: &str) -> u16 {
-        let hashed = key
-            .split_once('{')
-            .and_then(|(_, rest)| rest.split_once('}'))
-            .map(|(tag, _)| tag)
-            .filter(|tag| !tag.is_empty())
-            .unwrap_or(key);
-        crc16::State::<crc16::XMODEM>::calculate(hashed.as_bytes()) % 16384
+        cluster_slot(key.as_bytes())
     }
 
     fn email(raw: &str) -> UserEmail {

@@ -40,7 +40,7 @@ pub use email_reverts::{Revert, REVERT_TTL};
 pub use login_limits::counters::Admission;
 pub use login_limits::Proof as AttemptProof;
 pub use mail::delivery::{Delivery, MailConsumer, MailCounts, QueueEntry};
-pub use plumbing::conn::{PoolStatus, RedisConn, Store};
+pub use plumbing::conn::{ClusterHealth, PoolStatus, RedisConn, Store};
 pub use plumbing::error::StoreError;
 pub use plumbing::records::UserRecord;
 pub use users::email_index::ListCursor;

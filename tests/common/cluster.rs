@@ -48,6 +48,48 @@ impl RedisCluster {
         SHARED.get_or_init(|| Box::leak(Box::new(Self::start())))
     }
 
+    /// Kills (SIGKILL) the first node that is a primary now; its URL.
+    pub fn kill_a_primary(&mut self) -> String {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|node| Self::ask_role(&node.url()) == "master")
+            .expect("a primary");
+        node.kill();
+        node.url()
+    }
+
+    /// Starts the node at `url` again, after [`RedisCluster::kill_a_primary`],
+    /// and waits until it is back as a replica, in sync.
+    pub fn restart(&mut self, url: &str) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|node| node.url() == url)
+            .expect("a node of this cluster");
+        node.restart();
+        self.wait_until_formed();
+    }
+
+    /// Waits until every node but `gone` says every slot is served again,
+    /// within `within`.
+    pub fn wait_until_served_without(&self, gone: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        let serving = |url: &String| Self::ask(url, "INFO").contains("cluster_state:ok");
+        while Instant::now() < deadline {
+            let others: Vec<String> = self
+                .node_urls()
+                .into_iter()
+                .filter(|url| url != gone)
+                .collect();
+            if others.iter().all(serving) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the cluster did not serve every slot again within {within:?}");
+    }
+
     /// A `redis://` URL of each node: the seeds a client starts from.
     pub fn node_urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
@@ -55,9 +97,7 @@ impl RedisCluster {
 
     /// `CLUSTER` `subcommand`'s answer, as text, from the node at `url`.
     pub fn ask(url: &str, subcommand: &str) -> String {
-        let mut connection = redis::Client::open(url)
-            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
-            .unwrap_or_else(|error| panic!("cannot reach the node {url}: {error}"));
+        let mut connection = connect(url);
         redis::cmd("CLUSTER")
             .arg(subcommand)
             .query(&mut connection)
@@ -72,10 +112,17 @@ impl RedisCluster {
             .collect()
     }
 
+    /// The node's `INFO replication`.
+    fn replication(url: &str) -> String {
+        let mut connection = connect(url);
+        redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut connection)
+            .unwrap_or_else(|error| panic!("INFO failed on {url}: {error}"))
+    }
+
     fn ask_role(url: &str) -> String {
-        let mut connection = redis::Client::open(url)
-            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
-            .unwrap_or_else(|error| panic!("cannot reach the node {url}: {error}"));
+        let mut connection = connect(url);
         let role: Vec<redis::Value> = redis::cmd("ROLE")
             .query(&mut connection)
             .unwrap_or_else(|error| panic!("ROLE failed on {url}: {error}"));
@@ -87,9 +134,7 @@ impl RedisCluster {
 
     /// How many keys under `prefix` the node at `url` holds.
     pub fn keys_on(url: &str, prefix: &str) -> usize {
-        let mut connection = redis::Client::open(url)
-            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
-            .unwrap_or_else(|error| panic!("cannot reach the node {url}: {error}"));
+        let mut connection = connect(url);
         redis::cmd("SCAN")
             .cursor_arg(0)
             .arg("MATCH")
@@ -105,11 +150,15 @@ impl RedisCluster {
     fn wait_until_formed(&self) {
         let deadline = Instant::now() + FORMING;
         while Instant::now() < deadline {
-            // Each node's own view: every slot served, and every replica
-            // known as one (redis-cli names them after the slots).
+            // Each node's own view: every slot served, every replica known
+            // as one (redis-cli names them after the slots), and every
+            // replica through its first sync: one that never synced does
+            // not take over from its primary.
             let formed = self.node_urls().iter().all(|url| {
                 Self::ask(url, "INFO").contains("cluster_state:ok")
                     && nodes_flagged(&Self::ask(url, "NODES"), "slave") == 3
+                    && (Self::ask_role(url) == "master"
+                        || Self::replication(url).contains("master_link_status:up"))
             });
             if formed {
                 return;
@@ -118,6 +167,12 @@ impl RedisCluster {
         }
         panic!("the cluster did not reach cluster_state:ok within {FORMING:?}");
     }
+}
+
+fn connect(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+        .unwrap_or_else(|error| panic!("cannot reach the node {url}: {error}"))
 }
 
 /// How many nodes of a `CLUSTER NODES` answer carry `flag` (`master`,

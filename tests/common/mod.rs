@@ -124,6 +124,30 @@ impl RedisServer {
         self.wait_until(true);
     }
 
+    /// Kills the server with SIGKILL, as a crash would: no shutdown, and no
+    /// last word to its replicas.
+    pub fn kill(&mut self) {
+        let mut connection = redis::Client::open(self.url())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(2)))
+            .expect("the server answers");
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut connection)
+            .expect("INFO server");
+        let pid = info
+            .lines()
+            .find_map(|line| line.strip_prefix("process_id:"))
+            .expect("INFO names the process")
+            .trim()
+            .to_owned();
+        let killed = Command::new("kill")
+            .args(["-KILL", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(killed.success(), "kill -KILL {pid}");
+        self.stop();
+    }
+
     /// Stops the server and waits until its port refuses connections.
     pub fn stop(&mut self) {
         if let Some((mut child, stdin)) = self.watchdog.take() {

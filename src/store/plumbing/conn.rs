@@ -10,7 +10,7 @@ use redis::RedisError;
 use rocket::tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use rocket::tokio::{task, time};
 
-use crate::config::RedisSettings;
+use crate::config::{RedisSettings, ReplicaWait};
 use crate::metrics::Metrics;
 use crate::store::layout::Keys;
 use crate::store::mail::queue::MailTally;
@@ -37,6 +37,7 @@ pub struct Store {
     timeout: Duration,
     keys: Arc<Keys>,
     metrics: Arc<Metrics>,
+    replica_wait: Option<ReplicaWait>,
 }
 
 impl Store {
@@ -70,6 +71,7 @@ impl Store {
             timeout: settings.timeout,
             keys: Arc::new(keys),
             metrics,
+            replica_wait: settings.replica_wait,
         })
     }
 
@@ -87,6 +89,7 @@ impl Store {
             timeout: self.timeout,
             keys: Arc::clone(&self.keys),
             metrics: Arc::clone(&self.metrics),
+            replica_wait: self.replica_wait,
         }
     }
 
@@ -153,6 +156,7 @@ pub struct RedisConn {
     timeout: Duration,
     pub(in crate::store) keys: Arc<Keys>,
     pub(in crate::store) metrics: Arc<Metrics>,
+    replica_wait: Option<ReplicaWait>,
 }
 
 impl RedisConn {
@@ -184,6 +188,7 @@ impl RedisConn {
         let timeout = self.timeout.saturating_sub(started.elapsed());
         let keys = Arc::clone(&self.keys);
         let metrics = Arc::clone(&self.metrics);
+        let replica_wait = self.replica_wait;
         let (connection, result) = task::spawn_blocking(move || {
             let mut connection = match held {
                 Some(connection) => connection,
@@ -197,7 +202,12 @@ impl RedisConn {
                     Err(error) => return (None, Err(error)),
                 },
             };
-            let result = work(&mut connection, &keys);
+            let result = work(&mut connection, &keys).and_then(|value| {
+                if let Some(wait) = replica_wait {
+                    replicated(wait, connection.confirm_writes(wait)?)?;
+                }
+                Ok(value)
+            });
             connection.touch();
             match &result {
                 // Dropped now, r2d2 discards it rather than pooling it.
@@ -273,13 +283,26 @@ impl RedisConn {
 
     /// Runs one atomic write (a script) on the shared script connection.
     /// Unlike a read, it is not repeated after a dropped connection: it may
-    /// have run.
+    /// have run. With `REDIS_WAIT_REPLICAS`, it succeeds once the replicas
+    /// confirmed it, asked on the same connection.
     pub(in crate::store) async fn script<T, F, Fut>(&self, step: F) -> Result<T, StoreError>
     where
         F: Fn(SharedLink) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let result = self.scripts.once(&step).await;
+        let replica_wait = self.replica_wait;
+        let confirmed_step = |conn: SharedLink| {
+            let mut conn = conn.recording();
+            let written = step(conn.clone());
+            async move {
+                let value = written.await?;
+                if let Some(wait) = replica_wait {
+                    replicated(wait, conn.confirm_writes(wait).await?)?;
+                }
+                Ok(value)
+            }
+        };
+        let result = self.scripts.once(&confirmed_step).await;
         self.counted(result)
     }
 
@@ -309,7 +332,76 @@ impl RedisConn {
         result
     }
 
-    pub async fn ping(&mut self) -> Result<(), StoreError> {
-        self.run(|conn, _| Ok(redis::cmd("PING").exec(conn)?)).await
+    /// One server's answer to a PING; a cluster's own view of its slots
+    /// (`CLUSTER INFO` of one of its nodes), as PING would go to every
+    /// primary and fail while one is down and others serve.
+    pub async fn health(&mut self) -> Result<Option<ClusterHealth>, StoreError> {
+        self.run(|conn, _| {
+            if !matches!(conn, Link::Cluster(_)) {
+                redis::cmd("PING").exec(conn)?;
+                return Ok(None);
+            }
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(conn)?;
+            Ok(Some(ClusterHealth::parse(&info)))
+        })
+        .await
+    }
+}
+
+/// `Ok` when `confirmed` replicas are enough.
+fn replicated(wait: ReplicaWait, confirmed: u32) -> Result<(), StoreError> {
+    if confirmed < wait.replicas {
+        return Err(StoreError::NotReplicated {
+            wanted: wait.replicas,
+            confirmed,
+        });
+    }
+    Ok(())
+}
+
+/// What a cluster says of itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClusterHealth {
+    /// `cluster_state:ok`: every slot is served.
+    pub ok: bool,
+    /// Slots no reachable primary serves.
+    pub slots_without_primary: u32,
+}
+
+impl ClusterHealth {
+    /// From `CLUSTER INFO`; a field it lacks counts against it.
+    fn parse(info: &str) -> Self {
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let slots_ok = field("cluster_slots_ok")
+            .and_then(|slots| slots.parse::<u32>().ok())
+            .unwrap_or(0);
+        Self {
+            ok: field("cluster_state") == Some("ok"),
+            slots_without_primary: 16_384u32.saturating_sub(slots_ok),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_with_a_failed_primary_says_which_slots_it_lacks() {
+        let info =
+            "cluster_state:fail\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:10923\r\n";
+        assert_eq!(
+            ClusterHealth::parse(info),
+            ClusterHealth {
+                ok: false,
+                slots_without_primary: 5461,
+            }
+        );
+        let info = "cluster_state:ok\r\ncluster_slots_ok:16384\r\n";
+        assert!(ClusterHealth::parse(info).ok);
     }
 }

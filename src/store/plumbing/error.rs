@@ -17,6 +17,8 @@ pub enum StoreError {
     Redis(#[from] RedisError),
     #[error("a watched key kept changing through {0} attempts")]
     Contention(u32),
+    #[error("{confirmed} of the {wanted} replicas REDIS_WAIT_REPLICAS asks for confirmed a write in time")]
+    NotReplicated { wanted: u32, confirmed: u32 },
     #[error("stored record {key} is malformed: {reason}")]
     Corrupt { key: String, reason: String },
     #[error("email already in use")]
@@ -37,9 +39,11 @@ impl StoreError {
     /// fix), rather than a fault of the service.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Unavailable(_) | Self::PoolBusy | Self::NotConnected | Self::Contention(_) => {
-                true
-            }
+            Self::Unavailable(_)
+            | Self::PoolBusy
+            | Self::NotConnected
+            | Self::Contention(_)
+            | Self::NotReplicated { .. } => true,
             Self::Redis(error) => {
                 error.is_io_error()
                     || error.is_timeout()
@@ -66,6 +70,7 @@ impl StoreError {
             Self::Unavailable(_) | Self::PoolBusy => "Redis did not answer within the timeout",
             Self::NotConnected => "Redis is not reachable",
             Self::Contention(_) => "Redis keys kept changing under concurrent writes",
+            Self::NotReplicated { .. } => "too few Redis replicas confirmed a write in time",
             Self::Redis(error) if error.is_connection_refusal() => "Redis refused the connection",
             Self::Redis(error) if is_layout_mismatch(error) => {
                 "Redis holds data in another layout than this release's"

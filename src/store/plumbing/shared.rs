@@ -147,7 +147,7 @@ impl SharedConnection {
                 .await
                 .map(SharedLink::Node),
             Located::Cluster(client) => {
-                client.get_async_connection().await.map(SharedLink::Cluster)
+                client.get_async_connection().await.map(SharedLink::cluster)
             }
         };
         let opened = Opened {
