@@ -47,6 +47,9 @@ async fn a_user_signs_up_logs_in_is_read_renamed_and_deleted_on_a_cluster() {
     assert_eq!(own.json()["email"], "ada@example.com");
     let by_admin = app.get_as_admin(&format!("/api/users/{id}")).await;
     assert_eq!(by_admin.json()["name"], "Ada");
+    let sessions = app.list_sessions(id, &token).await;
+    assert_eq!(sessions.status, Status::Ok, "{}", sessions.body);
+    assert_eq!(sessions.json().as_array().map(Vec::len), Some(1));
     let renamed = app
         .put_user_as(
             id,

@@ -10,7 +10,7 @@ use redis::Script;
 use crate::domain::{now, AdminKeyDigest, KeyName, KeyScope};
 use crate::store::layout::{admin_key_fields, Keys};
 use crate::store::plumbing::conn::RedisConn;
-use crate::store::plumbing::link::Link;
+use crate::store::plumbing::link::{query_each, Link};
 use crate::store::plumbing::records::{encode_time, StoredFields};
 use crate::store::plumbing::transaction::{transact, Plan, Writes};
 use crate::store::StoreError;
@@ -141,15 +141,15 @@ fn list_admin_keys(conn: &mut Link, keys: &Keys) -> Result<Vec<AdminKeyRecord>, 
         .query(conn)?;
     let mut digests: Vec<String> = by_name.into_values().collect();
     digests.sort();
-    let mut fetch = redis::pipe();
-    for digest in &digests {
-        fetch.cmd("HGETALL").arg(admin_key_hash(keys, digest)?);
-    }
-    let hashes: Vec<HashMap<String, String>> = if digests.is_empty() {
-        Vec::new()
-    } else {
-        fetch.query(conn)?
-    };
+    let fetch = digests
+        .iter()
+        .map(|digest| {
+            let mut fetch = redis::cmd("HGETALL");
+            fetch.arg(admin_key_hash(keys, digest)?);
+            Ok(fetch)
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let hashes: Vec<HashMap<String, String>> = query_each(conn, &fetch)?;
     let mut records = digests
         .iter()
         .zip(hashes)

@@ -9,10 +9,11 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{cluster, cluster_async, Arg, Cmd, Connection, ConnectionLike, Pipeline, RedisFuture};
-use redis::{RedisResult, Value};
+use redis::{FromRedisValue, RedisResult, Value};
 
 use crate::config::ReplicaWait;
 use crate::store::layout::cluster_slot;
+use crate::store::StoreError;
 
 /// A blocking connection: a pooled one for steps, or a tool's own.
 pub enum Link {
@@ -127,6 +128,17 @@ pub(in crate::store) fn query_all(
         pipe.add_command(command.clone());
     }
     pipe.query(conn)
+}
+
+/// [`query_all`], the replies decoded together as a pipeline's.
+pub(in crate::store) fn query_each<T: FromRedisValue>(
+    conn: &mut dyn ConnectionLike,
+    commands: &[Cmd],
+) -> Result<T, StoreError> {
+    let replies = query_all(conn, commands)?;
+    T::from_redis_value(Value::Array(replies))
+        .map_err(redis::RedisError::from)
+        .map_err(StoreError::from)
 }
 
 fn cluster_connection(

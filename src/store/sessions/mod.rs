@@ -7,12 +7,12 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::{ConnectionLike, Script};
+use redis::{Cmd, ConnectionLike, Script};
 
 use crate::domain::{PasswordHash, Session, SessionId, User, UserId};
 use crate::store::layout::{self, session_fields, user_fields, Keys};
 use crate::store::plumbing::conn::RedisConn;
-use crate::store::plumbing::link::{Link, SharedLink};
+use crate::store::plumbing::link::{query_each, Link, SharedLink};
 use crate::store::plumbing::records::{
     decode_password_values, decode_public_values, decode_session, encode_time, hgetall,
     hmget_password_fields, hmget_public_fields, hset_session,
@@ -486,11 +486,10 @@ async fn renew_session(
 fn sessions_of(conn: &mut Link, keys: &Keys, user: UserId) -> Result<Vec<Session>, StoreError> {
     let index = keys.session_index(user);
     let legacy = keys.legacy_session_set(user);
-    let (indexed, legacy_ids): (Vec<(String, f64)>, Vec<String>) = redis::pipe()
-        .add_command(index_entries(&index))
-        .cmd("SMEMBERS")
-        .arg(&legacy)
-        .query(conn)?;
+    let mut members = redis::cmd("SMEMBERS");
+    members.arg(&legacy);
+    let (indexed, legacy_ids): (Vec<(String, f64)>, Vec<String>) =
+        query_each(conn, &[index_entries(&index), members])?;
     let mut ids: Vec<SessionId> = decode_index(indexed)
         .into_iter()
         .map(|listed| listed.id)
@@ -503,11 +502,8 @@ fn sessions_of(conn: &mut Link, keys: &Keys, user: UserId) -> Result<Vec<Session
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut fetch = redis::pipe();
-    for id in &ids {
-        fetch.cmd("HGETALL").arg(keys.session(id));
-    }
-    let records: Vec<HashMap<String, String>> = fetch.query(conn)?;
+    let fetch: Vec<Cmd> = ids.iter().map(|id| hgetall(&keys.session(id))).collect();
+    let records: Vec<HashMap<String, String>> = query_each(conn, &fetch)?;
     let mut live = Vec::new();
     let mut gone = Vec::new();
     for (id, fields) in ids.into_iter().zip(records) {
@@ -523,7 +519,8 @@ fn sessions_of(conn: &mut Link, keys: &Keys, user: UserId) -> Result<Vec<Session
     }
     if !gone.is_empty() {
         let gone: Vec<&str> = gone.iter().map(SessionId::as_str).collect();
-        redis::pipe()
+        let mut writes = Writes::new();
+        writes
             .cmd("ZREM")
             .arg(&index)
             .arg(&gone)
@@ -536,8 +533,8 @@ fn sessions_of(conn: &mut Link, keys: &Keys, user: UserId) -> Result<Vec<Session
             .cmd("SREM")
             .arg(&legacy)
             .arg(&gone)
-            .ignore()
-            .exec(conn)?;
+            .ignore();
+        writes.apply(conn)?;
     }
     live.sort_by_key(|session| session.created);
     Ok(live)
