@@ -7,10 +7,11 @@ use common::cluster::{nodes_flagged, RedisCluster};
 use common::mailbox::{confirm_email, reset, reset_code, MailedApp, NEW_PASSWORD};
 use std::time::{Duration, Instant};
 
-use common::TestApp;
+use common::{emails_on, id_of, TestApp};
 use rocket::futures::future::join_all;
 use rocket::http::Status;
 use serde_json::json;
+use user_accounts::domain::RevertCode;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -169,6 +170,143 @@ async fn sign_up_mails_a_verification_code_and_a_reset_code_changes_the_password
     assert!(notice.text().contains("password"), "{}", notice.text());
     assert_eq!(
         app.login("ada@example.com", NEW_PASSWORD).await.status,
+        Status::Created
+    );
+}
+
+/// Changes the email of the account `id` with `token`, keeping its name.
+async fn change_email(app: &TestApp, id: &str, token: &str, email: &str) -> Status {
+    app.put_user_as(id, token, &json!({"name": "Ada", "email": email}))
+        .await
+        .status
+}
+
+/// How many claims on emails under the app's prefix the cluster holds.
+fn claims_left(app: &TestApp) -> usize {
+    let claims = format!("{}*email_claim:", app.prefix);
+    RedisCluster::shared()
+        .primary_urls()
+        .iter()
+        .map(|url| RedisCluster::keys_on(url, &claims))
+        .sum()
+}
+
+#[rocket::async_test]
+async fn an_email_change_moves_the_account_to_its_new_address_on_a_cluster() {
+    let app = app().await;
+    let id = id_of(&app.create_user("Ada", "ada@example.com", PASSWORD).await).to_owned();
+    let token = app.token_for("ada@example.com", PASSWORD).await;
+    assert_eq!(
+        change_email(&app, &id, &token, "lovelace@example.org").await,
+        Status::Ok
+    );
+    assert_eq!(
+        app.login("lovelace@example.org", PASSWORD).await.status,
+        Status::Created
+    );
+    assert_eq!(
+        app.login("ada@example.com", PASSWORD).await.status,
+        Status::Unauthorized
+    );
+    let page = app.get_as_admin("/api/users").await.json();
+    assert_eq!(emails_on(&page), ["lovelace@example.org"]);
+    assert_eq!(claims_left(&app), 0);
+}
+
+#[rocket::async_test]
+async fn users_racing_to_one_new_email_leave_one_holder_and_no_claim_on_a_cluster() {
+    let app = app().await;
+    let mut accounts = Vec::new();
+    for n in 0..8 {
+        let email = format!("racer{n}@example.com");
+        let id = id_of(&app.create_user("Ada", &email, PASSWORD).await).to_owned();
+        accounts.push((id, app.token_for(&email, PASSWORD).await));
+    }
+    let races = accounts
+        .iter()
+        .map(|(id, token)| change_email(&app, id, token, "prize@example.org"));
+    let statuses = join_all(races).await;
+    let won = statuses.iter().filter(|s| **s == Status::Ok).count();
+    let lost = statuses.iter().filter(|s| **s == Status::Conflict).count();
+    assert_eq!((won, lost), (1, 7), "{statuses:?}");
+    let page = app.get_as_admin("/api/users?prefix=prize").await.json();
+    assert_eq!(page["total"], 1);
+    assert_eq!(claims_left(&app), 0);
+}
+
+#[rocket::async_test]
+async fn a_moved_account_confirms_its_new_address_and_resets_its_password_on_a_cluster() {
+    let mailed = MailedApp::spawn_on_cluster(RedisCluster::shared(), &[]).await;
+    let app = &mailed.app;
+    let id = id_of(&app.create_user("Ada", "ada@example.com", PASSWORD).await).to_owned();
+    let token = app.token_for("ada@example.com", PASSWORD).await;
+    assert_eq!(
+        change_email(app, &id, &token, "lovelace@example.org").await,
+        Status::Ok
+    );
+    let code = mailed.code_for("lovelace@example.org", 3, "Verify").await;
+    let confirmed = confirm_email(app, "lovelace@example.org", &code).await;
+    assert_eq!(confirmed.status, Status::Ok, "{}", confirmed.body);
+    let code = reset_code(&mailed, "lovelace@example.org", 3).await;
+    let changed = reset(app, "lovelace@example.org", &code, NEW_PASSWORD).await;
+    assert_eq!(changed.status, Status::Ok, "{}", changed.body);
+    assert_eq!(
+        app.login("lovelace@example.org", NEW_PASSWORD).await.status,
+        Status::Created
+    );
+}
+
+#[rocket::async_test]
+async fn a_revert_code_puts_the_old_email_back_on_a_cluster() {
+    let mailed = MailedApp::spawn_on_cluster(RedisCluster::shared(), &[]).await;
+    let app = &mailed.app;
+    let id = id_of(&app.create_user("Ada", "ada@example.com", PASSWORD).await).to_owned();
+    let code = mailed.code_for("ada@example.com", 1, "Verify").await;
+    confirm_email(app, "ada@example.com", &code).await;
+    let token = app.token_for("ada@example.com", PASSWORD).await;
+    assert_eq!(
+        change_email(app, &id, &token, "thief@example.net").await,
+        Status::Ok
+    );
+    let notice = mailed
+        .latest_mail("ada@example.com", 3, "email address")
+        .await;
+    let revert_code = notice
+        .text()
+        .lines()
+        .map(str::trim)
+        .find(|line| RevertCode::parse(line).is_ok())
+        .expect("a revert code in the notice")
+        .to_owned();
+    let reverted = app
+        .post_json(
+            "/api/email-change/revert",
+            &json!({"email": "ada@example.com", "code": revert_code}),
+        )
+        .await;
+    assert_eq!(reverted.status, Status::Ok, "{}", reverted.body);
+    assert_eq!(app.get_user(&id).await.json()["email"], "ada@example.com");
+    assert_eq!(
+        app.get_user("thief@example.net").await.status,
+        Status::NotFound
+    );
+    assert_eq!(claims_left(app), 0);
+}
+
+#[rocket::async_test]
+async fn deleting_a_moved_account_frees_its_address_on_a_cluster() {
+    let app = app().await;
+    let id = id_of(&app.create_user("Ada", "ada@example.com", PASSWORD).await).to_owned();
+    let token = app.token_for("ada@example.com", PASSWORD).await;
+    assert_eq!(
+        change_email(&app, &id, &token, "lovelace@example.org").await,
+        Status::Ok
+    );
+    assert_eq!(app.delete_user_as(&id, &token).await.status, Status::Ok);
+    assert_eq!(
+        app.sign_up("Ada", "lovelace@example.org", PASSWORD)
+            .await
+            .status,
         Status::Created
     );
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{free_port, session_id, TestApp};
+use common::{free_port, session_id, user_id, TestApp};
 use rocket::http::{ContentType, Header, Method, Status};
 use serde_json::{json, Value};
 use user_accounts::domain::{
@@ -1104,11 +1104,19 @@ fn store_revert_code(app: &TestApp, id: &str, old: &str) {
     let old = UserEmail::parse(old).expect("a valid email");
     let code = RevertCode::parse(REVERT_CODE).expect("a revert code");
     let digest = secret.revert_digest(&old, &code);
+    let keys = app.keys_of_layout();
+    let code_key = keys.email_revert(&old, &digest);
     redis::cmd("SET")
-        .arg(app.keys_of_layout().email_revert(&old, &digest))
+        .arg(&code_key)
         .arg(id)
         .exec(&mut app.redis())
         .expect("SET");
+    redis::cmd("ZADD")
+        .arg(keys.email_reverts_of(user_id(id)))
+        .arg(1)
+        .arg(&code_key)
+        .exec(&mut app.redis())
+        .expect("ZADD");
 }
 
 fn fill(text: &str, fixture: &Fixture) -> String {

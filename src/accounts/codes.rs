@@ -245,7 +245,6 @@ impl Accounts {
                 let attempt = CodeAttempt {
                     purpose,
                     user: user.id,
-                    email,
                     digest: &digest,
                     spend,
                     max_account_failures,

@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use redis::ConnectionLike;
+
 use crate::domain::{now, EventKind, PasswordHash, UserEmail, UserId};
 use crate::store::codes::issuing::{millis, remove_codes, NewCode};
 use crate::store::events::outbox;
@@ -14,10 +16,12 @@ use crate::store::layout::{user_fields, Keys};
 use crate::store::plumbing::conn::RedisConn;
 use crate::store::plumbing::link::Link;
 use crate::store::plumbing::records::{add_password_fields, encode_time};
-use crate::store::plumbing::transaction::{transact_with_replies, Embedded, Plan, Tx, Writes};
+use crate::store::plumbing::transaction::{
+    transact, transact_with_replies, Embedded, Plan, Tx, Writes,
+};
 use crate::store::sessions::index::{revoke_all, session_ids};
-use crate::store::users::email_index::{add_to_index, remove_from_index};
-use crate::store::users::{find_id_by_email, read_user};
+use crate::store::users::email_moves::{self, EmailMove};
+use crate::store::users::read_user;
 use crate::store::StoreError;
 
 /// How long a revert code works, and the old address stays reserved.
@@ -38,36 +42,33 @@ pub struct Revert {
     pub reset_code: NewCode,
 }
 
-/// KEYS: the revert code, the reservation of the old email, the account's
-/// revert set. ARGV: the user id, the lifetime (ms). Stores both keys with
-/// the id, and adds them to the set scored later than every member before
-/// them (Redis's clock, in ms), so that a revert can end what came after
-/// it and keep what came before. A reservation still live keeps its first
-/// score: it serves the earliest revert code of that address, and a revert
-/// to a later address must not end it.
+/// KEYS: the account's revert set. ARGV: the keys of the revert code and
+/// of the old email's reservation (in the old email's slot, stored by the
+/// move's last steps), the lifetime (ms). Adds both to the set scored
+/// later than every member before them (Redis's clock, in ms), so that a
+/// revert can end what came after it and keep what came before. A
+/// reservation still live keeps its first score: it serves the earliest
+/// revert code of that address, and a revert to a later address must not
+/// end it.
 pub(in crate::store) const ADD_REVERT: &str = r"
 local time = redis.call('TIME')
 local score = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local last = redis.call('ZREVRANGE', KEYS[3], 0, 0, 'WITHSCORES')[2]
+local last = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]
 if last and tonumber(last) >= score then
   score = tonumber(last) + 1
 end
-local reserved = redis.call('EXISTS', KEYS[2]) == 1
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-redis.call('ZADD', KEYS[3], score, KEYS[1])
-if reserved then
-  redis.call('ZADD', KEYS[3], 'NX', score, KEYS[2])
-else
-  redis.call('ZADD', KEYS[3], score, KEYS[2])
+local reserved = redis.call('ZSCORE', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[1], score, ARGV[1])
+if not reserved or tonumber(reserved) + tonumber(ARGV[3]) <= score then
+  redis.call('ZADD', KEYS[1], score, ARGV[2])
 end
-redis.call('PEXPIRE', KEYS[3], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 0
 ";
 
-/// Adds to an email change's writes the revert code (by its keyed hash
-/// `digest`) that brings `old` back to `user`, and the reservation of `old`
-/// for `user`.
+/// Adds to an email change's writes, in the user's slot, the revert code
+/// (by its keyed hash `digest`) that brings `old` back to `user`, and the
+/// reservation of `old`, to the account's revert set.
 pub(super) fn add_revert(
     writes: &mut Writes,
     keys: &Keys,
@@ -76,36 +77,15 @@ pub(super) fn add_revert(
     digest: &str,
 ) {
     writes
-        .embedded(
-            Embedded::AddRevert,
-            &[
-                keys.email_revert(old, digest),
-                keys.email_reserved(old),
-                keys.email_reverts_of(user),
-            ],
-        )
-        .arg(user.to_string())
+        .embedded(Embedded::AddRevert, &[keys.email_reverts_of(user)])
+        .arg(keys.email_revert(old, digest))
+        .arg(keys.email_reserved(old))
         .arg(millis(REVERT_TTL))
         .ignore();
 }
 
-/// The account that holds `email`: the one indexed under it, else the one
-/// it is reserved for. An email leaves the index in the very step that
-/// reserves it, and goes back into it in the one that ends the
-/// reservation, so the two reads never both miss.
-pub(super) fn email_holder(
-    tx: &mut Tx,
-    keys: &Keys,
-    email: &UserEmail,
-) -> Result<Option<UserId>, StoreError> {
-    if let Some(id) = find_id_by_email(tx, keys, email)? {
-        return Ok(Some(id));
-    }
-    reserved_for(tx, keys, email)
-}
-
 /// The account `email` is reserved for, if any.
-pub(super) fn reserved_for(
+pub(in crate::store) fn reserved_for(
     tx: &mut Tx,
     keys: &Keys,
     email: &UserEmail,
@@ -124,16 +104,17 @@ pub(super) enum Ending<'a> {
     From(&'a str),
 }
 
-/// Adds to a step's writes the end of `user`'s revert codes and
-/// reservations that `ending` names. A key is deleted only while it still
-/// names `user`: a reservation another account made since is left.
+/// Adds to a step's writes, in the user's slot, the end of `user`'s
+/// revert codes and reservations that `ending` names; the keys of those
+/// codes and reservations, which live in their emails' slots, for
+/// [`release`] to delete once the step is done.
 pub(super) fn end_reverts(
     tx: &mut Tx,
     keys: &Keys,
     user: UserId,
     ending: &Ending,
     writes: &mut Writes,
-) -> Result<(), StoreError> {
+) -> Result<Vec<String>, StoreError> {
     let reverts = keys.email_reverts_of(user);
     let from = match ending {
         Ending::All => None,
@@ -154,24 +135,6 @@ pub(super) fn end_reverts(
             ended.push((*code).to_owned());
         }
     }
-    if ended.is_empty() {
-        return Ok(());
-    }
-    let reads: Vec<redis::Cmd> = ended
-        .iter()
-        .map(|key| redis::cmd("GET").arg(key).take())
-        .collect();
-    let owners: Vec<Option<String>> = tx.read_all(&reads)?;
-    let mine = user.to_string();
-    let owned: Vec<&String> = ended
-        .iter()
-        .zip(&owners)
-        .filter(|(_, owner)| owner.as_deref() == Some(mine.as_str()))
-        .map(|(key, _)| key)
-        .collect();
-    if !owned.is_empty() {
-        writes.cmd("DEL").arg(owned).ignore();
-    }
     match from {
         None => writes.cmd("DEL").arg(&reverts).ignore(),
         Some(_) => writes
@@ -181,6 +144,29 @@ pub(super) fn end_reverts(
             .arg("+inf")
             .ignore(),
     };
+    Ok(ended)
+}
+
+/// Deletes each of `ended` (revert codes and reservations, see
+/// [`end_reverts`]) while it still names `user`, each in a step of its own
+/// slot: a reservation another account made since is left.
+pub(super) fn release(
+    conn: &mut dyn ConnectionLike,
+    user: UserId,
+    ended: &[String],
+) -> Result<(), StoreError> {
+    let mine = user.to_string();
+    for key in ended {
+        transact(&mut *conn, |tx| {
+            let owner: Option<String> = tx.read(redis::cmd("GET").arg(key))?;
+            if owner.as_deref() != Some(mine.as_str()) {
+                return Ok(Plan::Answer(()));
+            }
+            let mut writes = Writes::new();
+            writes.cmd("DEL").arg(key).ignore();
+            Ok(Plan::Write(writes, ()))
+        })?;
+    }
     Ok(())
 }
 
@@ -205,10 +191,11 @@ impl RedisConn {
     /// Puts `revert.email` back on its account, marked verified (the code
     /// went there), with a password nobody knows; ends every session, code,
     /// revert code and reservation of the account; issues a reset code to
-    /// the restored address; records the event. One atomic step; `false`
-    /// (nothing written) when the code is no longer live or the account is
-    /// gone. Fails with [`StoreError::EmailInUse`] when another account
-    /// holds the address.
+    /// the restored address; records the event. The account's own step
+    /// runs between a claim on the address and the last steps of the move,
+    /// as an email change's does; `false` (nothing written) when the code
+    /// is no longer live or the account is gone. Fails with
+    /// [`StoreError::EmailInUse`] when another account holds the address.
     pub async fn revert_email(&mut self, revert: Revert) -> Result<bool, StoreError> {
         self.run_mailing(move |conn, keys| revert_email(conn, keys, &revert))
             .await
@@ -221,22 +208,59 @@ fn revert_email(
     revert: &Revert,
 ) -> Result<(bool, Vec<redis::Value>), StoreError> {
     let id = revert.user;
+    email_moves::finish_recorded(conn, keys, id)?;
+    let Some(deadline) = email_moves::claim(conn, keys, id, &revert.email)? else {
+        return Err(StoreError::EmailInUse);
+    };
+    let ((change, ended), replies) = match restore(conn, keys, revert, deadline) {
+        Ok((Some(done), replies)) => (done, replies),
+        other => {
+            email_moves::release(conn, keys, id, &revert.email)?;
+            return other.map(|(_, replies)| (false, replies));
+        }
+    };
+    match &change {
+        Some(change) => email_moves::finish(conn, keys, id, change)?,
+        None => email_moves::release(conn, keys, id, &revert.email)?,
+    }
+    release(conn, id, &ended)?;
+    Ok((true, replies))
+}
+
+/// What a revert's own step did: the move it recorded (none when the
+/// account has the address already), and the revert keys it ended.
+type Restored = (Option<EmailMove>, Vec<String>);
+
+/// The revert's step in the user's slot, while the code is still among the
+/// account's revert codes and the claim on the address is young enough.
+fn restore(
+    conn: &mut Link,
+    keys: &Keys,
+    revert: &Revert,
+    deadline: i64,
+) -> Result<(Option<Restored>, Vec<redis::Value>), StoreError> {
+    let id = revert.user;
     let key = keys.user(id);
     let code = keys.email_revert(&revert.email, &revert.digest);
     let mut hset = redis::cmd("HSET");
     hset.arg(&key);
     add_password_fields(&mut hset, &revert.locked_hash)?;
     transact_with_replies(conn, |tx| {
-        let live: Option<String> = tx.read(redis::cmd("GET").arg(&code))?;
+        let live: Option<f64> = tx.read(
+            redis::cmd("ZSCORE")
+                .arg(keys.email_reverts_of(id))
+                .arg(&code),
+        )?;
         let Some(current) = read_user(tx, keys, id)?.map(|record| record.user) else {
-            return Ok(Plan::Answer(false));
+            return Ok(Plan::Answer(None));
         };
-        if live != Some(id.to_string()) {
-            return Ok(Plan::Answer(false));
+        if live.is_none() {
+            return Ok(Plan::Answer(None));
         }
-        if email_holder(tx, keys, &revert.email)?.is_some_and(|holder| holder != id) {
-            return Err(StoreError::EmailInUse);
+        if EmailMove::recorded(tx, keys, id)?.is_some() {
+            return Err(StoreError::Contention(1));
         }
+        tx.before(deadline);
         let updated = now().max(current.updated);
         let mut writes = Writes::new();
         let mut hset = hset.clone();
@@ -247,17 +271,21 @@ fn revert_email(
             .arg(user_fields::UPDATED)
             .arg(encode_time(updated));
         writes.add_command(hset).ignore();
-        if current.email != revert.email {
-            remove_from_index(&mut writes, keys, current.email.as_str(), id);
-            add_to_index(&mut writes, keys, &revert.email, id);
+        let change = (current.email != revert.email).then(|| EmailMove {
+            old: current.email.clone(),
+            new: revert.email.clone(),
+            revert_digest: None,
+        });
+        if let Some(change) = &change {
+            change.record(&mut writes, keys, id);
         }
-        end_reverts(tx, keys, id, &Ending::From(&code), &mut writes)?;
+        let ended = end_reverts(tx, keys, id, &Ending::From(&code), &mut writes)?;
         let sessions = session_ids(tx, keys, id)?;
         revoke_all(&mut writes, keys, id, &sessions);
         remove_codes(&mut writes, keys, id);
         revert.reset_code.add(&mut writes, keys, id);
         outbox::record(&mut writes, keys, EventKind::ProfileUpdated, id, updated);
         outbox::record(&mut writes, keys, EventKind::PasswordChanged, id, updated);
-        Ok(Plan::Write(writes, true))
+        Ok(Plan::Write(writes, Some((change, ended))))
     })
 }

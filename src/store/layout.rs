@@ -307,8 +307,17 @@ impl Keys {
         self.email_index(Bucket::of_email(email))
     }
 
+    /// `email` claimed by the account about to move to it: its id and
+    /// when the claim was made (`{id} {unix ms}`).
     pub fn email_claim(&self, email: &UserEmail) -> String {
         self.of_email(email, format_args!("email_claim:{email}"))
+    }
+
+    /// The email change of `user` whose last steps have not run yet: the
+    /// address it leaves, the one it moves to and the revert code's keyed
+    /// hash.
+    pub fn email_move(&self, user: UserId) -> String {
+        self.of_user(user, format_args!("email_move:{user}"))
     }
 
     pub fn session(&self, id: &SessionId) -> String {
@@ -365,8 +374,17 @@ impl Keys {
         )
     }
 
-    /// Wrong confirmations of a code of `purpose` for `email` in the current
-    /// day, from every address together.
+    /// Wrong confirmations of a code of `purpose` for the account `user`
+    /// in the current day, from every address together.
+    pub fn code_failures_of_user(&self, purpose: CodePurpose, user: UserId) -> String {
+        self.of_user(
+            user,
+            format_args!("code_failures_of:{}:{user}", purpose.as_str()),
+        )
+    }
+
+    /// Wrong confirmations of a code of `purpose` for `email`, which no
+    /// account holds, in the current day, from every address together.
     pub fn code_failures(&self, purpose: CodePurpose, email: &UserEmail) -> String {
         self.of_email(
             email,
@@ -752,6 +770,10 @@ mod tests {
         let id = UserId::generate();
         let mut slots: Vec<u16> = user_keys(&keys, id).iter().map(|key| slot(key)).collect();
         slots.push(slot(&keys.events(id)));
+        slots.push(slot(&keys.email_move(id)));
+        slots.push(slot(
+            &keys.code_failures_of_user(CodePurpose::VerifyEmail, id),
+        ));
         assert!(slots.iter().all(|s| *s == slots[0]), "{slots:?}");
     }
 

@@ -19,7 +19,7 @@ use crate::store::plumbing::conn::RedisConn;
 use crate::store::plumbing::records::{
     add_password_fields, decode_user_fields, encode_time, hgetall,
 };
-use crate::store::plumbing::transaction::{transact_with_replies, Plan, Writes};
+use crate::store::plumbing::transaction::{transact, transact_with_replies, Plan, Writes};
 use crate::store::sessions::index::{revoke_all, session_ids};
 use crate::store::StoreError;
 
@@ -117,7 +117,6 @@ pub enum CodeCheck {
 pub struct CodeAttempt<'a> {
     pub purpose: CodePurpose,
     pub user: UserId,
-    pub email: &'a UserEmail,
     pub digest: &'a str,
     /// Whether a match spends the code.
     pub spend: bool,
@@ -199,7 +198,8 @@ impl RedisConn {
         let keys = [
             self.keys.code(attempt.purpose, attempt.user),
             self.keys.user(attempt.user),
-            self.keys.code_failures(attempt.purpose, attempt.email),
+            self.keys
+                .code_failures_of_user(attempt.purpose, attempt.user),
         ];
         let sets = match attempt.purpose {
             CodePurpose::VerifyEmail if attempt.spend => user_fields::EMAIL_VERIFIED,
@@ -273,7 +273,13 @@ impl RedisConn {
             let mut del = redis::cmd("DEL");
             for purpose in CodePurpose::ALL {
                 del.arg(keys.codes_issued(purpose, user))
-                    .arg(keys.code_failures(purpose, &email));
+                    .arg(keys.code_failures_of_user(purpose, user));
+            }
+            del.exec(&mut *conn)?;
+            // The address's own count lives in the address's slot.
+            let mut del = redis::cmd("DEL");
+            for purpose in CodePurpose::ALL {
+                del.arg(keys.code_failures(purpose, &email));
             }
             Ok(del.exec(conn)?)
         })
@@ -282,10 +288,10 @@ impl RedisConn {
 
     /// Sets a new password with a reset code: spends it and every other
     /// live code of the account, replaces the hash, marks the email
-    /// verified, ends every session, clears every login counter of the
-    /// account, records the event and queues the notice, in one atomic step;
-    /// `false` (nothing written) when the code is no longer live or the
-    /// user is gone.
+    /// verified, ends every session, records the event and queues the
+    /// notice, in one atomic step; then clears every login counter of the
+    /// account, in its email's slot. `false` (nothing written) when the
+    /// code is no longer live or the user is gone.
     pub async fn reset_password(&mut self, reset: Reset) -> Result<bool, StoreError> {
         self.run_mailing(move |conn, keys| reset_password(conn, keys, &reset))
             .await
@@ -299,11 +305,10 @@ fn reset_password(
 ) -> Result<(bool, Vec<Value>), StoreError> {
     let code = keys.code(CodePurpose::ResetPassword, reset.user);
     let user_key = keys.user(reset.user);
-    let addresses_key = keys.login_failure_addresses(&reset.email);
     let mut hset = redis::cmd("HSET");
     hset.arg(&user_key);
     add_password_fields(&mut hset, &reset.new_hash)?;
-    transact_with_replies(conn, |tx| {
+    let (done, replies) = transact_with_replies(&mut *conn, |tx| {
         let stored: Option<String> =
             tx.read(redis::cmd("HGET").arg(&code).arg(code_fields::DIGEST))?;
         let fields = tx.read(&hgetall(&user_key))?;
@@ -313,7 +318,6 @@ fn reset_password(
             _ => return Ok(Plan::Answer(false)),
         };
         let sessions = session_ids(tx, keys, reset.user)?;
-        let addresses: Vec<String> = tx.read(redis::cmd("SMEMBERS").arg(&addresses_key))?;
         let updated = now().max(current.updated);
         let mut hset = hset.clone();
         hset.arg(user_fields::UPDATED)
@@ -324,7 +328,6 @@ fn reset_password(
         writes.add_command(hset).ignore();
         remove_codes(&mut writes, keys, reset.user);
         revoke_all(&mut writes, keys, reset.user, &sessions);
-        clear_account(&mut writes, keys, &reset.email, &addresses);
         outbox::record(
             &mut writes,
             keys,
@@ -336,5 +339,26 @@ fn reset_password(
             enqueue(&mut writes, keys, Bucket::of_user(reset.user), notice);
         }
         Ok(Plan::Write(writes, true))
+    })?;
+    if done {
+        clear_login_counters(conn, keys, &reset.email)?;
+    }
+    Ok((done, replies))
+}
+
+/// Clears every login counter of the account at `email`: a step of the
+/// email's slot, after the reset's own step in the user's slot (the two
+/// differ once the email changed since sign-up).
+fn clear_login_counters(
+    conn: &mut dyn ConnectionLike,
+    keys: &Keys,
+    email: &UserEmail,
+) -> Result<(), StoreError> {
+    let addresses_key = keys.login_failure_addresses(email);
+    transact(conn, |tx| {
+        let addresses: Vec<String> = tx.read(redis::cmd("SMEMBERS").arg(&addresses_key))?;
+        let mut writes = Writes::new();
+        clear_account(&mut writes, keys, email, &addresses);
+        Ok(Plan::Write(writes, ()))
     })
 }

@@ -178,12 +178,17 @@ impl Writes {
 /// A read a step's decision rests on, and its reply as the step saw it.
 struct Guard {
     /// 0: the reply as a whole; 1 or 2: an unordered reply (a set's
-    /// members, a hash's field-value pairs), compared element by element.
+    /// members, a hash's field-value pairs), compared element by element;
+    /// [`DEADLINE`]: the node's clock (TIME), which must be before the one
+    /// expected value (Unix ms).
     width: u8,
     command: Vec<Vec<u8>>,
     /// The reply's fingerprint, or those of its elements.
     expected: Vec<Vec<u8>>,
 }
+
+/// The width of a guard that holds while the clock is before a deadline.
+const DEADLINE: u8 = 3;
 
 impl Guard {
     fn new(command: &Cmd, reply: &Value) -> Self {
@@ -285,6 +290,16 @@ impl Tx<'_> {
         decode(Value::Array(replies))
     }
 
+    /// Writes only if the step's script runs before `deadline` (Unix ms)
+    /// by the clock of the node that runs it.
+    pub fn before(&mut self, deadline_ms: i64) {
+        self.guards.push(Guard {
+            width: DEADLINE,
+            command: vec![b"TIME".to_vec()],
+            expected: vec![deadline_ms.to_string().into_bytes()],
+        });
+    }
+
     /// Sends `command` without keeping a guard: for a reply that changes
     /// by itself (a TTL) or that the decision does not rest on.
     pub fn peek<T: FromRedisValue>(&mut self, command: &Cmd) -> Result<T, StoreError> {
@@ -358,6 +373,10 @@ local function take(count)
   return taken
 end
 local function holds(width, reply, expected)
+  if width == 3 then
+    local now = tonumber(reply[1]) * 1000 + math.floor(tonumber(reply[2]) / 1000)
+    return now < tonumber(expected[1])
+  end
   if width == 0 then
     return fingerprint(reply) == expected[1]
   end

@@ -3,6 +3,7 @@
 //! belong together go in one atomic step.
 
 pub(super) mod email_index;
+pub(super) mod email_moves;
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use crate::domain::{
     now, CodePurpose, EventKind, PasswordHash, QueuedMail, User, UserEmail, UserId, UserName,
 };
 use crate::store::codes::issuing::{millis, remove_codes, NewCode};
-use crate::store::email_reverts::{add_revert, email_holder, end_reverts, reserved_for, Ending};
+use crate::store::email_reverts::{add_revert, end_reverts, release, Ending};
 use crate::store::events::outbox;
 use crate::store::layout::{parse_index_member, user_fields, Bucket, Keys};
 use crate::store::mail::queue::enqueue;
@@ -28,6 +29,7 @@ use crate::store::sessions::index::{revoke_all, session_ids};
 use crate::store::users::email_index::{
     add_to_index, email_lookup, email_prefix_range, first_id, remove_from_index, ListCursor,
 };
+use crate::store::users::email_moves::{holder_other_than, EmailMove};
 use crate::store::StoreError;
 
 /// The outcome of a write that is conditional on the user's current state.
@@ -130,7 +132,10 @@ impl RedisConn {
         let keys = &*self.keys;
         self.read(|mut conn| async move {
             let members = email_lookup(keys, email).query_async(&mut conn).await?;
-            Ok(first_id(members))
+            match first_id(members) {
+                Some(id) => Ok(Some(id)),
+                None => email_moves::claimed_holder(&mut conn, keys, email).await,
+            }
         })
         .await
     }
@@ -150,9 +155,12 @@ impl RedisConn {
     }
 
     /// Replaces name and email, provided the password hash is still `verified`.
-    /// A new email is unverified; when the email changes, the same
-    /// transaction stores `change.code` (for the new address) and queues
-    /// the notice `change.notice` makes (to the old one).
+    /// A new email is unverified; when the email changes, the user's own
+    /// step stores `change.code` (for the new address) and queues the
+    /// notice `change.notice` makes (to the old one), between the claim on
+    /// the new email and the last steps of the move ([`email_moves`]).
+    /// Fails with [`StoreError::EmailInUse`] when another account holds the
+    /// new email.
     pub async fn update_profile(
         &mut self,
         id: UserId,
@@ -182,8 +190,9 @@ impl RedisConn {
         .await
     }
 
-    /// Removes the user, its index entry and its sessions, provided the hash
-    /// is still `verified`.
+    /// Removes the user, its sessions and codes, provided the hash is still
+    /// `verified`; then, each in its own slot, its index entry and its
+    /// revert codes and reservations.
     pub async fn delete_user(
         &mut self,
         id: UserId,
@@ -240,36 +249,36 @@ fn create_user(
 ) -> Result<((), Vec<Value>), StoreError> {
     let user = &record.user;
     let hset = hset_user(&keys.user(user.id), record)?;
-    transact_with_replies(conn, |tx| {
+    let (refused, replies) = transact_with_replies(conn, |tx| {
         let mut writes = Writes::new();
-        let indexed = find_id_by_email(tx, keys, &user.email)?;
-        if indexed.is_some() || reserved_for(tx, keys, &user.email)?.is_some() {
+        if let Some(holder) = holder_other_than(tx, keys, &user.email, None, &mut writes)? {
+            // What a crash left is cleared even so.
             let EmailTaken::Notify(notice) = taken else {
-                return Err(StoreError::EmailInUse);
+                return Ok(Plan::Write(writes, true));
             };
             // Only the account that has the address now hears of it: one
             // the address is reserved for has moved to another, and its
             // owner has the revert code in this mailbox already.
             // Only for its notice: the holder may live in another slot.
-            let holder = match indexed {
-                Some(id) => {
-                    let key = keys.user(id);
-                    decode_user_fields(id, &key, tx.peek(&hgetall(&key))?)?
-                        .map(|record| record.user)
-                }
-                None => None,
-            };
+            let key = keys.user(holder);
+            let holder = decode_user_fields(holder, &key, tx.peek(&hgetall(&key))?)?
+                .map(|record| record.user)
+                .filter(|holder| holder.email == user.email);
             if let Some(mail) = holder.as_ref().and_then(notice) {
                 enqueue(&mut writes, keys, Bucket::of_user(user.id), &mail);
             }
-            return Ok(Plan::Write(writes, ()));
+            return Ok(Plan::Write(writes, false));
         }
         writes.add_command(hset.clone()).ignore();
         add_to_index(&mut writes, keys, &user.email, user.id);
         code.add(&mut writes, keys, user.id);
         outbox::record(&mut writes, keys, EventKind::Created, user.id, user.created);
-        Ok(Plan::Write(writes, ()))
-    })
+        Ok(Plan::Write(writes, false))
+    })?;
+    if refused {
+        return Err(StoreError::EmailInUse);
+    }
+    Ok(((), replies))
 }
 
 /// Makes the mail to a user, or `None` for none.
@@ -321,6 +330,56 @@ fn update_profile(
     (name, email): (UserName, UserEmail),
     change: &EmailChange,
 ) -> Result<(Written<User>, Vec<Value>), StoreError> {
+    for _ in 0..MAX_MOVE_ATTEMPTS {
+        email_moves::finish_recorded(conn, keys, id)?;
+        let current: Option<String> = redis::cmd("HGET")
+            .arg(keys.user(id))
+            .arg(user_fields::EMAIL)
+            .query(&mut *conn)?;
+        if current
+            .as_deref()
+            .is_none_or(|current| current == email.as_str())
+        {
+            match change_profile(conn, keys, id, verified, (&name, &email), None) {
+                Err(StoreError::Contention(_)) => continue,
+                changed => return changed,
+            }
+        }
+        let Some(deadline) = email_moves::claim(conn, keys, id, &email)? else {
+            return Err(StoreError::EmailInUse);
+        };
+        let profile = (&name, &email);
+        let changed = change_profile(conn, keys, id, verified, profile, Some((deadline, change)));
+        let moved = matches!(&changed, Ok((Written::Done(user), _)) if user.email == email);
+        if !moved {
+            email_moves::release(conn, keys, id, &email)?;
+            if matches!(changed, Err(StoreError::Contention(_))) {
+                continue;
+            }
+            return changed;
+        }
+        email_moves::finish_recorded(conn, keys, id)?;
+        return changed;
+    }
+    Err(StoreError::Contention(MAX_MOVE_ATTEMPTS))
+}
+
+/// How often a profile change starts over when another change of the
+/// same account came between its steps.
+const MAX_MOVE_ATTEMPTS: u32 = 8;
+
+/// The profile change's step in the user's slot. With `moving` (the
+/// claim's deadline and what an email change sends), the new email, when
+/// the user does not have it yet, is taken only before the deadline, and
+/// the move is recorded for its last steps.
+fn change_profile(
+    conn: &mut dyn ConnectionLike,
+    keys: &Keys,
+    id: UserId,
+    verified: &PasswordHash,
+    (name, email): (&UserName, &UserEmail),
+    moving: Option<(i64, &EmailChange)>,
+) -> Result<(Written<User>, Vec<Value>), StoreError> {
     let key = keys.user(id);
     let changes_key = keys.email_changes(id);
     transact_with_replies(conn, |tx| {
@@ -328,18 +387,25 @@ fn update_profile(
             Ok(user) => user,
             Err(refusal) => return Ok(Plan::Answer(refusal.into())),
         };
-        if current.name == name && current.email == email {
+        if &current.name == name && &current.email == email {
             return Ok(Plan::Answer(Written::Done(current)));
         }
-        let email_changes = current.email != email;
-        if email_changes {
-            if let Some(retry_after) = changes_spent(tx, &changes_key, change.max_per_day)? {
-                return Ok(Plan::Answer(Written::EmailChangesSpent { retry_after }));
+        let email_changes = &current.email != email;
+        let change = match moving {
+            Some((deadline, change)) if email_changes => {
+                if let Some(retry_after) = changes_spent(tx, &changes_key, change.max_per_day)? {
+                    return Ok(Plan::Answer(Written::EmailChangesSpent { retry_after }));
+                }
+                if EmailMove::recorded(tx, keys, id)?.is_some() {
+                    return Err(StoreError::Contention(1));
+                }
+                tx.before(deadline);
+                Some(change)
             }
-            if email_holder(tx, keys, &email)?.is_some_and(|owner| owner != id) {
-                return Err(StoreError::EmailInUse);
-            }
-        }
+            // The email changed since it was read: start over.
+            None if email_changes => return Err(StoreError::Contention(1)),
+            _ => None,
+        };
         let updated = User {
             name: name.clone(),
             email: email.clone(),
@@ -358,9 +424,7 @@ fn update_profile(
             .arg(user_fields::UPDATED)
             .arg(encode_time(updated.updated))
             .ignore();
-        if email_changes {
-            remove_from_index(&mut writes, keys, current.email.as_str(), id);
-            add_to_index(&mut writes, keys, &updated.email, id);
+        if let Some(change) = change {
             writes
                 .cmd("HDEL")
                 .arg(&key)
@@ -383,6 +447,12 @@ fn update_profile(
             if let Some(digest) = &revert_digest {
                 add_revert(&mut writes, keys, id, &current.email, digest);
             }
+            EmailMove {
+                old: current.email.clone(),
+                new: email.clone(),
+                revert_digest,
+            }
+            .record(&mut writes, keys, id);
         }
         outbox::record(
             &mut writes,
@@ -458,12 +528,16 @@ fn delete_user(
     id: UserId,
     verified: &PasswordHash,
 ) -> Result<Written<User>, StoreError> {
+    email_moves::finish_recorded(conn, keys, id)?;
     let key = keys.user(id);
-    transact(conn, |tx| {
+    let (deleted, ended) = transact(&mut *conn, |tx| {
         let current = match read_verified(tx, keys, id, verified)? {
             Ok(user) => user,
-            Err(refusal) => return Ok(Plan::Answer(refusal.into())),
+            Err(refusal) => return Ok(Plan::Answer((refusal.into(), Vec::new()))),
         };
+        if EmailMove::recorded(tx, keys, id)?.is_some() {
+            return Err(StoreError::Contention(1));
+        }
         let sessions = session_ids(tx, keys, id)?;
         let mut writes = Writes::new();
         // The day's counts are the user's too: a new account has a new id.
@@ -473,14 +547,24 @@ fn delete_user(
             .arg(keys.email_changes(id))
             .arg(keys.codes_issued(CodePurpose::VerifyEmail, id))
             .arg(keys.codes_issued(CodePurpose::ResetPassword, id))
+            .arg(keys.code_failures_of_user(CodePurpose::VerifyEmail, id))
+            .arg(keys.code_failures_of_user(CodePurpose::ResetPassword, id))
             .ignore();
-        remove_from_index(&mut writes, keys, current.email.as_str(), id);
         revoke_all(&mut writes, keys, id, &sessions);
         remove_codes(&mut writes, keys, id);
-        end_reverts(tx, keys, id, &Ending::All, &mut writes)?;
+        let ended = end_reverts(tx, keys, id, &Ending::All, &mut writes)?;
         outbox::record(&mut writes, keys, EventKind::Deleted, id, now());
-        Ok(Plan::Write(writes, Written::Done(current)))
-    })
+        Ok(Plan::Write(writes, (Written::Done(current), ended)))
+    })?;
+    if let Written::Done(user) = &deleted {
+        // The email's slot: its entry names an account that is gone, which
+        // a later sign-up would clear too.
+        let mut writes = Writes::new();
+        remove_from_index(&mut writes, keys, user.email.as_str(), id);
+        writes.apply(&mut *conn)?;
+        release(conn, id, &ended)?;
+    }
+    Ok(deleted)
 }
 
 fn set_disabled(
@@ -590,10 +674,10 @@ async fn list_users(
         None
     };
 
-    let ids: Vec<UserId> = members
+    let (emails, ids): (Vec<&str>, Vec<UserId>) = members
         .iter()
-        .filter_map(|member| parse_index_member(member).map(|(_, id)| id))
-        .collect();
+        .filter_map(|member| parse_index_member(member))
+        .unzip();
     // Sent all at once: the users live in many slots.
     let fetches = ids.iter().map(|id| {
         let fetch = hmget_public_fields(&keys.user(*id));
@@ -608,8 +692,14 @@ async fn list_users(
         .into_iter()
         .zip(replies)
         .map(|(id, values)| decode_public_values(id, &keys.user(id), values))
-        // A user deleted between the two round trips is left out.
-        .filter_map(Result::transpose)
+        .zip(emails)
+        // A user deleted between the two round trips is left out, and so
+        // is the entry of the email a user is leaving (a move's last steps
+        // remove it).
+        .filter_map(|(user, email)| match user {
+            Ok(Some(user)) if user.email.as_str() != email => None,
+            user => user.transpose(),
+        })
         .collect::<Result<_, _>>()?;
     Ok(UserPage { users, total, next })
 }
