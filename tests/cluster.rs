@@ -7,11 +7,13 @@ use common::cluster::{nodes_flagged, RedisCluster};
 use common::mailbox::{confirm_email, reset, reset_code, MailedApp, NEW_PASSWORD};
 use std::time::{Duration, Instant};
 
-use common::{emails_on, id_of, TestApp};
+use common::leftovers::{leave_claim, move_left_after_the_users_step};
+use common::{emails_on, id_of, index_member, user_id, TestApp};
 use rocket::futures::future::join_all;
 use rocket::http::Status;
 use serde_json::json;
 use user_accounts::domain::RevertCode;
+use user_accounts::domain::UserId;
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -293,21 +295,134 @@ async fn a_revert_code_puts_the_old_email_back_on_a_cluster() {
     assert_eq!(claims_left(app), 0);
 }
 
-#[rocket::async_test]
-async fn deleting_a_moved_account_frees_its_address_on_a_cluster() {
-    let app = app().await;
+/// An account that signed up as `ada@example.com` and moved to
+/// `lovelace@example.org`, so that its hash and its entry live in two
+/// slots: its id and a session token.
+async fn moved_account(app: &TestApp) -> (String, String) {
     let id = id_of(&app.create_user("Ada", "ada@example.com", PASSWORD).await).to_owned();
     let token = app.token_for("ada@example.com", PASSWORD).await;
     assert_eq!(
-        change_email(&app, &id, &token, "lovelace@example.org").await,
+        change_email(app, &id, &token, "lovelace@example.org").await,
         Status::Ok
     );
+    (id, token)
+}
+
+#[rocket::async_test]
+async fn deleting_a_moved_account_frees_its_address_on_a_cluster() {
+    let app = app().await;
+    let (id, token) = moved_account(&app).await;
     assert_eq!(app.delete_user_as(&id, &token).await.status, Status::Ok);
     assert_eq!(
         app.sign_up("Ada", "lovelace@example.org", PASSWORD)
             .await
             .status,
         Status::Created
+    );
+}
+
+#[rocket::async_test]
+async fn the_doctor_finds_a_clusters_data_consistent() {
+    let app = app().await;
+    moved_account(&app).await;
+    app.create_user("Bob", "bob@example.com", PASSWORD).await;
+    app.token_for("bob@example.com", PASSWORD).await;
+    let run = app.doctor(false);
+    assert!(run.success, "{}", run.stdout);
+    assert!(run.stdout.contains("0 finding(s)"), "{}", run.stdout);
+}
+
+#[rocket::async_test]
+async fn the_doctor_finishes_an_email_change_a_crash_left_on_a_cluster() {
+    let app = app().await;
+    let id = move_left_after_the_users_step(&app).await;
+    let run = app.doctor(false);
+    assert!(
+        run.stdout.contains("has steps left to run"),
+        "{}",
+        run.stdout
+    );
+    let run = app.doctor(true);
+    assert!(run.success, "{}", run.stdout);
+    assert_eq!(app.index_members(), [index_member("new@example.org", &id)]);
+    assert_eq!(claims_left(&app), 0);
+    assert!(!app.exists(&app.keys_of_layout().email_move(user_id(&id))));
+}
+
+#[rocket::async_test]
+async fn the_doctor_removes_a_claim_past_its_lifetime_on_a_cluster() {
+    let app = app().await;
+    leave_claim(&app, "free@example.com", &UserId::generate(), 31_000);
+    let run = app.doctor(false);
+    assert!(run.stdout.contains("past its lifetime"), "{}", run.stdout);
+    assert!(app.doctor(true).success);
+    assert_eq!(claims_left(&app), 0);
+}
+
+#[rocket::async_test]
+async fn the_doctor_removes_the_entry_of_a_deleted_account_on_a_cluster() {
+    let app = app().await;
+    let (id, _) = moved_account(&app).await;
+    redis::cmd("DEL")
+        .arg(app.user_key(&id))
+        .exec(&mut *app.data())
+        .expect("DEL user");
+    let run = app.doctor(false);
+    assert!(run.stdout.contains("has no user"), "{}", run.stdout);
+    assert!(app.doctor(true).success);
+    assert_eq!(app.index_members(), Vec::<String>::new());
+}
+
+#[rocket::async_test]
+async fn the_doctor_puts_back_the_missing_entry_of_a_moved_account_on_a_cluster() {
+    let app = app().await;
+    let (id, _) = moved_account(&app).await;
+    let member = index_member("lovelace@example.org", &id);
+    redis::cmd("ZREM")
+        .arg(app.index_key_of("lovelace@example.org"))
+        .arg(&member)
+        .exec(&mut *app.data())
+        .expect("ZREM entry");
+    let run = app.doctor(false);
+    assert!(run.stdout.contains("has no index entry"), "{}", run.stdout);
+    assert!(app.doctor(true).success);
+    assert_eq!(app.index_members(), [member]);
+}
+
+#[rocket::async_test]
+async fn migrate_on_a_cluster_has_nothing_to_move() {
+    let app = app().await;
+    app.create_user("Ada", "ada@example.com", PASSWORD).await;
+    let output = app.run_cli(&["migrate"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("moved 0 key(s)"), "{stdout}");
+}
+
+#[rocket::async_test]
+async fn the_mail_commands_queue_and_count_on_a_cluster() {
+    let app = app().await;
+    let mail_dir = std::env::temp_dir().join(format!("cli-mail-{}", uuid::Uuid::new_v4().simple()));
+    let mail_url = format!("file://{}", mail_dir.display());
+    let mail = [
+        ("MAIL_URL", mail_url.as_str()),
+        ("MAIL_FROM", "accounts@example.com"),
+    ];
+    let sent = app.run_cli_with(&["mail", "send-test", "ops@example.com"], &mail);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    let status = app.run_cli_with(&["mail", "status"], &mail);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&status.stdout),
+        "queued 1\nretrying 0\ndead 0\n"
     );
 }
 

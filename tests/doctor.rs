@@ -3,34 +3,19 @@
 
 mod common;
 
-use common::{index_member, TestApp};
+use common::leftovers::{email, leave_claim, move_left_after_the_users_step};
+use common::{index_member, user_id, TestApp};
+use user_accounts::domain::UserId;
 use user_accounts::store::layout::user_fields;
 
 const PASSWORD: &str = "correct horse battery";
-
-struct Run {
-    success: bool,
-    stdout: String,
-}
-
-fn doctor(app: &TestApp, repair: bool) -> Run {
-    let output = if repair {
-        app.run_cli(&["doctor", "--repair"])
-    } else {
-        app.run_cli(&["doctor"])
-    };
-    Run {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-    }
-}
 
 fn redis_cmd(app: &TestApp, args: &[&str]) {
     let mut cmd = redis::cmd(args[0]);
     for arg in &args[1..] {
         cmd.arg(*arg);
     }
-    cmd.exec(&mut app.redis()).expect("redis command");
+    cmd.exec(&mut *app.data()).expect("redis command");
 }
 
 async fn user(app: &TestApp, email: &str) -> String {
@@ -43,7 +28,7 @@ async fn consistent_data_passes() {
     let app = TestApp::spawn().await;
     user(&app, "ada@example.com").await;
     app.token_for("ada@example.com", PASSWORD).await;
-    let run = doctor(&app, false);
+    let run = app.doctor(false);
     assert!(run.success, "{}", run.stdout);
     assert!(run.stdout.contains("0 finding(s)"), "{}", run.stdout);
 }
@@ -57,26 +42,26 @@ async fn an_index_entry_without_a_user_is_reported_and_removed() {
         &app,
         &["ZADD", &app.index_key_of("ghost@example.com"), "0", &ghost],
     );
-    let run = doctor(&app, false);
+    let run = app.doctor(false);
     assert!(!run.success);
     assert!(run.stdout.contains("has no user"), "{}", run.stdout);
-    let run = doctor(&app, true);
+    let run = app.doctor(true);
     assert!(run.success, "{}", run.stdout);
     assert_eq!(app.index_members().len(), 1);
-    assert!(doctor(&app, false).success);
+    assert!(app.doctor(false).success);
 }
 
 #[rocket::async_test]
 async fn a_malformed_index_entry_is_reported_and_removed() {
     let app = TestApp::spawn().await;
     redis_cmd(&app, &["ZADD", &app.index_key_of("x"), "0", "not-a-member"]);
-    let run = doctor(&app, false);
+    let run = app.doctor(false);
     assert!(
         run.stdout.contains("malformed index entry"),
         "{}",
         run.stdout
     );
-    assert!(doctor(&app, true).success);
+    assert!(app.doctor(true).success);
     assert!(app.index_members().is_empty());
 }
 
@@ -89,10 +74,10 @@ async fn a_user_without_its_index_entry_is_reported_and_reindexed() {
         &app,
         &["ZREM", &app.index_key_of("ada@example.com"), &member],
     );
-    let run = doctor(&app, false);
+    let run = app.doctor(false);
     assert!(!run.success);
     assert!(run.stdout.contains("has no index entry"), "{}", run.stdout);
-    assert!(doctor(&app, true).success);
+    assert!(app.doctor(true).success);
     assert_eq!(app.index_members(), vec![member]);
 }
 
@@ -109,10 +94,10 @@ async fn a_wrong_index_entry_is_replaced_by_the_right_one() {
             "lovelace@example.com",
         ],
     );
-    let run = doctor(&app, false);
+    let run = app.doctor(false);
     assert!(run.stdout.contains("is stale"), "{}", run.stdout);
     assert!(run.stdout.contains("has no index entry"), "{}", run.stdout);
-    assert!(doctor(&app, true).success);
+    assert!(app.doctor(true).success);
     assert_eq!(
         app.index_members(),
         vec![index_member("lovelace@example.com", &id)]
@@ -150,7 +135,7 @@ async fn two_users_with_one_email_are_reported_but_left_to_a_person() {
             &index_member("ada@example.com", &bob),
         ],
     );
-    let run = doctor(&app, true);
+    let run = app.doctor(true);
     assert!(!run.success, "{}", run.stdout);
     assert!(
         run.stdout
@@ -166,7 +151,7 @@ async fn a_malformed_user_hash_is_reported() {
     let app = TestApp::spawn().await;
     let id = user(&app, "ada@example.com").await;
     redis_cmd(&app, &["HDEL", &app.user_key(&id), "created"]);
-    let run = doctor(&app, true);
+    let run = app.doctor(true);
     assert!(!run.success);
     assert!(
         run.stdout.contains("field created is missing"),
@@ -183,10 +168,10 @@ async fn a_session_set_naming_an_expired_session_is_cleaned() {
     let set = app.sessions_of_key(&id);
     let far_future = (chrono::Utc::now().timestamp_millis() + 3_600_000).to_string();
     redis_cmd(&app, &["ZADD", &set, &far_future, &"0".repeat(64)]);
-    let run = doctor(&app, false);
+    let run = app.doctor(false);
     assert!(!run.success);
     assert!(run.stdout.contains("which has expired"), "{}", run.stdout);
-    assert!(doctor(&app, true).success);
+    assert!(app.doctor(true).success);
     let members: Vec<String> = redis::cmd("ZRANGE")
         .arg(&set)
         .arg(0)
@@ -224,7 +209,7 @@ async fn a_session_set_of_an_earlier_version_is_reported() {
     let app = TestApp::spawn().await;
     let (id, _, _) = user_with_a_legacy_set(&app).await;
 
-    let run = doctor(&app, false);
+    let run = app.doctor(false);
 
     assert!(!run.success, "{}", run.stdout);
     assert!(
@@ -242,7 +227,7 @@ async fn repairing_moves_the_live_sessions_of_an_old_set_into_the_index() {
     let app = TestApp::spawn().await;
     let (id, indexed, legacy) = user_with_a_legacy_set(&app).await;
 
-    let run = doctor(&app, true);
+    let run = app.doctor(true);
 
     assert!(run.success, "{}", run.stdout);
     let scores = index_scores(&app, &id);
@@ -264,7 +249,7 @@ async fn repairing_moves_the_live_sessions_of_an_old_set_into_the_index() {
         .query(&mut app.redis())
         .expect("EXISTS");
     assert!(!exists, "the old set is gone");
-    assert!(doctor(&app, false).success);
+    assert!(app.doctor(false).success);
 }
 
 fn stored_email(app: &TestApp, id: &str) -> String {
@@ -310,7 +295,7 @@ async fn assert_reported_and_left_alone(stored: &str, finding: &str) {
     let app = TestApp::spawn().await;
     let id = user_stored_as(&app, stored).await;
 
-    let run = doctor(&app, true);
+    let run = app.doctor(true);
 
     assert!(!run.success, "{}", run.stdout);
     let line = format!("user {id} ({stored}) {finding} (needs a person: not repaired)");
@@ -349,4 +334,48 @@ async fn a_user_whose_stored_email_the_rules_now_refuse_is_still_read_as_stored(
     let reply = app.get_as_admin(&format!("/api/users/{id}")).await;
     assert_eq!(reply.status, rocket::http::Status::Ok, "{}", reply.body);
     assert_eq!(reply.json()["email"], "\"q,1\"@example.com");
+}
+
+#[rocket::async_test]
+async fn an_email_change_left_unfinished_by_a_crash_is_reported_and_finished() {
+    let app = TestApp::spawn().await;
+    let id = move_left_after_the_users_step(&app).await;
+    let run = app.doctor(false);
+    assert!(!run.success);
+    assert!(
+        run.stdout.contains("has steps left to run"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("1 finding(s)"), "{}", run.stdout);
+    assert!(app.doctor(true).success);
+    assert_eq!(app.index_members(), [index_member("new@example.org", &id)]);
+    let keys = app.keys_of_layout();
+    assert!(!app.exists(&keys.email_claim(&email("new@example.org"))));
+    assert!(!app.exists(&keys.email_move(user_id(&id))));
+    assert!(app.doctor(false).success);
+}
+
+#[rocket::async_test]
+async fn a_claim_past_its_lifetime_is_reported_and_removed() {
+    let app = TestApp::spawn().await;
+    leave_claim(&app, "free@example.com", &UserId::generate(), 31_000);
+    let run = app.doctor(false);
+    assert!(!run.success);
+    assert!(run.stdout.contains("past its lifetime"), "{}", run.stdout);
+    assert!(app.doctor(true).success);
+    assert!(!app.exists(&app.keys_of_layout().email_claim(&email("free@example.com"))));
+}
+
+#[rocket::async_test]
+async fn a_claim_within_its_lifetime_is_a_change_under_way_not_a_finding() {
+    let app = TestApp::spawn().await;
+    leave_claim(&app, "taken@example.com", &UserId::generate(), 1_000);
+    let run = app.doctor(true);
+    assert!(run.success, "{}", run.stdout);
+    assert!(run.stdout.contains("0 finding(s)"), "{}", run.stdout);
+    assert!(app.exists(
+        &app.keys_of_layout()
+            .email_claim(&email("taken@example.com"))
+    ));
 }

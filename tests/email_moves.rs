@@ -1,61 +1,14 @@
-//! What a crash in the middle of an email change or a deletion leaves in
-//! Redis, and how the service gets past it: each step of a change is
-//! atomic in its own slot, so a crash between two steps leaves a claim, a
-//! recorded move or an entry of a deleted account, written here by hand.
+//! How the service gets past what a crash in the middle of an email change
+//! or a deletion leaves in Redis: a claim, a recorded move or an entry of a
+//! deleted account, written here by hand.
 
 mod common;
 
+use common::leftovers::{email, leave_claim, move_left_after_the_users_step, PASSWORD};
 use common::{id_of, index_member, user_id, TestApp};
 use rocket::http::Status;
 use serde_json::json;
-use user_accounts::domain::UserEmail;
 use user_accounts::domain::UserId;
-
-const PASSWORD: &str = "correct horse battery staple";
-
-fn email(raw: &str) -> UserEmail {
-    UserEmail::parse(raw).expect("a valid email")
-}
-
-/// The test Redis's clock, in Unix ms.
-fn redis_now_ms(app: &TestApp) -> i64 {
-    let (secs, micros): (i64, i64) = redis::cmd("TIME").query(&mut app.redis()).expect("TIME");
-    secs * 1000 + micros / 1000
-}
-
-/// Writes the claim a move of `user` to `address` makes, `age_ms` old.
-fn leave_claim(app: &TestApp, address: &str, user: &UserId, age_ms: i64) {
-    redis::cmd("SET")
-        .arg(app.keys_of_layout().email_claim(&email(address)))
-        .arg(format!("{user} {}", redis_now_ms(app) - age_ms))
-        .exec(&mut app.redis())
-        .expect("SET claim");
-}
-
-/// What a crash right after the user's own step of a move from
-/// `ada@example.com` to `new@example.org` leaves: the hash has the new
-/// email, the new email only a claim, the old one still its entry.
-async fn move_left_after_the_users_step(app: &TestApp) -> String {
-    let id = id_of(&app.create_user("Ada", "ada@example.com", PASSWORD).await).to_owned();
-    let keys = app.keys_of_layout();
-    let mut redis = app.redis();
-    redis::cmd("HSET")
-        .arg(app.user_key(&id))
-        .arg("email")
-        .arg("new@example.org")
-        .exec(&mut redis)
-        .expect("HSET email");
-    redis::cmd("HSET")
-        .arg(keys.email_move(user_id(&id)))
-        .arg("old")
-        .arg("ada@example.com")
-        .arg("new")
-        .arg("new@example.org")
-        .exec(&mut redis)
-        .expect("HSET move");
-    leave_claim(app, "new@example.org", &user_id(&id), 0);
-    id
-}
 
 #[rocket::async_test]
 async fn a_young_claim_keeps_its_email_from_a_sign_up() {

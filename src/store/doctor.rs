@@ -1,19 +1,30 @@
 //! Consistency checks over everything the service keeps, with SCAN (never
-//! KEYS), and the repairs that are safe to make on live data.
+//! KEYS, and on a cluster on every primary), and the repairs that are safe
+//! to make on live data. Each repair is a step of one slot, as the
+//! service's own are: where a finding spans two slots (an index entry and
+//! its account), the step runs in the email's slot and reads the account's
+//! hash without guarding it, which is safe because an account that is gone
+//! stays gone, and one that takes an email does so by a recorded move,
+//! whose last steps put its entry back.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+
+use redis::Cmd;
 
 use crate::domain::{now, SessionId, UserEmail, UserId};
 use crate::store::layout::{
     index_member, parse_index_member, session_fields, user_fields, Bucket, Keys,
 };
 use crate::store::mail::delivery::counts as mail_counts;
-use crate::store::plumbing::link::Link;
+use crate::store::plumbing::link::{query_each, Link};
 use crate::store::plumbing::records::{decode_user, encode_time};
-use crate::store::plumbing::transaction::{transact, Plan, Writes};
+use crate::store::plumbing::transaction::{transact, Plan, Tx, Writes};
 use crate::store::sessions::index::{decode_index, index_entries, update, Listed};
-use crate::store::users::email_index::{add_to_index, exact_email_range};
+use crate::store::users::email_index::{add_to_index, exact_email_range, remove_from_index};
+use crate::store::users::email_moves::{
+    clear_lapsed_claim, finish_recorded, holder_other_than, Claim,
+};
 use crate::store::StoreError;
 
 /// How many keys or members one round trip handles.
@@ -21,6 +32,16 @@ const BATCH: usize = 1000;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Finding {
+    /// An email change whose last steps have not run: a crash, or a change
+    /// running right now. Its account's index entries are part of it.
+    UnfinishedEmailMove {
+        user: UserId,
+        old: UserEmail,
+        new: UserEmail,
+    },
+    /// A claim on an email past its lifetime, left by a crash between a
+    /// claim and the account's own step.
+    LapsedEmailClaim { email: UserEmail, user: UserId },
     /// An index member that does not parse as `{email}\0{id}`, in the
     /// bucket `index`.
     MalformedIndexEntry { index: String, member: String },
@@ -74,6 +95,14 @@ impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let printable = |member: &str| member.replace('\0', "\\0");
         match self {
+            Self::UnfinishedEmailMove { user, old, new } => write!(
+                f,
+                "user {user}'s email change from {old} to {new} has steps left to run"
+            ),
+            Self::LapsedEmailClaim { email, user } => write!(
+                f,
+                "email {email} has a claim by user {user} past its lifetime"
+            ),
             Self::MalformedIndexEntry { index, member } => {
                 write!(
                     f,
@@ -151,12 +180,17 @@ pub fn examine(
     progress: &mut dyn Progress,
 ) -> Result<Vec<Finding>, StoreError> {
     let mut findings = Vec::new();
+    let moving = read_moves(conn, keys, progress, &mut findings)?;
+    read_claims(conn, keys, progress, &moving, &mut findings)?;
     let index = read_index(conn, keys, progress, &mut findings)?;
     let users = read_users(conn, keys, progress, &mut findings)?;
 
     let mut holders: BTreeMap<String, HashSet<UserId>> = BTreeMap::new();
     for (id, email) in &users {
         holders.entry(email.clone()).or_default().insert(*id);
+        if moving.contains_key(id) {
+            continue; // Its entries are the move's to settle.
+        }
         let members = index.by_user.get(id).cloned().unwrap_or_default();
         if !members.iter().any(|indexed| indexed == email) {
             findings.push(Finding::MissingIndexEntry {
@@ -198,6 +232,81 @@ pub fn examine(
     Ok(findings)
 }
 
+/// The recorded email moves, by account.
+fn read_moves(
+    conn: &mut Link,
+    keys: &Keys,
+    progress: &mut dyn Progress,
+    findings: &mut Vec<Finding>,
+) -> Result<HashMap<UserId, UserEmail>, StoreError> {
+    let records: Vec<(UserId, String)> = conn
+        .scan_keys(&keys.email_moves_pattern(), "hash")?
+        .into_iter()
+        .filter_map(|key| Some((keys.mover_of(&key)?, key)))
+        .collect();
+    progress.phase("email changes", Some(records.len() as u64));
+    let mut moving = HashMap::new();
+    for (done, batch) in records.chunks(BATCH).enumerate() {
+        let commands: Vec<Cmd> = batch
+            .iter()
+            .map(|(_, key)| redis::cmd("HMGET").arg(key).arg("old").arg("new").take())
+            .collect();
+        let moves: Vec<(Option<String>, Option<String>)> = query_each(conn, &commands)?;
+        for ((user, _), (old, new)) in batch.iter().zip(moves) {
+            let parsed = |raw: Option<String>| UserEmail::parse(&raw?).ok();
+            if let (Some(old), Some(new)) = (parsed(old), parsed(new)) {
+                moving.insert(*user, new.clone());
+                findings.push(Finding::UnfinishedEmailMove {
+                    user: *user,
+                    old,
+                    new,
+                });
+            }
+        }
+        progress.advance(((done + 1) * BATCH).min(records.len()) as u64);
+    }
+    Ok(moving)
+}
+
+/// Reports the claims past their lifetime, by this machine's clock (the
+/// repair decides by the email's node's), but for the claim of a move in
+/// `moving`, which finishing the move settles.
+fn read_claims(
+    conn: &mut Link,
+    keys: &Keys,
+    progress: &mut dyn Progress,
+    moving: &HashMap<UserId, UserEmail>,
+    findings: &mut Vec<Finding>,
+) -> Result<(), StoreError> {
+    let claims: Vec<(UserEmail, String)> = conn
+        .scan_keys(&keys.email_claims_pattern(), "string")?
+        .into_iter()
+        .filter_map(|key| Some((keys.claimed_email_of(&key)?, key)))
+        .collect();
+    progress.phase("email claims", Some(claims.len() as u64));
+    let now_ms = encode_time(now());
+    for (done, batch) in claims.chunks(BATCH).enumerate() {
+        let commands: Vec<Cmd> = batch
+            .iter()
+            .map(|(_, key)| redis::cmd("GET").arg(key).take())
+            .collect();
+        let values: Vec<Option<String>> = query_each(conn, &commands)?;
+        for ((email, _), value) in batch.iter().zip(values) {
+            let Some(claim) = value.as_deref().and_then(Claim::parse) else {
+                continue;
+            };
+            if claim.lapsed_at(now_ms) && moving.get(&claim.user) != Some(email) {
+                findings.push(Finding::LapsedEmailClaim {
+                    email: email.clone(),
+                    user: claim.user,
+                });
+            }
+        }
+        progress.advance(((done + 1) * BATCH).min(claims.len()) as u64);
+    }
+    Ok(())
+}
+
 struct Index {
     by_user: HashMap<UserId, Vec<String>>,
 }
@@ -208,11 +317,10 @@ fn read_index(
     progress: &mut dyn Progress,
     findings: &mut Vec<Finding>,
 ) -> Result<Index, StoreError> {
-    let mut count = redis::pipe();
-    for bucket in Bucket::all() {
-        count.cmd("ZCARD").arg(keys.email_index(bucket));
-    }
-    let sizes: Vec<u64> = count.query(conn)?;
+    let count: Vec<Cmd> = Bucket::all()
+        .map(|bucket| redis::cmd("ZCARD").arg(keys.email_index(bucket)).take())
+        .collect();
+    let sizes: Vec<u64> = query_each(conn, &count)?;
     progress.phase("email index", Some(sizes.iter().sum()));
     let mut by_user: HashMap<UserId, Vec<String>> = HashMap::new();
     let mut done = 0;
@@ -259,16 +367,16 @@ fn read_users(
     findings: &mut Vec<Finding>,
 ) -> Result<HashMap<UserId, String>, StoreError> {
     progress.phase("users", None);
-    let user_keys: Vec<String> = scan(conn, &keys.users_pattern(), "hash")?;
+    let user_keys = conn.scan_keys(&keys.users_pattern(), "hash")?;
     progress.phase("users", Some(user_keys.len() as u64));
     let mut users = HashMap::new();
     let mut done = 0;
     for batch in user_keys.chunks(BATCH) {
-        let mut fetch = redis::pipe();
-        for key in batch {
-            fetch.cmd("HGETALL").arg(key);
-        }
-        let hashes: Vec<HashMap<String, String>> = fetch.query(conn)?;
+        let fetch: Vec<Cmd> = batch
+            .iter()
+            .map(|key| redis::cmd("HGETALL").arg(key).take())
+            .collect();
+        let hashes: Vec<HashMap<String, String>> = query_each(conn, &fetch)?;
         for (key, fields) in batch.iter().zip(hashes) {
             let Some(id) = keys.user_id_of(key) else {
                 findings.push(Finding::MalformedUser {
@@ -338,7 +446,7 @@ fn check_session_sets(
     progress: &mut dyn Progress,
     findings: &mut Vec<Finding>,
 ) -> Result<(), StoreError> {
-    let indexes: Vec<String> = scan(conn, &keys.session_indexes_pattern(), "zset")?;
+    let indexes = conn.scan_keys(&keys.session_indexes_pattern(), "zset")?;
     progress.phase("session indexes", Some(indexes.len() as u64));
     for (done, index) in indexes.iter().enumerate() {
         let Some(user) = keys.owner_of_session_index(index) else {
@@ -353,7 +461,7 @@ fn check_session_sets(
         }
         progress.advance(done as u64 + 1);
     }
-    let legacy: Vec<String> = scan(conn, &keys.legacy_session_sets_pattern(), "set")?;
+    let legacy = conn.scan_keys(&keys.legacy_session_sets_pattern(), "set")?;
     progress.phase("old session sets", Some(legacy.len() as u64));
     for (done, set) in legacy.iter().enumerate() {
         if let Some(user) = keys.owner_of_legacy_session_set(set) {
@@ -370,14 +478,14 @@ fn sessions_exist(conn: &mut Link, keys: &Keys, ids: &[String]) -> Result<Vec<bo
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut exists = redis::pipe();
-    for id in ids {
-        match SessionId::parse(id) {
-            Some(session) => exists.cmd("EXISTS").arg(keys.session(&session)),
-            None => exists.cmd("ECHO").arg(0),
-        };
-    }
-    Ok(exists.query(conn)?)
+    let exists: Vec<Cmd> = ids
+        .iter()
+        .map(|id| match SessionId::parse(id) {
+            Some(session) => redis::cmd("EXISTS").arg(keys.session(&session)).take(),
+            None => redis::cmd("ECHO").arg(0).take(),
+        })
+        .collect();
+    query_each(conn, &exists)
 }
 
 /// Moves the live sessions of a user's legacy set into its index, each
@@ -431,21 +539,6 @@ fn fold_legacy_set(conn: &mut Link, keys: &Keys, user: UserId) -> Result<bool, S
     })
 }
 
-fn scan(conn: &mut Link, pattern: &str, kind: &str) -> Result<Vec<String>, StoreError> {
-    let found: Vec<String> = redis::cmd("SCAN")
-        .cursor_arg(0)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(BATCH)
-        .arg("TYPE")
-        .arg(kind)
-        .clone()
-        .iter(conn)?
-        .collect::<Result<_, _>>()?;
-    Ok(found)
-}
-
 /// Fixes `finding` if that is still right once re-checked in its step;
 /// `Ok(false)` when it is not repairable or no longer applies.
 pub fn repair(conn: &mut Link, keys: &Keys, finding: &Finding) -> Result<bool, StoreError> {
@@ -458,43 +551,11 @@ pub fn repair(conn: &mut Link, keys: &Keys, finding: &Finding) -> Result<bool, S
             move_misplaced_entry(conn, keys, index, member)
         }
         Finding::OrphanIndexEntry { member } | Finding::StaleIndexEntry { member, .. } => {
-            let Some((email, id)) = parse_index_member(member) else {
-                return Ok(false);
-            };
-            let user = keys.user(id);
-            let index = keys.email_index_of(email);
-            let email = email.to_owned();
-            transact(conn, |tx| {
-                let current: Option<String> =
-                    tx.read(redis::cmd("HGET").arg(&user).arg(user_fields::EMAIL))?;
-                if current.as_deref() == Some(email.as_str()) {
-                    return Ok(Plan::Answer(false)); // Consistent again.
-                }
-                let mut writes = Writes::new();
-                writes.cmd("ZREM").arg(&index).arg(member).ignore();
-                Ok(Plan::Write(writes, true))
-            })
+            remove_unheld_entry(conn, keys, member)
         }
-        Finding::MissingIndexEntry { user, email } => {
-            let Ok(email) = UserEmail::parse(email) else {
-                return Ok(false);
-            };
-            let user_key = keys.user(*user);
-            let index = keys.email_index_of(email.as_str());
-            transact(conn, |tx| {
-                let current: Option<String> =
-                    tx.read(redis::cmd("HGET").arg(&user_key).arg(user_fields::EMAIL))?;
-                let (min, max) = exact_email_range(&email);
-                let holders: Vec<String> =
-                    tx.read(redis::cmd("ZRANGEBYLEX").arg(&index).arg(min).arg(max))?;
-                if current.as_deref() != Some(email.as_str()) || !holders.is_empty() {
-                    return Ok(Plan::Answer(false));
-                }
-                let mut writes = Writes::new();
-                add_to_index(&mut writes, keys, &email, *user);
-                Ok(Plan::Write(writes, true))
-            })
-        }
+        Finding::MissingIndexEntry { user, email } => reindex(conn, keys, *user, email),
+        Finding::UnfinishedEmailMove { user, .. } => finish_recorded(conn, keys, *user),
+        Finding::LapsedEmailClaim { email, .. } => clear_lapsed_claim(conn, keys, email),
         Finding::StaleSessionReference { user, session } => {
             let index = keys.session_index(*user);
             let live = match SessionId::parse(session) {
@@ -514,9 +575,68 @@ pub fn repair(conn: &mut Link, keys: &Keys, finding: &Finding) -> Result<bool, S
     }
 }
 
+/// What the account `user` holds, read from another slot than the step's
+/// (see the module's comment): its email, if it exists, and whether it has
+/// a move to finish.
+fn holding(tx: &mut Tx, keys: &Keys, user: UserId) -> Result<(Option<String>, bool), StoreError> {
+    let email = tx.peek(
+        redis::cmd("HGET")
+            .arg(keys.user(user))
+            .arg(user_fields::EMAIL),
+    )?;
+    let moving = tx.peek(redis::cmd("EXISTS").arg(keys.email_move(user)))?;
+    Ok((email, moving))
+}
+
+/// Removes the index entry `member` when its account does not hold its
+/// email: the account is gone, or holds another email and has no move to
+/// finish. A step of the email's slot.
+fn remove_unheld_entry(conn: &mut Link, keys: &Keys, member: &str) -> Result<bool, StoreError> {
+    let Some((email, id)) = parse_index_member(member) else {
+        return Ok(false);
+    };
+    let index = keys.email_index_of(email);
+    transact(conn, |tx| {
+        let present: Option<f64> = tx.read(redis::cmd("ZSCORE").arg(&index).arg(member))?;
+        let (held, moving) = holding(tx, keys, id)?;
+        if present.is_none() || moving || held.as_deref() == Some(email) {
+            return Ok(Plan::Answer(false)); // Consistent again, or moving.
+        }
+        let mut writes = Writes::new();
+        remove_from_index(&mut writes, keys, email, id);
+        Ok(Plan::Write(writes, true))
+    })
+}
+
+/// Puts back the index entry of `user`'s email, unless another account
+/// holds the email (then the doctor reports a shared email on its next
+/// run). A step of the email's slot.
+fn reindex(conn: &mut Link, keys: &Keys, user: UserId, email: &str) -> Result<bool, StoreError> {
+    let Ok(email) = UserEmail::parse(email) else {
+        return Ok(false);
+    };
+    let member = index_member(email.as_str(), user);
+    let index = keys.email_index_of(email.as_str());
+    transact(conn, |tx| {
+        let present: Option<f64> = tx.read(redis::cmd("ZSCORE").arg(&index).arg(&member))?;
+        let (held, moving) = holding(tx, keys, user)?;
+        if present.is_some() || moving || held.as_deref() != Some(email.as_str()) {
+            return Ok(Plan::Answer(false));
+        }
+        let mut writes = Writes::new();
+        if holder_other_than(tx, keys, &email, Some(user), &mut writes)?.is_some() {
+            return Ok(Plan::Write(writes, false));
+        }
+        add_to_index(&mut writes, keys, &email, user);
+        Ok(Plan::Write(writes, true))
+    })
+}
+
 /// Moves an index member into its email's bucket, unless another member
 /// holds the email there already (then the doctor reports a shared email
-/// on its next run).
+/// on its next run): first a step of the email's slot adds it there, then
+/// one of the wrong bucket's removes it, so that a crash between the two
+/// leaves the entry where look-ups find it.
 fn move_misplaced_entry(
     conn: &mut Link,
     keys: &Keys,
@@ -530,25 +650,21 @@ fn move_misplaced_entry(
         return Ok(false);
     };
     let home = keys.email_index_of(email.as_str());
-    transact(conn, |tx| {
+    let placed = transact(&mut *conn, |tx| {
         let (min, max) = exact_email_range(&email);
         let holders: Vec<String> =
             tx.read(redis::cmd("ZRANGEBYLEX").arg(&home).arg(min).arg(max))?;
-        let present: Option<f64> = tx.read(redis::cmd("ZSCORE").arg(index).arg(member))?;
-        if present.is_none() || !holders.is_empty() {
+        let present: Option<f64> = tx.peek(redis::cmd("ZSCORE").arg(index).arg(member))?;
+        if present.is_none() || holders.iter().any(|holder| holder != member) {
             return Ok(Plan::Answer(false));
         }
         let mut writes = Writes::new();
-        writes
-            .cmd("ZREM")
-            .arg(index)
-            .arg(member)
-            .ignore()
-            .cmd("ZADD")
-            .arg(&home)
-            .arg(0)
-            .arg(member)
-            .ignore();
+        writes.cmd("ZADD").arg(&home).arg(0).arg(member).ignore();
         Ok(Plan::Write(writes, true))
-    })
+    })?;
+    if !placed {
+        return Ok(false);
+    }
+    let removed: u32 = redis::cmd("ZREM").arg(index).arg(member).query(conn)?;
+    Ok(removed == 1)
 }

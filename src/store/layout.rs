@@ -591,6 +591,28 @@ impl Keys {
         self.user_of(key, SESSION_INDEX)
     }
 
+    /// A SCAN pattern matching every recorded email move.
+    pub fn email_moves_pattern(&self) -> String {
+        self.tagged_pattern("email_move:")
+    }
+
+    /// The user id in a recorded email move's key.
+    pub fn mover_of(&self, key: &str) -> Option<UserId> {
+        self.user_of(key, "email_move:")
+    }
+
+    /// A SCAN pattern matching every claim on an email.
+    pub fn email_claims_pattern(&self) -> String {
+        self.tagged_pattern("email_claim:")
+    }
+
+    /// The email in a claim's key, when it is in its email's bucket.
+    pub fn claimed_email_of(&self, key: &str) -> Option<UserEmail> {
+        let (bucket, rest) = self.untagged(key)?;
+        let email = UserEmail::parse(rest.strip_prefix("email_claim:")?).ok()?;
+        (Bucket::of_email(email.as_str()) == bucket).then_some(email)
+    }
+
     /// A SCAN pattern matching every legacy per-user session set.
     pub fn legacy_session_sets_pattern(&self) -> String {
         self.tagged_pattern(LEGACY_SESSION_SET)
@@ -829,6 +851,17 @@ mod tests {
             Some(id)
         );
         assert_eq!(keys.user_id_of(&keys.session_index(id)), None);
+    }
+
+    #[test]
+    fn the_doctor_reads_the_owner_of_a_move_and_the_email_of_a_claim_from_their_keys() {
+        let keys = Keys::new("ua:");
+        let id = UserId::generate();
+        let ada = email("ada@example.com");
+        assert_eq!(keys.mover_of(&keys.email_move(id)), Some(id));
+        assert_eq!(keys.claimed_email_of(&keys.email_claim(&ada)), Some(ada.clone()));
+        assert_eq!(keys.mover_of(&keys.user(id)), None);
+        assert_eq!(keys.claimed_email_of(&keys.email_reserved(&ada)), None);
     }
 
     #[test]

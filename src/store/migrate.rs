@@ -75,6 +75,9 @@ pub fn migrate(settings: &RedisSettings) -> Result<Migration, StoreError> {
             "Redis holds data in a layout a later release wrote: this release cannot migrate it",
         )));
     }
+    if let Link::Cluster(_) = conn {
+        return nothing_to_move_on_a_cluster(&mut conn, &keys);
+    }
     redis::cmd("SET")
         .arg(keys.layout_marker())
         .arg(LAYOUT_MIGRATING)
@@ -90,6 +93,25 @@ pub fn migrate(settings: &RedisSettings) -> Result<Migration, StoreError> {
             .exec(&mut conn)?;
     }
     Ok(migration)
+}
+
+/// The first layout only ever ran on one server, and its keys could not
+/// be renamed across a cluster's slots anyway: on a cluster, a run only
+/// marks the layout of new data, and refuses data of the first layout.
+fn nothing_to_move_on_a_cluster(conn: &mut Link, keys: &Keys) -> Result<Migration, StoreError> {
+    for key in keys.first_layout_keys() {
+        if redis::cmd("EXISTS").arg(&key).query::<bool>(conn)? {
+            return Err(StoreError::Redis(mismatch(
+                "the cluster holds keys of the first layout: run migrate against the one \
+                 server the earlier release used, then move the data to the cluster",
+            )));
+        }
+    }
+    redis::cmd("SET")
+        .arg(keys.layout_marker())
+        .arg(LAYOUT_VERSION)
+        .exec(conn)?;
+    Ok(Migration::default())
 }
 
 fn move_keys(conn: &mut Link, keys: &Keys, migration: &mut Migration) -> Result<(), StoreError> {

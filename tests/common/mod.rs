@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test binary uses its own subset of the helpers.
 
 pub mod cluster;
+pub mod leftovers;
 pub mod mailbox;
 pub mod smtp;
 
@@ -272,6 +273,9 @@ pub struct TestApp {
     pub client: Client,
     pub prefix: String,
     pub redis_url: String,
+    /// The setting that names the Redis (`REDIS_URL` or
+    /// `REDIS_CLUSTER_NODES`) and its value, for the command line.
+    redis_target: (String, String),
     admin_key: OnceCell<String>,
     /// Dropped after `client`: by then the app has written out every line.
     request_log: RequestLog,
@@ -332,6 +336,13 @@ fn settings_for(target: (&str, &str), prefix: &str, extra: &[(&str, &str)]) -> S
     Settings::from_lookup(|name| vars.get(name).cloned()).expect("valid test settings")
 }
 
+/// What a run of `user-accounts doctor` said, and whether it found the
+/// data consistent.
+pub struct DoctorRun {
+    pub success: bool,
+    pub stdout: String,
+}
+
 impl TestApp {
     pub async fn spawn() -> Self {
         Self::spawn_on(&shared_redis_url(), &[]).await
@@ -353,17 +364,22 @@ impl TestApp {
     pub async fn spawn_on_cluster(cluster: &cluster::RedisCluster, extra: &[(&str, &str)]) -> Self {
         let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
         let nodes = cluster.node_urls().join(",");
-        let settings = settings_for(("REDIS_CLUSTER_NODES", &nodes), &prefix, extra);
-        Self::spawn_with_settings(settings, &cluster.node_urls()[0], &prefix).await
+        let target = ("REDIS_CLUSTER_NODES", nodes.as_str());
+        Self::spawn_with_settings(target, &cluster.node_urls()[0], &prefix, extra).await
     }
 
     /// A second instance over the same data, as after a restart.
     pub async fn spawn_with_prefix(redis_url: &str, prefix: &str, extra: &[(&str, &str)]) -> Self {
-        let settings = test_settings(redis_url, prefix, extra);
-        Self::spawn_with_settings(settings, redis_url, prefix).await
+        Self::spawn_with_settings(("REDIS_URL", redis_url), redis_url, prefix, extra).await
     }
 
-    async fn spawn_with_settings(settings: Settings, redis_url: &str, prefix: &str) -> Self {
+    async fn spawn_with_settings(
+        target: (&str, &str),
+        redis_url: &str,
+        prefix: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        let settings = settings_for(target, prefix, extra);
         let figment = rocket::Config::figment().merge(("log_level", "critical"));
         let request_log = RequestLog::default();
         let rocket = user_accounts::build_with_access_log(settings, figment, request_log.clone())
@@ -373,6 +389,7 @@ impl TestApp {
             client,
             prefix: prefix.to_owned(),
             redis_url: redis_url.to_owned(),
+            redis_target: (target.0.to_owned(), target.1.to_owned()),
             admin_key: OnceCell::new(),
             request_log,
         }
@@ -652,6 +669,21 @@ impl TestApp {
             .expect("test Redis reachable")
     }
 
+    /// A connection to the app's data that follows a cluster's slots
+    /// when the app runs on one.
+    pub fn data(&self) -> Box<dyn redis::ConnectionLike> {
+        let (setting, value) = &self.redis_target;
+        if setting != "REDIS_CLUSTER_NODES" {
+            return Box::new(self.redis());
+        }
+        let nodes: Vec<&str> = value.split(',').collect();
+        Box::new(
+            redis::cluster::ClusterClient::new(nodes)
+                .and_then(|client| client.get_connection())
+                .expect("test cluster reachable"),
+        )
+    }
+
     /// The crate's own store over this app's data, for tests that call it
     /// directly between two steps the HTTP API takes at once.
     pub fn store(&self) -> user_accounts::store::Store {
@@ -731,7 +763,7 @@ impl TestApp {
 
     /// The members of every bucket of the email index, in order.
     pub fn index_members(&self) -> Vec<String> {
-        let mut conn = self.redis();
+        let mut conn = self.data();
         let mut members: Vec<String> = self
             .index_keys()
             .iter()
@@ -740,7 +772,7 @@ impl TestApp {
                     .arg(index)
                     .arg(0)
                     .arg(-1)
-                    .query::<Vec<String>>(&mut conn)
+                    .query::<Vec<String>>(&mut *conn)
                     .expect("ZRANGE")
             })
             .collect();
@@ -752,7 +784,7 @@ impl TestApp {
     pub fn exists(&self, key: &str) -> bool {
         redis::cmd("EXISTS")
             .arg(key)
-            .query(&mut self.redis())
+            .query(&mut *self.data())
             .expect("EXISTS")
     }
 
@@ -792,13 +824,32 @@ impl TestApp {
 impl TestApp {
     /// Runs the binary's command line `args` over this app's data.
     pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        self.run_cli_with(args, &[])
+    }
+
+    /// [`TestApp::run_cli`] with `extra` settings in its environment.
+    pub fn run_cli_with(&self, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_user-accounts"))
             .args(args)
-            .env("REDIS_URL", &self.redis_url)
+            .env(&self.redis_target.0, &self.redis_target.1)
             .env("REDIS_KEY_PREFIX", &self.prefix)
+            .envs(extra.iter().copied())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .expect("the binary runs")
+    }
+
+    /// Runs `user-accounts doctor`, with `--repair` when `repair`.
+    pub fn doctor(&self, repair: bool) -> DoctorRun {
+        let output = if repair {
+            self.run_cli(&["doctor", "--repair"])
+        } else {
+            self.run_cli(&["doctor"])
+        };
+        DoctorRun {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        }
     }
 
     /// Puts this app's data back as the first layout had it, written by

@@ -67,6 +67,29 @@ impl Link {
         }
     }
 
+    /// Every key that matches `pattern` and is of type `kind`, by SCAN
+    /// (never KEYS): on a cluster, on each primary in turn. A key moved
+    /// between primaries while the scan runs may be missed or seen twice.
+    pub fn scan_keys(&mut self, pattern: &str, kind: &str) -> RedisResult<Vec<String>> {
+        let mut found = Vec::new();
+        match self {
+            Self::Node(connection) => {
+                scan_node(pattern, kind, &mut found, |scan| scan.query(connection))?;
+            }
+            Self::Cluster(link) => {
+                let connection = cluster_connection(&mut link.connection);
+                for (host, port) in primaries(connection)? {
+                    let node =
+                        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                    scan_node(pattern, kind, &mut found, |scan| {
+                        connection.route_command(scan, node.clone())
+                    })?;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     fn inner(&mut self) -> &mut dyn ConnectionLike {
         match self {
             Self::Node(connection) => connection,
@@ -83,6 +106,57 @@ fn wait_command(wait: ReplicaWait) -> Cmd {
         .arg(wait.replicas)
         .arg(u64::try_from(wait.timeout.as_millis()).unwrap_or(u64::MAX));
     command
+}
+
+/// Keys a SCAN asks a node for at a time.
+const SCAN_BATCH: usize = 1000;
+
+/// Runs SCAN on one node through `send` until its cursor comes back to 0.
+fn scan_node(
+    pattern: &str,
+    kind: &str,
+    found: &mut Vec<String>,
+    mut send: impl FnMut(&Cmd) -> RedisResult<Value>,
+) -> RedisResult<()> {
+    let mut cursor = 0u64;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_BATCH)
+            .arg("TYPE")
+            .arg(kind);
+        let (next, keys): (u64, Vec<String>) = redis::from_redis_value(send(&scan)?)?;
+        found.extend(keys);
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// The address of each primary that serves slots, as `CLUSTER SLOTS`
+/// names it: the first node of each range.
+fn primaries(connection: &mut cluster::ClusterConnection) -> RedisResult<BTreeSet<(String, u16)>> {
+    let mut slots = redis::cmd("CLUSTER");
+    slots.arg("SLOTS");
+    let ranges: Vec<Vec<Value>> = redis::from_redis_value(connection.route_command(
+        &slots,
+        RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+    )?)?;
+    ranges
+        .into_iter()
+        .filter_map(|range| range.into_iter().nth(2))
+        .map(|primary| {
+            let fields: Vec<Value> = redis::from_redis_value(primary)?;
+            let mut fields = fields.into_iter();
+            let host: String = redis::from_redis_value(fields.next().unwrap_or(Value::Nil))?;
+            let port: u16 = redis::from_redis_value(fields.next().unwrap_or(Value::Nil))?;
+            Ok((host, port))
+        })
+        .collect()
 }
 
 fn slot_route(slot: u16) -> RoutingInfo {

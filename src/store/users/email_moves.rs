@@ -54,13 +54,13 @@ const CLAIM_KEY_TTL: Duration = Duration::from_secs(86_400);
 /// A claim: the account about to move to the email, and when (Unix ms, by
 /// the clock of the email's node).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Claim {
-    user: UserId,
-    made_ms: i64,
+pub(in crate::store) struct Claim {
+    pub user: UserId,
+    pub made_ms: i64,
 }
 
 impl Claim {
-    fn parse(raw: &str) -> Option<Self> {
+    pub fn parse(raw: &str) -> Option<Self> {
         let (user, made) = raw.split_once(' ')?;
         Some(Self {
             user: UserId::parse(user)?,
@@ -70,6 +70,11 @@ impl Claim {
 
     fn encode(self) -> String {
         format!("{} {}", self.user, self.made_ms)
+    }
+
+    /// Whether, at `now_ms`, its account can no longer take the email.
+    pub fn lapsed_at(self, now_ms: i64) -> bool {
+        now_ms - self.made_ms >= signed_millis(CLAIM_LIFETIME)
     }
 }
 
@@ -176,8 +181,7 @@ pub(in crate::store) fn holder_other_than(
         if !other(claim.user) {
             return Ok(None);
         }
-        let age_ms = node_time_ms(tx)? - claim.made_ms;
-        if age_ms < signed_millis(CLAIM_LIFETIME) {
+        if !claim.lapsed_at(node_time_ms(tx)?) {
             return Ok(Some(claim.user));
         }
         writes.cmd("DEL").arg(keys.email_claim(email)).ignore();
@@ -264,19 +268,41 @@ pub(in crate::store) fn finish(
     })
 }
 
-/// Finishes `user`'s recorded move, if one is left.
+/// Finishes `user`'s recorded move, if one is left; whether one was.
 pub(in crate::store) fn finish_recorded(
     conn: &mut dyn ConnectionLike,
     keys: &Keys,
     user: UserId,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let recorded = transact(&mut *conn, |tx| {
         Ok(Plan::Answer(EmailMove::recorded(tx, keys, user)?))
     })?;
     match recorded {
-        Some(change) => finish(conn, keys, user, &change),
-        None => Ok(()),
+        Some(change) => finish(conn, keys, user, &change).map(|()| true),
+        None => Ok(false),
     }
+}
+
+/// Clears the claim on `email` if it has lapsed, as the next claim or
+/// sign-up would: settled into the index when its account took the email,
+/// else dropped. Whether it had lapsed.
+pub(in crate::store) fn clear_lapsed_claim(
+    conn: &mut dyn ConnectionLike,
+    keys: &Keys,
+    email: &UserEmail,
+) -> Result<bool, StoreError> {
+    transact(conn, |tx| {
+        let claim: Option<String> = tx.read(redis::cmd("GET").arg(keys.email_claim(email)))?;
+        let Some(claim) = claim.as_deref().and_then(Claim::parse) else {
+            return Ok(Plan::Answer(false));
+        };
+        if !claim.lapsed_at(node_time_ms(tx)?) {
+            return Ok(Plan::Answer(false));
+        }
+        let mut writes = Writes::new();
+        holder_other_than(tx, keys, email, None, &mut writes)?;
+        Ok(Plan::Write(writes, true))
+    })
 }
 
 /// Step 3: `email` goes into the index for `user`, and the claim goes.
