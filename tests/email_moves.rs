@@ -74,3 +74,102 @@ async fn an_entry_left_by_a_crashed_deletion_frees_its_email_at_the_next_sign_up
     let bob = id_of(&reply.json()).to_owned();
     assert_eq!(app.index_members(), [index_member("ada@example.com", &bob)]);
 }
+
+#[rocket::async_test]
+async fn a_login_with_the_email_an_account_is_leaving_is_refused() {
+    let app = TestApp::spawn().await;
+    move_left_after_the_users_step(&app).await;
+    let login = app.login("ada@example.com", PASSWORD).await;
+    assert_eq!(login.status, Status::Unauthorized, "{}", login.body);
+}
+
+#[rocket::async_test]
+async fn a_live_claim_of_another_change_of_the_account_is_neither_taken_over_nor_released() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_user("Ada", "ada@example.com", PASSWORD).await).to_owned();
+    let token = app.token_for("ada@example.com", PASSWORD).await;
+    leave_claim(&app, "new@example.org", &user_id(&id), 1_000);
+    let claim_key = app.keys_of_layout().email_claim(&email("new@example.org"));
+    let before: String = redis::cmd("GET")
+        .arg(&claim_key)
+        .query(&mut app.redis())
+        .expect("GET claim");
+    let body = json!({"name": "Ada", "email": "new@example.org"});
+    let changed = app.put_user_as(&id, &token, &body).await;
+    assert_eq!(
+        changed.status,
+        Status::ServiceUnavailable,
+        "{}",
+        changed.body
+    );
+    let after: String = redis::cmd("GET")
+        .arg(&claim_key)
+        .query(&mut app.redis())
+        .expect("GET claim");
+    assert_eq!(after, before);
+}
+
+#[rocket::async_test]
+async fn finishing_a_move_again_after_the_account_moved_back_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_user("Ada", "ada@example.com", PASSWORD).await).to_owned();
+    let token = app.token_for("ada@example.com", PASSWORD).await;
+    for address in ["new@example.org", "ada@example.com"] {
+        let body = json!({"name": "Ada", "email": address});
+        let changed = app.put_user_as(&id, &token, &body).await;
+        assert_eq!(changed.status, Status::Ok, "{}", changed.body);
+    }
+    // The first move's record, as a request that stalled before its last
+    // steps still holds it.
+    redis::cmd("HSET")
+        .arg(app.keys_of_layout().email_move(user_id(&id)))
+        .arg("id")
+        .arg("0123456789abcdef")
+        .arg("old")
+        .arg("ada@example.com")
+        .arg("new")
+        .arg("new@example.org")
+        .exec(&mut app.redis())
+        .expect("HSET move");
+    let token = app.token_for("ada@example.com", PASSWORD).await;
+    let body = json!({"name": "Ada L", "email": "ada@example.com"});
+    let renamed = app.put_user_as(&id, &token, &body).await;
+    assert_eq!(renamed.status, Status::Ok, "{}", renamed.body);
+    assert_eq!(app.index_members(), [index_member("ada@example.com", &id)]);
+    let bob = app.sign_up("Bob", "new@example.org", PASSWORD).await;
+    assert_eq!(bob.status, Status::Created, "{}", bob.body);
+}
+
+#[rocket::async_test]
+async fn finishing_a_revert_deletes_the_reservations_it_ended() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_user("Ada", "ada@example.com", PASSWORD).await).to_owned();
+    let keys = app.keys_of_layout();
+    let reservation = keys.email_reserved(&email("other@example.net"));
+    let mut redis = app.redis();
+    redis::cmd("SET")
+        .arg(&reservation)
+        .arg(&id)
+        .exec(&mut redis)
+        .expect("SET reservation");
+    // What a revert to ada@example.com that ended the reservation of
+    // other@example.net leaves when it stops after its own step.
+    redis::cmd("HSET")
+        .arg(keys.email_move(user_id(&id)))
+        .arg("id")
+        .arg("0123456789abcdef")
+        .arg("old")
+        .arg("other@example.net")
+        .arg("new")
+        .arg("ada@example.com")
+        .arg("ended")
+        .arg(&reservation)
+        .exec(&mut redis)
+        .expect("HSET move");
+    let token = app.token_for("ada@example.com", PASSWORD).await;
+    let body = json!({"name": "Ada L", "email": "ada@example.com"});
+    let renamed = app.put_user_as(&id, &token, &body).await;
+    assert_eq!(renamed.status, Status::Ok, "{}", renamed.body);
+    assert!(!app.exists(&reservation));
+    assert!(!app.exists(&keys.email_move(user_id(&id))));
+}

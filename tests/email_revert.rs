@@ -6,10 +6,10 @@ mod common;
 
 use common::mailbox::*;
 use common::smtp::Received;
-use common::{id_of, Reply};
+use common::{id_of, index_member, user_id, Reply};
 use rocket::http::Status;
 use serde_json::json;
-use user_accounts::domain::RevertCode;
+use user_accounts::domain::{RevertCode, UserEmail};
 
 const REVERT: &str = "/api/email-change/revert";
 const OWNER: &str = "owner@example.com";
@@ -344,4 +344,56 @@ async fn a_thiefs_revert_to_a_later_address_keeps_the_owners_address_reserved() 
     let reply = revert(&mailed, OWNER, &owners).await;
     assert_eq!(reply.status, Status::Ok, "{}", reply.body);
     assert_eq!(mailed.app.get_user(&id).await.json()["email"], OWNER);
+}
+
+#[rocket::async_test]
+async fn a_revert_code_works_before_the_changes_last_steps_ran() {
+    let mailed = MailedApp::spawn(&[]).await;
+    let app = &mailed.app;
+    let (id, _) = stolen_account(&mailed).await;
+    let code = revert_code(&mailed, OWNER, 3).await;
+    // Undo the change's last step, as a crash before it would have left
+    // things: the old entry back, its revert code and reservation not yet
+    // stored, the move recorded.
+    let keys = app.keys_of_layout();
+    let owner = UserEmail::parse(OWNER).expect("an email");
+    let mut redis = app.redis();
+    let code_key: String = redis::cmd("SCAN")
+        .cursor_arg(0)
+        .arg("MATCH")
+        .arg(format!("{}*email_revert:{OWNER}:*", app.prefix))
+        .arg("COUNT")
+        .arg(1000)
+        .clone()
+        .iter::<String>(&mut redis)
+        .expect("SCAN")
+        .next()
+        .and_then(Result::ok)
+        .expect("the revert code's key");
+    let digest = code_key.rsplit(':').next().expect("a digest").to_owned();
+    redis::cmd("DEL")
+        .arg(&code_key)
+        .arg(keys.email_reserved(&owner))
+        .exec(&mut redis)
+        .expect("DEL");
+    redis::cmd("ZADD")
+        .arg(keys.email_index_of(OWNER))
+        .arg(0)
+        .arg(index_member(OWNER, &id))
+        .exec(&mut redis)
+        .expect("ZADD");
+    redis::cmd("HSET")
+        .arg(keys.email_move(user_id(&id)))
+        .arg("old")
+        .arg(OWNER)
+        .arg("new")
+        .arg(THIEF)
+        .arg("revert_digest")
+        .arg(&digest)
+        .exec(&mut redis)
+        .expect("HSET move");
+    let reply = revert(&mailed, OWNER, &code).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.body);
+    assert_eq!(app.get_user(&id).await.json()["email"], OWNER);
+    assert_eq!(app.index_members(), [index_member(OWNER, &id)]);
 }

@@ -47,7 +47,10 @@ impl Accounts {
         // treats it as unknown, so that neither the answer nor the limiter
         // tells it from an account with another password.
         let notify = self.policy.access.signup_existing == SignupExisting::Notify;
-        let record = record.filter(|record| record.user.email_verified || !notify);
+        // An account moving to another email keeps the old one's entry
+        // until its last steps: a login with it is a login with a stranger.
+        let record = record
+            .filter(|record| record.user.email == email && (record.user.email_verified || !notify));
         let hash = record.as_ref().map(|record| record.password_hash.clone());
         let proven = self
             .check_password(&email, &client.address, password.clone(), hash)

@@ -23,7 +23,7 @@ use crate::store::plumbing::transaction::{transact, Plan, Tx, Writes};
 use crate::store::sessions::index::{decode_index, index_entries, update, Listed};
 use crate::store::users::email_index::{add_to_index, exact_email_range, remove_from_index};
 use crate::store::users::email_moves::{
-    clear_lapsed_claim, finish_recorded, holder_other_than, Claim,
+    clear_lapsed_claim, drop_unheld_entry, finish_recorded, holder_other_than, trace_entry, Claim,
 };
 use crate::store::StoreError;
 
@@ -595,12 +595,16 @@ fn remove_unheld_entry(conn: &mut Link, keys: &Keys, member: &str) -> Result<boo
     let Some((email, id)) = parse_index_member(member) else {
         return Ok(false);
     };
+    if let Ok(email) = UserEmail::parse(email) {
+        return drop_unheld_entry(conn, keys, &email, id);
+    }
+    // An email the rules no longer take: no move can lead to it.
     let index = keys.email_index_of(email);
     transact(conn, |tx| {
         let present: Option<f64> = tx.read(redis::cmd("ZSCORE").arg(&index).arg(member))?;
         let (held, moving) = holding(tx, keys, id)?;
         if present.is_none() || moving || held.as_deref() == Some(email) {
-            return Ok(Plan::Answer(false)); // Consistent again, or moving.
+            return Ok(Plan::Answer(false));
         }
         let mut writes = Writes::new();
         remove_from_index(&mut writes, keys, email, id);
@@ -628,6 +632,16 @@ fn reindex(conn: &mut Link, keys: &Keys, user: UserId, email: &str) -> Result<bo
             return Ok(Plan::Write(writes, false));
         }
         add_to_index(&mut writes, keys, &email, user);
+        // The move that gave the account its email, for the move that
+        // leaves it.
+        let entry_move: Option<String> = tx.peek(
+            redis::cmd("HGET")
+                .arg(keys.user(user))
+                .arg(user_fields::EMAIL_MOVE),
+        )?;
+        if let Some(entry_move) = entry_move {
+            trace_entry(&mut writes, keys, &email, user, &entry_move);
+        }
         Ok(Plan::Write(writes, true))
     })
 }

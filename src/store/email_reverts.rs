@@ -20,7 +20,8 @@ use crate::store::plumbing::transaction::{
     transact, transact_with_replies, Embedded, Plan, Tx, Writes,
 };
 use crate::store::sessions::index::{revoke_all, session_ids};
-use crate::store::users::email_moves::{self, EmailMove};
+use crate::store::users::email_index::{email_lookup, first_id};
+use crate::store::users::email_moves::{self, Claimed, EmailMove};
 use crate::store::users::read_user;
 use crate::store::StoreError;
 
@@ -179,13 +180,27 @@ impl RedisConn {
         digest: &str,
     ) -> Result<Option<UserId>, StoreError> {
         let key = self.keys.email_revert(email, digest);
-        let key = &key;
-        let owner: Option<String> =
-            self.read(|mut conn| async move {
-                Ok(redis::cmd("GET").arg(key).query_async(&mut conn).await?)
-            })
-            .await?;
-        Ok(owner.as_deref().and_then(UserId::parse))
+        let (key, keys) = (&key, &*self.keys);
+        self.read(|mut conn| async move {
+            let owner: Option<String> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            if let Some(owner) = owner.as_deref().and_then(UserId::parse) {
+                return Ok(Some(owner));
+            }
+            // Until the move's last steps store the code in the email's
+            // slot, the account's own revert set has it, and the old email
+            // still indexes the account.
+            let members = email_lookup(keys, email).query_async(&mut conn).await?;
+            let Some(holder) = first_id(members) else {
+                return Ok(None);
+            };
+            let live: Option<f64> = redis::cmd("ZSCORE")
+                .arg(keys.email_reverts_of(holder))
+                .arg(key)
+                .query_async(&mut conn)
+                .await?;
+            Ok(live.map(|_| holder))
+        })
+        .await
     }
 
     /// Puts `revert.email` back on its account, marked verified (the code
@@ -209,21 +224,32 @@ fn revert_email(
 ) -> Result<(bool, Vec<redis::Value>), StoreError> {
     let id = revert.user;
     email_moves::finish_recorded(conn, keys, id)?;
-    let Some(deadline) = email_moves::claim(conn, keys, id, &revert.email)? else {
+    let Some(claimed) = email_moves::claim(conn, keys, id, &revert.email)? else {
         return Err(StoreError::EmailInUse);
     };
-    let ((change, ended), replies) = match restore(conn, keys, revert, deadline) {
+    let ((change, ended), replies) = match restore(conn, keys, revert, &claimed) {
         Ok((Some(done), replies)) => (done, replies),
-        other => {
-            email_moves::release(conn, keys, id, &revert.email)?;
-            return other.map(|(_, replies)| (false, replies));
+        // Nothing written: the claim goes.
+        Ok((None, replies)) => {
+            email_moves::release(conn, keys, id, &revert.email, &claimed)?;
+            return Ok((false, replies));
         }
+        Err(StoreError::Contention(attempts)) => {
+            email_moves::release(conn, keys, id, &revert.email, &claimed)?;
+            return Err(StoreError::Contention(attempts));
+        }
+        // The step may have written: the claim stays, to lapse or be
+        // settled.
+        Err(error) => return Err(error),
     };
     match &change {
+        // The move's last steps release the ended keys too.
         Some(change) => email_moves::finish(conn, keys, id, change)?,
-        None => email_moves::release(conn, keys, id, &revert.email)?,
+        None => {
+            email_moves::release(conn, keys, id, &revert.email, &claimed)?;
+            release(conn, id, &ended)?;
+        }
     }
-    release(conn, id, &ended)?;
     Ok((true, replies))
 }
 
@@ -237,7 +263,7 @@ fn restore(
     conn: &mut Link,
     keys: &Keys,
     revert: &Revert,
-    deadline: i64,
+    claimed: &Claimed,
 ) -> Result<(Option<Restored>, Vec<redis::Value>), StoreError> {
     let id = revert.user;
     let key = keys.user(id);
@@ -260,7 +286,7 @@ fn restore(
         if EmailMove::recorded(tx, keys, id)?.is_some() {
             return Err(StoreError::Contention(1));
         }
-        tx.before(deadline);
+        tx.before(claimed.deadline_ms);
         let updated = now().max(current.updated);
         let mut writes = Writes::new();
         let mut hset = hset.clone();
@@ -271,15 +297,16 @@ fn restore(
             .arg(user_fields::UPDATED)
             .arg(encode_time(updated));
         writes.add_command(hset).ignore();
-        let change = (current.email != revert.email).then(|| EmailMove {
-            old: current.email.clone(),
-            new: revert.email.clone(),
-            revert_digest: None,
-        });
-        if let Some(change) = &change {
-            change.record(&mut writes, keys, id);
-        }
         let ended = end_reverts(tx, keys, id, &Ending::From(&code), &mut writes)?;
+        let change = if current.email == revert.email {
+            None
+        } else {
+            let emails = (&current.email, &revert.email);
+            let mut change = EmailMove::of(tx, keys, id, emails, claimed)?;
+            change.ended = ended.clone();
+            change.record(&mut writes, keys, id);
+            Some(change)
+        };
         let sessions = session_ids(tx, keys, id)?;
         revoke_all(&mut writes, keys, id, &sessions);
         remove_codes(&mut writes, keys, id);

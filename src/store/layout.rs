@@ -157,6 +157,9 @@ pub mod user_fields {
     pub const DISABLED: &str = "disabled";
     /// `1` once the user confirmed a code sent to its current email.
     pub const EMAIL_VERIFIED: &str = "email_verified";
+    /// The id of the email move that put the current email's index entry
+    /// in place; absent when the sign-up did.
+    pub const EMAIL_MOVE: &str = "email_move";
     /// What a public read fetches: no password material.
     pub const PUBLIC: [&str; 6] = [NAME, EMAIL, CREATED, UPDATED, DISABLED, EMAIL_VERIFIED];
 }
@@ -311,6 +314,14 @@ impl Keys {
     /// when the claim was made (`{id} {unix ms}`).
     pub fn email_claim(&self, email: &UserEmail) -> String {
         self.of_email(email, format_args!("email_claim:{email}"))
+    }
+
+    /// Which account's move put `email`'s index entry in place, and which
+    /// move (`{id} {move id}`): a move that leaves the email removes the
+    /// entry only while it is the one its account holds, not one a later
+    /// move back to the email put there.
+    pub fn email_entry(&self, email: &UserEmail) -> String {
+        self.of_email(email, format_args!("email_entry:{email}"))
     }
 
     /// The email change of `user` whose last steps have not run yet: the
@@ -808,6 +819,7 @@ mod tests {
             .map(|key| slot(key))
             .collect();
         slots.push(slot(&keys.email_index_of(ada.as_str())));
+        slots.push(slot(&keys.email_entry(&ada)));
         assert!(slots.iter().all(|s| *s == slots[0]), "{slots:?}");
     }
 
@@ -859,7 +871,10 @@ mod tests {
         let id = UserId::generate();
         let ada = email("ada@example.com");
         assert_eq!(keys.mover_of(&keys.email_move(id)), Some(id));
-        assert_eq!(keys.claimed_email_of(&keys.email_claim(&ada)), Some(ada.clone()));
+        assert_eq!(
+            keys.claimed_email_of(&keys.email_claim(&ada)),
+            Some(ada.clone())
+        );
         assert_eq!(keys.mover_of(&keys.user(id)), None);
         assert_eq!(keys.claimed_email_of(&keys.email_reserved(&ada)), None);
     }

@@ -6,18 +6,28 @@
 //!
 //! 1. **Claim** the new email in its slot, unless another account holds it
 //!    (its index entry, its reservation or a live claim): the claim names
-//!    the account and when it was made.
+//!    the account, the move (a random id) and when it was made. A live
+//!    claim of another move of the same account goes first.
 //! 2. **Change** the user's hash, in its slot, only while the claim is
 //!    younger than [`COMMIT_WINDOW`] by that node's clock; the same step
 //!    records the move (`email_move`), so that whoever finds it can finish.
-//! 3. **Settle**: the claim becomes the new email's index entry.
-//! 4. **Leave** the old email: its index entry goes, and its reservation
-//!    and revert code (when the notice carries one) are stored.
+//! 3. **Settle**: the claim, while it is this move's, becomes the new
+//!    email's index entry, and the email's `email_entry` names the move.
+//! 4. **Leave** the old email: its index entry goes, while `email_entry`
+//!    still names the move that put it there (not a later move back), and
+//!    its reservation and revert code (when the notice carries one) are
+//!    stored; a revert's ended codes and reservations go.
 //! 5. **Forget** the move's record.
+//!
+//! Each of steps 3 to 5 is fenced by the move's id, so that whoever runs
+//! them late (a request that stalled, the doctor) changes nothing once
+//! the account moved on.
 //!
 //! A crash after step 1 leaves a claim that no hash will take once the
 //! window is over: after [`CLAIM_LIFETIME`] the next claim or sign-up of
-//! that email takes it over. A crash after step 2 leaves a recorded move:
+//! that email takes it over. A claim has no expiry: it lasts until it is
+//! settled or taken over, so that a crashed move's new email stays its
+//! account's however long it waits to be finished. A crash after step 2 leaves a recorded move:
 //! the account's next email change or deletion, or the doctor, finishes it
 //! first; meanwhile look-ups by the new email find the account through its
 //! claim, and the old email stays the account's, as a reservation would
@@ -31,7 +41,7 @@ use redis::ConnectionLike;
 
 use crate::domain::{UserEmail, UserId};
 use crate::store::codes::issuing::millis;
-use crate::store::email_reverts::{reserved_for, REVERT_TTL};
+use crate::store::email_reverts::{self, reserved_for, REVERT_TTL};
 use crate::store::layout::{index_member, user_fields, Keys};
 use crate::store::plumbing::link::SharedLink;
 use crate::store::plumbing::transaction::{transact, Plan, Tx, Writes};
@@ -47,62 +57,123 @@ pub(in crate::store) const COMMIT_WINDOW: Duration = Duration::from_secs(10);
 /// disagree by up to 20 s.
 pub(in crate::store) const CLAIM_LIFETIME: Duration = Duration::from_secs(30);
 
-/// How long a claim's key lives at most: long after its lifetime, so that
-/// a crashed move's claim is still found by whoever finishes the move.
-const CLAIM_KEY_TTL: Duration = Duration::from_secs(86_400);
-
-/// A claim: the account about to move to the email, and when (Unix ms, by
-/// the clock of the email's node).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A claim: the account about to move to the email, the move, and when
+/// (Unix ms, by the clock of the email's node).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(in crate::store) struct Claim {
     pub user: UserId,
     pub made_ms: i64,
+    pub move_id: String,
 }
 
 impl Claim {
     pub fn parse(raw: &str) -> Option<Self> {
-        let (user, made) = raw.split_once(' ')?;
+        let mut words = raw.split(' ');
+        let user = UserId::parse(words.next()?)?;
+        let made_ms = words.next()?.parse().ok()?;
+        let move_id = words.next().unwrap_or_default().to_owned();
         Some(Self {
-            user: UserId::parse(user)?,
-            made_ms: made.parse().ok()?,
+            user,
+            made_ms,
+            move_id,
         })
     }
 
-    fn encode(self) -> String {
-        format!("{} {}", self.user, self.made_ms)
+    fn encode(&self) -> String {
+        format!("{} {} {}", self.user, self.made_ms, self.move_id)
     }
 
     /// Whether, at `now_ms`, its account can no longer take the email.
-    pub fn lapsed_at(self, now_ms: i64) -> bool {
+    pub fn lapsed_at(&self, now_ms: i64) -> bool {
         now_ms - self.made_ms >= signed_millis(CLAIM_LIFETIME)
     }
+
+    fn is_of(&self, user: UserId, move_id: &str) -> bool {
+        self.user == user && self.move_id == move_id
+    }
+}
+
+/// A claim made: its move's id, and the deadline (Unix ms) before which
+/// the user's hash may take the email.
+pub(in crate::store) struct Claimed {
+    pub move_id: String,
+    pub deadline_ms: i64,
 }
 
 /// An email change whose last steps (settle, leave, forget) are to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(in crate::store) struct EmailMove {
+    pub id: String,
     pub old: UserEmail,
     pub new: UserEmail,
     /// The keyed hash of the revert code the notice to `old` carries.
     pub revert_digest: Option<String>,
+    /// The move that put `old`'s index entry in place (`None`: the
+    /// sign-up), as the user's hash named it.
+    pub old_entry: Option<String>,
+    /// Revert codes and reservations a revert ended, to delete.
+    pub ended: Vec<String>,
 }
 
+const ID: &str = "id";
 const OLD: &str = "old";
 const NEW: &str = "new";
 const REVERT_DIGEST: &str = "revert_digest";
+const OLD_ENTRY: &str = "old_entry";
+const ENDED: &str = "ended";
 
 impl EmailMove {
-    /// Adds to the change's own step the record of this move.
+    /// A move of `user`, whose hash holds `old` now, to the email of
+    /// `claimed`; reads, as a guard of the step, which move put `old`'s
+    /// entry in place.
+    pub fn of(
+        tx: &mut Tx,
+        keys: &Keys,
+        user: UserId,
+        (old, new): (&UserEmail, &UserEmail),
+        claimed: &Claimed,
+    ) -> Result<Self, StoreError> {
+        let old_entry: Option<String> = tx.read(
+            redis::cmd("HGET")
+                .arg(keys.user(user))
+                .arg(user_fields::EMAIL_MOVE),
+        )?;
+        Ok(Self {
+            id: claimed.move_id.clone(),
+            old: old.clone(),
+            new: new.clone(),
+            revert_digest: None,
+            old_entry,
+            ended: Vec::new(),
+        })
+    }
+
+    /// Adds to the change's own step the record of this move, and names
+    /// it in the user's hash as the move of its email's entry.
     pub fn record(&self, writes: &mut Writes, keys: &Keys, user: UserId) {
         writes
             .cmd("HSET")
+            .arg(keys.user(user))
+            .arg(user_fields::EMAIL_MOVE)
+            .arg(&self.id)
+            .ignore();
+        writes
+            .cmd("HSET")
             .arg(keys.email_move(user))
+            .arg(ID)
+            .arg(&self.id)
             .arg(OLD)
             .arg(self.old.as_str())
             .arg(NEW)
             .arg(self.new.as_str());
         if let Some(digest) = &self.revert_digest {
             writes.arg(REVERT_DIGEST).arg(digest);
+        }
+        if let Some(entry) = &self.old_entry {
+            writes.arg(OLD_ENTRY).arg(entry);
+        }
+        if !self.ended.is_empty() {
+            writes.arg(ENDED).arg(self.ended.join("\n"));
         }
         writes.ignore();
     }
@@ -120,13 +191,23 @@ impl EmailMove {
         let email = |name: &str| field(name).and_then(|raw| UserEmail::parse(raw).ok());
         Ok(match (email(OLD), email(NEW)) {
             (Some(old), Some(new)) => Some(Self {
+                id: field(ID).unwrap_or_default().to_owned(),
                 old,
                 new,
                 revert_digest: field(REVERT_DIGEST).map(str::to_owned),
+                old_entry: field(OLD_ENTRY).map(str::to_owned),
+                ended: field(ENDED)
+                    .map(|ended| ended.lines().map(str::to_owned).collect())
+                    .unwrap_or_default(),
             }),
             _ => None,
         })
     }
+}
+
+/// A new move's id: random, so that no step of one move acts on another's.
+fn new_move_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// `duration` in ms, as the clock's readings are.
@@ -134,9 +215,18 @@ fn signed_millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// The Unix ms of the node that serves the step's slot.
-fn node_time_ms(tx: &mut Tx) -> Result<i64, StoreError> {
-    let (secs, micros): (i64, i64) = tx.peek(&redis::cmd("TIME"))?;
+/// Reads the clock of the node that serves the key's slot: a script with
+/// the key goes there, where a bare `TIME` may go to any node.
+const NODE_TIME: &str = "return redis.call('TIME')";
+
+/// The Unix ms of the node that serves `email`'s slot.
+fn node_time_ms(tx: &mut Tx, keys: &Keys, email: &UserEmail) -> Result<i64, StoreError> {
+    let (secs, micros): (i64, i64) = tx.peek(
+        redis::cmd("EVAL")
+            .arg(NODE_TIME)
+            .arg(1)
+            .arg(keys.email_claim(email)),
+    )?;
     Ok(secs * 1000 + micros / 1000)
 }
 
@@ -149,6 +239,36 @@ fn email_of(tx: &mut Tx, keys: &Keys, user: UserId) -> Result<Option<String>, St
             .arg(keys.user(user))
             .arg(user_fields::EMAIL),
     )
+}
+
+/// The claim on `email`, as a guard of the step.
+fn read_claim(tx: &mut Tx, keys: &Keys, email: &UserEmail) -> Result<Option<Claim>, StoreError> {
+    let raw: Option<String> = tx.read(redis::cmd("GET").arg(keys.email_claim(email)))?;
+    Ok(raw.as_deref().and_then(Claim::parse))
+}
+
+/// Adds to `writes` the index entry of `email` for `user`, put there by
+/// the move `move_id`.
+fn settle_entry(writes: &mut Writes, keys: &Keys, email: &UserEmail, user: UserId, move_id: &str) {
+    add_to_index(writes, keys, email, user);
+    writes.cmd("DEL").arg(keys.email_claim(email)).ignore();
+    trace_entry(writes, keys, email, user, move_id);
+}
+
+/// Adds to `writes` that the move `move_id` put `email`'s entry for
+/// `user` in place (`email_entry`).
+pub(in crate::store) fn trace_entry(
+    writes: &mut Writes,
+    keys: &Keys,
+    email: &UserEmail,
+    user: UserId,
+    move_id: &str,
+) {
+    writes
+        .cmd("SET")
+        .arg(keys.email_entry(email))
+        .arg(format!("{user} {move_id}"))
+        .ignore();
 }
 
 /// Decides, in a step of `email`'s slot, which account other than `me`
@@ -176,87 +296,93 @@ pub(in crate::store) fn holder_other_than(
         }
         writes.cmd("DEL").arg(keys.email_reserved(email)).ignore();
     }
-    let claim: Option<String> = tx.read(redis::cmd("GET").arg(keys.email_claim(email)))?;
-    if let Some(claim) = claim.as_deref().and_then(Claim::parse) {
+    if let Some(claim) = read_claim(tx, keys, email)? {
         if !other(claim.user) {
             return Ok(None);
         }
-        if !claim.lapsed_at(node_time_ms(tx)?) {
+        if !claim.lapsed_at(node_time_ms(tx, keys, email)?) {
             return Ok(Some(claim.user));
         }
-        writes.cmd("DEL").arg(keys.email_claim(email)).ignore();
         // Past its lifetime, its account can no longer take the email: it
         // has it now, or never will.
         if email_of(tx, keys, claim.user)?.as_deref() == Some(email.as_str()) {
-            add_to_index(writes, keys, email, claim.user);
+            settle_entry(writes, keys, email, claim.user, &claim.move_id);
             return Ok(Some(claim.user));
         }
+        writes.cmd("DEL").arg(keys.email_claim(email)).ignore();
     }
     Ok(None)
 }
 
-/// Step 1: claims `email` for `user`. The deadline (Unix ms) before which
-/// the user's hash may take it, or `None` when another account holds it.
+/// Step 1: claims `email` for a new move of `user`; `None` when another
+/// account holds it. Fails with [`StoreError::Contention`] while another
+/// move of the same account has a live claim on it: that one goes first.
 pub(in crate::store) fn claim(
     conn: &mut dyn ConnectionLike,
     keys: &Keys,
     user: UserId,
     email: &UserEmail,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<Option<Claimed>, StoreError> {
+    let move_id = new_move_id();
     transact(conn, |tx| {
         let mut writes = Writes::new();
         if holder_other_than(tx, keys, email, Some(user), &mut writes)?.is_some() {
             return Ok(Plan::Write(writes, None));
         }
-        let made_ms = node_time_ms(tx)?;
+        let made_ms = node_time_ms(tx, keys, email)?;
+        if read_claim(tx, keys, email)?.is_some_and(|own| !own.lapsed_at(made_ms)) {
+            return Err(StoreError::Contention(1));
+        }
+        let claim = Claim {
+            user,
+            made_ms,
+            move_id: move_id.clone(),
+        };
         writes
             .cmd("SET")
             .arg(keys.email_claim(email))
-            .arg(Claim { user, made_ms }.encode())
-            .arg("PX")
-            .arg(millis(CLAIM_KEY_TTL))
+            .arg(claim.encode())
             .ignore();
         Ok(Plan::Write(
             writes,
-            Some(made_ms + signed_millis(COMMIT_WINDOW)),
+            Some(Claimed {
+                move_id: move_id.clone(),
+                deadline_ms: made_ms + signed_millis(COMMIT_WINDOW),
+            }),
         ))
     })
 }
 
-/// Drops `user`'s claim on `email`, if it is still there: the change it
-/// was for did not happen.
+/// Drops the claim of `claimed` on `email`, if it is still there: its
+/// move's own step answered without writing.
 pub(in crate::store) fn release(
     conn: &mut dyn ConnectionLike,
     keys: &Keys,
     user: UserId,
     email: &UserEmail,
+    claimed: &Claimed,
 ) -> Result<(), StoreError> {
-    let key = keys.email_claim(email);
     transact(conn, |tx| {
-        let claim: Option<String> = tx.read(redis::cmd("GET").arg(&key))?;
-        if claim
-            .as_deref()
-            .and_then(Claim::parse)
-            .map(|claim| claim.user)
-            != Some(user)
-        {
+        if !read_claim(tx, keys, email)?.is_some_and(|claim| claim.is_of(user, &claimed.move_id)) {
             return Ok(Plan::Answer(()));
         }
         let mut writes = Writes::new();
-        writes.cmd("DEL").arg(&key).ignore();
+        writes.cmd("DEL").arg(keys.email_claim(email)).ignore();
         Ok(Plan::Write(writes, ()))
     })
 }
 
-/// Steps 3 to 5 of `user`'s recorded `change`; each may run again.
+/// Steps 3 to 5 of `user`'s recorded `change`; each may run again, and
+/// none changes anything once the account moved on.
 pub(in crate::store) fn finish(
     conn: &mut dyn ConnectionLike,
     keys: &Keys,
     user: UserId,
     change: &EmailMove,
 ) -> Result<(), StoreError> {
-    settle(conn, keys, user, &change.new)?;
+    settle(conn, keys, user, change)?;
     leave(conn, keys, user, change)?;
+    email_reverts::release(conn, user, &change.ended)?;
     let record = keys.email_move(user);
     transact(conn, |tx| {
         if EmailMove::recorded(tx, keys, user)?.as_ref() != Some(change) {
@@ -292,11 +418,10 @@ pub(in crate::store) fn clear_lapsed_claim(
     email: &UserEmail,
 ) -> Result<bool, StoreError> {
     transact(conn, |tx| {
-        let claim: Option<String> = tx.read(redis::cmd("GET").arg(keys.email_claim(email)))?;
-        let Some(claim) = claim.as_deref().and_then(Claim::parse) else {
+        let Some(claim) = read_claim(tx, keys, email)? else {
             return Ok(Plan::Answer(false));
         };
-        if !claim.lapsed_at(node_time_ms(tx)?) {
+        if !claim.lapsed_at(node_time_ms(tx, keys, email)?) {
             return Ok(Plan::Answer(false));
         }
         let mut writes = Writes::new();
@@ -305,34 +430,44 @@ pub(in crate::store) fn clear_lapsed_claim(
     })
 }
 
-/// Step 3: `email` goes into the index for `user`, and the claim goes.
+/// Step 3: while the claim on the new email is the move's, it becomes the
+/// email's index entry. Gone or another's, the move settled already.
 fn settle(
     conn: &mut dyn ConnectionLike,
     keys: &Keys,
     user: UserId,
-    email: &UserEmail,
+    change: &EmailMove,
 ) -> Result<(), StoreError> {
-    let key = keys.email_claim(email);
     transact(conn, |tx| {
-        let claim: Option<String> = tx.read(redis::cmd("GET").arg(&key))?;
-        let mut writes = Writes::new();
-        add_to_index(&mut writes, keys, email, user);
-        if claim
-            .as_deref()
-            .and_then(Claim::parse)
-            .map(|claim| claim.user)
-            == Some(user)
-        {
-            writes.cmd("DEL").arg(&key).ignore();
+        if !read_claim(tx, keys, &change.new)?.is_some_and(|claim| claim.is_of(user, &change.id)) {
+            return Ok(Plan::Answer(()));
         }
+        let mut writes = Writes::new();
+        settle_entry(&mut writes, keys, &change.new, user, &change.id);
         Ok(Plan::Write(writes, ()))
     })
 }
 
+/// Which move put `email`'s entry for `user` in place, as `email_entry`
+/// says (`None`: the sign-up, or a trace of another account), as a guard.
+fn entry_move(
+    tx: &mut Tx,
+    keys: &Keys,
+    email: &UserEmail,
+    user: UserId,
+) -> Result<Option<String>, StoreError> {
+    let trace: Option<String> = tx.read(redis::cmd("GET").arg(keys.email_entry(email)))?;
+    Ok(trace.and_then(|trace| {
+        let (of, move_id) = trace.split_once(' ')?;
+        (UserId::parse(of) == Some(user)).then(|| move_id.to_owned())
+    }))
+}
+
 /// Step 4: the old email's entry goes, and, when the notice carries a
 /// revert code, the code and the old email's reservation are stored with
-/// it, in the old email's slot. Only while the entry is still the user's:
-/// once it went, another account may have taken the email.
+/// it, in the old email's slot. Only while the entry is still the one the
+/// move left: once it went, another account may have taken the email, and
+/// a later move back to it put a new one there.
 fn leave(
     conn: &mut dyn ConnectionLike,
     keys: &Keys,
@@ -347,11 +482,15 @@ fn leave(
                 .arg(keys.email_index_of(old.as_str()))
                 .arg(&member),
         )?;
-        if indexed.is_none() {
+        let entry = entry_move(tx, keys, old, user)?;
+        if indexed.is_none() || entry != change.old_entry {
             return Ok(Plan::Answer(()));
         }
         let mut writes = Writes::new();
         remove_from_index(&mut writes, keys, old.as_str(), user);
+        if entry.is_some() {
+            writes.cmd("DEL").arg(keys.email_entry(old)).ignore();
+        }
         if let Some(digest) = &change.revert_digest {
             for key in [keys.email_revert(old, digest), keys.email_reserved(old)] {
                 writes
@@ -364,6 +503,60 @@ fn leave(
             }
         }
         Ok(Plan::Write(writes, ()))
+    })
+}
+
+/// Removes `email`'s index entry for `user`, whose account is gone, and
+/// the trace of the move that put it there, in the email's slot.
+pub(in crate::store) fn forget_entry(
+    conn: &mut dyn ConnectionLike,
+    keys: &Keys,
+    email: &UserEmail,
+    user: UserId,
+) -> Result<(), StoreError> {
+    transact(conn, |tx| {
+        let entry = entry_move(tx, keys, email, user)?;
+        let mut writes = Writes::new();
+        remove_from_index(&mut writes, keys, email.as_str(), user);
+        if entry.is_some() {
+            writes.cmd("DEL").arg(keys.email_entry(email)).ignore();
+        }
+        Ok(Plan::Write(writes, ()))
+    })
+}
+
+/// Removes `email`'s index entry for `user` when the account does not
+/// hold the email: it is gone, or holds another with no move recorded or
+/// under way to this one. A step of the email's slot that reads the claim
+/// and the trace before the account's hash: a move back to the email
+/// claims it first and rewrites the trace when it settles, so it either
+/// changes the step's guards or shows in the hash.
+pub(in crate::store) fn drop_unheld_entry(
+    conn: &mut dyn ConnectionLike,
+    keys: &Keys,
+    email: &UserEmail,
+    user: UserId,
+) -> Result<bool, StoreError> {
+    let member = index_member(email.as_str(), user);
+    transact(conn, |tx| {
+        let indexed: Option<f64> = tx.read(
+            redis::cmd("ZSCORE")
+                .arg(keys.email_index_of(email.as_str()))
+                .arg(&member),
+        )?;
+        let claimed = read_claim(tx, keys, email)?.is_some_and(|claim| claim.user == user);
+        let entry = entry_move(tx, keys, email, user)?;
+        let held = email_of(tx, keys, user)?;
+        let moving: bool = tx.peek(redis::cmd("EXISTS").arg(keys.email_move(user)))?;
+        if indexed.is_none() || claimed || moving || held.as_deref() == Some(email.as_str()) {
+            return Ok(Plan::Answer(false));
+        }
+        let mut writes = Writes::new();
+        remove_from_index(&mut writes, keys, email.as_str(), user);
+        if entry.is_some() {
+            writes.cmd("DEL").arg(keys.email_entry(email)).ignore();
+        }
+        Ok(Plan::Write(writes, true))
     })
 }
 

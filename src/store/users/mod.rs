@@ -27,9 +27,9 @@ use crate::store::plumbing::records::{
 use crate::store::plumbing::transaction::{transact, transact_with_replies, Plan, Tx, Writes};
 use crate::store::sessions::index::{revoke_all, session_ids};
 use crate::store::users::email_index::{
-    add_to_index, email_lookup, email_prefix_range, first_id, remove_from_index, ListCursor,
+    add_to_index, email_lookup, email_prefix_range, first_id, ListCursor,
 };
-use crate::store::users::email_moves::{holder_other_than, EmailMove};
+use crate::store::users::email_moves::{holder_other_than, Claimed, EmailMove};
 use crate::store::StoreError;
 
 /// The outcome of a write that is conditional on the user's current state.
@@ -123,7 +123,12 @@ impl RedisConn {
         email: &UserEmail,
     ) -> Result<Option<User>, StoreError> {
         match self.user_id_by_email(email).await? {
-            Some(id) => self.public_user_by_id(id).await,
+            // An account between the steps of a move away from `email`
+            // does not hold it any more.
+            Some(id) => Ok(self
+                .public_user_by_id(id)
+                .await?
+                .filter(|user| &user.email == email)),
             None => Ok(None),
         }
     }
@@ -271,6 +276,11 @@ fn create_user(
         }
         writes.add_command(hset.clone()).ignore();
         add_to_index(&mut writes, keys, &user.email, user.id);
+        // A trace another account's move left: this entry is the sign-up's.
+        writes
+            .cmd("DEL")
+            .arg(keys.email_entry(&user.email))
+            .ignore();
         code.add(&mut writes, keys, user.id);
         outbox::record(&mut writes, keys, EventKind::Created, user.id, user.created);
         Ok(Plan::Write(writes, false))
@@ -330,7 +340,11 @@ fn update_profile(
     (name, email): (UserName, UserEmail),
     change: &EmailChange,
 ) -> Result<(Written<User>, Vec<Value>), StoreError> {
-    for _ in 0..MAX_MOVE_ATTEMPTS {
+    for attempt in 0..MAX_MOVE_ATTEMPTS {
+        if attempt > 0 {
+            // Another change of the account is between its steps.
+            std::thread::sleep(MOVE_RETRY_PAUSE * attempt);
+        }
         email_moves::finish_recorded(conn, keys, id)?;
         let current: Option<String> = redis::cmd("HGET")
             .arg(keys.user(id))
@@ -345,28 +359,40 @@ fn update_profile(
                 changed => return changed,
             }
         }
-        let Some(deadline) = email_moves::claim(conn, keys, id, &email)? else {
-            return Err(StoreError::EmailInUse);
+        let claimed = match email_moves::claim(conn, keys, id, &email) {
+            Ok(Some(claimed)) => claimed,
+            Ok(None) => return Err(StoreError::EmailInUse),
+            Err(StoreError::Contention(_)) => continue,
+            Err(error) => return Err(error),
         };
         let profile = (&name, &email);
-        let changed = change_profile(conn, keys, id, verified, profile, Some((deadline, change)));
-        let moved = matches!(&changed, Ok((Written::Done(user), _)) if user.email == email);
-        if !moved {
-            email_moves::release(conn, keys, id, &email)?;
-            if matches!(changed, Err(StoreError::Contention(_))) {
-                continue;
+        let changed = change_profile(conn, keys, id, verified, profile, Some((&claimed, change)));
+        match &changed {
+            Ok((Written::Done(user), _)) if user.email == email => {
+                email_moves::finish_recorded(conn, keys, id)?;
+                return changed;
             }
-            return changed;
+            // The step answered without writing: the claim goes.
+            Ok(_) => {
+                email_moves::release(conn, keys, id, &email, &claimed)?;
+                return changed;
+            }
+            // Its guards changed, so it wrote nothing: start over.
+            Err(StoreError::Contention(_)) => {
+                email_moves::release(conn, keys, id, &email, &claimed)?;
+            }
+            // It may have written: the claim stays, to lapse or be settled.
+            Err(_) => return changed,
         }
-        email_moves::finish_recorded(conn, keys, id)?;
-        return changed;
     }
     Err(StoreError::Contention(MAX_MOVE_ATTEMPTS))
 }
 
 /// How often a profile change starts over when another change of the
-/// same account came between its steps.
+/// same account came between its steps, and how long it waits more
+/// before each new start.
 const MAX_MOVE_ATTEMPTS: u32 = 8;
+const MOVE_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 /// The profile change's step in the user's slot. With `moving` (the
 /// claim's deadline and what an email change sends), the new email, when
@@ -378,7 +404,7 @@ fn change_profile(
     id: UserId,
     verified: &PasswordHash,
     (name, email): (&UserName, &UserEmail),
-    moving: Option<(i64, &EmailChange)>,
+    moving: Option<(&Claimed, &EmailChange)>,
 ) -> Result<(Written<User>, Vec<Value>), StoreError> {
     let key = keys.user(id);
     let changes_key = keys.email_changes(id);
@@ -392,15 +418,16 @@ fn change_profile(
         }
         let email_changes = &current.email != email;
         let change = match moving {
-            Some((deadline, change)) if email_changes => {
+            Some((claimed, change)) if email_changes => {
                 if let Some(retry_after) = changes_spent(tx, &changes_key, change.max_per_day)? {
                     return Ok(Plan::Answer(Written::EmailChangesSpent { retry_after }));
                 }
                 if EmailMove::recorded(tx, keys, id)?.is_some() {
                     return Err(StoreError::Contention(1));
                 }
-                tx.before(deadline);
-                Some(change)
+                tx.before(claimed.deadline_ms);
+                let email_move = EmailMove::of(tx, keys, id, (&current.email, email), claimed)?;
+                Some((change, email_move))
             }
             // The email changed since it was read: start over.
             None if email_changes => return Err(StoreError::Contention(1)),
@@ -424,7 +451,7 @@ fn change_profile(
             .arg(user_fields::UPDATED)
             .arg(encode_time(updated.updated))
             .ignore();
-        if let Some(change) = change {
+        if let Some((change, mut email_move)) = change {
             writes
                 .cmd("HDEL")
                 .arg(&key)
@@ -447,12 +474,8 @@ fn change_profile(
             if let Some(digest) = &revert_digest {
                 add_revert(&mut writes, keys, id, &current.email, digest);
             }
-            EmailMove {
-                old: current.email.clone(),
-                new: email.clone(),
-                revert_digest,
-            }
-            .record(&mut writes, keys, id);
+            email_move.revert_digest = revert_digest;
+            email_move.record(&mut writes, keys, id);
         }
         outbox::record(
             &mut writes,
@@ -559,9 +582,7 @@ fn delete_user(
     if let Written::Done(user) = &deleted {
         // The email's slot: its entry names an account that is gone, which
         // a later sign-up would clear too.
-        let mut writes = Writes::new();
-        remove_from_index(&mut writes, keys, user.email.as_str(), id);
-        writes.apply(&mut *conn)?;
+        email_moves::forget_entry(conn, keys, &user.email, id)?;
         release(conn, id, &ended)?;
     }
     Ok(deleted)
