@@ -506,6 +506,52 @@ async fn a_primary_killed_under_sign_ups_loses_no_acknowledged_one_with_wait_rep
 }
 
 #[rocket::async_test]
+async fn slots_moved_between_primaries_under_sign_ups_lose_none_and_fail_none_but_with_503() {
+    let cluster = RedisCluster::start();
+    let app = TestApp::spawn_on_cluster(&cluster, &[]).await;
+    let primaries = cluster.primary_urls();
+    let (from, to) = (primaries[0].clone(), primaries[1].clone());
+    let slots_before = RedisCluster::slots_of(&from);
+    let until = Instant::now() + Duration::from_secs(8);
+    let load = join_all((0..8).map(|client| sign_ups_until(&app, client, until)));
+    let reshard = async {
+        rocket::tokio::time::sleep(Duration::from_secs(1)).await;
+        let (source, target) = (from.clone(), to.clone());
+        let moving = std::thread::spawn(move || RedisCluster::move_slots(&source, &target, 2000));
+        while !moving.is_finished() {
+            rocket::tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        moving.join().is_ok()
+    };
+    let (answers, resharded) = rocket::tokio::join!(load, reshard);
+    assert!(resharded, "redis-cli moved the slots");
+    assert_eq!(RedisCluster::slots_of(&from), slots_before - 2000);
+    let answers: Vec<(Status, String)> = answers.into_iter().flatten().collect();
+    let unexpected: Vec<&(Status, String)> = answers
+        .iter()
+        .filter(|(status, _)| !matches!(*status, Status::Created | Status::ServiceUnavailable))
+        .collect();
+    assert!(unexpected.is_empty(), "only 201 and 503: {unexpected:?}");
+    let acknowledged: Vec<&String> = answers
+        .iter()
+        .filter(|(status, _)| *status == Status::Created)
+        .map(|(_, email)| email)
+        .collect();
+    assert!(
+        acknowledged.len() > answers.len() / 2,
+        "{} of {}",
+        acknowledged.len(),
+        answers.len()
+    );
+    for email in acknowledged {
+        let login = app.login(email, PASSWORD).await;
+        assert_eq!(login.status, Status::Created, "{email}: {}", login.body);
+    }
+    let run = app.doctor(false);
+    assert!(run.success, "{}", run.stdout);
+}
+
+#[rocket::async_test]
 async fn readiness_reports_the_clusters_state_and_its_slots_without_a_primary() {
     let app = app().await;
     let ready = app.get("/health/ready").await;

@@ -379,3 +379,16 @@ async fn a_claim_within_its_lifetime_is_a_change_under_way_not_a_finding() {
             .email_claim(&email("taken@example.com"))
     ));
 }
+
+#[rocket::async_test]
+async fn an_entry_without_a_user_stored_in_an_earlier_form_is_removed() {
+    let app = TestApp::spawn().await;
+    let ghost = index_member("v@exämple.com", uuid::Uuid::new_v4());
+    redis_cmd(
+        &app,
+        &["ZADD", &app.index_key_of("v@exämple.com"), "0", &ghost],
+    );
+    let run = app.doctor(true);
+    assert!(run.success, "{}", run.stdout);
+    assert!(app.index_members().is_empty());
+}

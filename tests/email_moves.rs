@@ -173,3 +173,41 @@ async fn finishing_a_revert_deletes_the_reservations_it_ended() {
     assert!(!app.exists(&reservation));
     assert!(!app.exists(&keys.email_move(user_id(&id))));
 }
+
+#[rocket::async_test]
+async fn a_move_an_earlier_release_left_unfinished_frees_its_address_once_the_account_moves_on() {
+    let app = TestApp::spawn().await;
+    let id = id_of(&app.create_user("Ada", "ada@example.com", PASSWORD).await).to_owned();
+    let keys = app.keys_of_layout();
+    let mut redis = app.redis();
+    // An earlier release's move: no id in its claim, its record or the hash.
+    redis::cmd("HSET")
+        .arg(app.user_key(&id))
+        .arg("email")
+        .arg("new@example.org")
+        .exec(&mut redis)
+        .expect("HSET email");
+    redis::cmd("HSET")
+        .arg(keys.email_move(user_id(&id)))
+        .arg("old")
+        .arg("ada@example.com")
+        .arg("new")
+        .arg("new@example.org")
+        .exec(&mut redis)
+        .expect("HSET move");
+    redis::cmd("SET")
+        .arg(keys.email_claim(&email("new@example.org")))
+        .arg(format!("{id} 0"))
+        .exec(&mut redis)
+        .expect("SET claim");
+    let token = app.token_for("new@example.org", PASSWORD).await;
+    let body = json!({"name": "Ada", "email": "third@example.net"});
+    let changed = app.put_user_as(&id, &token, &body).await;
+    assert_eq!(changed.status, Status::Ok, "{}", changed.body);
+    assert_eq!(
+        app.index_members(),
+        [index_member("third@example.net", &id)]
+    );
+    let bob = app.sign_up("Bob", "new@example.org", PASSWORD).await;
+    assert_eq!(bob.status, Status::Created, "{}", bob.body);
+}

@@ -595,10 +595,13 @@ fn remove_unheld_entry(conn: &mut Link, keys: &Keys, member: &str) -> Result<boo
     let Some((email, id)) = parse_index_member(member) else {
         return Ok(false);
     };
-    if let Ok(email) = UserEmail::parse(email) {
-        return drop_unheld_entry(conn, keys, &email, id);
+    if let Ok(parsed) = UserEmail::parse(email) {
+        if parsed.as_str() == email {
+            return drop_unheld_entry(conn, keys, &parsed, id);
+        }
     }
-    // An email the rules no longer take: no move can lead to it.
+    // An email stored as the rules no longer store it: no move leads to
+    // this member.
     let index = keys.email_index_of(email);
     transact(conn, |tx| {
         let present: Option<f64> = tx.read(redis::cmd("ZSCORE").arg(&index).arg(member))?;

@@ -90,6 +90,57 @@ impl RedisCluster {
         panic!("the cluster did not serve every slot again within {within:?}");
     }
 
+    /// Moves `slots` hash slots, with their keys, from the primary at
+    /// `from` to the one at `to`, as an operator's `redis-cli --cluster
+    /// reshard` does, key by key with MIGRATE; blocks until done.
+    pub fn move_slots(from: &str, to: &str, slots: usize) {
+        let address = |url: &str| {
+            url.trim_start_matches("redis://")
+                .trim_end_matches('/')
+                .to_owned()
+        };
+        let moved = Command::new("redis-cli")
+            .args(["--cluster", "reshard", &address(from)])
+            .args(["--cluster-from", &Self::node_id(from)])
+            .args(["--cluster-to", &Self::node_id(to)])
+            .args(["--cluster-slots", &slots.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli is installed with redis-server");
+        assert!(
+            moved.status.success(),
+            "redis-cli --cluster reshard failed:\n{}{}",
+            String::from_utf8_lossy(&moved.stdout),
+            String::from_utf8_lossy(&moved.stderr)
+        );
+    }
+
+    /// The cluster's id of the node at `url`.
+    fn node_id(url: &str) -> String {
+        Self::ask(url, "MYID")
+    }
+
+    /// How many slots the node at `url` serves, by its own count.
+    pub fn slots_of(url: &str) -> usize {
+        let id = Self::node_id(url);
+        Self::ask(url, "NODES")
+            .lines()
+            .find(|line| line.starts_with(&id))
+            .map(|line| {
+                line.split_whitespace()
+                    .skip(8)
+                    .filter(|range| !range.starts_with('['))
+                    .map(|range| match range.split_once('-') {
+                        Some((first, last)) => {
+                            last.parse::<usize>().unwrap_or(0) + 1
+                                - first.parse::<usize>().unwrap_or(0)
+                        }
+                        None => 1,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
     /// A `redis://` URL of each node: the seeds a client starts from.
     pub fn node_urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()

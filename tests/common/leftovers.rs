@@ -18,11 +18,18 @@ fn redis_now_ms(app: &TestApp) -> i64 {
     secs * 1000 + micros / 1000
 }
 
-/// Writes the claim a move of `user` to `address` makes, `age_ms` old.
+/// The id of the move a crash left.
+pub const CRASHED_MOVE: &str = "0123456789abcdef0123456789abcdef";
+
+/// Writes the claim the move [`CRASHED_MOVE`] of `user` to `address`
+/// makes, `age_ms` old.
 pub fn leave_claim(app: &TestApp, address: &str, user: &UserId, age_ms: i64) {
     redis::cmd("SET")
         .arg(app.keys_of_layout().email_claim(&email(address)))
-        .arg(format!("{user} {}", redis_now_ms(app) - age_ms))
+        .arg(format!(
+            "{user} {} {CRASHED_MOVE}",
+            redis_now_ms(app) - age_ms
+        ))
         .exec(&mut *app.data())
         .expect("SET claim");
 }
@@ -39,10 +46,14 @@ pub async fn move_left_after_the_users_step(app: &TestApp) -> String {
         .arg(app.user_key(&id))
         .arg("email")
         .arg("new@example.org")
+        .arg("email_move")
+        .arg(CRASHED_MOVE)
         .exec(&mut *data)
         .expect("HSET email");
     redis::cmd("HSET")
         .arg(keys.email_move(user_id(&id)))
+        .arg("id")
+        .arg(CRASHED_MOVE)
         .arg("old")
         .arg("ada@example.com")
         .arg("new")

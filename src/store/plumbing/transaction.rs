@@ -70,6 +70,38 @@ struct Op {
     args: Vec<Vec<u8>>,
 }
 
+impl Op {
+    /// The keys the write names.
+    fn keys(&self) -> &[Vec<u8>] {
+        match self.embedded {
+            // A script's arguments start with its keys' count.
+            Some(_) => {
+                let count = self
+                    .args
+                    .first()
+                    .and_then(|count| std::str::from_utf8(count).ok())
+                    .and_then(|count| count.parse::<usize>().ok())
+                    .unwrap_or(0);
+                self.args.get(1..=count).unwrap_or(&[])
+            }
+            None => command_keys(&self.args),
+        }
+    }
+}
+
+/// The keys a command's words name: every argument of the commands that
+/// take only keys, none of those that take none, else the first.
+fn command_keys(words: &[Vec<u8>]) -> &[Vec<u8>] {
+    let Some(name) = words.first() else {
+        return &[];
+    };
+    match name.to_ascii_uppercase().as_slice() {
+        b"DEL" | b"UNLINK" | b"EXISTS" | b"TOUCH" => &words[1..],
+        b"TIME" | b"ECHO" | b"PING" => &[],
+        _ => words.get(1..2).unwrap_or(&[]),
+    }
+}
+
 /// The writes of one step, built like a pipeline.
 #[derive(Default)]
 pub(in crate::store) struct Writes {
@@ -155,7 +187,23 @@ impl Writes {
             return Ok(Some(Vec::new()));
         };
         let mut invocation = GUARDED_WRITE_SCRIPT.prepare_invoke();
-        invocation.key(route).arg(guards.len());
+        // Every key, declared: while its slot moves between nodes, Redis
+        // then answers ASK or TRYAGAIN (which the cluster client follows)
+        // rather than run the script where some of its keys are not.
+        let mut keys: Vec<&[u8]> = vec![route];
+        let named = guards
+            .iter()
+            .flat_map(|guard| command_keys(&guard.command))
+            .chain(self.ops.iter().flat_map(Op::keys));
+        for key in named {
+            if !keys.contains(&key.as_slice()) {
+                keys.push(key);
+            }
+        }
+        for key in keys {
+            invocation.key(key);
+        }
+        invocation.arg(guards.len());
         for guard in guards {
             invocation
                 .arg(guard.width)

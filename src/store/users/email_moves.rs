@@ -252,7 +252,10 @@ fn read_claim(tx: &mut Tx, keys: &Keys, email: &UserEmail) -> Result<Option<Clai
 fn settle_entry(writes: &mut Writes, keys: &Keys, email: &UserEmail, user: UserId, move_id: &str) {
     add_to_index(writes, keys, email, user);
     writes.cmd("DEL").arg(keys.email_claim(email)).ignore();
-    trace_entry(writes, keys, email, user, move_id);
+    // A move of an earlier release has no id, and leaves no trace.
+    if !move_id.is_empty() {
+        trace_entry(writes, keys, email, user, move_id);
+    }
 }
 
 /// Adds to `writes` that the move `move_id` put `email`'s entry for
@@ -324,14 +327,22 @@ pub(in crate::store) fn claim(
     email: &UserEmail,
 ) -> Result<Option<Claimed>, StoreError> {
     let move_id = new_move_id();
-    transact(conn, |tx| {
+    let claiming = transact(conn, |tx| {
         let mut writes = Writes::new();
         if holder_other_than(tx, keys, email, Some(user), &mut writes)?.is_some() {
-            return Ok(Plan::Write(writes, None));
+            return Ok(Plan::Write(writes, Claiming::Held));
         }
         let made_ms = node_time_ms(tx, keys, email)?;
-        if read_claim(tx, keys, email)?.is_some_and(|own| !own.lapsed_at(made_ms)) {
-            return Err(StoreError::Contention(1));
+        if let Some(own) = read_claim(tx, keys, email)? {
+            if !own.lapsed_at(made_ms) {
+                return Err(StoreError::Contention(1));
+            }
+            // An earlier move of the account that took the email and
+            // stopped: it settles, and the caller reads the account again.
+            if email_of(tx, keys, user)?.as_deref() == Some(email.as_str()) {
+                settle_entry(&mut writes, keys, email, user, &own.move_id);
+                return Ok(Plan::Write(writes, Claiming::Settled));
+            }
         }
         let claim = Claim {
             user,
@@ -345,12 +356,26 @@ pub(in crate::store) fn claim(
             .ignore();
         Ok(Plan::Write(
             writes,
-            Some(Claimed {
+            Claiming::Claimed(Claimed {
                 move_id: move_id.clone(),
                 deadline_ms: made_ms + signed_millis(COMMIT_WINDOW),
             }),
         ))
-    })
+    })?;
+    match claiming {
+        Claiming::Claimed(claimed) => Ok(Some(claimed)),
+        Claiming::Held => Ok(None),
+        Claiming::Settled => Err(StoreError::Contention(1)),
+    }
+}
+
+/// What a claim's step found.
+enum Claiming {
+    Claimed(Claimed),
+    /// Another account holds the email.
+    Held,
+    /// The account holds it already, by a move the step just settled.
+    Settled,
 }
 
 /// Drops the claim of `claimed` on `email`, if it is still there: its
@@ -459,7 +484,7 @@ fn entry_move(
     let trace: Option<String> = tx.read(redis::cmd("GET").arg(keys.email_entry(email)))?;
     Ok(trace.and_then(|trace| {
         let (of, move_id) = trace.split_once(' ')?;
-        (UserId::parse(of) == Some(user)).then(|| move_id.to_owned())
+        (UserId::parse(of) == Some(user) && !move_id.is_empty()).then(|| move_id.to_owned())
     }))
 }
 
