@@ -97,8 +97,12 @@ class Redis:
         self.process = None
 
     def start(self):
+        # A replica that needs a full sync from a newly promoted primary
+        # would otherwise wait 5 s for others to share it, and confirm no
+        # write (REDIS_WAIT_REPLICAS) meanwhile.
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--dir", self.directory]
+                "--save", "", "--dir", self.directory,
+                "--repl-diskless-sync-delay", "0"]
         if self.aof:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
         else:

@@ -13,6 +13,7 @@ use redis::{Arg, Cmd, ConnectionLike, FromRedisValue, Script, ToRedisArgs, Value
 
 use crate::store::codes::issuing::ISSUE_SOURCE;
 use crate::store::email_reverts::ADD_REVERT;
+use crate::store::layout::cluster_slot;
 use crate::store::mail::queue::QUEUE_SOURCE;
 use crate::store::plumbing::link::query_all;
 use crate::store::StoreError;
@@ -169,6 +170,33 @@ impl Writes {
         self.ops.first()?.args.get(1).map(Vec::as_slice)
     }
 
+    /// Every key of the step, `route` first, each once: declared, so that
+    /// while its slot moves between nodes Redis answers ASK or TRYAGAIN
+    /// (which the cluster client follows) rather than run the script where
+    /// some of its keys are not. A step whose keys are not all of one slot
+    /// is refused on one node too, where Redis would run it.
+    fn keys<'a>(
+        &'a self,
+        route: &'a [u8],
+        guards: &'a [Guard],
+    ) -> Result<Vec<&'a [u8]>, StoreError> {
+        let mut keys: Vec<&[u8]> = vec![route];
+        let named = guards
+            .iter()
+            .flat_map(|guard| command_keys(&guard.command))
+            .chain(self.ops.iter().flat_map(Op::keys));
+        for key in named {
+            if !keys.contains(&key.as_slice()) {
+                keys.push(key);
+            }
+        }
+        let slot = cluster_slot(route);
+        if keys.iter().any(|key| cluster_slot(key) != slot) {
+            return Err(StoreError::Invalid("a step with keys of two hash slots"));
+        }
+        Ok(keys)
+    }
+
     /// Runs the writes in one script, without any check; the replies of
     /// the writes not ignored.
     pub fn apply(&self, conn: &mut dyn ConnectionLike) -> Result<Vec<Value>, StoreError> {
@@ -187,20 +215,7 @@ impl Writes {
             return Ok(Some(Vec::new()));
         };
         let mut invocation = GUARDED_WRITE_SCRIPT.prepare_invoke();
-        // Every key, declared: while its slot moves between nodes, Redis
-        // then answers ASK or TRYAGAIN (which the cluster client follows)
-        // rather than run the script where some of its keys are not.
-        let mut keys: Vec<&[u8]> = vec![route];
-        let named = guards
-            .iter()
-            .flat_map(|guard| command_keys(&guard.command))
-            .chain(self.ops.iter().flat_map(Op::keys));
-        for key in named {
-            if !keys.contains(&key.as_slice()) {
-                keys.push(key);
-            }
-        }
-        for key in keys {
+        for key in self.keys(route, guards)? {
             invocation.key(key);
         }
         invocation.arg(guards.len());
@@ -481,3 +496,52 @@ static GUARDED_WRITE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
         .collect();
     Script::new(&format!("local EMBEDDED = {{}}\n{embedded}{GUARDED_WRITE}"))
 });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(keys: &[&str]) -> Writes {
+        let mut writes = Writes::new();
+        for key in keys {
+            writes.cmd("SET").arg(*key).arg(1).ignore();
+        }
+        writes
+    }
+
+    fn declared(writes: &Writes, guards: &[Guard]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let route = writes.route().expect("a step that writes");
+        let keys = writes.keys(route, guards)?;
+        Ok(keys.into_iter().map(<[u8]>::to_vec).collect())
+    }
+
+    #[test]
+    fn a_step_declares_each_key_it_reads_or_writes_once_its_first_write_first() {
+        let mut writes = setting(&["ua:{a}x", "ua:{a}y", "ua:{a}x"]);
+        writes.cmd("DEL").arg("ua:{a}v").arg("ua:{a}w").ignore();
+        let guard = Guard::new(redis::cmd("GET").arg("ua:{a}z"), &Value::Nil);
+        let keys = declared(&writes, &[guard]).expect("one slot");
+        let expected: Vec<&[u8]> = vec![b"ua:{a}x", b"ua:{a}z", b"ua:{a}y", b"ua:{a}v", b"ua:{a}w"];
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn a_deadline_names_no_key() {
+        let writes = setting(&["ua:{a}x"]);
+        let deadline = Guard {
+            width: DEADLINE,
+            command: vec![b"TIME".to_vec()],
+            expected: vec![b"0".to_vec()],
+        };
+        assert_eq!(declared(&writes, &[deadline]).expect("one slot").len(), 1);
+    }
+
+    #[test]
+    fn a_step_with_keys_of_two_slots_is_refused() {
+        let writes = setting(&["ua:{a}x", "ua:{b}y"]);
+        assert!(matches!(
+            declared(&writes, &[]),
+            Err(StoreError::Invalid(_))
+        ));
+    }
+}
