@@ -13,7 +13,6 @@ use redis::{Arg, Cmd, ConnectionLike, FromRedisValue, Script, ToRedisArgs, Value
 
 use crate::store::codes::issuing::ISSUE_SOURCE;
 use crate::store::email_reverts::ADD_REVERT;
-use crate::store::layout::cluster_slot;
 use crate::store::mail::queue::QUEUE_SOURCE;
 use crate::store::plumbing::link::query_all;
 use crate::store::StoreError;
@@ -173,13 +172,8 @@ impl Writes {
     /// Every key of the step, `route` first, each once: declared, so that
     /// while its slot moves between nodes Redis answers ASK or TRYAGAIN
     /// (which the cluster client follows) rather than run the script where
-    /// some of its keys are not. A step whose keys are not all of one slot
-    /// is refused on one node too, where Redis would run it.
-    fn keys<'a>(
-        &'a self,
-        route: &'a [u8],
-        guards: &'a [Guard],
-    ) -> Result<Vec<&'a [u8]>, StoreError> {
+    /// some of its keys are not.
+    fn keys<'a>(&'a self, route: &'a [u8], guards: &'a [Guard]) -> Vec<&'a [u8]> {
         let mut keys: Vec<&[u8]> = vec![route];
         let named = guards
             .iter()
@@ -190,11 +184,7 @@ impl Writes {
                 keys.push(key);
             }
         }
-        let slot = cluster_slot(route);
-        if keys.iter().any(|key| cluster_slot(key) != slot) {
-            return Err(StoreError::Invalid("a step with keys of two hash slots"));
-        }
-        Ok(keys)
+        keys
     }
 
     /// Runs the writes in one script, without any check; the replies of
@@ -215,7 +205,7 @@ impl Writes {
             return Ok(Some(Vec::new()));
         };
         let mut invocation = GUARDED_WRITE_SCRIPT.prepare_invoke();
-        for key in self.keys(route, guards)? {
+        for key in self.keys(route, guards) {
             invocation.key(key);
         }
         invocation.arg(guards.len());
@@ -509,10 +499,10 @@ mod tests {
         writes
     }
 
-    fn declared(writes: &Writes, guards: &[Guard]) -> Result<Vec<Vec<u8>>, StoreError> {
+    fn declared(writes: &Writes, guards: &[Guard]) -> Vec<Vec<u8>> {
         let route = writes.route().expect("a step that writes");
-        let keys = writes.keys(route, guards)?;
-        Ok(keys.into_iter().map(<[u8]>::to_vec).collect())
+        let keys = writes.keys(route, guards);
+        keys.into_iter().map(<[u8]>::to_vec).collect()
     }
 
     #[test]
@@ -520,7 +510,7 @@ mod tests {
         let mut writes = setting(&["ua:{a}x", "ua:{a}y", "ua:{a}x"]);
         writes.cmd("DEL").arg("ua:{a}v").arg("ua:{a}w").ignore();
         let guard = Guard::new(redis::cmd("GET").arg("ua:{a}z"), &Value::Nil);
-        let keys = declared(&writes, &[guard]).expect("one slot");
+        let keys = declared(&writes, &[guard]);
         let expected: Vec<&[u8]> = vec![b"ua:{a}x", b"ua:{a}z", b"ua:{a}y", b"ua:{a}v", b"ua:{a}w"];
         assert_eq!(keys, expected);
     }
@@ -533,15 +523,6 @@ mod tests {
             command: vec![b"TIME".to_vec()],
             expected: vec![b"0".to_vec()],
         };
-        assert_eq!(declared(&writes, &[deadline]).expect("one slot").len(), 1);
-    }
-
-    #[test]
-    fn a_step_with_keys_of_two_slots_is_refused() {
-        let writes = setting(&["ua:{a}x", "ua:{b}y"]);
-        assert!(matches!(
-            declared(&writes, &[]),
-            Err(StoreError::Invalid(_))
-        ));
+        assert_eq!(declared(&writes, &[deadline]).len(), 1);
     }
 }
