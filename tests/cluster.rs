@@ -157,17 +157,24 @@ async fn listing_pages_through_every_user_once_in_email_order_on_a_cluster() {
     assert_eq!(emails, expected);
 }
 
+/// Confirms `email` with the verification code among the first `count`
+/// mails to it, then resets the password to `NEW_PASSWORD` with a reset
+/// code requested after them.
+async fn confirm_and_reset(mailed: &MailedApp, email: &str, count: usize) {
+    let code = mailed.code_for(email, count, "Verify").await;
+    let confirmed = confirm_email(&mailed.app, email, &code).await;
+    assert_eq!(confirmed.status, Status::Ok, "{}", confirmed.body);
+    let code = reset_code(mailed, email, count).await;
+    let changed = reset(&mailed.app, email, &code, NEW_PASSWORD).await;
+    assert_eq!(changed.status, Status::Ok, "{}", changed.body);
+}
+
 #[rocket::async_test]
 async fn sign_up_mails_a_verification_code_and_a_reset_code_changes_the_password_on_a_cluster() {
     let mailed = MailedApp::spawn_on_cluster(RedisCluster::shared(), &[]).await;
     let app = &mailed.app;
     app.create_user("Ada", "ada@example.com", PASSWORD).await;
-    let code = mailed.code_for("ada@example.com", 1, "Verify").await;
-    let confirmed = confirm_email(app, "ada@example.com", &code).await;
-    assert_eq!(confirmed.status, Status::Ok, "{}", confirmed.body);
-    let code = reset_code(&mailed, "ada@example.com", 1).await;
-    let changed = reset(app, "ada@example.com", &code, NEW_PASSWORD).await;
-    assert_eq!(changed.status, Status::Ok, "{}", changed.body);
+    confirm_and_reset(&mailed, "ada@example.com", 1).await;
     let notice = mailed.latest_mail("ada@example.com", 3, "password").await;
     assert!(notice.text().contains("password"), "{}", notice.text());
     assert_eq!(
@@ -246,12 +253,7 @@ async fn a_moved_account_confirms_its_new_address_and_resets_its_password_on_a_c
         change_email(app, &id, &token, "lovelace@example.org").await,
         Status::Ok
     );
-    let code = mailed.code_for("lovelace@example.org", 3, "Verify").await;
-    let confirmed = confirm_email(app, "lovelace@example.org", &code).await;
-    assert_eq!(confirmed.status, Status::Ok, "{}", confirmed.body);
-    let code = reset_code(&mailed, "lovelace@example.org", 3).await;
-    let changed = reset(app, "lovelace@example.org", &code, NEW_PASSWORD).await;
-    assert_eq!(changed.status, Status::Ok, "{}", changed.body);
+    confirm_and_reset(&mailed, "lovelace@example.org", 3).await;
     assert_eq!(
         app.login("lovelace@example.org", NEW_PASSWORD).await.status,
         Status::Created
